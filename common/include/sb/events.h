@@ -1,0 +1,96 @@
+/* Domain events over Kafka.
+ *
+ * Producer side: a service writes an event with sb_outbox_add() inside the
+ * same database transaction as the state change (transactional outbox). The
+ * relay (sb_relay_start) publishes unsent rows in id order with the
+ * aggregate id as the key, through an idempotent producer (acks=all), and
+ * marks them published. A crash between publish and mark re-publishes:
+ * delivery is at least once.
+ *
+ * Consumer side: sb_consumer_start() joins a consumer group; each event is
+ * handled by sb_inbox_handle(), which records the event id in the inbox table
+ * and runs the handler in one transaction, so a redelivered event has no
+ * second effect. The offset is committed only after that transaction commits.
+ *
+ * Topic of an event: "sb." + the part of its type before the first dot
+ * ("reservation.created" -> "sb.reservation"). */
+#ifndef SB_EVENTS_H
+#define SB_EVENTS_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "events.pb-c.h"
+#include "sb/buf.h"
+#include "sb/pg.h"
+#include "sb/status.h"
+
+typedef Sb__Events__EventEnvelope sb_event_envelope_t;
+
+/* The common tables (sb_outbox, sb_inbox, sb_dead_letters); every service's
+ * database gets them at start-up. */
+sb_status_t sb_events_migrate(sb_pg_pool_t *pool, sb_buf_t *err);
+
+/* Writes "sb.<prefix>" for type into out (n bytes). false if type has no prefix. */
+bool sb_event_topic(const char *type, char *out, size_t n);
+
+/* ---- producer ---- */
+typedef struct sb_producer sb_producer_t;
+/* Idempotent producer (enable.idempotence, acks=all). Caller frees with
+ * sb_producer_free, which flushes. NULL with err on bad configuration. */
+sb_producer_t *sb_producer_new(const char *brokers, sb_buf_t *err);
+void sb_producer_free(sb_producer_t *p);
+/* Produces one message (x-trace-id header when trace_id is non-empty) and
+ * waits for its delivery report up to timeout_ms. */
+sb_status_t sb_producer_send(sb_producer_t *p, const char *topic, const char *key,
+                             const void *val, size_t len, const char *trace_id, int timeout_ms,
+                             sb_buf_t *err);
+/* Creates the topics if missing (partitions, replication 1). */
+sb_status_t sb_kafka_ensure_topics(const char *brokers, const char *const *topics, size_t n,
+                                   int partitions, sb_buf_t *err);
+
+/* ---- outbox ---- */
+/* Appends an event to the outbox on tx (which must be inside a transaction).
+ * The envelope gets a fresh event id, the current time, the thread's trace id
+ * and the service name. event_id_out (37 bytes) receives the id if non-NULL. */
+sb_status_t sb_outbox_add(sb_pg_conn_t *tx, const char *type, const char *aggregate_id,
+                          const ProtobufCMessage *payload, char *event_id_out, sb_buf_t *err);
+/* Publishes up to max unsent rows; returns how many were published, or -1
+ * with err set. Only one relay per database works at a time (advisory lock). */
+int sb_outbox_relay_once(sb_pg_pool_t *pool, sb_producer_t *p, int max, sb_buf_t *err);
+/* Marks published events whose type starts with type_prefix ("" = all) and
+ * that occurred at or after since (RFC 3339, NULL = all) as unsent, so the
+ * relay publishes them again. *count receives how many. */
+sb_status_t sb_outbox_replay(sb_pg_pool_t *pool, const char *type_prefix, const char *since,
+                             int64_t *count, sb_buf_t *err);
+
+typedef struct sb_relay sb_relay_t;
+/* Background thread running sb_outbox_relay_once every poll_ms (sooner when
+ * a batch was full). Borrowed pool and producer must outlive it. */
+sb_relay_t *sb_relay_start(sb_pg_pool_t *pool, sb_producer_t *p, int poll_ms);
+void sb_relay_stop(sb_relay_t *r); /* publishes what is left once, joins, frees */
+
+/* ---- consumer / inbox ---- */
+/* Runs inside the inbox transaction; returning non-OK rolls it back (the
+ * event will be retried). ev and its strings are borrowed for the call. */
+typedef sb_status_t (*sb_event_fn)(sb_pg_conn_t *tx, const sb_event_envelope_t *ev, void *arg,
+                                   sb_buf_t *err);
+
+/* Handles one packed envelope exactly once per event id: *duplicate is set
+ * when the id was already processed (the handler is then not called).
+ * INVALID_ARGUMENT for an undecodable or incomplete envelope. */
+sb_status_t sb_inbox_handle(sb_pg_pool_t *pool, const void *bytes, size_t len, sb_event_fn fn,
+                            void *arg, bool *duplicate, sb_buf_t *err);
+
+typedef struct sb_consumer sb_consumer_t;
+/* Joins consumer group `group` on the topics and handles events on a
+ * background thread. topics are copied. NULL with err on failure. */
+sb_consumer_t *sb_consumer_start(const char *brokers, const char *group, const char *const *topics,
+                                 size_t n_topics, sb_pg_pool_t *pool, sb_event_fn fn, void *arg,
+                                 sb_buf_t *err);
+void sb_consumer_stop(sb_consumer_t *c); /* leaves the group, joins, frees */
+/* Events this consumer handled, and redelivered ones it dropped, so far. */
+void sb_consumer_stats(const sb_consumer_t *c, uint64_t *handled, uint64_t *duplicates);
+
+#endif

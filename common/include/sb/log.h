@@ -1,0 +1,22 @@
+/* Structured logs: one JSON object per line on stderr, e.g.
+ * {"ts":"2026-11-24T09:00:00.123Z","level":"info","svc":"member","trace":"…","msg":"…"}
+ * The trace id is the calling thread's current one (sb_log_set_trace). */
+#ifndef SB_LOG_H
+#define SB_LOG_H
+
+typedef enum { SB_LOG_DEBUG, SB_LOG_INFO, SB_LOG_WARN, SB_LOG_ERROR } sb_log_level_t;
+
+void sb_log_init(const char *service_name); /* name copied; level from LOG_LEVEL */
+void sb_log_set_level(sb_log_level_t lvl);
+const char *sb_log_service(void); /* the name given to sb_log_init ("sb" before) */
+/* Sets the calling thread's trace id (copied, truncated to 64 bytes); NULL clears. */
+void sb_log_set_trace(const char *trace_id);
+const char *sb_log_trace(void); /* borrowed, valid until the next set on this thread; "" if none */
+void sb_log(sb_log_level_t lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define sb_debug(...) sb_log(SB_LOG_DEBUG, __VA_ARGS__)
+#define sb_info(...) sb_log(SB_LOG_INFO, __VA_ARGS__)
+#define sb_warn(...) sb_log(SB_LOG_WARN, __VA_ARGS__)
+#define sb_error(...) sb_log(SB_LOG_ERROR, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,116 @@
+/* gRPC server and client over the gRPC core C API, driven by protobuf-c
+ * service descriptors.
+ *
+ * Server: sb_server_add_service() registers every method of a service;
+ * methods without a handler answer UNIMPLEMENTED. Worker threads each own a
+ * completion queue and run one call at a time: receive the request bytes,
+ * unpack them into the call's arena (malformed -> INVALID_ARGUMENT), call the
+ * handler, pack the response or send the status with its message.
+ *
+ * Handlers never see sockets, queues or byte buffers:
+ *
+ *     static sb_status_t get_member(sb_rpc_ctx_t *ctx, const void *in, void *out)
+ *     {
+ *         const Sb__Member__GetMemberRequest *req = in;
+ *         Sb__Member__Member *resp = out;   // already initialised
+ *         ...
+ *         return sb_rpc_fail(ctx, SB_NOT_FOUND, "member %s not found", req->user_id);
+ *     }
+ *     static const sb_rpc_method_t methods[] = { {"GetMember", get_member}, ... };
+ */
+#ifndef SB_RPC_H
+#define SB_RPC_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "sb/arena.h"
+#include "sb/buf.h"
+#include "sb/status.h"
+
+/* Metadata keys carried between services (and set by the gateway). */
+#define SB_MD_TRACE_ID "x-trace-id"
+#define SB_MD_USER_ID "x-user-id"
+#define SB_MD_USER_ROLE "x-user-role"
+
+typedef struct sb_rpc_ctx {
+    sb_arena_t *arena;       /* the call's arena: response strings, scratch */
+    const char *method;      /* "/pkg.Service/Method" */
+    int64_t deadline_ms;     /* unix ms; INT64_MAX when the caller set none */
+    const char *trace_id;    /* from metadata, or generated; never NULL */
+    const char *user_id;     /* caller identity from metadata; "" when anonymous */
+    const char *user_role;   /* "USER", "PLANNER", "ADMIN" or "" */
+    void *service_data;      /* the pointer given to sb_server_add_service */
+    sb_buf_t err;            /* status message for non-OK answers */
+} sb_rpc_ctx_t;
+
+/* in: the unpacked request (owned by the call); out: the response message,
+ * initialised, allocated in ctx->arena; fill it with arena memory. */
+typedef sb_status_t (*sb_rpc_handler_fn)(sb_rpc_ctx_t *ctx, const void *in, void *out);
+
+typedef struct sb_rpc_method {
+    const char *name; /* method name as written in the .proto */
+    sb_rpc_handler_fn fn;
+} sb_rpc_method_t;
+
+/* Sets ctx->err to the formatted message, logs it, and returns st. */
+sb_status_t sb_rpc_fail(sb_rpc_ctx_t *ctx, sb_status_t st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The caller's role, from the identity metadata the gateway sets. */
+static inline bool sb_rpc_is_admin(const sb_rpc_ctx_t *ctx)
+{
+    return ctx->user_role && __builtin_strcmp(ctx->user_role, "ADMIN") == 0;
+}
+/* true when the caller is user_id itself (and signed in). */
+static inline bool sb_rpc_is_self(const sb_rpc_ctx_t *ctx, const char *user_id)
+{
+    return ctx->user_id && *ctx->user_id && user_id && __builtin_strcmp(ctx->user_id, user_id) == 0;
+}
+/* Milliseconds left before the caller's deadline (INT64_MAX if none; may be <= 0). */
+int64_t sb_rpc_remaining_ms(const sb_rpc_ctx_t *ctx);
+
+typedef struct sb_server sb_server_t;
+
+/* addr like "0.0.0.0:50051" or "127.0.0.1:0" (ephemeral). Caller frees with
+ * sb_server_free. Includes grpc.health.v1.Health. */
+sb_server_t *sb_server_new(const char *addr, int workers);
+/* descriptor and methods are borrowed and must outlive the server. */
+void sb_server_add_service(sb_server_t *s, const ProtobufCServiceDescriptor *desc,
+                           const sb_rpc_method_t *methods, size_t n_methods, void *service_data);
+/* Binds and starts the workers. */
+sb_status_t sb_server_start(sb_server_t *s, sb_buf_t *err);
+int sb_server_port(const sb_server_t *s); /* the bound port after start */
+/* Health status reported for the service name ("" = the whole server). */
+void sb_server_set_serving(sb_server_t *s, bool serving);
+/* Stops accepting, lets calls in flight finish for up to grace_ms, then cancels. */
+void sb_server_shutdown(sb_server_t *s, int grace_ms);
+void sb_server_free(sb_server_t *s);
+
+/* ---- client ---- */
+
+typedef struct sb_channel sb_channel_t;
+
+/* One channel per target, cached for the life of the process (thread-safe).
+ * Borrowed; freed by sb_channels_free_all at exit. */
+sb_channel_t *sb_channel_get(const char *target);
+void sb_channels_free_all(void);
+
+typedef struct sb_call_opts {
+    int64_t timeout_ms;    /* 0 = default (5000) */
+    const char *trace_id;  /* NULL = the thread's current trace id */
+    const char *user_id;   /* identity to pass on, or NULL */
+    const char *user_role;
+} sb_call_opts_t;
+
+/* Unary call of desc's method `method`. On OK *resp is unpacked into arena
+ * (valid until the arena is freed). Otherwise the status and the server's
+ * message (in err) are returned. */
+sb_status_t sb_rpc_call(sb_channel_t *ch, const ProtobufCServiceDescriptor *desc,
+                        const char *method, const ProtobufCMessage *req, sb_arena_t *arena,
+                        ProtobufCMessage **resp, const sb_call_opts_t *opts, sb_buf_t *err);
+/* Same with raw request bytes and raw response bytes (appended to resp). */
+sb_status_t sb_rpc_call_raw(sb_channel_t *ch, const char *path, const void *req, size_t len,
+                            sb_buf_t *resp, const sb_call_opts_t *opts, sb_buf_t *err);
+
+#endif

@@ -1,0 +1,196 @@
+/* gRPC unary client: one cached channel per target; each call uses its own
+ * pluck completion queue so callers on any thread can block on it. */
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sb/alloc.h"
+#include "sb/log.h"
+#include "sb/rpc.h"
+
+struct sb_channel {
+    struct sb_channel *next;
+    char *target;
+    grpc_channel *ch;
+};
+
+static pthread_mutex_t channels_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct sb_channel *channels;
+
+sb_channel_t *sb_channel_get(const char *target)
+{
+    pthread_mutex_lock(&channels_mu);
+    struct sb_channel *c = channels;
+    while (c && strcmp(c->target, target) != 0)
+        c = c->next;
+    if (!c) {
+        grpc_init();
+        c = sb_calloc(1, sizeof *c);
+        c->target = sb_strdup(target);
+        grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+        c->ch = grpc_channel_create(target, creds, NULL);
+        grpc_channel_credentials_release(creds);
+        c->next = channels;
+        channels = c;
+    }
+    pthread_mutex_unlock(&channels_mu);
+    return c;
+}
+
+void sb_channels_free_all(void)
+{
+    pthread_mutex_lock(&channels_mu);
+    while (channels) {
+        struct sb_channel *n = channels->next;
+        grpc_channel_destroy(channels->ch);
+        free(channels->target);
+        free(channels);
+        channels = n;
+        grpc_shutdown();
+    }
+    pthread_mutex_unlock(&channels_mu);
+}
+
+static grpc_metadata md_pair(const char *k, const char *v)
+{
+    grpc_metadata m;
+    memset(&m, 0, sizeof m);
+    m.key = grpc_slice_from_static_string(k);
+    m.value = grpc_slice_from_copied_string(v);
+    return m;
+}
+
+sb_status_t sb_rpc_call_raw(sb_channel_t *ch, const char *path, const void *req, size_t len,
+                            sb_buf_t *resp, const sb_call_opts_t *opts, sb_buf_t *err)
+{
+    sb_call_opts_t o = opts ? *opts : (sb_call_opts_t){0};
+    int64_t timeout = o.timeout_ms > 0 ? o.timeout_ms : 5000;
+    const char *trace = o.trace_id ? o.trace_id : sb_log_trace();
+
+    grpc_metadata md[3];
+    size_t nmd = 0;
+    if (trace && *trace)
+        md[nmd++] = md_pair(SB_MD_TRACE_ID, trace);
+    if (o.user_id && *o.user_id)
+        md[nmd++] = md_pair(SB_MD_USER_ID, o.user_id);
+    if (o.user_role && *o.user_role)
+        md[nmd++] = md_pair(SB_MD_USER_ROLE, o.user_role);
+
+    grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+    grpc_slice method = grpc_slice_from_copied_string(path);
+    gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
+                                         gpr_time_from_millis(timeout, GPR_TIMESPAN));
+    grpc_call *call = grpc_channel_create_call(ch->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method,
+                                               NULL, deadline, NULL);
+    grpc_slice_unref(method);
+
+    grpc_slice sl = grpc_slice_from_copied_buffer(req, len);
+    grpc_byte_buffer *req_bb = grpc_raw_byte_buffer_create(&sl, 1);
+    grpc_slice_unref(sl);
+    grpc_byte_buffer *resp_bb = NULL;
+    grpc_metadata_array init_md, trail_md;
+    grpc_metadata_array_init(&init_md);
+    grpc_metadata_array_init(&trail_md);
+    grpc_status_code status = GRPC_STATUS_UNKNOWN;
+    grpc_slice details = grpc_empty_slice();
+
+    grpc_op ops[6];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = nmd;
+    ops[0].data.send_initial_metadata.metadata = md;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = req_bb;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &init_md;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &resp_bb;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = &trail_md;
+    ops[5].data.recv_status_on_client.status = &status;
+    ops[5].data.recv_status_on_client.status_details = &details;
+
+    sb_status_t st;
+    if (grpc_call_start_batch(call, ops, 6, ops, NULL) != GRPC_CALL_OK) {
+        sb_buf_addf(err, "cannot start call %s", path);
+        st = SB_INTERNAL;
+        goto out;
+    }
+    grpc_completion_queue_pluck(cq, ops, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    st = (sb_status_t)status;
+    if (st != SB_OK) {
+        sb_buf_add(err, GRPC_SLICE_START_PTR(details), GRPC_SLICE_LENGTH(details));
+    } else if (resp_bb) {
+        grpc_byte_buffer_reader reader;
+        if (grpc_byte_buffer_reader_init(&reader, resp_bb)) {
+            grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
+            sb_buf_add(resp, GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all));
+            grpc_slice_unref(all);
+            grpc_byte_buffer_reader_destroy(&reader);
+        } else {
+            sb_buf_adds(err, "undecodable response payload");
+            st = SB_INTERNAL;
+        }
+    } else {
+        sb_buf_adds(err, "OK status without a response message");
+        st = SB_INTERNAL;
+    }
+
+out:
+    if (resp_bb)
+        grpc_byte_buffer_destroy(resp_bb);
+    grpc_byte_buffer_destroy(req_bb);
+    grpc_slice_unref(details);
+    grpc_metadata_array_destroy(&init_md);
+    grpc_metadata_array_destroy(&trail_md);
+    for (size_t i = 0; i < nmd; i++)
+        grpc_slice_unref(md[i].value);
+    grpc_call_unref(call);
+    grpc_completion_queue_shutdown(cq);
+    while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN)
+        ;
+    grpc_completion_queue_destroy(cq);
+    return st;
+}
+
+sb_status_t sb_rpc_call(sb_channel_t *ch, const ProtobufCServiceDescriptor *desc,
+                        const char *method, const ProtobufCMessage *req, sb_arena_t *arena,
+                        ProtobufCMessage **resp, const sb_call_opts_t *opts, sb_buf_t *err)
+{
+    const ProtobufCMethodDescriptor *m = protobuf_c_service_descriptor_get_method_by_name(desc, method);
+    *resp = NULL;
+    if (!m) {
+        sb_buf_addf(err, "%s has no method %s", desc->name, method);
+        return SB_INTERNAL;
+    }
+    if (req->descriptor != m->input) {
+        sb_buf_addf(err, "%s/%s takes %s, not %s", desc->name, method, m->input->name,
+                    req->descriptor->name);
+        return SB_INTERNAL;
+    }
+    char path[256];
+    snprintf(path, sizeof path, "/%s/%s", desc->name, method);
+    size_t n = protobuf_c_message_get_packed_size(req);
+    uint8_t *bytes = sb_arena_alloc(arena, n ? n : 1);
+    protobuf_c_message_pack(req, bytes);
+    sb_buf_t out = SB_BUF_INIT;
+    sb_status_t st = sb_rpc_call_raw(ch, path, bytes, n, &out, opts, err);
+    if (st == SB_OK) {
+        *resp = protobuf_c_message_unpack(m->output, sb_arena_pb_allocator(arena), out.len,
+                                          (const uint8_t *)out.buf);
+        if (!*resp) {
+            sb_buf_addf(err, "malformed %s response", m->output->name);
+            st = SB_INTERNAL;
+        }
+    }
+    sb_buf_release(&out);
+    return st;
+}

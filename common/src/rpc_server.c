@@ -1,0 +1,404 @@
+/* gRPC server on the core C API. See sb/rpc.h for the model.
+ *
+ * Threads: each worker owns one completion queue registered with the server
+ * and loops request_call -> wait -> handle -> answer. A call is handled
+ * synchronously by the worker that received it, so handlers may block on the
+ * database; concurrency is the number of workers (SB_GRPC_WORKERS). */
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "health.pb-c.h"
+#include "sb/alloc.h"
+#include "sb/log.h"
+#include "sb/metrics.h"
+#include "sb/rpc.h"
+#include "sb/util.h"
+
+struct route {
+    char *path; /* "/pkg.Service/Method" */
+    const ProtobufCMethodDescriptor *md;
+    sb_rpc_handler_fn fn; /* NULL: UNIMPLEMENTED */
+    void *service_data;
+};
+
+struct worker {
+    sb_server_t *srv;
+    grpc_completion_queue *cq;
+    pthread_t thread;
+};
+
+struct sb_server {
+    char *addr;
+    int port;
+    grpc_server *server;
+    grpc_completion_queue *shutdown_cq;
+    struct worker *workers;
+    int n_workers;
+    struct route *routes;
+    size_t n_routes;
+    atomic_bool serving;
+    bool started;
+};
+
+static sb_status_t health_check(sb_rpc_ctx_t *ctx, const void *in, void *out);
+static const sb_rpc_method_t health_methods[] = {{"Check", health_check}};
+
+sb_status_t sb_rpc_fail(sb_rpc_ctx_t *ctx, sb_status_t st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    sb_buf_reset(&ctx->err);
+    sb_buf_vaddf(&ctx->err, fmt, ap);
+    va_end(ap);
+    sb_log(st == SB_INTERNAL || st == SB_UNAVAILABLE ? SB_LOG_ERROR : SB_LOG_INFO, "%s -> %s: %s",
+           ctx->method, sb_status_name(st), ctx->err.buf);
+    return st;
+}
+
+int64_t sb_rpc_remaining_ms(const sb_rpc_ctx_t *ctx)
+{
+    if (ctx->deadline_ms == INT64_MAX)
+        return INT64_MAX;
+    return ctx->deadline_ms - sb_now_ms();
+}
+
+sb_server_t *sb_server_new(const char *addr, int workers)
+{
+    grpc_init();
+    sb_server_t *s = sb_calloc(1, sizeof *s);
+    s->addr = sb_strdup(addr);
+    s->n_workers = workers > 0 ? workers : 4;
+    atomic_init(&s->serving, true);
+    sb_server_add_service(s, &grpc__health__v1__health__descriptor, health_methods, 1, s);
+    return s;
+}
+
+void sb_server_add_service(sb_server_t *s, const ProtobufCServiceDescriptor *desc,
+                           const sb_rpc_method_t *methods, size_t n_methods, void *service_data)
+{
+    s->routes = sb_realloc(s->routes, (s->n_routes + desc->n_methods) * sizeof *s->routes);
+    for (unsigned i = 0; i < desc->n_methods; i++) {
+        struct route *r = &s->routes[s->n_routes++];
+        sb_buf_t p = SB_BUF_INIT;
+        sb_buf_addf(&p, "/%s/%s", desc->name, desc->methods[i].name);
+        r->path = sb_buf_detach(&p, NULL);
+        r->md = &desc->methods[i];
+        r->fn = NULL;
+        r->service_data = service_data;
+        for (size_t j = 0; j < n_methods; j++)
+            if (strcmp(methods[j].name, desc->methods[i].name) == 0)
+                r->fn = methods[j].fn;
+    }
+    for (size_t j = 0; j < n_methods; j++)
+        if (!protobuf_c_service_descriptor_get_method_by_name(desc, methods[j].name))
+            sb_warn("handler %s is not a method of %s; ignored", methods[j].name, desc->name);
+}
+
+static const struct route *find_route(const sb_server_t *s, grpc_slice method)
+{
+    size_t n = GRPC_SLICE_LENGTH(method);
+    const char *p = (const char *)GRPC_SLICE_START_PTR(method);
+    for (size_t i = 0; i < s->n_routes; i++)
+        if (strlen(s->routes[i].path) == n && memcmp(s->routes[i].path, p, n) == 0)
+            return &s->routes[i];
+    return NULL;
+}
+
+static const char *md_get(sb_arena_t *a, const grpc_metadata_array *md, const char *key)
+{
+    size_t klen = strlen(key);
+    for (size_t i = 0; i < md->count; i++) {
+        grpc_slice k = md->metadata[i].key;
+        if (GRPC_SLICE_LENGTH(k) == klen && memcmp(GRPC_SLICE_START_PTR(k), key, klen) == 0) {
+            grpc_slice v = md->metadata[i].value;
+            size_t vlen = GRPC_SLICE_LENGTH(v);
+            if (vlen > 128)
+                vlen = 128; /* ids and roles are short; bound what we copy */
+            return sb_arena_strndup(a, (const char *)GRPC_SLICE_START_PTR(v), vlen);
+        }
+    }
+    return NULL;
+}
+
+static bool wait_op(grpc_completion_queue *cq, void *tag)
+{
+    grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    if (ev.type != GRPC_OP_COMPLETE || ev.tag != tag) {
+        sb_error("grpc: unexpected completion type=%d", (int)ev.type);
+        return false;
+    }
+    return ev.success != 0;
+}
+
+static int64_t deadline_to_ms(gpr_timespec d)
+{
+    if (gpr_time_cmp(d, gpr_inf_future(d.clock_type)) == 0)
+        return INT64_MAX;
+    gpr_timespec r = gpr_convert_clock_type(d, GPR_CLOCK_REALTIME);
+    return (int64_t)r.tv_sec * 1000 + r.tv_nsec / 1000000;
+}
+
+/* Runs the handler for one request payload; fills *out_bytes on OK. */
+static sb_status_t dispatch(const struct route *r, sb_rpc_ctx_t *ctx, const uint8_t *data,
+                            size_t len, sb_buf_t *out_bytes)
+{
+    if (!r)
+        return sb_rpc_fail(ctx, SB_UNIMPLEMENTED, "unknown method %s", ctx->method);
+    if (!r->fn)
+        return sb_rpc_fail(ctx, SB_UNIMPLEMENTED, "%s is not implemented yet", ctx->method);
+    ProtobufCMessage *req =
+        protobuf_c_message_unpack(r->md->input, sb_arena_pb_allocator(ctx->arena), len, data);
+    if (!req)
+        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "malformed %s request payload (%zu bytes)",
+                           r->md->input->name, len);
+    ProtobufCMessage *resp = sb_arena_alloc(ctx->arena, r->md->output->sizeof_message);
+    protobuf_c_message_init(r->md->output, resp);
+    ctx->service_data = r->service_data;
+    sb_status_t st = r->fn(ctx, req, resp);
+    if (st != SB_OK) {
+        if (!ctx->err.len)
+            sb_buf_adds(&ctx->err, sb_status_name(st));
+        return st;
+    }
+    size_t n = protobuf_c_message_get_packed_size(resp);
+    sb_buf_grow(out_bytes, n);
+    protobuf_c_message_pack(resp, (uint8_t *)out_bytes->buf);
+    out_bytes->len = n;
+    return SB_OK;
+}
+
+static void handle_call(sb_server_t *s, struct worker *w, grpc_call *call,
+                        grpc_call_details *details, grpc_metadata_array *md)
+{
+    int64_t t0 = sb_mono_ns();
+    sb_rpc_ctx_t ctx = {.arena = sb_arena_new(), .err = SB_BUF_INIT};
+    sb_buf_t out = SB_BUF_INIT;
+    const struct route *r = find_route(s, details->method);
+    ctx.method = r ? r->path
+                   : sb_arena_strndup(ctx.arena, (const char *)GRPC_SLICE_START_PTR(details->method),
+                                      GRPC_SLICE_LENGTH(details->method) > 200
+                                          ? 200
+                                          : GRPC_SLICE_LENGTH(details->method));
+    ctx.deadline_ms = deadline_to_ms(details->deadline);
+    const char *trace = md_get(ctx.arena, md, SB_MD_TRACE_ID);
+    if (!trace || !*trace) {
+        char *t = sb_arena_alloc(ctx.arena, SB_UUID_LEN + 1);
+        sb_uuid_v4(t);
+        trace = t;
+    }
+    ctx.trace_id = trace;
+    const char *uid = md_get(ctx.arena, md, SB_MD_USER_ID);
+    const char *role = md_get(ctx.arena, md, SB_MD_USER_ROLE);
+    ctx.user_id = uid ? uid : "";
+    ctx.user_role = role ? role : "";
+    sb_log_set_trace(trace);
+
+    /* 1: receive the request message */
+    grpc_byte_buffer *payload = NULL;
+    grpc_op op = {.op = GRPC_OP_RECV_MESSAGE};
+    op.data.recv_message.recv_message = &payload;
+    sb_status_t st;
+    if (grpc_call_start_batch(call, &op, 1, &op, NULL) != GRPC_CALL_OK || !wait_op(w->cq, &op)) {
+        st = sb_rpc_fail(&ctx, SB_CANCELLED, "call ended before its request arrived");
+        goto out_answer;
+    }
+    if (!payload) {
+        st = sb_rpc_fail(&ctx, SB_INVALID_ARGUMENT, "no request message");
+        goto out_answer;
+    }
+    if (sb_rpc_remaining_ms(&ctx) <= 0) {
+        st = sb_rpc_fail(&ctx, SB_DEADLINE_EXCEEDED, "deadline passed before handling");
+        goto out_free_payload;
+    }
+    {
+        grpc_byte_buffer_reader reader;
+        if (!grpc_byte_buffer_reader_init(&reader, payload)) {
+            st = sb_rpc_fail(&ctx, SB_INVALID_ARGUMENT, "undecodable request payload");
+            goto out_free_payload;
+        }
+        grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
+        grpc_byte_buffer_reader_destroy(&reader);
+        st = dispatch(r, &ctx, GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all), &out);
+        grpc_slice_unref(all);
+    }
+
+out_free_payload:
+    grpc_byte_buffer_destroy(payload);
+out_answer : {
+    /* 2: answer: initial metadata, message (if OK), status; wait for close */
+    grpc_op ops[4];
+    memset(ops, 0, sizeof ops);
+    size_t n = 0;
+    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    grpc_byte_buffer *resp_bb = NULL;
+    if (st == SB_OK) {
+        grpc_slice sl = grpc_slice_from_copied_buffer(out.buf, out.len);
+        resp_bb = grpc_raw_byte_buffer_create(&sl, 1);
+        grpc_slice_unref(sl);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = resp_bb;
+    }
+    grpc_slice details_slice = grpc_slice_from_copied_buffer(ctx.err.buf, ctx.err.len);
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = (grpc_status_code)st;
+    ops[n++].data.send_status_from_server.status_details = st == SB_OK ? NULL : &details_slice;
+    int cancelled = 0;
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n++].data.recv_close_on_server.cancelled = &cancelled;
+    if (grpc_call_start_batch(call, ops, n, ops, NULL) == GRPC_CALL_OK)
+        wait_op(w->cq, ops);
+    else
+        sb_error("grpc: could not send the answer of %s", ctx.method);
+    grpc_slice_unref(details_slice);
+    if (resp_bb)
+        grpc_byte_buffer_destroy(resp_bb);
+}
+    sb_metrics_rpc(r ? r->path : "unknown", st, sb_mono_ns() - t0);
+    sb_debug("%s -> %s in %.3f ms", ctx.method, sb_status_name(st),
+             (double)(sb_mono_ns() - t0) / 1e6);
+    sb_log_set_trace(NULL);
+    sb_buf_release(&out);
+    sb_buf_release(&ctx.err);
+    sb_arena_free(ctx.arena);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    sb_server_t *s = w->srv;
+    for (;;) {
+        grpc_call *call = NULL;
+        grpc_call_details details;
+        grpc_metadata_array md;
+        grpc_call_details_init(&details);
+        grpc_metadata_array_init(&md);
+        int tag;
+        grpc_call_error e = grpc_server_request_call(s->server, &call, &details, &md, w->cq, w->cq, &tag);
+        bool got = e == GRPC_CALL_OK && wait_op(w->cq, &tag);
+        if (got)
+            handle_call(s, w, call, &details, &md);
+        if (call)
+            grpc_call_unref(call);
+        grpc_call_details_destroy(&details);
+        grpc_metadata_array_destroy(&md);
+        if (!got)
+            break; /* server shutting down */
+    }
+    return NULL;
+}
+
+sb_status_t sb_server_start(sb_server_t *s, sb_buf_t *err)
+{
+    s->server = grpc_server_create(NULL, NULL);
+    s->workers = sb_calloc((size_t)s->n_workers, sizeof *s->workers);
+    for (int i = 0; i < s->n_workers; i++) {
+        s->workers[i].srv = s;
+        s->workers[i].cq = grpc_completion_queue_create_for_next(NULL);
+        grpc_server_register_completion_queue(s->server, s->workers[i].cq, NULL);
+    }
+    s->shutdown_cq = grpc_completion_queue_create_for_pluck(NULL);
+    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    s->port = grpc_server_add_http2_port(s->server, s->addr, creds);
+    grpc_server_credentials_release(creds);
+    if (s->port <= 0) {
+        sb_buf_addf(err, "cannot listen on %s", s->addr);
+        return SB_UNAVAILABLE;
+    }
+    grpc_server_start(s->server);
+    for (int i = 0; i < s->n_workers; i++)
+        pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
+    s->started = true;
+    sb_info("gRPC server listening on %s (port %d, %d workers)", s->addr, s->port, s->n_workers);
+    return SB_OK;
+}
+
+int sb_server_port(const sb_server_t *s)
+{
+    return s->port;
+}
+
+void sb_server_set_serving(sb_server_t *s, bool serving)
+{
+    atomic_store(&s->serving, serving);
+}
+
+void sb_server_shutdown(sb_server_t *s, int grace_ms)
+{
+    if (!s->started)
+        return;
+    atomic_store(&s->serving, false);
+    int tag;
+    grpc_server_shutdown_and_notify(s->server, s->shutdown_cq, &tag);
+    grpc_event ev = grpc_completion_queue_pluck(
+        s->shutdown_cq, &tag, gpr_time_from_millis(grace_ms, GPR_TIMESPAN), NULL);
+    if (ev.type == GRPC_QUEUE_TIMEOUT) {
+        sb_warn("grpc: calls still running after %d ms; cancelling them", grace_ms);
+        grpc_server_cancel_all_calls(s->server);
+        grpc_completion_queue_pluck(s->shutdown_cq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    }
+    for (int i = 0; i < s->n_workers; i++)
+        pthread_join(s->workers[i].thread, NULL);
+    s->started = false;
+    sb_info("gRPC server on %s stopped", s->addr);
+}
+
+static void drain_and_destroy(grpc_completion_queue *cq)
+{
+    grpc_completion_queue_shutdown(cq);
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+    }
+    grpc_completion_queue_destroy(cq);
+}
+
+void sb_server_free(sb_server_t *s)
+{
+    if (!s)
+        return;
+    sb_server_shutdown(s, 0);
+    if (s->server)
+        grpc_server_destroy(s->server);
+    for (int i = 0; s->workers && i < s->n_workers; i++)
+        drain_and_destroy(s->workers[i].cq);
+    if (s->shutdown_cq) {
+        grpc_completion_queue_shutdown(s->shutdown_cq);
+        grpc_completion_queue_pluck(s->shutdown_cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        grpc_completion_queue_destroy(s->shutdown_cq);
+    }
+    for (size_t i = 0; i < s->n_routes; i++)
+        free(s->routes[i].path);
+    free(s->routes);
+    free(s->workers);
+    free(s->addr);
+    free(s);
+    grpc_shutdown();
+}
+
+/* grpc.health.v1.Health/Check: "" is the whole server; a registered service
+ * name answers for that service; anything else is NOT_FOUND (the standard). */
+static sb_status_t health_check(sb_rpc_ctx_t *ctx, const void *in, void *out)
+{
+    const Grpc__Health__V1__HealthCheckRequest *req = in;
+    Grpc__Health__V1__HealthCheckResponse *resp = out;
+    sb_server_t *s = ctx->service_data;
+    bool known = !req->service || !*req->service;
+    for (size_t i = 0; !known && i < s->n_routes; i++) {
+        size_t n = strlen(req->service);
+        known = strncmp(s->routes[i].path + 1, req->service, n) == 0 && s->routes[i].path[n + 1] == '/';
+    }
+    if (!known)
+        return sb_rpc_fail(ctx, SB_NOT_FOUND, "unknown service %.100s", req->service);
+    resp->status = atomic_load(&s->serving) ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+                                            : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+    return SB_OK;
+}

@@ -1,0 +1,122 @@
+/* sb_service_main: the common start-up and shutdown sequence. */
+#include "sb/service.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sb/config.h"
+#include "sb/log.h"
+
+static bool is_ready(void *arg)
+{
+    sb_service_t *svc = arg;
+    sb_buf_t err = SB_BUF_INIT;
+    sb_pg_conn_t *c = sb_pg_acquire(svc->pg, 1000, &err);
+    bool ok = c != NULL;
+    if (c) {
+        PGresult *r = sb_pg_exec_sql(c, "SELECT 1");
+        ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+        PQclear(r);
+        sb_pg_release(svc->pg, c);
+    }
+    sb_buf_release(&err);
+    return ok && sb_redis_ping(svc->redis);
+}
+
+int sb_service_main(const sb_service_def_t *def)
+{
+    sb_log_init(def->name);
+    /* Block the stop signals in every thread; the main thread waits for them. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    const char *db_url = sb_cfg_str("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres");
+    const char *redis_url = sb_cfg_str("REDIS_URL", "redis://127.0.0.1:6379");
+    const char *brokers = sb_cfg_str("KAFKA_BROKERS", "127.0.0.1:9092");
+    long grpc_port = sb_cfg_int("GRPC_PORT", def->default_grpc_port, 0, 65535);
+    long admin_port = sb_cfg_int("ADMIN_PORT", def->default_admin_port, 0, 65535);
+    long workers = sb_cfg_int("GRPC_WORKERS", 8, 1, 256);
+    long pool_size = sb_cfg_int("DB_POOL_SIZE", 8, 1, 128);
+    const char *bind = sb_cfg_str("GRPC_BIND", "0.0.0.0");
+
+    char dbname[64], group[64], addr[128];
+    snprintf(dbname, sizeof dbname, "sb_%s", def->name);
+    snprintf(group, sizeof group, "sb-%s", def->name);
+    snprintf(addr, sizeof addr, "%s:%ld", bind, grpc_port);
+
+    sb_service_t svc = {.def = def};
+    sb_admin_t *admin = NULL;
+    sb_buf_t err = SB_BUF_INIT;
+    int rc = 1;
+
+    if (sb_pg_ensure_database(db_url, dbname, &err) != SB_OK)
+        goto out;
+    svc.pg = sb_pg_pool_new(db_url, dbname, (int)pool_size, &err);
+    if (!svc.pg)
+        goto out;
+    if (sb_events_migrate(svc.pg, &err) != SB_OK ||
+        sb_pg_migrate(svc.pg, def->name, def->migrations->items, def->migrations->n, &err) != SB_OK)
+        goto out_pg;
+    svc.redis = sb_redis_new(redis_url, &err);
+    if (!svc.redis)
+        goto out_pg;
+    svc.producer = sb_producer_new(brokers, &err);
+    if (!svc.producer)
+        goto out_redis;
+    svc.relay = sb_relay_start(svc.pg, svc.producer, (int)sb_cfg_int("OUTBOX_POLL_MS", 100, 5, 60000));
+    if (def->init && def->init(&svc, &err) != SB_OK)
+        goto out_relay;
+    if (def->topics && def->on_event) {
+        size_t n = 0;
+        while (def->topics[n])
+            n++;
+        if (sb_kafka_ensure_topics(brokers, def->topics, n, 3, &err) != SB_OK)
+            goto out_relay;
+        svc.consumer = sb_consumer_start(brokers, group, def->topics, n, svc.pg, def->on_event,
+                                         &svc, &err);
+        if (!svc.consumer)
+            goto out_relay;
+    }
+    svc.server = sb_server_new(addr, (int)workers);
+    sb_server_add_service(svc.server, def->descriptor, def->methods, def->n_methods, &svc);
+    if (sb_server_start(svc.server, &err) != SB_OK)
+        goto out_server;
+    admin = sb_admin_start((int)admin_port, is_ready, &svc, &err);
+    if (!admin)
+        goto out_server_stop;
+
+    sb_info("%s service ready: gRPC %s, admin :%ld, database %s", def->name, addr, admin_port, dbname);
+    int sig = 0;
+    sigwait(&stop, &sig);
+    sb_info("signal %d: shutting down", sig);
+    rc = 0;
+
+    sb_admin_stop(admin);
+out_server_stop:
+    sb_server_shutdown(svc.server, (int)sb_cfg_int("SHUTDOWN_GRACE_MS", 5000, 0, 600000));
+out_server:
+    sb_server_free(svc.server);
+    if (def->fini)
+        def->fini(&svc);
+out_relay:
+    sb_consumer_stop(svc.consumer); /* first: its handlers may still write events */
+    sb_relay_stop(svc.relay);       /* then publish what is left */
+    sb_producer_free(svc.producer);
+out_redis:
+    sb_redis_free(svc.redis);
+out_pg:
+    sb_pg_pool_free(svc.pg);
+out:
+    if (rc != 0)
+        sb_error("%s service failed to start: %s", def->name, err.buf);
+    sb_channels_free_all();
+    sb_buf_release(&err);
+    sb_info("%s service stopped", def->name);
+    return rc;
+}

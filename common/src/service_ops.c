@@ -1,0 +1,82 @@
+/* Operations every service offers the same way: POST /events/{serviceId}
+ * (DeliverEvent) and the POST /events/... replays (ReplayEvents). A service
+ * lists them in its handler table:
+ *     {"DeliverEvent", sb_service_deliver_event}, {"ReplayEvents", sb_service_replay_events} */
+#include <stdio.h>
+#include <string.h>
+
+#include "sb/log.h"
+#include "sb/service.h"
+#include "sb/util.h"
+
+sb_status_t sb_service_deliver_event(sb_rpc_ctx_t *ctx, const void *in, void *out)
+{
+    const Sb__Events__DeliverEventRequest *req = in;
+    Sb__Events__DeliverEventResponse *resp = out;
+    sb_service_t *svc = sb_service_of(ctx);
+    if (!sb_rpc_is_admin(ctx))
+        return sb_rpc_fail(ctx, SB_PERMISSION_DENIED, "only an admin may deliver events");
+    if (!svc->def->on_event)
+        return sb_rpc_fail(ctx, SB_FAILED_PRECONDITION, "the %s service consumes no events", svc->def->name);
+    if (!req->event_id || !*req->event_id || !req->type || !*req->type)
+        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "eventId (a UUID) and type are required");
+
+    char ts[32];
+    sb_time_rfc3339(sb_now_ms(), ts);
+    sb_event_envelope_t env = SB__EVENTS__EVENT_ENVELOPE__INIT;
+    env.event_id = req->event_id;
+    env.type = req->type;
+    env.aggregate_id = req->aggregate_id;
+    env.occurred_at = ts;
+    env.trace_id = (char *)ctx->trace_id;
+    env.producer = "deliver-event";
+    env.payload = req->payload;
+    size_t len = sb__events__event_envelope__get_packed_size(&env);
+    uint8_t *bytes = sb_arena_alloc(ctx->arena, len ? len : 1);
+    sb__events__event_envelope__pack(&env, bytes);
+
+    bool dup = false;
+    sb_buf_t err = SB_BUF_INIT;
+    sb_status_t st = sb_inbox_handle(svc->pg, bytes, len, svc->def->on_event, svc, &dup, &err);
+    if (st != SB_OK) {
+        st = sb_rpc_fail(ctx, st, "event %.64s: %s", req->event_id, err.buf);
+        sb_buf_release(&err);
+        return st;
+    }
+    sb_buf_release(&err);
+    sb_info("event %s %s delivered by %s%s", req->type, req->event_id, ctx->user_id, dup ? " (duplicate)" : "");
+    resp->event_id = sb_arena_strdup(ctx->arena, req->event_id);
+    resp->duplicate = dup;
+    return SB_OK;
+}
+
+sb_status_t sb_service_replay(sb_rpc_ctx_t *ctx, const void *in, void *out, const char *type_prefix)
+{
+    const Sb__Events__ReplayEventsRequest *req = in;
+    Sb__Events__ReplayEventsResponse *resp = out;
+    if (!sb_rpc_is_admin(ctx))
+        return sb_rpc_fail(ctx, SB_PERMISSION_DENIED, "only an admin may replay events");
+    int64_t n = 0;
+    sb_buf_t err = SB_BUF_INIT;
+    sb_status_t st = sb_outbox_replay(sb_service_of(ctx)->pg, type_prefix, req->since, &n, &err);
+    if (st != SB_OK) {
+        /* a malformed `since` is the caller's mistake, not ours */
+        if (st == SB_INTERNAL && strstr(err.buf, "timestamp"))
+            st = SB_INVALID_ARGUMENT;
+        st = sb_rpc_fail(ctx, st, "replay %s: %s", type_prefix, err.buf);
+        sb_buf_release(&err);
+        return st;
+    }
+    sb_buf_release(&err);
+    sb_info("replay of %s events since %s requested by %s: %lld marked for publishing", type_prefix,
+            req->since && *req->since ? req->since : "the start", ctx->user_id, (long long)n);
+    resp->republished = n;
+    return SB_OK;
+}
+
+sb_status_t sb_service_replay_events(sb_rpc_ctx_t *ctx, const void *in, void *out)
+{
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "%s.", sb_service_of(ctx)->def->name);
+    return sb_service_replay(ctx, in, out, prefix);
+}

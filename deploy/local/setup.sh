@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Idempotent machine setup: installs the Debian packages the build, the tests and
+# the local infrastructure need. Safe to run again; does nothing when all is present.
+set -euo pipefail
+
+PKGS=(
+  build-essential cmake pkg-config git
+  libgrpc-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler
+  libpq-dev libhiredis-dev librdkafka-dev libjwt-dev libsodium-dev
+  libcriterion-dev libjansson-dev libmicrohttpd-dev
+  postgresql redis-server
+  python3 python3-grpcio kcat curl wrk valgrind clang
+)
+command -v java >/dev/null 2>&1 || PKGS+=(default-jdk-headless)
+command -v mvn >/dev/null 2>&1 || PKGS+=(maven)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq || true
+  # policy-rc.d keeps Debian from auto-starting daemons we manage ourselves
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+else
+  echo "setup: all packages present" >&2
+fi

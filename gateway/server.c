@@ -1,0 +1,521 @@
+/* The gateway's HTTP server (libmicrohttpd, a thread per connection so a
+ * request may block on its gRPC call) and the request pipeline:
+ *
+ *   limits -> route -> token + role -> rate limit -> JSON/path/query -> request
+ *   message -> gRPC call with identity + trace metadata -> JSON or error body
+ *
+ * Paths handled here rather than routed: /healthz /readyz /metrics /openapi.json. */
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "events.pb-c.h"
+#include "gateway.h"
+#include "health.pb-c.h"
+#include "sb/alloc.h"
+#include "sb/config.h"
+#include "sb/jwt.h"
+#include "sb/log.h"
+#include "sb/metrics.h"
+#include "sb/redis.h"
+#include "sb/rpc.h"
+#include "sb/util.h"
+#include "transcode.h"
+
+#define MAX_BODY (1u << 20)
+
+static struct {
+    const char *jwt_secret;
+    sb_redis_t *redis;
+    char *targets[GW_N_BACKENDS];
+    int64_t timeout_ms;
+    long login_limit; /* attempts per IP per minute */
+    char **route_keys; /* "GET /members/{userId}" per route, for metrics */
+} gw;
+
+struct req {
+    sb_buf_t body;
+    bool too_large;
+    int64_t t0;
+};
+
+static enum MHD_Result send_json(struct MHD_Connection *c, int code, sb_buf_t *body, const char *trace)
+{
+    size_t len;
+    char *data = sb_buf_detach(body, &len);
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    if (trace)
+        MHD_add_response_header(r, "X-Trace-Id", trace);
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)code, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* error body: machine code first, then the message */
+static int error_body(sb_buf_t *out, sb_status_t st, const char *msg)
+{
+    const char *code = sb_status_name(st);
+    sb_buf_reset(out);
+    sb_buf_adds(out, "{\"error\":{\"code\":");
+    sb_buf_add_json_str(out, code, strlen(code));
+    sb_buf_adds(out, ",\"message\":");
+    sb_buf_add_json_str(out, msg, strlen(msg));
+    sb_buf_adds(out, "}}");
+    return gw_http_status(st);
+}
+
+static bool valid_trace(const char *t)
+{
+    size_t n = t ? strlen(t) : 0;
+    if (n == 0 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z') || (t[i] >= '0' && t[i] <= '9') ||
+              t[i] == '-' || t[i] == '_'))
+            return false;
+    return true;
+}
+
+static const char *client_ip(struct MHD_Connection *c, char *buf, size_t n)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    snprintf(buf, n, "unknown");
+    if (ci && ci->client_addr) {
+        const struct sockaddr *sa = ci->client_addr;
+        if (sa->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, (socklen_t)n);
+        else if (sa->sa_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, (socklen_t)n);
+    }
+    return buf;
+}
+
+/* ---------------------------------------------------------------- auth */
+
+typedef struct principal {
+    sb_jwt_claims_t claims;
+    const char *token;
+    bool present;
+} principal_t;
+
+static unsigned role_bit(const char *role)
+{
+    if (!strcmp(role, "USER"))
+        return GW_USER;
+    if (!strcmp(role, "PLANNER"))
+        return GW_PLANNER;
+    if (!strcmp(role, "ADMIN"))
+        return GW_ADMIN;
+    return 0;
+}
+
+static sb_status_t authenticate(struct MHD_Connection *c, principal_t *p, sb_buf_t *err)
+{
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    p->present = false;
+    if (!h) {
+        sb_buf_adds(err, "missing Authorization: Bearer token");
+        return SB_UNAUTHENTICATED;
+    }
+    if (strncasecmp(h, "Bearer ", 7) != 0) {
+        sb_buf_adds(err, "Authorization must be a Bearer token");
+        return SB_UNAUTHENTICATED;
+    }
+    p->token = h + 7;
+    sb_status_t st = sb_jwt_verify(gw.jwt_secret, p->token, sb_now_ms() / 1000, &p->claims, err);
+    if (st != SB_OK)
+        return st;
+    /* logout denylist (auth writes sb:deny:<jti> with the token's remaining lifetime) */
+    sb_buf_t rerr = SB_BUF_INIT;
+    /* sb:deny:<jti> is set by logout, sb:deny-user:<id> when a member withdraws */
+    redisReply *r = sb_redis_cmd(gw.redis, &rerr, "EXISTS sb:deny:%s sb:deny-user:%s", p->claims.jti, p->claims.sub);
+    if (!r) {
+        sb_buf_addf(err, "cannot check token revocation: %s", rerr.buf);
+        sb_buf_release(&rerr);
+        return SB_UNAVAILABLE;
+    }
+    bool denied = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
+    freeReplyObject(r);
+    sb_buf_release(&rerr);
+    if (denied) {
+        sb_buf_adds(err, "token revoked");
+        return SB_UNAUTHENTICATED;
+    }
+    p->present = true;
+    return SB_OK;
+}
+
+static sb_status_t rate_limit(const char *ip, const gw_route_t *r, sb_buf_t *err)
+{
+    long minute = (long)(sb_now_ms() / 60000);
+    sb_buf_t rerr = SB_BUF_INIT;
+    redisReply *rep = sb_redis_cmd(gw.redis, &rerr, "EVAL %s 1 sb:rl:%s:%s:%ld 60",
+                                   "local n = redis.call('INCR', KEYS[1]) "
+                                   "if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n",
+                                   r->pattern, ip, minute);
+    sb_status_t st = SB_OK;
+    if (!rep) {
+        /* fail closed: without Redis we cannot limit login attempts */
+        sb_buf_addf(err, "rate limiter unavailable: %s", rerr.buf);
+        st = SB_UNAVAILABLE;
+    } else if (rep->type == REDIS_REPLY_INTEGER && rep->integer > gw.login_limit) {
+        sb_buf_addf(err, "too many attempts from %s; try again in a minute", ip);
+        st = SB_RESOURCE_EXHAUSTED;
+    }
+    if (rep)
+        freeReplyObject(rep);
+    sb_buf_release(&rerr);
+    return st;
+}
+
+/* ------------------------------------------------------------ pipeline */
+
+struct qctx {
+    ProtobufCMessage *m;
+    sb_arena_t *a;
+    sb_buf_t *err;
+    sb_status_t st;
+};
+
+static enum MHD_Result on_query(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    struct qctx *q = cls;
+    if (q->st != SB_OK)
+        return MHD_NO;
+    sb_status_t st = sb_pb_set_from_text(q->m, key, value ? value : "", q->a, q->err);
+    if (st == SB_NOT_FOUND) {
+        sb_buf_addf(q->err, "unknown query parameter %.64s", key);
+        st = SB_INVALID_ARGUMENT;
+    }
+    q->st = st;
+    return st == SB_OK ? MHD_YES : MHD_NO;
+}
+
+static bool has_field(const ProtobufCMessage *m, const char *name)
+{
+    return protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name) != NULL;
+}
+
+static sb_status_t set_if_field(ProtobufCMessage *m, const char *name, const char *value, sb_arena_t *a,
+                                sb_buf_t *err)
+{
+    if (!value || !has_field(m, name))
+        return SB_OK;
+    return sb_pb_set_from_text(m, name, value, a, err);
+}
+
+static int route_request(struct MHD_Connection *c, const gw_match_t *mt, struct req *rq,
+                         const char *trace, const char *ip, sb_arena_t *a, sb_buf_t *out,
+                         principal_t *who)
+{
+    const gw_route_t *r = mt->route;
+    sb_buf_t err = SB_BUF_INIT;
+    sb_status_t st;
+    int code;
+
+    if (rq->too_large) {
+        sb_buf_reset(out);
+        sb_buf_adds(out, "{\"error\":{\"code\":\"PAYLOAD_TOO_LARGE\",\"message\":\"request body over 1 MiB\"}}");
+        code = 413;
+        goto out;
+    }
+    if (r->roles != GW_PUBLIC) {
+        if ((st = authenticate(c, who, &err)) != SB_OK)
+            goto out_status;
+        if (!(role_bit(who->claims.role) & r->roles)) {
+            st = SB_PERMISSION_DENIED;
+            sb_buf_addf(&err, "%s %s is not allowed for role %s", r->method, r->pattern, who->claims.role);
+            goto out_status;
+        }
+    } else if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization")) {
+        /* optional identity on public paths; a bad token is still an error */
+        if ((st = authenticate(c, who, &err)) != SB_OK)
+            goto out_status;
+    }
+    if (r->rate_limited && (st = rate_limit(ip, r, &err)) != SB_OK)
+        goto out_status;
+    gw_backend_t backend = r->backend;
+    const ProtobufCServiceDescriptor *svc = r->svc;
+    if (r->backend_var) {
+        /* POST /events/{serviceId}: the path names the service */
+        const char *name = "";
+        for (size_t i = 0; i < mt->n_vars; i++)
+            if (!strcmp(mt->vars[i].name, r->backend_var))
+                name = mt->vars[i].value;
+        if (!gw_backend_by_name(name, &backend)) {
+            st = SB_NOT_FOUND;
+            sb_buf_addf(&err, "no service named %.64s", name);
+            goto out_status;
+        }
+        svc = gw_backend_svcs[backend];
+    }
+    const ProtobufCMethodDescriptor *md = svc ? protobuf_c_service_descriptor_get_method_by_name(svc, r->rpc) : NULL;
+    if (!md) {
+        st = SB_UNIMPLEMENTED;
+        sb_buf_addf(&err, "%s %s: the %s service does not offer %s", r->method, r->pattern,
+                    gw_backend_names[backend], r->rpc);
+        goto out_status;
+    }
+    ProtobufCMessage *msg = NULL;
+    if (r->body) {
+        st = sb_json_to_pb(md->input, rq->body.buf, rq->body.len, a, &msg, &err);
+    } else {
+        msg = sb_arena_alloc(a, md->input->sizeof_message);
+        protobuf_c_message_init(md->input, msg);
+        st = SB_OK;
+    }
+    if (st != SB_OK)
+        goto out_status;
+    for (size_t i = 0; i < mt->n_vars; i++) {
+        st = sb_pb_set_from_text(msg, mt->vars[i].name, mt->vars[i].value, a, &err);
+        if (st == SB_NOT_FOUND) {
+            st = SB_INTERNAL;
+            sb_buf_addf(&err, "route %s: %s has no field %s", r->pattern, md->input->name, mt->vars[i].name);
+        }
+        if (st != SB_OK)
+            goto out_status;
+    }
+    struct qctx q = {msg, a, &err, SB_OK};
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, on_query, &q);
+    if ((st = q.st) != SB_OK)
+        goto out_status;
+    /* headers that are request fields */
+    if ((st = set_if_field(msg, "idempotency_key",
+                           MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key"), a, &err)) != SB_OK)
+        goto out_status;
+    if (who->present && has_field(msg, "access_token")) {
+        const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, "access_token");
+        char **slot = (char **)((char *)msg + f->offset);
+        if (!*slot || !**slot)
+            *slot = sb_arena_strdup(a, who->token);
+    }
+
+    ProtobufCMessage *resp = NULL;
+    sb_call_opts_t o = {.timeout_ms = gw.timeout_ms,
+                        .trace_id = trace,
+                        .user_id = who->present ? who->claims.sub : NULL,
+                        .user_role = who->present ? who->claims.role : NULL};
+    st = sb_rpc_call(sb_channel_get(gw.targets[backend]), svc, r->rpc, msg, a, &resp, &o, &err);
+    if (st != SB_OK)
+        goto out_status;
+    sb_buf_reset(out);
+    sb_pb_to_json(resp, out);
+    code = r->ok_status;
+    goto out;
+
+out_status:
+    if (st == SB_UNAVAILABLE && !strstr(err.buf, "unavailable"))
+        sb_buf_addf(&err, " (%s service unavailable)", gw_backend_names[backend]);
+    code = error_body(out, st, err.len ? err.buf : sb_status_name(st));
+    if (code >= 500)
+        sb_error("%s %s -> %d: %s", r->method, r->pattern, code, err.buf);
+out:
+    sb_buf_release(&err);
+    return code;
+}
+
+static bool backend_healthy(gw_backend_t b, sb_arena_t *a)
+{
+    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    ProtobufCMessage *resp = NULL;
+    sb_buf_t err = SB_BUF_INIT;
+    sb_call_opts_t o = {.timeout_ms = 1000};
+    sb_status_t st = sb_rpc_call(sb_channel_get(gw.targets[b]), &grpc__health__v1__health__descriptor, "Check",
+                                 &req.base, a, &resp, &o, &err);
+    sb_buf_release(&err);
+    return st == SB_OK &&
+           ((Grpc__Health__V1__HealthCheckResponse *)resp)->status ==
+               GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+}
+
+static int builtin(const char *method, const char *url, sb_arena_t *a, sb_buf_t *out, const char **ctype)
+{
+    if (strcmp(method, "GET") != 0)
+        return 0;
+    if (!strcmp(url, "/healthz")) {
+        sb_buf_adds(out, "{\"status\":\"ok\"}");
+        return 200;
+    }
+    if (!strcmp(url, "/readyz")) {
+        bool ok = sb_redis_ping(gw.redis);
+        sb_buf_addf(out, "{\"redis\":%s", ok ? "true" : "false");
+        for (int b = 0; b < GW_N_BACKENDS; b++) {
+            bool h = backend_healthy((gw_backend_t)b, a);
+            ok = ok && h;
+            sb_buf_addf(out, ",\"%s\":%s", gw_backend_names[b], h ? "true" : "false");
+        }
+        sb_buf_addf(out, ",\"ready\":%s}", ok ? "true" : "false");
+        return ok ? 200 : 503;
+    }
+    if (!strcmp(url, "/metrics")) {
+        sb_metrics_render(out);
+        *ctype = "text/plain; version=0.0.4";
+        return 200;
+    }
+    if (!strcmp(url, "/openapi.json")) {
+        gw_openapi(out);
+        return 200;
+    }
+    return 0;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **req_cls)
+{
+    (void)cls;
+    (void)version;
+    struct req *rq = *req_cls;
+    if (!rq) {
+        rq = sb_calloc(1, sizeof *rq);
+        sb_buf_init(&rq->body);
+        rq->t0 = sb_mono_ns();
+        *req_cls = rq;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (rq->body.len + *upload_size > MAX_BODY)
+            rq->too_large = true; /* keep reading (and dropping) so we can answer 413 */
+        else
+            sb_buf_add(&rq->body, upload, *upload_size);
+        *upload_size = 0;
+        return MHD_YES;
+    }
+
+    char tracebuf[SB_UUID_LEN + 1], ip[64];
+    const char *trace = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Trace-Id");
+    if (!valid_trace(trace)) {
+        sb_uuid_v4(tracebuf);
+        trace = tracebuf;
+    }
+    sb_log_set_trace(trace);
+    client_ip(c, ip, sizeof ip);
+    sb_arena_t *a = sb_arena_new();
+    sb_buf_t out = SB_BUF_INIT;
+    const char *ctype = "application/json";
+    const char *metric_key = "unrouted";
+    principal_t who = {0};
+    int code = builtin(method, url, a, &out, &ctype);
+    if (!code) {
+        gw_match_t mt;
+        if (gw_route_match(method, url, &mt)) {
+            metric_key = gw.route_keys[mt.route - gw_routes];
+            code = route_request(c, &mt, rq, trace, ip, a, &out, &who);
+        } else if (mt.path_known) {
+            code = 405;
+            sb_buf_addf(&out, "{\"error\":{\"code\":\"METHOD_NOT_ALLOWED\",\"message\":\"%s is not allowed on this path\"}}",
+                        !strcmp(method, "GET") || !strcmp(method, "POST") || !strcmp(method, "PUT") ||
+                                !strcmp(method, "DELETE")
+                            ? method
+                            : "this method");
+        } else {
+            code = error_body(&out, SB_NOT_FOUND, "no such path");
+        }
+    } else {
+        metric_key = "builtin";
+    }
+    size_t bytes = out.len;
+    enum MHD_Result ret;
+    if (!strcmp(ctype, "application/json")) {
+        ret = send_json(c, code, &out, trace);
+    } else {
+        size_t len;
+        char *data = sb_buf_detach(&out, &len);
+        struct MHD_Response *r = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+        MHD_add_response_header(r, "Content-Type", ctype);
+        ret = MHD_queue_response(c, (unsigned)code, r);
+        MHD_destroy_response(r);
+    }
+    int64_t dt = sb_mono_ns() - rq->t0;
+    sb_metrics_rpc(metric_key, code < 400 ? SB_OK : SB_UNKNOWN, dt);
+    /* access log: one JSON line per request (the URL path only: query strings may carry tokens) */
+    sb_info("access {\"method\":\"%s\",\"path\":\"%.200s\",\"status\":%d,\"ms\":%.3f,\"bytes\":%zu,\"ip\":\"%s\",\"user\":\"%s\"}",
+            method, url, code, (double)dt / 1e6, bytes, ip, who.present ? who.claims.sub : "");
+    sb_log_set_trace(NULL);
+    sb_arena_free(a);
+    sb_buf_release(&out);
+    return ret;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)c;
+    (void)toe;
+    struct req *rq = *req_cls;
+    if (rq) {
+        sb_buf_release(&rq->body);
+        free(rq);
+        *req_cls = NULL;
+    }
+}
+
+int main(void)
+{
+    sb_log_init("gateway");
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    gw.jwt_secret = sb_jwt_secret_from_env();
+    if (!gw.jwt_secret)
+        return 1;
+    sb_buf_t err = SB_BUF_INIT;
+    gw.redis = sb_redis_new(sb_cfg_str("REDIS_URL", "redis://127.0.0.1:6379"), &err);
+    if (!gw.redis) {
+        sb_error("%s", err.buf);
+        return 1;
+    }
+    static const char *const env[GW_N_BACKENDS] = {"MEMBER_ADDR", "AUTH_ADDR", "PERFORMANCE_ADDR",
+                                                   "RESERVATION_ADDR", "PAYMENT_ADDR", "NOTIFICATION_ADDR"};
+    for (int b = 0; b < GW_N_BACKENDS; b++) {
+        char def[32];
+        snprintf(def, sizeof def, "127.0.0.1:%d", 50051 + b);
+        gw.targets[b] = sb_strdup(sb_cfg_str(env[b], def));
+    }
+    gw.timeout_ms = sb_cfg_int("GATEWAY_TIMEOUT_MS", 5000, 100, 120000);
+    gw.login_limit = sb_cfg_int("LOGIN_RATE_LIMIT", 20, 1, 1000000);
+    gw.route_keys = sb_calloc(gw_n_routes, sizeof *gw.route_keys);
+    for (size_t i = 0; i < gw_n_routes; i++) {
+        sb_buf_t k = SB_BUF_INIT;
+        sb_buf_addf(&k, "%s %s", gw_routes[i].method, gw_routes[i].pattern);
+        gw.route_keys[i] = sb_buf_detach(&k, NULL);
+    }
+    long port = sb_cfg_int("GATEWAY_PORT", 8080, 1, 65535);
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG,
+        (uint16_t)port, NULL, NULL, on_request, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)sb_cfg_int("GATEWAY_MAX_CONNECTIONS", 1024, 1, 100000),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+        MHD_OPTION_END);
+    if (!d) {
+        sb_error("cannot listen on port %ld", port);
+        return 1;
+    }
+    sb_info("gateway listening on http://0.0.0.0:%ld", port);
+    int sig;
+    sigwait(&stop, &sig);
+    sb_info("signal %d: shutting down", sig);
+    MHD_stop_daemon(d);
+    sb_redis_free(gw.redis);
+    sb_channels_free_all();
+    for (int b = 0; b < GW_N_BACKENDS; b++)
+        free(gw.targets[b]);
+    for (size_t i = 0; i < gw_n_routes; i++)
+        free(gw.route_keys[i]);
+    free(gw.route_keys);
+    sb_buf_release(&err);
+    return 0;
+}

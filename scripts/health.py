@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Asks every service's grpc.health.v1.Health/Check with Python's grpcio
+(Debian python3-grpcio): a client we did not write. Prints one line per
+service and exits non-zero unless all are SERVING.
+
+usage: scripts/health.py [host]   (ports as in README: 50051..50056)
+"""
+import sys
+
+import grpc
+
+SERVICES = [
+    ("member", 50051, "sb.member.MemberService"),
+    ("auth", 50052, "sb.auth.AuthService"),
+    ("performance", 50053, "sb.performance.PerformanceService"),
+    ("reservation", 50054, "sb.reservation.ReservationService"),
+    ("payment", 50055, "sb.payment.PaymentService"),
+    ("notification", 50056, "sb.notification.NotificationService"),
+]
+STATUS = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
+
+
+def encode_request(service: str) -> bytes:
+    # HealthCheckRequest { string service = 1; } in protobuf wire format
+    raw = service.encode()
+    assert len(raw) < 128
+    return b"\x0a" + bytes([len(raw)]) + raw if raw else b""
+
+
+def decode_status(data: bytes) -> int:
+    # HealthCheckResponse { ServingStatus status = 1; } (absent = 0)
+    if len(data) >= 2 and data[0] == 0x08:
+        return data[1]
+    return 0
+
+
+def main() -> int:
+    host = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1"
+    ok = True
+    for name, port, full in SERVICES:
+        with grpc.insecure_channel(f"{host}:{port}") as ch:
+            check = ch.unary_unary(
+                "/grpc.health.v1.Health/Check",
+                request_serializer=lambda b: b,
+                response_deserializer=lambda b: b,
+            )
+            for svc in ("", full):
+                try:
+                    st = STATUS.get(decode_status(check(encode_request(svc), timeout=3)), "?")
+                except grpc.RpcError as e:
+                    st = f"error {e.code().name}: {e.details()}"
+                print(f"{name:13} {host}:{port} {svc or '(server)':36} {st}")
+                ok = ok and st == "SERVING"
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

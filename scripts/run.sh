@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# make run: the whole platform on this machine, in the foreground.
+# Installs what is missing, builds, brings up PostgreSQL/Redis/Kafka (reusing
+# running ones), starts every service, prints where each part listens, follows
+# their logs, and on Ctrl-C (or SIGTERM) stops everything it started.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+BUILD="${SB_BUILD:-build}"
+SERVICES=(member auth performance reservation payment notification)
+LOGDIR="$ROOT/.cache/run/logs"
+
+deploy/local/setup.sh
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$BUILD" -j"$(nproc)"
+
+infra_env="$(deploy/local/infra.sh up)"
+eval "$infra_env"
+export DATABASE_URL REDIS_URL KAFKA_BROKERS
+export BOOTSTRAP_ADMIN_LOGIN="${BOOTSTRAP_ADMIN_LOGIN:-admin}"
+export BOOTSTRAP_ADMIN_PASSWORD="${BOOTSTRAP_ADMIN_PASSWORD:-admin-change-me}"
+# The HS256 secret shared by auth (signs) and the gateway (verifies): kept in
+# .cache/run so tokens stay valid across restarts; 256 random bits.
+if [ -z "${JWT_SECRET:-}" ]; then
+  mkdir -p "$ROOT/.cache/run"
+  [ -s "$ROOT/.cache/run/jwt_secret" ] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$ROOT/.cache/run/jwt_secret"
+  JWT_SECRET="$(cat "$ROOT/.cache/run/jwt_secret")"
+fi
+export JWT_SECRET
+GATEWAY_PORT="${GATEWAY_PORT:-8080}"
+
+mkdir -p "$LOGDIR"
+pids=()
+stop_all() {
+  trap - INT TERM EXIT
+  echo "make run: stopping services..." >&2
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  deploy/local/infra.sh down
+  echo "make run: stopped" >&2
+}
+trap stop_all INT TERM EXIT
+
+i=1
+for s in "${SERVICES[@]}"; do
+  GRPC_PORT=$((50050 + i)) ADMIN_PORT=$((9100 + i)) \
+    "$BUILD/services/$s/sb-$s" 2>"$LOGDIR/$s.log" &
+  pids+=($!)
+  i=$((i + 1))
+done
+
+GATEWAY_PORT="$GATEWAY_PORT" "$BUILD/gateway/sb-gateway" 2>"$LOGDIR/gateway.log" &
+pids+=($!)
+
+# wait until every service is ready and the gateway answers (or something died)
+for n in $(seq 1 100); do
+  ready=0
+  i=1
+  for s in "${SERVICES[@]}"; do
+    if curl -fsS "http://127.0.0.1:$((9100 + i))/readyz" >/dev/null 2>&1; then ready=$((ready + 1)); fi
+    i=$((i + 1))
+  done
+  curl -fsS "http://127.0.0.1:$GATEWAY_PORT/readyz" >/dev/null 2>&1 && ready=$((ready + 1))
+  [ "$ready" -gt "${#SERVICES[@]}" ] && break
+  for p in "${pids[@]}"; do
+    if ! kill -0 "$p" 2>/dev/null; then
+      echo "make run: a service exited during start-up; its log:" >&2
+      tail -n 20 "$LOGDIR"/*.log >&2
+      exit 1
+    fi
+  done
+  sleep 0.2
+done
+
+{
+  echo
+  echo "showbook is up"
+  printf '  %-14s %-22s %s\n' part listens logs
+  i=1
+  for s in "${SERVICES[@]}"; do
+    printf '  %-14s %-22s %s\n' "$s" "gRPC 127.0.0.1:$((50050 + i))" "admin http://127.0.0.1:$((9100 + i))/metrics  $LOGDIR/$s.log"
+    i=$((i + 1))
+  done
+  printf '  %-14s %-22s %s\n' gateway "http://127.0.0.1:$GATEWAY_PORT" "REST API, /openapi.json, /metrics  $LOGDIR/gateway.log"
+  printf '  %-14s %s\n' admin "login $BOOTSTRAP_ADMIN_LOGIN / $BOOTSTRAP_ADMIN_PASSWORD"
+  printf '  %-14s %s\n' PostgreSQL "$DATABASE_URL (a database per service: sb_<service>)"
+  printf '  %-14s %s\n' Redis "$REDIS_URL"
+  printf '  %-14s %s\n' Kafka "$KAFKA_BROKERS"
+  echo "  Ctrl-C stops everything started here."
+  echo
+} >&2
+
+tail -n 0 -qF "$LOGDIR"/*.log &
+pids+=($!)
+# wait for a signal, or for a service to die
+while :; do
+  for p in "${pids[@]}"; do
+    if ! kill -0 "$p" 2>/dev/null; then
+      echo "make run: process $p exited; stopping" >&2
+      exit 1
+    fi
+  done
+  sleep 1
+done

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# make test: install what is missing, build, bring up the real PostgreSQL,
+# Redis and Kafka (reusing running ones), run every CTest test, and stop the
+# servers this run started (unless SB_KEEP_INFRA=1).
+#   SB_BUILD        build folder (default build)
+#   SB_CMAKE_FLAGS  extra CMake flags (the sanitizer run sets -DSB_SANITIZE=ON)
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+BUILD="${SB_BUILD:-build}"
+
+deploy/local/setup.sh
+# shellcheck disable=SC2086
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo ${SB_CMAKE_FLAGS:-} >/dev/null
+cmake --build "$BUILD" -j"$(nproc)"
+
+infra_env="$(deploy/local/infra.sh up)"
+eval "$infra_env"
+export DATABASE_URL REDIS_URL KAFKA_BROKERS
+if [ "${SB_KEEP_INFRA:-0}" != 1 ]; then
+  trap 'deploy/local/infra.sh down' EXIT
+fi
+
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$ROOT/tests/lsan.supp:print_suppressions=0}"
+start=$(date +%s)
+ctest --test-dir "$BUILD" --output-on-failure --timeout 600
+echo "make test: all tests passed in $(( $(date +%s) - start )) s (build: $BUILD)"
