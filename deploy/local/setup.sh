@@ -13,6 +13,8 @@ PKGS=(
 )
 command -v java >/dev/null 2>&1 || PKGS+=(default-jdk-headless)
 command -v mvn >/dev/null 2>&1 || PKGS+=(maven)
+# node + npm run the OpenAPI validator of the e2e tests (tests/openapi)
+command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 
 missing=()
 for p in "${PKGS[@]}"; do
