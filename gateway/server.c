@@ -221,6 +221,7 @@ static int route_request(struct MHD_Connection *c, const gw_match_t *mt, struct 
     sb_buf_t err = SB_BUF_INIT;
     sb_status_t st;
     int code;
+    gw_backend_t backend = GW_N_BACKENDS; /* none chosen yet */
 
     if (rq->too_large) {
         sb_buf_reset(out);
@@ -243,7 +244,7 @@ static int route_request(struct MHD_Connection *c, const gw_match_t *mt, struct 
     }
     if (r->rate_limited && (st = rate_limit(ip, r, &err)) != SB_OK)
         goto out_status;
-    gw_backend_t backend = r->backend;
+    backend = r->backend;
     const ProtobufCServiceDescriptor *svc = r->svc;
     if (r->backend_var) {
         /* POST /events/{serviceId}: the path names the service */
@@ -313,8 +314,12 @@ static int route_request(struct MHD_Connection *c, const gw_match_t *mt, struct 
     goto out;
 
 out_status:
-    if (st == SB_UNAVAILABLE && !strstr(err.buf, "unavailable"))
-        sb_buf_addf(&err, " (%s service unavailable)", gw_backend_names[backend]);
+    if (st == SB_UNAVAILABLE && backend != GW_N_BACKENDS) {
+        /* the transport detail (addresses) is for the log, not the client */
+        sb_error("%s %s -> %s service unavailable: %s", r->method, r->pattern, gw_backend_names[backend], err.buf);
+        sb_buf_reset(&err);
+        sb_buf_addf(&err, "the %s service is unavailable; try again later", gw_backend_names[backend]);
+    }
     code = error_body(out, st, err.len ? err.buf : sb_status_name(st));
     if (code >= 500)
         sb_error("%s %s -> %d: %s", r->method, r->pattern, code, err.buf);
@@ -494,12 +499,18 @@ int main(void)
         gw.route_keys[i] = sb_buf_detach(&k, NULL);
     }
     long port = sb_cfg_int("GATEWAY_PORT", 8080, 1, 65535);
+    /* GATEWAY_THREADS=0 (default): a thread per connection, so a request may
+     * block on its gRPC call without stalling others. N > 0: an epoll thread
+     * pool of N (a blocked call then holds a pool thread). docs/benchmarks.md
+     * has both measured. */
+    long pool = sb_cfg_int("GATEWAY_THREADS", 0, 0, 1024);
+    unsigned flags = MHD_USE_ERROR_LOG | MHD_USE_INTERNAL_POLLING_THREAD |
+                     (pool ? MHD_USE_EPOLL : MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL);
     struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG,
-        (uint16_t)port, NULL, NULL, on_request, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        flags, (uint16_t)port, NULL, NULL, on_request, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)sb_cfg_int("GATEWAY_MAX_CONNECTIONS", 1024, 1, 100000),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-        MHD_OPTION_END);
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(pool ? pool : 1), MHD_OPTION_END);
     if (!d) {
         sb_error("cannot listen on port %ld", port);
         return 1;

@@ -14,6 +14,14 @@ deploy/local/setup.sh
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo ${SB_CMAKE_FLAGS:-} >/dev/null
 cmake --build "$BUILD" -j"$(nproc)"
 
+# the OpenAPI validator the e2e tests use (npm, pinned by tests/openapi/package-lock.json)
+if [ ! -d "$BUILD/openapi/node_modules/@apidevtools" ]; then
+  mkdir -p "$BUILD/openapi"
+  cp tests/openapi/package.json tests/openapi/package-lock.json "$BUILD/openapi/"
+  npm ci --prefix "$BUILD/openapi" --no-audit --no-fund --loglevel=error >&2
+fi
+cp tests/openapi/validate.mjs "$BUILD/openapi/"
+
 infra_env="$(deploy/local/infra.sh up)"
 eval "$infra_env"
 export DATABASE_URL REDIS_URL KAFKA_BROKERS
