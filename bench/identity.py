@@ -2,7 +2,7 @@
 """Identity benchmark (issue 3): GET /members/{id} with a valid token through
 the gateway, the same RPC called directly over gRPC, and the gateway's own
 /healthz, each at 64 connections. Brings up member, auth and the gateway
-(tests/e2e/platform.py) against the running PostgreSQL/Redis/Kafka; prints a
+(tests/e2e/sbplatform.py) against the running PostgreSQL/Redis/Kafka; prints a
 markdown table of median requests/s and p50/p99 over RUNS runs.
 
     eval "$(deploy/local/infra.sh up)"; export DATABASE_URL REDIS_URL KAFKA_BROKERS
@@ -17,7 +17,7 @@ import sys
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
-from platform import GRPC_BASE, Platform  # noqa: E402
+from sbplatform import GRPC_BASE, Platform  # noqa: E402
 
 CONNS = 64
 

@@ -90,6 +90,9 @@ done
   echo
 } >&2
 
+# demo data (idempotent): a planner with approved performances
+python3 scripts/seed.py "http://127.0.0.1:$GATEWAY_PORT" || echo "make run: seeding demo data failed (see above); the platform is up anyway" >&2
+
 tail -n 0 -qF "$LOGDIR"/*.log &
 pids+=($!)
 # wait for a signal, or for a service to die

@@ -1,22 +1,58 @@
-/* auth service: wiring only. Its RPCs (sb.auth.AuthService in proto/auth.proto)
- * answer UNIMPLEMENTED until their issue lands; see README "Status". */
-#include "auth.pb-c.h"
-#include "sb/service.h"
+/* auth service: wiring only. Access tokens (JWT), refresh-token rotation with
+ * reuse detection, logout denylist, POST /auth, and the sb.member events that
+ * end sessions (see auth.h for where each handler lives). */
+#include <sodium.h>
+
+#include "auth.h"
+#include "sb/config.h"
+#include "sb/jwt.h"
+#include "sb/log.h"
 
 SB_SERVICE_MIGRATIONS(auth);
 
+static auth_config_t config;
+
+static sb_status_t auth_init(sb_service_t *svc, sb_buf_t *err)
+{
+    if (sodium_init() < 0) {
+        sb_buf_adds(err, "libsodium failed to initialise");
+        return SB_INTERNAL;
+    }
+    config.jwt_secret = sb_jwt_secret_from_env();
+    if (!config.jwt_secret) {
+        sb_buf_adds(err, "JWT_SECRET must be set to at least 256 bits");
+        return SB_FAILED_PRECONDITION;
+    }
+    config.access_ttl_s = sb_cfg_int("ACCESS_TOKEN_TTL_S", 900, 10, 86400);
+    config.refresh_ttl_s = sb_cfg_int("REFRESH_TOKEN_TTL_S", 1209600, 60, 31536000);
+    config.member_addr = sb_cfg_str("MEMBER_ADDR", "127.0.0.1:50051");
+    svc->user = &config;
+    sb_info("access tokens live %lds, refresh tokens %lds; member service at %s",
+            config.access_ttl_s, config.refresh_ttl_s, config.member_addr);
+    return SB_OK;
+}
+
 static const sb_rpc_method_t methods[] = {
-    {NULL, NULL},
+    {"Login", auth_login},
+    {"Refresh", auth_refresh},
+    {"Logout", auth_logout},
+    {"Authorize", auth_authorize},
+    {"DeliverEvent", sb_service_deliver_event},
 };
+
+static const char *const topics[] = {"sb.member", NULL};
 
 static const sb_service_def_t def = {
     .name = "auth",
     .descriptor = &sb__auth__auth_service__descriptor,
     .methods = methods,
-    .n_methods = 0,
+    .n_methods = sizeof methods / sizeof methods[0],
     .migrations = &sb_auth_migrations,
     .default_grpc_port = 50052,
     .default_admin_port = 9102,
+    .topics = topics,
+    .on_event = auth_on_event,
+    .init = auth_init,
 };
 
 int main(void)

@@ -4,7 +4,7 @@ profile, password change, logout, refresh rotation and reuse, withdrawal,
 token tampering, roles, limits, and the gateway's own endpoints.
 
 Run by CTest (make test) with the real member, auth and gateway binaries and
-the real PostgreSQL/Redis/Kafka; see platform.py."""
+the real PostgreSQL/Redis/Kafka; see sbplatform.py."""
 import base64
 import hashlib
 import hmac
@@ -19,7 +19,7 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
-from platform import ADMIN_LOGIN, ADMIN_PASSWORD, Platform  # noqa: E402
+from sbplatform import ADMIN_LOGIN, ADMIN_PASSWORD, Platform  # noqa: E402
 
 P = None
 
@@ -55,7 +55,7 @@ class Identity(unittest.TestCase):
         self.assertEqual(body["error"]["code"], code, body)
         self.assertTrue(body["error"]["message"], body)
         if msg_part:
-            self.assertIn(msg_part, body["error"]["message"])
+            self.assertIn(msg_part.lower(), body["error"]["message"].lower())
         return body["error"]["message"]
 
     # ---- signup ----

@@ -1,0 +1,118 @@
+/* Authorize (POST /auth): is this token valid, and may its holder do
+ * "METHOD /path"? The answer comes from the gateway's own route table
+ * (gateway.h), so the two can never disagree about who may call what.
+ * Ownership ("self", "owning planner") is the owning service's check. */
+#include <stdio.h>
+#include <string.h>
+
+#include "auth.h"
+#include "gateway.h"
+#include "sb/jwt.h"
+#include "sb/log.h"
+#include "sb/util.h"
+
+#define MAX_METHOD 8
+#define MAX_PATH 1024
+
+static unsigned role_bit(const char *role)
+{
+    if (!strcmp(role, "USER"))
+        return GW_USER;
+    if (!strcmp(role, "PLANNER"))
+        return GW_PLANNER;
+    if (!strcmp(role, "ADMIN"))
+        return GW_ADMIN;
+    return 0;
+}
+
+/* Splits "METHOD /path[?query]" into method and path (query dropped).
+ * false when the action does not have that shape. */
+static bool parse_action(sb_arena_t *arena, const char *action, char method[MAX_METHOD],
+                         char **path)
+{
+    if (!action)
+        return false;
+    size_t ml = 0;
+    while (action[ml] >= 'A' && action[ml] <= 'Z')
+        ml++;
+    if (ml == 0 || ml >= MAX_METHOD || action[ml] != ' ')
+        return false;
+    memcpy(method, action, ml);
+    method[ml] = '\0';
+    const char *p = action + ml + 1;
+    if (*p != '/')
+        return false;
+    size_t pl = 0;
+    for (; p[pl] && p[pl] != '?' && p[pl] != '#'; pl++)
+        if ((unsigned char)p[pl] <= ' ' || p[pl] == 0x7f || pl >= MAX_PATH)
+            return false;
+    *path = sb_arena_strndup(arena, p, pl);
+    return true;
+}
+
+/* OK when neither the token (jti) nor its user is on the denylist. */
+static sb_status_t check_denylist(sb_rpc_ctx_t *ctx, sb_redis_t *redis, const sb_jwt_claims_t *c)
+{
+    sb_buf_t err = SB_BUF_INIT;
+    redisReply *r = sb_redis_cmd(redis, &err, "EXISTS sb:deny:%s sb:deny-user:%s", c->jti, c->sub);
+    sb_status_t st = SB_OK;
+    if (!r || r->type != REDIS_REPLY_INTEGER) {
+        sb_error("cannot check the denylist for token %s: %s", c->jti,
+                 !r ? err.buf : r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        st = sb_rpc_fail(ctx, SB_UNAVAILABLE, "cannot check token revocation now");
+    } else if (r->integer > 0) {
+        st = sb_rpc_fail(ctx, SB_UNAUTHENTICATED, "token revoked");
+    }
+    if (r)
+        freeReplyObject(r);
+    sb_buf_release(&err);
+    return st;
+}
+
+sb_status_t auth_authorize(sb_rpc_ctx_t *ctx, const void *in, void *out)
+{
+    const Sb__Auth__AuthorizeRequest *req = in;
+    Sb__Auth__AuthorizeResponse *resp = out;
+    sb_service_t *svc = sb_service_of(ctx);
+    const auth_config_t *cfg = auth_config_of(svc);
+
+    sb_jwt_claims_t c;
+    sb_buf_t err = SB_BUF_INIT;
+    sb_status_t st = sb_jwt_verify(cfg->jwt_secret, req->token, sb_now_ms() / 1000, &c, &err);
+    if (st != SB_OK) {
+        st = sb_rpc_fail(ctx, SB_UNAUTHENTICATED, "%s", err.buf);
+        sb_buf_release(&err);
+        return st;
+    }
+    sb_buf_release(&err);
+    if ((st = check_denylist(ctx, svc->redis, &c)) != SB_OK)
+        return st;
+
+    char method[MAX_METHOD];
+    char *path = NULL;
+    if (!parse_action(ctx->arena, req->action, method, &path))
+        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT,
+                           "action must be \"METHOD /path\", e.g. \"GET /members/123\"");
+
+    resp->principal = sb_arena_strdup(ctx->arena, c.sub);
+    resp->role = auth_role_from_name(c.role);
+    gw_match_t m;
+    if (!gw_route_match(method, path, &m)) {
+        resp->allowed = false;
+        resp->reason = "no such action";
+    } else if (m.route->roles == GW_PUBLIC) {
+        resp->allowed = true;
+        resp->reason = "public action";
+    } else if (m.route->roles & role_bit(c.role)) {
+        resp->allowed = true;
+        resp->reason = sb_arena_printf(ctx->arena, "role %s may %s %s", c.role, m.route->method,
+                                       m.route->pattern);
+    } else {
+        resp->allowed = false;
+        resp->reason = sb_arena_printf(ctx->arena, "role %s may not %s %s", c.role,
+                                       m.route->method, m.route->pattern);
+    }
+    sb_debug("authorize %s (%s) %s %s: %s (%s)", c.sub, c.role, method, path,
+             resp->allowed ? "allowed" : "denied", resp->reason);
+    return SB_OK;
+}

@@ -1,0 +1,816 @@
+/* The auth service end to end: the real sb-member and sb-auth binaries as
+ * child processes against the real PostgreSQL, Redis and Kafka, driven over
+ * gRPC. Covers login (and the identical answer for a wrong password and an
+ * unknown login id), refresh rotation with reuse detection revoking the whole
+ * family, logout (denylist + refresh family), Authorize against the gateway's
+ * route table (tampered, alg none and expired tokens refused), and the
+ * member events that end sessions.
+ *
+ * The children are started once for the whole run by a report hook in the
+ * runner process (Criterion runs every test in a fresh process that does not
+ * inherit the runner's globals, only its environment), and stopped with
+ * SIGTERM after the last test. Binaries: $SB_BIN_DIR/services/<name>/sb-<name>,
+ * by default ../services/... relative to ctest's working directory build/tests. */
+#include <criterion/criterion.h>
+#include <criterion/hooks.h>
+#include <errno.h>
+#include <jwt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "auth.pb-c.h"
+#include "events.pb-c.h"
+#include "health.pb-c.h"
+#include "member.pb-c.h"
+#include "sb/jwt.h"
+#include "sb/log.h"
+#include "sb/redis.h"
+#include "sb/rpc.h"
+#include "sb/util.h"
+#include "sb_test_env.h"
+
+#define MEMBER_ADDR "127.0.0.1:51061"
+#define AUTH_ADDR "127.0.0.1:51062"
+/* A second auth instance whose member service is unreachable. (Its Redis is
+ * the real one: it joins the sb-auth consumer group like any replica, and a
+ * replica without Redis would dead-letter member.withdrawn events.) */
+#define BROKEN_ADDR "127.0.0.1:51069"
+#define PASSWORD "correct-horse-battery"
+#define BAD_LOGIN "invalid login id or password"
+#define REUSED "refresh token reuse detected: session revoked"
+
+/* Handed from the runner to the test processes through the environment. */
+#define ENV_READY "SB_AUTH_TEST_READY"   /* "1" or why not */
+#define ENV_SECRET "SB_AUTH_TEST_SECRET" /* the JWT secret the children use */
+#define ENV_ADMIN "SB_AUTH_TEST_ADMIN"   /* the bootstrap admin's login id */
+
+extern char **environ;
+
+/* ================================================================ children */
+
+static pid_t member_pid, auth_pid, broken_pid;
+
+static const char *redis_url(void)
+{
+    return sb_cfg_str("REDIS_URL", "redis://127.0.0.1:6379");
+}
+
+static void bin_path(char *out, size_t n, const char *svc)
+{
+    const char *dir = getenv("SB_BIN_DIR");
+    snprintf(out, n, "%s/services/%s/sb-%s", dir && *dir ? dir : "..", svc, svc);
+}
+
+/* The runner's environment with `overrides` ("K=V", NULL-terminated) replacing
+ * the same keys. Heap array of borrowed strings; the caller frees the array. */
+static char **child_env(const char *const *overrides)
+{
+    size_t n = 0, k = 0;
+    while (environ[n])
+        n++;
+    while (overrides[k])
+        k++;
+    char **env = calloc(n + k + 1, sizeof *env);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool replaced = false;
+        for (size_t j = 0; j < k && !replaced; j++) {
+            size_t kl = strcspn(overrides[j], "=");
+            replaced = !strncmp(environ[i], overrides[j], kl) && environ[i][kl] == '=';
+        }
+        if (!replaced)
+            env[m++] = environ[i];
+    }
+    for (size_t j = 0; j < k; j++)
+        env[m++] = (char *)overrides[j];
+    return env;
+}
+
+static pid_t spawn(const char *path, const char *const *overrides)
+{
+    char **env = child_env(overrides);
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the runner */
+        char *argv[] = {(char *)path, NULL};
+        execve(path, argv, env);
+        fprintf(stderr, "test_auth: cannot exec %s: %s\n", path, strerror(errno));
+        _exit(127);
+    }
+    free(env);
+    return pid;
+}
+
+#define SERVING GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+
+/* In a helper process (the runner itself never loads gRPC): polls the health
+ * service of both children until both answer SERVING. */
+static int wait_serving(void)
+{
+    sb_log_init("test-auth");
+    sb_log_set_level(SB_LOG_ERROR);
+    const char *addrs[] = {MEMBER_ADDR, AUTH_ADDR, BROKEN_ADDR};
+    for (size_t i = 0; i < sizeof addrs / sizeof addrs[0]; i++) {
+        for (;;) {
+            sb_arena_t *a = sb_arena_new();
+            sb_buf_t err = SB_BUF_INIT;
+            Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+            Grpc__Health__V1__HealthCheckResponse *resp = NULL;
+            sb_call_opts_t o = {.timeout_ms = 1000};
+            sb_status_t st =
+                sb_rpc_call(sb_channel_get(addrs[i]), &grpc__health__v1__health__descriptor,
+                            "Check", &req.base, a, (ProtobufCMessage **)&resp, &o, &err);
+            bool ok = st == SB_OK && resp->status == SERVING;
+            sb_buf_release(&err);
+            sb_arena_free(a);
+            if (ok)
+                break;
+            usleep(200 * 1000);
+        }
+    }
+    sb_channels_free_all();
+    return 0;
+}
+
+static void set_not_ready(const char *why)
+{
+    fprintf(stderr, "test_auth: services not started: %s\n", why);
+    setenv(ENV_READY, why, 1);
+}
+
+ReportHook(PRE_ALL)(struct criterion_test_set *set)
+{
+    (void)set;
+    char member_bin[4096], auth_bin[4096];
+    bin_path(member_bin, sizeof member_bin, "member");
+    bin_path(auth_bin, sizeof auth_bin, "auth");
+    if (access(member_bin, X_OK) != 0 || access(auth_bin, X_OK) != 0) {
+        set_not_ready("sb-member or sb-auth not found (set SB_BIN_DIR to the build directory)");
+        return;
+    }
+
+    unsigned char raw[32];
+    sb_random_bytes(raw, sizeof raw);
+    char secret[65], admin[48], id[SB_UUID_LEN + 1];
+    for (size_t i = 0; i < sizeof raw; i++)
+        snprintf(secret + 2 * i, 3, "%02x", raw[i]);
+    sb_uuid_v4(id);
+    snprintf(admin, sizeof admin, "authtest-admin-%.8s", id);
+    setenv(ENV_SECRET, secret, 1);
+    setenv(ENV_ADMIN, admin, 1);
+
+    char db[1024], redis[1024], brokers[1024], jwt[128], admin_login[96], log_level[64];
+    snprintf(db, sizeof db, "DATABASE_URL=%s", test_db_url());
+    snprintf(redis, sizeof redis, "REDIS_URL=%s", redis_url());
+    snprintf(brokers, sizeof brokers, "KAFKA_BROKERS=%s", test_brokers());
+    snprintf(jwt, sizeof jwt, "JWT_SECRET=%s", secret);
+    snprintf(admin_login, sizeof admin_login, "BOOTSTRAP_ADMIN_LOGIN=%s", admin);
+    snprintf(log_level, sizeof log_level, "LOG_LEVEL=%s", sb_cfg_str("SB_TEST_LOG_LEVEL", "warn"));
+    const char *member_env[] = {db, redis, brokers, jwt, admin_login, log_level,
+                                "BOOTSTRAP_ADMIN_PASSWORD=" PASSWORD,
+                                "GRPC_PORT=51061", "ADMIN_PORT=9211", NULL};
+    const char *auth_env[] = {db, redis, brokers, jwt, log_level,
+                              "GRPC_PORT=51062", "ADMIN_PORT=9212",
+                              "MEMBER_ADDR=" MEMBER_ADDR, NULL};
+    const char *broken_env[] = {db, redis, brokers, jwt, log_level,
+                                "GRPC_PORT=51069", "ADMIN_PORT=9219", "MEMBER_ADDR=127.0.0.1:1",
+                                NULL};
+    member_pid = spawn(member_bin, member_env);
+    auth_pid = spawn(auth_bin, auth_env);
+    broken_pid = spawn(auth_bin, broken_env);
+
+    pid_t helper = fork();
+    if (helper == 0)
+        _exit(wait_serving());
+    int64_t deadline = sb_now_ms() + 90 * 1000;
+    for (;;) {
+        int status;
+        if (waitpid(helper, &status, WNOHANG) == helper) {
+            if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+                setenv(ENV_READY, "1", 1);
+            else
+                set_not_ready("health check helper failed");
+            return;
+        }
+        const char *died = waitpid(member_pid, &status, WNOHANG) == member_pid ? "sb-member"
+                           : waitpid(auth_pid, &status, WNOHANG) == auth_pid   ? "sb-auth"
+                           : waitpid(broken_pid, &status, WNOHANG) == broken_pid
+                               ? "sb-auth (broken)"
+                               : NULL;
+        if (died || sb_now_ms() > deadline) {
+            kill(helper, SIGKILL);
+            waitpid(helper, NULL, 0);
+            char why[128];
+            snprintf(why, sizeof why, "%s %s", died ? died : "services",
+                     died ? "exited during start-up (is Kafka up?)" : "not SERVING after 90 s");
+            if (died && !strcmp(died, "sb-member"))
+                member_pid = 0;
+            if (died && !strcmp(died, "sb-auth"))
+                auth_pid = 0;
+            if (died && !strcmp(died, "sb-auth (broken)"))
+                broken_pid = 0;
+            set_not_ready(why);
+            return;
+        }
+        usleep(100 * 1000);
+    }
+}
+
+static void stop_child(pid_t pid, const char *name)
+{
+    if (pid <= 0)
+        return;
+    kill(pid, SIGTERM);
+    int status = 0;
+    for (int i = 0; i < 200; i++) { /* 20 s */
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                fprintf(stderr, "test_auth: %s exited with status %d\n", name, status);
+            return;
+        }
+        usleep(100 * 1000);
+    }
+    fprintf(stderr, "test_auth: %s did not stop on SIGTERM; killed\n", name);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+ReportHook(POST_ALL)(struct criterion_global_stats *stats)
+{
+    (void)stats;
+    stop_child(broken_pid, "sb-auth (broken)");
+    stop_child(auth_pid, "sb-auth");
+    stop_child(member_pid, "sb-member");
+}
+
+/* ================================================================ per test */
+
+static const char *secret;
+static sb_arena_t *arena;
+static sb_redis_t *redis;
+
+static void setup(void)
+{
+    sb_log_init("test-auth");
+    sb_log_set_level(SB_LOG_WARN);
+    const char *ready = getenv(ENV_READY);
+    cr_assert(ready && !strcmp(ready, "1"), "services not running: %s", ready ? ready : "?");
+    secret = getenv(ENV_SECRET);
+    cr_assert_not_null(secret);
+    arena = sb_arena_new();
+    sb_buf_t err = SB_BUF_INIT;
+    redis = sb_redis_new(redis_url(), &err);
+    cr_assert_not_null(redis, "%s", err.buf);
+    sb_buf_release(&err);
+}
+
+static void teardown(void)
+{
+    sb_channels_free_all();
+    sb_redis_free(redis);
+    sb_arena_free(arena);
+}
+
+TestSuite(auth, .init = setup, .fini = teardown, .timeout = 120);
+
+/* ---- calls ---- */
+
+static sb_status_t call(const char *addr, const ProtobufCServiceDescriptor *d, const char *method,
+                        const ProtobufCMessage *req, void *resp, const sb_call_opts_t *o,
+                        sb_buf_t *err)
+{
+    sb_buf_reset(err);
+    return sb_rpc_call(sb_channel_get(addr), d, method, req, arena, (ProtobufCMessage **)resp, o,
+                       err);
+}
+
+#define AUTH(method, req, resp, opts, err) \
+    call(AUTH_ADDR, &sb__auth__auth_service__descriptor, method, &(req)->base, resp, opts, err)
+
+/* A fresh member of `role`; login id and user id into the arena. */
+static void signup(Sb__Member__Role role, char **login_id, char **user_id)
+{
+    char id[SB_UUID_LEN + 1];
+    sb_uuid_v4(id);
+    Sb__Member__SignupRequest req = SB__MEMBER__SIGNUP_REQUEST__INIT;
+    req.login_id = sb_arena_printf(arena, "authtest-%.8s%.4s", id, id + 9);
+    req.password = PASSWORD;
+    req.name = "Auth Tester";
+    req.email = sb_arena_printf(arena, "%s@example.com", req.login_id);
+    req.phone = "010-1234-5678";
+    req.role = role;
+    Sb__Member__Member *m = NULL;
+    sb_buf_t err = SB_BUF_INIT;
+    sb_status_t st = call(MEMBER_ADDR, &sb__member__member_service__descriptor, "Signup", &req.base,
+                          &m, NULL, &err);
+    cr_assert_eq(st, SB_OK, "Signup: %s %s", sb_status_name(st), err.buf);
+    cr_assert(m->user_id && *m->user_id);
+    *login_id = req.login_id;
+    *user_id = m->user_id;
+    sb_buf_release(&err);
+}
+
+static Sb__Auth__TokenResponse *login_ok(const char *login_id, const char *password)
+{
+    Sb__Auth__LoginRequest req = SB__AUTH__LOGIN_REQUEST__INIT;
+    req.login_id = (char *)login_id;
+    req.password = (char *)password;
+    Sb__Auth__TokenResponse *resp = NULL;
+    sb_buf_t err = SB_BUF_INIT;
+    sb_status_t st = AUTH("Login", &req, &resp, NULL, &err);
+    cr_assert_eq(st, SB_OK, "Login %s: %s %s", login_id, sb_status_name(st), err.buf);
+    sb_buf_release(&err);
+    return resp;
+}
+
+static Sb__Auth__TokenResponse *new_session(Sb__Member__Role role, char **user_id)
+{
+    char *login_id;
+    signup(role, &login_id, user_id);
+    return login_ok(login_id, PASSWORD);
+}
+
+static sb_status_t refresh(const char *token, Sb__Auth__TokenResponse **resp, sb_buf_t *err)
+{
+    Sb__Auth__RefreshRequest req = SB__AUTH__REFRESH_REQUEST__INIT;
+    req.refresh_token = (char *)token;
+    *resp = NULL;
+    return AUTH("Refresh", &req, resp, NULL, err);
+}
+
+static sb_status_t authorize(const char *token, const char *action,
+                             Sb__Auth__AuthorizeResponse **resp, sb_buf_t *err)
+{
+    Sb__Auth__AuthorizeRequest req = SB__AUTH__AUTHORIZE_REQUEST__INIT;
+    req.token = (char *)token;
+    req.action = (char *)action;
+    *resp = NULL;
+    return AUTH("Authorize", &req, resp, NULL, err);
+}
+
+static long long redis_int(const char *fmt, const char *arg)
+{
+    sb_buf_t err = SB_BUF_INIT;
+    redisReply *r = sb_redis_cmd(redis, &err, fmt, arg);
+    cr_assert_not_null(r, "redis: %s", err.buf);
+    cr_assert_eq(r->type, REDIS_REPLY_INTEGER, "redis reply type %d", r->type);
+    long long v = r->integer;
+    freeReplyObject(r);
+    sb_buf_release(&err);
+    return v;
+}
+
+/* One integer from the auth service's own database. */
+static long long db_count(const char *sql, const char *param)
+{
+    const char *keys[] = {"dbname", "dbname", NULL};
+    const char *vals[] = {test_db_url(), "sb_auth", NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+    const char *p[] = {param};
+    PGresult *r = PQexecParams(c, sql, 1, NULL, p, NULL, NULL, 0);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(c));
+    long long v = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    PQfinish(c);
+    return v;
+}
+
+/* Live (not used, not revoked) refresh tokens of a user. */
+static long long live_tokens(const char *user_id)
+{
+    return db_count("SELECT count(*) FROM refresh_tokens WHERE user_id = $1::uuid"
+                    " AND used_at IS NULL AND revoked_at IS NULL",
+                    user_id);
+}
+
+static void verify_ok(const char *token, sb_jwt_claims_t *c)
+{
+    sb_buf_t err = SB_BUF_INIT;
+    cr_assert_eq(sb_jwt_verify(secret, token, sb_now_ms() / 1000, c, &err), SB_OK, "%s", err.buf);
+    sb_buf_release(&err);
+}
+
+/* ================================================================ tests */
+
+Test(auth, login_returns_a_verifiable_access_token_and_a_hashed_refresh_token)
+{
+    char *login_id, *user_id;
+    signup(SB__MEMBER__ROLE__PLANNER, &login_id, &user_id);
+    Sb__Auth__TokenResponse *t = login_ok(login_id, PASSWORD);
+
+    cr_assert_str_eq(t->token_type, "Bearer");
+    cr_assert_eq(t->expires_in, 900);
+    cr_assert_str_eq(t->user_id, user_id);
+    cr_assert_eq(t->role, SB__MEMBER__ROLE__PLANNER);
+    sb_jwt_claims_t c;
+    verify_ok(t->access_token, &c);
+    cr_assert_str_eq(c.sub, user_id);
+    cr_assert_str_eq(c.role, "PLANNER");
+    cr_assert_eq(strlen(c.jti), SB_UUID_LEN);
+    cr_assert_eq(c.exp - c.iat, 900);
+
+    /* 32 random bytes, base64url without padding; stored only as SHA-256 */
+    cr_assert_eq(strlen(t->refresh_token), 43, "refresh token %s", t->refresh_token);
+    cr_assert_eq(strspn(t->refresh_token,
+                        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+                 43);
+    cr_assert_eq(
+        db_count("SELECT count(*) FROM refresh_tokens WHERE token_hash = $1", t->refresh_token), 0);
+    cr_assert_eq(db_count("SELECT count(*) FROM refresh_tokens WHERE token_hash ="
+                          " encode(sha256($1::bytea), 'hex')"
+                          " AND used_at IS NULL AND revoked_at IS NULL",
+                          t->refresh_token),
+                 1);
+
+    /* a second login is a second session: another family */
+    Sb__Auth__TokenResponse *t2 = login_ok(login_id, PASSWORD);
+    cr_assert_str_neq(t2->refresh_token, t->refresh_token);
+    cr_assert_eq(db_count("SELECT count(DISTINCT family_id) FROM refresh_tokens"
+                          " WHERE user_id = $1::uuid",
+                          user_id),
+                 2);
+}
+
+Test(auth, bootstrap_admin_logs_in_as_admin)
+{
+    Sb__Auth__TokenResponse *t = login_ok(getenv(ENV_ADMIN), PASSWORD);
+    cr_assert_eq(t->role, SB__MEMBER__ROLE__ADMIN);
+    sb_jwt_claims_t c;
+    verify_ok(t->access_token, &c);
+    cr_assert_str_eq(c.role, "ADMIN");
+}
+
+Test(auth, wrong_password_and_unknown_login_id_get_the_same_answer)
+{
+    char *login_id, *user_id;
+    signup(SB__MEMBER__ROLE__USER, &login_id, &user_id);
+    sb_buf_t e1 = SB_BUF_INIT, e2 = SB_BUF_INIT;
+    Sb__Auth__TokenResponse *resp;
+
+    Sb__Auth__LoginRequest req = SB__AUTH__LOGIN_REQUEST__INIT;
+    req.login_id = login_id;
+    req.password = "wrong-password-1";
+    cr_assert_eq(AUTH("Login", &req, &resp, NULL, &e1), SB_UNAUTHENTICATED, "%s", e1.buf);
+    req.login_id = "authtest-nobody-by-this-name";
+    req.password = PASSWORD;
+    cr_assert_eq(AUTH("Login", &req, &resp, NULL, &e2), SB_UNAUTHENTICATED, "%s", e2.buf);
+    cr_assert_str_eq(e1.buf, e2.buf);
+    cr_assert_str_eq(e1.buf, BAD_LOGIN);
+
+    req.login_id = login_id;
+    req.password = "";
+    cr_assert_eq(AUTH("Login", &req, &resp, NULL, &e1), SB_INVALID_ARGUMENT, "%s", e1.buf);
+    req.login_id = "";
+    req.password = PASSWORD;
+    cr_assert_eq(AUTH("Login", &req, &resp, NULL, &e1), SB_INVALID_ARGUMENT, "%s", e1.buf);
+    sb_buf_release(&e1);
+    sb_buf_release(&e2);
+}
+
+Test(auth, refresh_rotates_and_reuse_revokes_the_whole_family)
+{
+    char *user_id;
+    Sb__Auth__TokenResponse *t1 = new_session(SB__MEMBER__ROLE__USER, &user_id);
+    sb_buf_t err = SB_BUF_INIT;
+
+    Sb__Auth__TokenResponse *t2;
+    cr_assert_eq(refresh(t1->refresh_token, &t2, &err), SB_OK, "%s", err.buf);
+    cr_assert_str_neq(t2->refresh_token, t1->refresh_token);
+    cr_assert_str_neq(t2->access_token, t1->access_token);
+    cr_assert_str_eq(t2->user_id, user_id);
+    cr_assert_eq(t2->role, SB__MEMBER__ROLE__USER);
+    cr_assert_str_eq(t2->token_type, "Bearer");
+    sb_jwt_claims_t c1, c2;
+    verify_ok(t1->access_token, &c1);
+    verify_ok(t2->access_token, &c2);
+    cr_assert_str_eq(c2.sub, user_id);
+    cr_assert_str_neq(c2.jti, c1.jti);
+    cr_assert_eq(live_tokens(user_id), 1);
+
+    /* the spent token again: reuse -> the family is revoked, successor included */
+    Sb__Auth__TokenResponse *t3;
+    cr_assert_eq(refresh(t1->refresh_token, &t3, &err), SB_UNAUTHENTICATED);
+    cr_assert_str_eq(err.buf, REUSED);
+    cr_assert_eq(live_tokens(user_id), 0, "the revocation must be committed");
+    cr_assert_eq(refresh(t2->refresh_token, &t3, &err), SB_UNAUTHENTICATED);
+    cr_assert_str_eq(err.buf, REUSED);
+
+    /* unknown, empty */
+    cr_assert_eq(refresh("bm90LWEtcmVhbC10b2tlbi1ub3QtYS1yZWFsLXRva2Vu", &t3, &err),
+                 SB_UNAUTHENTICATED);
+    cr_assert_str_eq(err.buf, "invalid refresh token");
+    cr_assert_eq(refresh("", &t3, &err), SB_INVALID_ARGUMENT);
+    sb_buf_release(&err);
+}
+
+Test(auth, reuse_revokes_only_its_own_session)
+{
+    char *login_id, *user_id;
+    signup(SB__MEMBER__ROLE__USER, &login_id, &user_id);
+    Sb__Auth__TokenResponse *a = login_ok(login_id, PASSWORD);
+    Sb__Auth__TokenResponse *b = login_ok(login_id, PASSWORD);
+    sb_buf_t err = SB_BUF_INIT;
+    Sb__Auth__TokenResponse *a2, *x;
+    cr_assert_eq(refresh(a->refresh_token, &a2, &err), SB_OK, "%s", err.buf);
+    cr_assert_eq(refresh(a->refresh_token, &x, &err), SB_UNAUTHENTICATED);
+    cr_assert_eq(refresh(b->refresh_token, &x, &err), SB_OK, "other session: %s", err.buf);
+    sb_buf_release(&err);
+}
+
+Test(auth, logout_denylists_the_access_token_and_revokes_the_refresh_family)
+{
+    char *user_id;
+    Sb__Auth__TokenResponse *t = new_session(SB__MEMBER__ROLE__USER, &user_id);
+    sb_jwt_claims_t c;
+    verify_ok(t->access_token, &c);
+    sb_buf_t err = SB_BUF_INIT;
+
+    Sb__Auth__LogoutRequest req = SB__AUTH__LOGOUT_REQUEST__INIT;
+    req.refresh_token = t->refresh_token;
+    req.access_token = t->access_token;
+    Sb__Auth__LogoutResponse *resp = NULL;
+    /* anonymous caller */
+    cr_assert_eq(AUTH("Logout", &req, &resp, NULL, &err), SB_UNAUTHENTICATED, "%s", err.buf);
+    /* someone else's refresh token */
+    char *other_id;
+    Sb__Auth__TokenResponse *other = new_session(SB__MEMBER__ROLE__USER, &other_id);
+    req.refresh_token = other->refresh_token;
+    sb_call_opts_t me = {.user_id = user_id, .user_role = "USER"};
+    cr_assert_eq(AUTH("Logout", &req, &resp, &me, &err), SB_PERMISSION_DENIED, "%s", err.buf);
+    cr_assert_eq(redis_int("EXISTS sb:deny:%s", c.jti), 0, "nothing revoked on a refused logout");
+    cr_assert_eq(live_tokens(other_id), 1);
+
+    req.refresh_token = t->refresh_token;
+    cr_assert_eq(AUTH("Logout", &req, &resp, &me, &err), SB_OK, "%s", err.buf);
+    cr_assert(resp->revoked);
+    cr_assert_eq(redis_int("EXISTS sb:deny:%s", c.jti), 1);
+    long long ttl = redis_int("TTL sb:deny:%s", c.jti);
+    cr_assert(ttl >= 1 && ttl <= 900, "ttl %lld", ttl);
+    cr_assert_eq(live_tokens(user_id), 0);
+
+    /* afterwards both tokens are refused */
+    Sb__Auth__TokenResponse *x;
+    cr_assert_eq(refresh(t->refresh_token, &x, &err), SB_UNAUTHENTICATED);
+    Sb__Auth__AuthorizeResponse *az;
+    cr_assert_eq(authorize(t->access_token, "GET /notifications", &az, &err), SB_UNAUTHENTICATED);
+    cr_assert_str_eq(err.buf, "token revoked");
+    sb_buf_release(&err);
+}
+
+Test(auth, authorize_follows_the_route_table)
+{
+    char *user_id;
+    Sb__Auth__TokenResponse *t = new_session(SB__MEMBER__ROLE__USER, &user_id);
+    sb_buf_t err = SB_BUF_INIT;
+    Sb__Auth__AuthorizeResponse *r;
+
+    char *action = sb_arena_printf(arena, "GET /members/%s", user_id);
+    cr_assert_eq(authorize(t->access_token, action, &r, &err), SB_OK, "%s", err.buf);
+    cr_assert(r->allowed, "%s", r->reason);
+    cr_assert_str_eq(r->principal, user_id);
+    cr_assert_eq(r->role, SB__MEMBER__ROLE__USER);
+
+    cr_assert_eq(authorize(t->access_token, "POST /performances/abc/approve", &r, &err), SB_OK,
+                 "%s", err.buf);
+    cr_assert_not(r->allowed);
+    cr_assert(strstr(r->reason, "USER"), "%s", r->reason);
+
+    cr_assert_eq(authorize(t->access_token, "GET /performances?plannerId=x", &r, &err), SB_OK,
+                 "%s", err.buf);
+    cr_assert(r->allowed, "public: %s", r->reason);
+
+    cr_assert_eq(authorize(t->access_token, "GET /no/such/thing", &r, &err), SB_OK, "%s", err.buf);
+    cr_assert_not(r->allowed);
+    cr_assert_str_eq(r->reason, "no such action");
+
+    cr_assert_eq(authorize(t->access_token, "members/1", &r, &err), SB_INVALID_ARGUMENT);
+    cr_assert_eq(authorize(t->access_token, "GET members/1", &r, &err), SB_INVALID_ARGUMENT);
+    cr_assert_eq(authorize(t->access_token, "", &r, &err), SB_INVALID_ARGUMENT);
+
+    /* an admin may approve */
+    Sb__Auth__TokenResponse *adm = login_ok(getenv(ENV_ADMIN), PASSWORD);
+    cr_assert_eq(authorize(adm->access_token, "POST /performances/abc/approve", &r, &err), SB_OK,
+                 "%s", err.buf);
+    cr_assert(r->allowed, "%s", r->reason);
+    cr_assert_eq(r->role, SB__MEMBER__ROLE__ADMIN);
+    sb_buf_release(&err);
+}
+
+Test(auth, authorize_refuses_tampered_unsigned_and_expired_tokens)
+{
+    char *user_id;
+    Sb__Auth__TokenResponse *t = new_session(SB__MEMBER__ROLE__USER, &user_id);
+    sb_buf_t err = SB_BUF_INIT;
+    Sb__Auth__AuthorizeResponse *r;
+    int64_t now = sb_now_ms() / 1000;
+
+    /* tampered signature */
+    char *bad = sb_arena_strdup(arena, t->access_token);
+    size_t n = strlen(bad);
+    bad[n - 10] = bad[n - 10] == 'A' ? 'B' : 'A';
+    cr_assert_eq(authorize(bad, "GET /notifications", &r, &err), SB_UNAUTHENTICATED);
+
+    /* tampered payload: a USER token re-signed by nobody, claiming ADMIN */
+    jwt_t *j;
+    jwt_new(&j);
+    jwt_add_grant(j, "iss", SB_JWT_ISSUER);
+    jwt_add_grant(j, "sub", user_id);
+    jwt_add_grant(j, "role", "ADMIN");
+    jwt_add_grant(j, "jti", "forged");
+    jwt_add_grant_int(j, "iat", (long)now);
+    jwt_add_grant_int(j, "exp", (long)now + 900);
+    jwt_set_alg(j, JWT_ALG_HS256, (const unsigned char *)"another-secret-another-secret-xx", 32);
+    char *forged = jwt_encode_str(j);
+    jwt_free(j);
+    cr_assert_eq(authorize(forged, "GET /notifications", &r, &err), SB_UNAUTHENTICATED);
+    free(forged);
+
+    /* alg none */
+    jwt_new(&j);
+    jwt_add_grant(j, "iss", SB_JWT_ISSUER);
+    jwt_add_grant(j, "sub", user_id);
+    jwt_add_grant(j, "role", "ADMIN");
+    jwt_add_grant(j, "jti", "none");
+    jwt_add_grant_int(j, "iat", (long)now);
+    jwt_add_grant_int(j, "exp", (long)now + 900);
+    jwt_set_alg(j, JWT_ALG_NONE, NULL, 0);
+    char *unsigned_tok = jwt_encode_str(j);
+    jwt_free(j);
+    cr_assert_eq(authorize(unsigned_tok, "GET /notifications", &r, &err), SB_UNAUTHENTICATED);
+    free(unsigned_tok);
+
+    /* expired, with the right secret */
+    sb_jwt_claims_t c = {.iat = now - 1000, .exp = now - 100};
+    snprintf(c.sub, sizeof c.sub, "%s", user_id);
+    snprintf(c.role, sizeof c.role, "USER");
+    sb_uuid_v4(c.jti);
+    char *expired = NULL;
+    cr_assert_eq(sb_jwt_issue(secret, &c, &expired, &err), SB_OK, "%s", err.buf);
+    cr_assert_eq(authorize(expired, "GET /notifications", &r, &err), SB_UNAUTHENTICATED);
+    cr_assert_str_eq(err.buf, "token expired");
+    free(expired);
+
+    /* and the same claims, unexpired, are fine: the secret is the service's */
+    c.iat = now;
+    c.exp = now + 60;
+    char *fresh = NULL;
+    cr_assert_eq(sb_jwt_issue(secret, &c, &fresh, &err), SB_OK, "%s", err.buf);
+    cr_assert_eq(authorize(fresh, "GET /notifications", &r, &err), SB_OK, "%s", err.buf);
+    cr_assert(r->allowed);
+    free(fresh);
+
+    cr_assert_eq(authorize("", "GET /notifications", &r, &err), SB_UNAUTHENTICATED);
+    sb_buf_release(&err);
+}
+
+static sb_status_t deliver(const char *event_id, const char *type, const char *user_id,
+                           const ProtobufCMessage *payload, const char *role,
+                           Sb__Events__DeliverEventResponse **resp, sb_buf_t *err)
+{
+    Sb__Events__DeliverEventRequest req = SB__EVENTS__DELIVER_EVENT_REQUEST__INIT;
+    req.service_id = "auth";
+    req.event_id = (char *)event_id;
+    req.type = (char *)type;
+    req.aggregate_id = (char *)user_id;
+    req.payload.len = protobuf_c_message_get_packed_size(payload);
+    req.payload.data = sb_arena_alloc(arena, req.payload.len + 1);
+    protobuf_c_message_pack(payload, req.payload.data);
+    sb_call_opts_t o = {.user_id = "authtest-operator", .user_role = role};
+    *resp = NULL;
+    return AUTH("DeliverEvent", &req, resp, &o, err);
+}
+
+Test(auth, member_withdrawn_ends_every_session_of_the_member)
+{
+    char *login_id, *user_id;
+    signup(SB__MEMBER__ROLE__USER, &login_id, &user_id);
+    Sb__Auth__TokenResponse *a = login_ok(login_id, PASSWORD);
+    Sb__Auth__TokenResponse *b = login_ok(login_id, PASSWORD);
+    cr_assert_eq(live_tokens(user_id), 2);
+    sb_buf_t err = SB_BUF_INIT;
+
+    Sb__Events__MemberWithdrawn ev = SB__EVENTS__MEMBER_WITHDRAWN__INIT;
+    ev.user_id = user_id;
+    ev.withdrawn_at = "2026-11-24T09:00:00.000Z";
+    ev.withdrawn_by = user_id;
+    char event_id[SB_UUID_LEN + 1];
+    sb_uuid_v4(event_id);
+    Sb__Events__DeliverEventResponse *resp;
+
+    /* only an admin may deliver */
+    cr_assert_eq(deliver(event_id, "member.withdrawn", user_id, &ev.base, "USER", &resp, &err),
+                 SB_PERMISSION_DENIED, "%s", err.buf);
+    cr_assert_eq(live_tokens(user_id), 2);
+
+    cr_assert_eq(deliver(event_id, "member.withdrawn", user_id, &ev.base, "ADMIN", &resp, &err),
+                 SB_OK, "%s", err.buf);
+    cr_assert_not(resp->duplicate);
+    cr_assert_eq(live_tokens(user_id), 0);
+    cr_assert_eq(redis_int("EXISTS sb:deny-user:%s", user_id), 1);
+    long long ttl = redis_int("TTL sb:deny-user:%s", user_id);
+    cr_assert(ttl >= 1 && ttl <= 900, "ttl %lld", ttl);
+
+    Sb__Auth__TokenResponse *x;
+    cr_assert_eq(refresh(a->refresh_token, &x, &err), SB_UNAUTHENTICATED);
+    cr_assert_eq(refresh(b->refresh_token, &x, &err), SB_UNAUTHENTICATED);
+    Sb__Auth__AuthorizeResponse *r;
+    cr_assert_eq(authorize(a->access_token, "GET /notifications", &r, &err), SB_UNAUTHENTICATED);
+    cr_assert_str_eq(err.buf, "token revoked");
+
+    /* the same event again is dropped by the inbox */
+    cr_assert_eq(deliver(event_id, "member.withdrawn", user_id, &ev.base, "ADMIN", &resp, &err),
+                 SB_OK, "%s", err.buf);
+    cr_assert(resp->duplicate);
+    sb_buf_release(&err);
+}
+
+Test(auth, password_change_revokes_refresh_tokens_and_unknown_events_are_ignored)
+{
+    char *user_id;
+    Sb__Auth__TokenResponse *t = new_session(SB__MEMBER__ROLE__USER, &user_id);
+    sb_buf_t err = SB_BUF_INIT;
+    Sb__Events__DeliverEventResponse *resp;
+    char event_id[SB_UUID_LEN + 1];
+
+    /* an event type auth does not handle: accepted, no effect */
+    Sb__Events__MemberWithdrawn other = SB__EVENTS__MEMBER_WITHDRAWN__INIT;
+    other.user_id = user_id;
+    sb_uuid_v4(event_id);
+    cr_assert_eq(deliver(event_id, "member.something_else", user_id, &other.base, "ADMIN", &resp,
+                         &err),
+                 SB_OK, "%s", err.buf);
+    cr_assert_eq(live_tokens(user_id), 1);
+
+    Sb__Events__MemberPasswordChanged ev = SB__EVENTS__MEMBER_PASSWORD_CHANGED__INIT;
+    ev.user_id = user_id;
+    ev.changed_at = "2026-11-24T09:00:00.000Z";
+    sb_uuid_v4(event_id);
+    cr_assert_eq(deliver(event_id, "member.password_changed", user_id, &ev.base, "ADMIN", &resp,
+                         &err),
+                 SB_OK, "%s", err.buf);
+    cr_assert_eq(live_tokens(user_id), 0);
+    Sb__Auth__TokenResponse *x;
+    cr_assert_eq(refresh(t->refresh_token, &x, &err), SB_UNAUTHENTICATED);
+    /* no user-wide denial for a password change: the access token lives on */
+    cr_assert_eq(redis_int("EXISTS sb:deny-user:%s", user_id), 0);
+
+    /* an event without a user id is refused, not retried */
+    Sb__Events__MemberPasswordChanged empty = SB__EVENTS__MEMBER_PASSWORD_CHANGED__INIT;
+    sb_uuid_v4(event_id);
+    cr_assert_eq(deliver(event_id, "member.password_changed", user_id, &empty.base, "ADMIN", &resp,
+                         &err),
+                 SB_INVALID_ARGUMENT, "%s", err.buf);
+    sb_buf_release(&err);
+}
+
+Test(auth, unreachable_member_service_is_unavailable)
+{
+    Sb__Auth__LoginRequest req = SB__AUTH__LOGIN_REQUEST__INIT;
+    req.login_id = getenv(ENV_ADMIN);
+    req.password = PASSWORD;
+    Sb__Auth__TokenResponse *x;
+    sb_buf_t err = SB_BUF_INIT;
+    cr_assert_eq(call(BROKEN_ADDR, &sb__auth__auth_service__descriptor, "Login", &req.base, &x,
+                      NULL, &err),
+                 SB_UNAVAILABLE, "%s", err.buf);
+    cr_assert_str_eq(err.buf, "member service unavailable");
+    sb_buf_release(&err);
+}
+
+/* Starts sb-auth with env overrides and waits (30 s at most) for it to exit. */
+static int exit_status_of_auth(const char *const *overrides)
+{
+    char bin[4096];
+    bin_path(bin, sizeof bin, "auth");
+    pid_t pid = spawn(bin, overrides);
+    cr_assert_gt(pid, 0);
+    for (int i = 0; i < 300; i++) {
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        usleep(100 * 1000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    cr_assert_fail("sb-auth kept running with a bad JWT_SECRET");
+    return -1;
+}
+
+Test(auth, refuses_to_start_without_a_256_bit_secret)
+{
+    char db[1024];
+    snprintf(db, sizeof db, "DATABASE_URL=%s", test_db_url());
+    const char *unset[] = {db,          "JWT_SECRET=",     "GRPC_PORT=0",
+                           "ADMIN_PORT=0", "LOG_LEVEL=error", NULL};
+    cr_assert_neq(exit_status_of_auth(unset), 0);
+    const char *short_secret[] = {db, "JWT_SECRET=0123456789abcdef0123456789abcde", "GRPC_PORT=0",
+                                  "ADMIN_PORT=0", "LOG_LEVEL=error", NULL};
+    cr_assert_neq(exit_status_of_auth(short_secret), 0);
+}
