@@ -84,8 +84,31 @@ static bool valid_trace(const char *t)
     return true;
 }
 
+/* The client's address: the peer, or, when GATEWAY_TRUST_FORWARDED=1 (the
+ * gateway sits behind a proxy or load balancer that appends the client to
+ * X-Forwarded-For), the rightmost X-Forwarded-For entry, the one our proxy
+ * wrote. Used for the per-IP login rate limit and the access log. */
+static bool trust_forwarded;
+
 static const char *client_ip(struct MHD_Connection *c, char *buf, size_t n)
 {
+    const char *xff = trust_forwarded ? MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Forwarded-For") : NULL;
+    if (xff && *xff) {
+        const char *last = strrchr(xff, ',');
+        last = last ? last + 1 : xff;
+        while (*last == ' ')
+            last++;
+        size_t len = strcspn(last, " ");
+        bool ok = len > 0 && len < n && len <= 45;
+        for (size_t i = 0; ok && i < len; i++)
+            ok = (last[i] >= '0' && last[i] <= '9') || (last[i] >= 'a' && last[i] <= 'f') ||
+                 (last[i] >= 'A' && last[i] <= 'F') || last[i] == '.' || last[i] == ':';
+        if (ok) {
+            memcpy(buf, last, len);
+            buf[len] = '\0';
+            return buf;
+        }
+    }
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     snprintf(buf, n, "unknown");
     if (ci && ci->client_addr) {
@@ -491,6 +514,7 @@ int main(void)
         gw.targets[b] = sb_strdup(sb_cfg_str(env[b], def));
     }
     gw.timeout_ms = sb_cfg_int("GATEWAY_TIMEOUT_MS", 5000, 100, 120000);
+    trust_forwarded = sb_cfg_bool("GATEWAY_TRUST_FORWARDED", false);
     gw.login_limit = sb_cfg_int("LOGIN_RATE_LIMIT", 20, 1, 1000000);
     gw.route_keys = sb_calloc(gw_n_routes, sizeof *gw.route_keys);
     for (size_t i = 0; i < gw_n_routes; i++) {

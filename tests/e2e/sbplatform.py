@@ -41,7 +41,11 @@ class Platform:
             "BOOTSTRAP_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "LOG_LEVEL": "info",
             "OUTBOX_POLL_MS": "20",
+            # the per-IP login rate limit keys on X-Forwarded-For, so each run
+            # is its own client (Redis keeps counters across runs for a minute)
+            "GATEWAY_TRUST_FORWARDED": "1",
         })
+        self.client_ip = f"10.{secrets.randbelow(256)}.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
         for i, s in enumerate(SERVICES, start=1):
             self.env[f"{s.upper()}_ADDR"] = f"127.0.0.1:{GRPC_BASE + i}"
         self.env.update(env or {})
@@ -136,6 +140,7 @@ class Platform:
             req.add_header("Content-Type", "application/json")
         if token:
             req.add_header("Authorization", f"Bearer {token}")
+        req.add_header("X-Forwarded-For", self.client_ip)
         for k, v in (headers or {}).items():
             req.add_header(k, v)
         try:
