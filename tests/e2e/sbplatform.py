@@ -32,6 +32,7 @@ class Platform:
         self.build = os.environ.get("SB_BUILD_DIR") or os.path.join(
             os.path.dirname(__file__), "..", "..", "build")
         self.procs = []
+        self.bad_exits = []
         self.logdir = tempfile.mkdtemp(prefix="sb-e2e-")
         self.base = f"http://127.0.0.1:{GATEWAY_PORT}"
         self.env = dict(os.environ)
@@ -115,9 +116,13 @@ class Platform:
             log.close()
             if p.returncode not in (0, None) and p.returncode != -signal.SIGTERM:
                 print(f"{name} exited with {p.returncode}", file=sys.stderr)
+                self.bad_exits.append(f"{name}: {p.returncode}")
                 failed = True
         if failed:
             self.dump_logs()
+        if self.bad_exits and not exc[0]:
+            # a crash, a sanitizer report or a leak at exit fails the test
+            raise RuntimeError(f"processes exited badly: {self.bad_exits}")
         return False
 
     def dump_logs(self, tail=40):
