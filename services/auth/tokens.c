@@ -38,6 +38,13 @@ static const sb_pg_stmt_t stmt_insert = {
     "INSERT INTO refresh_tokens (token_hash, family_id, user_id, role, expires_at)"
     " VALUES ($1, $2::uuid, $3::uuid, $4, now() + $5::int * interval '1 second')"};
 
+/* A rotated token's successor keeps the family's expiry: refreshing does not
+ * extend a session beyond REFRESH_TOKEN_TTL_S from its login. */
+static const sb_pg_stmt_t stmt_insert_successor = {
+    "auth_refresh_insert_successor",
+    "INSERT INTO refresh_tokens (token_hash, family_id, user_id, role, expires_at)"
+    " SELECT $1, family_id, user_id, role, expires_at FROM refresh_tokens WHERE token_hash = $2"};
+
 static const sb_pg_stmt_t stmt_lock = {
     "auth_refresh_lock",
     "SELECT family_id::text, user_id::text, role,"
@@ -291,10 +298,8 @@ static sb_status_t refresh_tx(sb_pg_conn_t *c, void *arg, sb_buf_t *err)
     PQclear(r);
     if (st != SB_OK)
         return st;
-    char ttl[24];
-    snprintf(ttl, sizeof ttl, "%ld", j->cfg->refresh_ttl_s);
-    const char *p2[] = {j->next.hash, j->family, j->user_id, j->role, ttl};
-    r = sb_pg_exec(c, &stmt_insert, 5, p2);
+    const char *p2[] = {j->next.hash, p1[0]};
+    r = sb_pg_exec(c, &stmt_insert_successor, 2, p2);
     st = sb_pg_check(c, r, err);
     PQclear(r);
     if (st != SB_OK)
