@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all setup build test test-sanitize run infra-up infra-down clean format
+.PHONY: all setup build test test-sanitize fuzz bench run infra-up infra-down clean format
 
 all: build
 
@@ -20,6 +20,23 @@ test:
 # The same suite built with -fsanitize=address,undefined (what CI also runs).
 test-sanitize:
 	@SB_BUILD=build-asan SB_CMAKE_FLAGS="-DSB_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug" scripts/test.sh
+
+# libFuzzer (clang, ASan+UBSan) on every harness for FUZZ_SECONDS each; new
+# inputs go to build-fuzz/corpus-*, crashes to build-fuzz/crash-*.
+FUZZ_SECONDS ?= 60
+fuzz: setup
+	@CC=clang cmake -S . -B build-fuzz -DSB_FUZZ=ON -DSB_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build build-fuzz -j$(JOBS) --target fuzz_http fuzz_json fuzz_jwt
+	@for h in http json jwt; do mkdir -p build-fuzz/corpus-$$h; \
+	  build-fuzz/tests/fuzz/fuzz_$$h -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=build-fuzz/crash-$$h- build-fuzz/corpus-$$h tests/fuzz/corpus/$$h 2>&1 | \
+	    grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==ERROR|SUMMARY)|Done [0-9]+ runs' | sed "s/^/fuzz_$$h: /"; \
+	done
+
+# Identity benchmark (issue 3): gateway vs direct gRPC vs /healthz; docs/benchmarks.md.
+bench: build
+	@infra_env="$$(deploy/local/infra.sh up)" && eval "$$infra_env" && export DATABASE_URL REDIS_URL KAFKA_BROKERS && \
+	  python3 bench/identity.py $(BENCH_SECONDS) $(BENCH_RUNS)
 
 # The whole platform in the foreground; Ctrl-C stops everything it started.
 run:

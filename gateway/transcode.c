@@ -121,7 +121,8 @@ static bool json_int(json_t *v, bool is_unsigned, long long *s_out, unsigned lon
         if (d != floor(d) || fabs(d) > 9007199254740992.0 || (is_unsigned && d < 0))
             return false;
         *s_out = (long long)d;
-        *u_out = (unsigned long long)d;
+        /* a negative double converted straight to unsigned is undefined (found by fuzz_json) */
+        *u_out = (unsigned long long)*s_out;
         return true;
     }
     if (json_is_string(v)) {
