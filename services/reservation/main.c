@@ -1,22 +1,31 @@
-/* reservation service: wiring only. Its RPCs (sb.reservation.ReservationService in proto/reservation.proto)
- * answer UNIMPLEMENTED until their issue lands; see README "Status". */
-#include "reservation.pb-c.h"
+/* reservation service: wiring. Inventory (this issue): the seat maps and
+ * bookable performances built from the performance service's events on
+ * sb.performance (inventory_events.c) and the RPCs reading them
+ * (inventory.c); see reservation.h for the file map. Holds, reservations and
+ * payments come with the booking issue; their RPCs answer UNIMPLEMENTED. */
+#include "reservation.h"
 #include "sb/service.h"
 
 SB_SERVICE_MIGRATIONS(reservation);
 
 static const sb_rpc_method_t methods[] = {
-    {NULL, NULL},
+    {"GetSeatMap", resv_get_seat_map},
+    {"ListBookable", resv_list_bookable},
+    {"GetPerformanceReservations", resv_get_performance_reservations},
+    {"DeliverEvent", sb_service_deliver_event},
+    {"ReplayEvents", sb_service_replay_events},
 };
 
 static const sb_service_def_t def = {
     .name = "reservation",
     .descriptor = &sb__reservation__reservation_service__descriptor,
     .methods = methods,
-    .n_methods = 0,
+    .n_methods = sizeof methods / sizeof methods[0],
     .migrations = &sb_reservation_migrations,
     .default_grpc_port = 50054,
     .default_admin_port = 9104,
+    .topics = (const char *const[]){"sb.performance", NULL},
+    .on_event = resv_on_performance_event,
 };
 
 int main(void)

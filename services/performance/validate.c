@@ -1,0 +1,488 @@
+/* Field rules for performances, RFC 3339 and UUID parsing, page tokens.
+ * Every rule runs before anything touches the database; a problem is
+ * reported as "<jsonField>: <what is wrong>" with the field named as in the
+ * JSON form ("schedules[1].startsAt: must be in the future"). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "performance.h"
+
+/* Counts the code points of s into *chars. false when s is not valid UTF-8
+ * (overlong forms and surrogates included) or holds a control character
+ * (C0, DEL, C1); multiline allows tab, CR and LF. */
+static bool utf8_text(const char *s, bool multiline, size_t *chars)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = 0;
+    while (*p) {
+        unsigned char b = *p;
+        size_t len;
+        unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+        if (b < 0x80) {
+            bool ws = b == '\t' || b == '\n' || b == '\r';
+            if ((b < 0x20 && !(multiline && ws)) || b == 0x7F)
+                return false;
+            len = 1;
+        } else if (b >= 0xC2 && b <= 0xDF) {
+            len = 2;
+            if (b == 0xC2)
+                lo = 0xA0; /* U+0080..U+009F are C1 controls */
+        } else if (b >= 0xE0 && b <= 0xEF) {
+            len = 3;
+            if (b == 0xE0)
+                lo = 0xA0; /* no overlong forms */
+            else if (b == 0xED)
+                hi = 0x9F; /* no surrogates */
+        } else if (b >= 0xF0 && b <= 0xF4) {
+            len = 4;
+            if (b == 0xF0)
+                lo = 0x90;
+            else if (b == 0xF4)
+                hi = 0x8F; /* nothing above U+10FFFF */
+        } else {
+            return false;
+        }
+        if (len > 1 && (p[1] < lo || p[1] > hi))
+            return false;
+        for (size_t i = 2; i < len; i++)
+            if (p[i] < 0x80 || p[i] > 0xBF)
+                return false;
+        p += len;
+        n++;
+    }
+    *chars = n;
+    return true;
+}
+
+static bool ascii_alnum(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static bool ascii_xdigit(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static char ascii_lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+static const char *str(const char *s)
+{
+    return s ? s : "";
+}
+
+static bool blank(const char *s)
+{
+    return strspn(s, " \t\r\n") == strlen(s);
+}
+
+/* A one-line text of 1..max characters (0..max when !required), not blank. */
+static const char *text_problem(sb_arena_t *a, const char *s, size_t max, bool required, bool multiline)
+{
+    size_t chars;
+    if (!utf8_text(s, multiline, &chars))
+        return multiline ? "must be UTF-8 text without control characters"
+                         : "must be one line of UTF-8 text without control characters";
+    if (!required)
+        return chars > max ? sb_arena_printf(a, "must be at most %zu characters", max) : NULL;
+    if (chars < 1 || chars > max)
+        return sb_arena_printf(a, "must be 1-%zu characters", max);
+    if (blank(s))
+        return "must not be blank";
+    return NULL;
+}
+
+const char *perf_reason_problem(const char *s, bool required)
+{
+    size_t chars;
+    s = str(s);
+    if (!utf8_text(s, true, &chars))
+        return "must be UTF-8 text without control characters";
+    if (required && (chars < 1 || blank(s)))
+        return "is required (1-500 characters)";
+    if (chars > PERF_REASON_MAX)
+        return required ? "must be 1-500 characters" : "must be at most 500 characters";
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ times */
+
+static bool digits(const char *s, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+ * days_from_civil). */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static int month_days(int y, int m)
+{
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return m == 2 && leap ? 29 : days[m - 1];
+}
+
+#define LAST_SECOND 253402300799LL /* 9999-12-31T23:59:59Z */
+
+/* RFC 3339 date-time: full-date "T" full-time, where time-offset is "Z" or
+ * +hh:mm / -hh:mm; 't', 'z' and a space separator are accepted as the RFC's
+ * note allows. Leap seconds (":60") are refused. */
+bool perf_parse_time(const char *s, int64_t *unix_ms)
+{
+    int y, mo, d, h, mi, sec;
+    if (!s || strlen(s) < 20 || strlen(s) > 40)
+        return false;
+    if (!digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) || s[7] != '-' ||
+        !digits(s + 8, 2, &d) || !(s[10] == 'T' || s[10] == 't' || s[10] == ' ') ||
+        !digits(s + 11, 2, &h) || s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' ||
+        !digits(s + 17, 2, &sec))
+        return false;
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > month_days(y, mo) || h > 23 || mi > 59 || sec > 59)
+        return false;
+    const char *p = s + 19;
+    int ms = 0;
+    if (*p == '.') {
+        p++;
+        int n = 0;
+        while (*p >= '0' && *p <= '9') {
+            if (n < 3)
+                ms = ms * 10 + (*p - '0');
+            n++;
+            p++;
+        }
+        if (n == 0 || n > 9)
+            return false;
+        for (int i = n; i < 3; i++)
+            ms *= 10;
+    }
+    int offset_min = 0;
+    if ((*p == 'Z' || *p == 'z') && p[1] == '\0') {
+        offset_min = 0;
+    } else if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
+        int oh, om;
+        if (!digits(p + 1, 2, &oh) || !digits(p + 4, 2, &om) || oh > 23 || om > 59)
+            return false;
+        offset_min = (oh * 60 + om) * (*p == '-' ? -1 : 1);
+    } else {
+        return false;
+    }
+    int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - offset_min * 60;
+    if (secs > LAST_SECOND) /* an offset pushed it past year 9999 */
+        return false;
+    *unix_ms = secs * 1000 + ms;
+    return true;
+}
+
+char *perf_uuid_norm(sb_arena_t *a, const char *s)
+{
+    if (!s || strlen(s) != 36)
+        return NULL;
+    for (size_t i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !ascii_xdigit((unsigned char)s[i]))
+            return NULL;
+    }
+    char *out = sb_arena_strdup(a, s);
+    for (char *p = out; *p; p++)
+        *p = ascii_lower(*p);
+    return out;
+}
+
+/* -------------------------------------------------------------- requests */
+
+static sb_status_t bad(sb_buf_t *msg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static sb_status_t bad(sb_buf_t *msg, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    sb_buf_vaddf(msg, fmt, ap);
+    va_end(ap);
+    return SB_INVALID_ARGUMENT;
+}
+
+static const char time_rule[] = "must be an RFC 3339 timestamp such as 2030-01-31T19:30:00+09:00";
+
+/* Given (non-empty) text fields of both requests. */
+static sb_status_t check_texts(sb_arena_t *a, perf_in_t *in, bool create, sb_buf_t *msg)
+{
+    const char *problem;
+    if ((create || in->title) && (problem = text_problem(a, str(in->title), PERF_TITLE_MAX, true, false)))
+        return bad(msg, "title: %s", problem);
+    if (in->description &&
+        (problem = text_problem(a, in->description, PERF_DESCRIPTION_MAX, false, true)))
+        return bad(msg, "description: %s", problem);
+    if ((create || in->venue) && (problem = text_problem(a, str(in->venue), PERF_VENUE_MAX, true, false)))
+        return bad(msg, "venue: %s", problem);
+    if ((create || in->category) &&
+        (problem = text_problem(a, str(in->category), PERF_CATEGORY_MAX, true, false)))
+        return bad(msg, "category: %s", problem);
+    if ((create || in->running_minutes != 0) &&
+        (in->running_minutes < 1 || in->running_minutes > PERF_RUNNING_MAX))
+        return bad(msg, "runningMinutes: must be 1-%d", PERF_RUNNING_MAX);
+    return SB_OK;
+}
+
+static sb_status_t check_schedules(sb_arena_t *a, Sb__Performance__Schedule *const *s, size_t n,
+                                   bool create, int64_t now_ms, perf_in_t *in, sb_buf_t *msg)
+{
+    if (n < 1 || n > PERF_SCHEDULES_MAX)
+        return bad(msg, "schedules: must have 1-%d entries", PERF_SCHEDULES_MAX);
+    in->has_schedules = true;
+    in->n_sch = n;
+    in->sch = sb_arena_alloc(a, n * sizeof *in->sch);
+    for (size_t i = 0; i < n; i++) {
+        sched_in_t *o = &in->sch[i];
+        const char *id = str(s[i]->schedule_id), *at = str(s[i]->starts_at), *venue = str(s[i]->venue);
+        const char *problem;
+        if (*id) {
+            if (create)
+                return bad(msg, "schedules[%zu].scheduleId: must be empty when creating", i);
+            if (!(o->id = perf_uuid_norm(a, id)))
+                return bad(msg, "schedules[%zu].scheduleId: must be a UUID", i);
+            for (size_t j = 0; j < i; j++)
+                if (in->sch[j].id && !strcmp(in->sch[j].id, o->id))
+                    return bad(msg, "schedules[%zu].scheduleId: listed twice (schedules[%zu])", i, j);
+        }
+        if (*at) {
+            if (!perf_parse_time(at, &o->at_ms))
+                return bad(msg, "schedules[%zu].startsAt: %s", i, time_rule);
+            o->has_time = true;
+        } else if (!o->id) {
+            return bad(msg, "schedules[%zu].startsAt: is required", i);
+        }
+        /* A new schedule must lie ahead; a changed one is checked against
+         * its stored time (perf_check_update's caller). */
+        if (!o->id && o->at_ms <= now_ms)
+            return bad(msg, "schedules[%zu].startsAt: must be in the future", i);
+        if (*venue) {
+            if ((problem = text_problem(a, venue, PERF_VENUE_MAX, true, false)))
+                return bad(msg, "schedules[%zu].venue: %s", i, problem);
+            o->venue = venue;
+        }
+    }
+    if (create) {
+        int64_t *times = sb_arena_alloc(a, n * sizeof *times);
+        for (size_t i = 0; i < n; i++)
+            times[i] = in->sch[i].at_ms;
+        return perf_check_distinct_times(times, n, msg);
+    }
+    return SB_OK;
+}
+
+sb_status_t perf_check_distinct_times(const int64_t *times, size_t n, sb_buf_t *msg)
+{
+    /* n <= 100: quadratic is fine and names the first clash. */
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = 0; j < i; j++)
+            if (times[i] == times[j])
+                return bad(msg, "schedules[%zu].startsAt: same time as schedules[%zu]", i, j);
+    return SB_OK;
+}
+
+static bool same_grade(const char *x, const char *y)
+{
+    for (; *x && *y; x++, y++)
+        if (ascii_lower(*x) != ascii_lower(*y))
+            return false;
+    return *x == *y;
+}
+
+static sb_status_t check_grades(sb_arena_t *a, Sb__Performance__SeatGrade *const *g, size_t n,
+                                perf_in_t *in, sb_buf_t *msg)
+{
+    if (n < 1 || n > PERF_GRADES_MAX)
+        return bad(msg, "grades: must have 1-%d entries", PERF_GRADES_MAX);
+    in->has_grades = true;
+    in->n_gr = n;
+    in->gr = sb_arena_alloc(a, n * sizeof *in->gr);
+    int64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *name = str(g[i]->grade);
+        size_t len = strlen(name);
+        bool ok = len >= 1 && len <= PERF_GRADE_NAME_MAX;
+        for (size_t k = 0; ok && k < len; k++)
+            ok = ascii_alnum((unsigned char)name[k]);
+        if (!ok)
+            return bad(msg, "grades[%zu].grade: must be 1-%d letters or digits", i, PERF_GRADE_NAME_MAX);
+        for (size_t j = 0; j < i; j++)
+            if (same_grade(in->gr[j].grade, name))
+                return bad(msg, "grades[%zu].grade: duplicate of grades[%zu]", i, j);
+        if (g[i]->price < 0)
+            return bad(msg, "grades[%zu].price: must be >= 0", i);
+        if (g[i]->price > PERF_PRICE_MAX)
+            return bad(msg, "grades[%zu].price: must be <= %d", i, PERF_PRICE_MAX);
+        if (g[i]->seat_count < 1 || g[i]->seat_count > PERF_GRADE_SEATS_MAX)
+            return bad(msg, "grades[%zu].seatCount: must be 1-%d", i, PERF_GRADE_SEATS_MAX);
+        total += g[i]->seat_count;
+        in->gr[i] = (grade_in_t){.grade = name, .price = g[i]->price, .seats = g[i]->seat_count};
+    }
+    if (total > PERF_SCHEDULE_SEATS_MAX)
+        return bad(msg, "grades: the seatCounts add up to %lld; a schedule has at most %d seats",
+                   (long long)total, PERF_SCHEDULE_SEATS_MAX);
+    return SB_OK;
+}
+
+sb_status_t perf_check_create(sb_arena_t *a, const Sb__Performance__CreatePerformanceRequest *req,
+                              int64_t now_ms, perf_in_t *out, sb_buf_t *msg)
+{
+    memset(out, 0, sizeof *out);
+    out->title = str(req->title);
+    out->description = str(req->description);
+    out->venue = str(req->venue);
+    out->category = str(req->category);
+    out->running_minutes = req->running_minutes;
+    sb_status_t st = check_texts(a, out, true, msg);
+    if (st == SB_OK)
+        st = check_schedules(a, req->schedules, req->n_schedules, true, now_ms, out, msg);
+    if (st == SB_OK)
+        st = check_grades(a, req->grades, req->n_grades, out, msg);
+    return st;
+}
+
+static const char *given(const char *s)
+{
+    return s && *s ? s : NULL;
+}
+
+sb_status_t perf_check_update(sb_arena_t *a, const Sb__Performance__UpdatePerformanceRequest *req,
+                              int64_t now_ms, perf_in_t *out, sb_buf_t *msg)
+{
+    memset(out, 0, sizeof *out);
+    out->title = given(req->title);
+    out->description = given(req->description);
+    out->venue = given(req->venue);
+    out->category = given(req->category);
+    out->running_minutes = req->running_minutes;
+    sb_status_t st = check_texts(a, out, false, msg);
+    if (st == SB_OK && req->n_schedules)
+        st = check_schedules(a, req->schedules, req->n_schedules, false, now_ms, out, msg);
+    if (st == SB_OK && req->n_grades)
+        st = check_grades(a, req->grades, req->n_grades, out, msg);
+    if (st == SB_OK && !out->title && !out->description && !out->venue && !out->category &&
+        !out->running_minutes && !out->has_schedules && !out->has_grades)
+        st = bad(msg, "nothing to update: give title, description, venue, category, runningMinutes,"
+                      " schedules or grades");
+    return st;
+}
+
+/* ------------------------------------------------------------ page tokens */
+
+static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+char *perf_page_token(sb_arena_t *a, int64_t created_us, const char *id)
+{
+    char raw[96];
+    int n = snprintf(raw, sizeof raw, "%lld:%s", (long long)created_us, id);
+    size_t len = (size_t)n < sizeof raw ? (size_t)n : sizeof raw - 1;
+    char *out = sb_arena_alloc(a, (len + 2) / 3 * 4 + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)(unsigned char)raw[i] << 16;
+        if (i + 1 < len)
+            v |= (uint32_t)(unsigned char)raw[i + 1] << 8;
+        if (i + 2 < len)
+            v |= (unsigned char)raw[i + 2];
+        out[o++] = b64url[(v >> 18) & 63];
+        out[o++] = b64url[(v >> 12) & 63];
+        if (i + 1 < len)
+            out[o++] = b64url[(v >> 6) & 63];
+        if (i + 2 < len)
+            out[o++] = b64url[v & 63];
+    }
+    out[o] = '\0';
+    return out;
+}
+
+static int b64_value(char c)
+{
+    const char *p = c ? strchr(b64url, c) : NULL;
+    return p ? (int)(p - b64url) : -1;
+}
+
+bool perf_page_token_parse(sb_arena_t *a, const char *token, int64_t *created_us, char **id)
+{
+    size_t len = strlen(str(token));
+    if (len == 0 || len > 128 || len % 4 == 1)
+        return false;
+    char raw[100];
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < len; i++) {
+        int v = b64_value(token[i]);
+        if (v < 0)
+            return false;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            raw[o++] = (char)((acc >> bits) & 0xFF);
+        }
+    }
+    raw[o] = '\0';
+    char *colon = memchr(raw, ':', o);
+    if (!colon || colon == raw || colon - raw > 19)
+        return false;
+    int64_t us = 0;
+    for (const char *p = raw; p < colon; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        us = us * 10 + (*p - '0');
+    }
+    *id = perf_uuid_norm(a, colon + 1);
+    if (!*id)
+        return false;
+    *created_us = us;
+    return true;
+}
+
+/* ---------------------------------------------------------------- status */
+
+const char *perf_status_name(Sb__Performance__PerformanceStatus s)
+{
+    switch (s) {
+    case SB__PERFORMANCE__PERFORMANCE_STATUS__PENDING_APPROVAL:
+        return "PENDING_APPROVAL";
+    case SB__PERFORMANCE__PERFORMANCE_STATUS__APPROVED:
+        return "APPROVED";
+    case SB__PERFORMANCE__PERFORMANCE_STATUS__REJECTED:
+        return "REJECTED";
+    case SB__PERFORMANCE__PERFORMANCE_STATUS__CANCELLED:
+        return "CANCELLED";
+    default:
+        return "";
+    }
+}
+
+Sb__Performance__PerformanceStatus perf_status_parse(const char *s)
+{
+    if (!strcmp(s, "PENDING_APPROVAL"))
+        return SB__PERFORMANCE__PERFORMANCE_STATUS__PENDING_APPROVAL;
+    if (!strcmp(s, "APPROVED"))
+        return SB__PERFORMANCE__PERFORMANCE_STATUS__APPROVED;
+    if (!strcmp(s, "REJECTED"))
+        return SB__PERFORMANCE__PERFORMANCE_STATUS__REJECTED;
+    if (!strcmp(s, "CANCELLED"))
+        return SB__PERFORMANCE__PERFORMANCE_STATUS__CANCELLED;
+    return SB__PERFORMANCE__PERFORMANCE_STATUS__PERFORMANCE_STATUS_UNSPECIFIED;
+}

@@ -1,0 +1,555 @@
+/* sb.performance events -> the inventory (migrations/0001_inventory.sql).
+ *
+ * Runs inside the inbox transaction (sb/events.h): a redelivered event id
+ * never reaches us, and a failure here rolls everything back and the event
+ * comes again. On top of that every step is idempotent and ordered by the
+ * snapshot version, because the same state can arrive under several event
+ * ids (a replayed outbox, DeliverEvent) and events of one performance can be
+ * handled out of order (DeliverEvent racing the consumer, a replay after a
+ * newer event):
+ *
+ *   performance.approved / performance.changed  (PerformanceSnapshot)
+ *       applied only when its version is above the stored one (or there is
+ *       no row yet) and the performance is not cancelled; then the
+ *       performance, its schedules and grades are upserted and its seats
+ *       brought in line with the grades (added, trimmed, re-priced), never
+ *       touching a held or sold seat.
+ *   performance.cancelled
+ *       applied when its version is at least the stored one; with no row yet
+ *       a tombstone is written so a late approval is ignored. Terminal.
+ *
+ * Events of one performance are serialised by a transaction-scoped advisory
+ * lock on its id, so two instances (or DeliverEvent and the consumer) never
+ * interleave their steps. A payload that cannot be decoded, or a snapshot
+ * that breaks the limits below, is logged as an error and dropped (SB_OK):
+ * retrying cannot fix it and it must not block the partition. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "reservation.h"
+#include "sb/log.h"
+#include "sb/service.h"
+
+/* Limits on a snapshot; the performance service's own rules are tighter. */
+#define MAX_SCHEDULES 500
+#define MAX_GRADES 50
+#define MAX_GRADE_SEATS 50000    /* seats of one grade in one schedule */
+#define MAX_SCHEDULE_SEATS 100000 /* all grades of one schedule */
+#define MAX_TOTAL_SEATS 2000000   /* the whole performance */
+#define MAX_GRADE_BYTES 32
+#define MAX_TEXT_BYTES 1000
+#define MAX_CATEGORY_BYTES 100
+
+static const sb_pg_stmt_t stmt_lock = {
+    "inv_event_lock", "SELECT pg_advisory_xact_lock(hashtextextended('sb-inv:' || $1::text, 0))"};
+
+static const sb_pg_stmt_t stmt_select_perf = {
+    "inv_event_select_perf",
+    "SELECT version, status FROM inv_performances WHERE performance_id = $1::uuid FOR UPDATE"};
+
+/* The guard repeats the version rule the caller has checked. */
+static const sb_pg_stmt_t stmt_upsert_perf = {
+    "inv_event_upsert_perf",
+    "INSERT INTO inv_performances (performance_id, planner_id, title, venue, category,"
+    " running_minutes, version, status)"
+    " VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6::int, $7::bigint, 'ON_SALE')"
+    " ON CONFLICT (performance_id) DO UPDATE SET planner_id = EXCLUDED.planner_id,"
+    " title = EXCLUDED.title, venue = EXCLUDED.venue, category = EXCLUDED.category,"
+    " running_minutes = EXCLUDED.running_minutes, version = EXCLUDED.version, updated_at = now()"
+    " WHERE inv_performances.status = 'ON_SALE' AND inv_performances.version < EXCLUDED.version"};
+
+/* A schedule id that belongs to another performance is left alone (and
+ * counted out of the result). Bringing a schedule back un-removes it. */
+static const sb_pg_stmt_t stmt_upsert_schedules = {
+    "inv_event_upsert_schedules",
+    "INSERT INTO inv_schedules (schedule_id, performance_id, starts_at, venue)"
+    " SELECT t.id, $1::uuid, t.starts_at, t.venue"
+    " FROM unnest($2::uuid[], $3::timestamptz[], $4::text[]) AS t(id, starts_at, venue)"
+    " ON CONFLICT (schedule_id) DO UPDATE SET starts_at = EXCLUDED.starts_at,"
+    " venue = EXCLUDED.venue, removed = false, updated_at = now()"
+    " WHERE inv_schedules.performance_id = EXCLUDED.performance_id"};
+
+/* Schedules the snapshot no longer has (again, for ones kept earlier). */
+static const sb_pg_stmt_t stmt_remove_schedules = {
+    "inv_event_remove_schedules",
+    "UPDATE inv_schedules SET removed = true, updated_at = now()"
+    " WHERE performance_id = $1::uuid AND schedule_id <> ALL($2::uuid[])"
+    " RETURNING schedule_id::text"};
+
+static const sb_pg_stmt_t stmt_schedule_taken = {
+    "inv_event_schedule_taken",
+    "SELECT count(*) FROM seats WHERE schedule_id = $1::uuid AND status <> 'AVAILABLE'"};
+
+/* Clears a removed schedule none of whose seats is taken: its seats, then
+ * the schedule itself unless a seat was taken meanwhile. */
+static const sb_pg_stmt_t stmt_schedule_clear = {
+    "inv_event_schedule_clear",
+    "DELETE FROM seats WHERE schedule_id = $1::uuid AND status = 'AVAILABLE'"};
+static const sb_pg_stmt_t stmt_schedule_delete = {
+    "inv_event_schedule_delete",
+    "DELETE FROM inv_schedules WHERE schedule_id = $1::uuid"
+    " AND NOT EXISTS (SELECT 1 FROM seats WHERE schedule_id = $1::uuid)"};
+
+static const sb_pg_stmt_t stmt_upsert_grades = {
+    "inv_event_upsert_grades",
+    "INSERT INTO inv_grades (performance_id, grade, price, seat_count, position)"
+    " SELECT $1::uuid, t.grade, t.price, t.seat_count, t.position::int"
+    " FROM unnest($2::text[], $3::bigint[], $4::int[]) WITH ORDINALITY"
+    "   AS t(grade, price, seat_count, position)"
+    " ON CONFLICT (performance_id, grade) DO UPDATE SET price = EXCLUDED.price,"
+    " seat_count = EXCLUDED.seat_count, position = EXCLUDED.position"};
+
+static const sb_pg_stmt_t stmt_drop_grades = {
+    "inv_event_drop_grades",
+    "DELETE FROM inv_grades WHERE performance_id = $1::uuid AND grade <> ALL($2::text[])"
+    " RETURNING grade"};
+
+/* After grades were dropped: the available seats of grades the performance
+ * no longer has, on its current schedules; then what had to be kept. */
+static const sb_pg_stmt_t stmt_trim_dropped_grades = {
+    "inv_event_trim_dropped_grades",
+    "DELETE FROM seats s USING inv_schedules sc"
+    " WHERE sc.performance_id = $1::uuid AND NOT sc.removed AND s.schedule_id = sc.schedule_id"
+    " AND s.status = 'AVAILABLE' AND NOT EXISTS (SELECT 1 FROM inv_grades g"
+    "   WHERE g.performance_id = $1::uuid AND g.grade = s.grade)"};
+static const sb_pg_stmt_t stmt_kept_dropped_grades = {
+    "inv_event_kept_dropped_grades",
+    "SELECT s.schedule_id::text, s.grade, count(*) FROM seats s"
+    " JOIN inv_schedules sc ON sc.schedule_id = s.schedule_id"
+    " WHERE sc.performance_id = $1::uuid AND NOT sc.removed AND NOT EXISTS (SELECT 1"
+    "   FROM inv_grades g WHERE g.performance_id = $1::uuid AND g.grade = s.grade)"
+    " GROUP BY 1, 2 ORDER BY 1, 2"};
+
+/* Available seats beyond their grade's count, on the current schedules: one
+ * index range (schedule, grade, AVAILABLE, seat_index >= count) per pair.
+ * Runs on every snapshot, so a seat kept earlier for a hold that has since
+ * been released goes with the next one. */
+static const sb_pg_stmt_t stmt_trim_seats = {
+    "inv_event_trim_seats",
+    "DELETE FROM seats s USING inv_schedules sc, inv_grades g"
+    " WHERE sc.performance_id = $1::uuid AND NOT sc.removed AND g.performance_id = $1::uuid"
+    " AND s.schedule_id = sc.schedule_id AND s.grade = g.grade AND s.status = 'AVAILABLE'"
+    " AND s.seat_index >= g.seat_count"};
+
+/* What trimming had to keep: held or sold seats beyond the count. */
+static const sb_pg_stmt_t stmt_kept_seats = {
+    "inv_event_kept_seats",
+    "SELECT sc.schedule_id::text, g.grade, count(*) FROM inv_schedules sc"
+    " JOIN inv_grades g ON g.performance_id = sc.performance_id"
+    " JOIN seats s ON s.schedule_id = sc.schedule_id AND s.grade = g.grade"
+    "   AND s.seat_index >= g.seat_count"
+    " WHERE sc.performance_id = $1::uuid AND NOT sc.removed GROUP BY 1, 2 ORDER BY 1, 2"};
+
+static const sb_pg_stmt_t stmt_reprice_seats = {
+    "inv_event_reprice_seats",
+    "UPDATE seats s SET price = g.price, updated_at = now() FROM inv_schedules sc, inv_grades g"
+    " WHERE sc.performance_id = $1::uuid AND NOT sc.removed AND s.schedule_id = sc.schedule_id"
+    " AND g.performance_id = $1::uuid AND g.grade = s.grade AND s.status = 'AVAILABLE'"
+    " AND s.price <> g.price"};
+
+/* Every seat the grades call for on every current schedule; existing ones
+ * stay as they are, so a replay adds nothing. Only (schedule, grade) pairs
+ * missing some of their seats are generated (the count is an index range).
+ * 20 = RESV_SEATS_PER_ROW. */
+static const sb_pg_stmt_t stmt_add_seats = {
+    "inv_event_add_seats",
+    "INSERT INTO seats (schedule_id, seat_id, grade, seat_index, row_label, seat_number, price)"
+    " SELECT sc.schedule_id, g.grade || '-' || r.label || '-' || (i % 20 + 1)::text, g.grade, i,"
+    " r.label, i % 20 + 1, g.price"
+    " FROM inv_schedules sc JOIN inv_grades g ON g.performance_id = sc.performance_id"
+    " CROSS JOIN LATERAL generate_series(0, g.seat_count - 1) AS i"
+    " CROSS JOIN LATERAL (SELECT inv_row_label(i / 20) AS label) AS r"
+    " WHERE sc.performance_id = $1::uuid AND NOT sc.removed"
+    " AND (SELECT count(*) FROM seats s WHERE s.schedule_id = sc.schedule_id"
+    "      AND s.grade = g.grade AND s.seat_index < g.seat_count) < g.seat_count"
+    " ON CONFLICT (schedule_id, seat_id) DO NOTHING"};
+
+static const sb_pg_stmt_t stmt_cancel = {
+    "inv_event_cancel",
+    "INSERT INTO inv_performances (performance_id, planner_id, version, status)"
+    " VALUES ($1::uuid, $2::uuid, $3::bigint, 'CANCELLED')"
+    " ON CONFLICT (performance_id) DO UPDATE SET status = 'CANCELLED',"
+    " version = GREATEST(inv_performances.version, EXCLUDED.version), updated_at = now()"
+    " WHERE inv_performances.version <= EXCLUDED.version"};
+
+_Static_assert(RESV_SEATS_PER_ROW == 20, "stmt_add_seats hard-codes rows of 20");
+
+/* ------------------------------------------------------------------ helpers */
+
+/* Runs stmt on tx; on OK hands the result to *res (caller PQclears) or
+ * clears it when res is NULL. */
+static sb_status_t run(sb_pg_conn_t *tx, const sb_pg_stmt_t *stmt, int n, const char *const *params,
+                       PGresult **res, sb_buf_t *err)
+{
+    PGresult *r = sb_pg_exec(tx, stmt, n, params);
+    sb_status_t st = sb_pg_check(tx, r, err);
+    if (st != SB_OK || !res) {
+        PQclear(r);
+        if (res)
+            *res = NULL;
+        if (st != SB_OK)
+            sb_buf_addf(err, " (%s)", stmt->name);
+        return st;
+    }
+    *res = r;
+    return SB_OK;
+}
+
+static long long affected(PGresult *r)
+{
+    return atoll(PQcmdTuples(r));
+}
+
+/* Dropped, never retried: the error log is the record (the envelope sits in
+ * the inbox under its event id). */
+static sb_status_t drop_event(const sb_event_envelope_t *ev, const char *why)
+{
+    sb_error("event %s %s dropped: %s", ev->type, ev->event_id, why);
+    return SB_OK;
+}
+
+/* Takes the performance's event lock and reads its row. *exists tells
+ * whether there is one; *version and *cancelled describe it. */
+static sb_status_t lock_performance(sb_pg_conn_t *tx, const char *id, bool *exists,
+                                    int64_t *version, bool *cancelled, sb_buf_t *err)
+{
+    const char *p[] = {id};
+    PGresult *r;
+    sb_status_t st = run(tx, &stmt_lock, 1, p, NULL, err);
+    if (st != SB_OK)
+        return st;
+    if ((st = run(tx, &stmt_select_perf, 1, p, &r, err)) != SB_OK)
+        return st;
+    *exists = PQntuples(r) == 1;
+    *version = *exists ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+    *cancelled = *exists && !strcmp(PQgetvalue(r, 0, 1), "CANCELLED");
+    PQclear(r);
+    return SB_OK;
+}
+
+/* -------------------------------------------------------------- snapshots */
+
+/* What is wrong with a snapshot (a static phrase), or NULL. */
+static const char *snapshot_problem(const Sb__Events__PerformanceSnapshot *s)
+{
+    if (!s)
+        return "no performance snapshot";
+    if (!resv_is_uuid(s->performance_id))
+        return "performanceId is not a UUID";
+    if (!resv_is_uuid(s->planner_id))
+        return "plannerId is not a UUID";
+    if (s->version < 0)
+        return "negative version";
+    if ((*s->title && !resv_is_text(s->title, MAX_TEXT_BYTES)) ||
+        (*s->venue && !resv_is_text(s->venue, MAX_TEXT_BYTES)) ||
+        (*s->category && !resv_is_text(s->category, MAX_CATEGORY_BYTES)))
+        return "title, venue or category is not text of a sane length";
+    if (s->running_minutes < 0)
+        return "negative runningMinutes";
+    if (s->n_schedules > MAX_SCHEDULES || s->n_grades > MAX_GRADES)
+        return "too many schedules or grades";
+    for (size_t i = 0; i < s->n_schedules; i++) {
+        const Sb__Events__ScheduleSnapshot *sc = s->schedules[i];
+        if (!resv_is_uuid(sc->schedule_id))
+            return "a scheduleId is not a UUID";
+        if (!resv_is_rfc3339(sc->starts_at))
+            return "a schedule's startsAt is not an RFC 3339 time";
+        if (*sc->venue && !resv_is_text(sc->venue, MAX_TEXT_BYTES))
+            return "a schedule's venue is not text of a sane length";
+        for (size_t j = 0; j < i; j++)
+            if (!strcasecmp(sc->schedule_id, s->schedules[j]->schedule_id))
+                return "a scheduleId appears twice";
+    }
+    int64_t per_schedule = 0;
+    for (size_t i = 0; i < s->n_grades; i++) {
+        const Sb__Events__GradeSnapshot *g = s->grades[i];
+        if (!resv_is_text(g->grade, MAX_GRADE_BYTES))
+            return "a grade name is empty, too long or not text";
+        if (g->price < 0 || g->seat_count < 0 || g->seat_count > MAX_GRADE_SEATS)
+            return "a grade's price or seatCount is out of range";
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(g->grade, s->grades[j]->grade))
+                return "a grade appears twice";
+        per_schedule += g->seat_count;
+    }
+    if (per_schedule > MAX_SCHEDULE_SEATS ||
+        per_schedule * (int64_t)s->n_schedules > MAX_TOTAL_SEATS)
+        return "too many seats";
+    return NULL;
+}
+
+/* The snapshot's lists as PostgreSQL array literals. */
+struct snapshot_arrays {
+    sb_buf_t ids, starts, venues, grades, prices, counts;
+};
+
+static void snapshot_arrays_build(struct snapshot_arrays *a,
+                                  const Sb__Events__PerformanceSnapshot *s, sb_arena_t *arena)
+{
+    size_t ns = s->n_schedules, ng = s->n_grades;
+    const char **ids = sb_arena_alloc(arena, (ns + 1) * sizeof *ids);
+    const char **starts = sb_arena_alloc(arena, (ns + 1) * sizeof *starts);
+    const char **venues = sb_arena_alloc(arena, (ns + 1) * sizeof *venues);
+    const char **grades = sb_arena_alloc(arena, (ng + 1) * sizeof *grades);
+    for (size_t i = 0; i < ns; i++) {
+        ids[i] = resv_uuid_norm(arena, s->schedules[i]->schedule_id);
+        starts[i] = s->schedules[i]->starts_at;
+        venues[i] = *s->schedules[i]->venue ? s->schedules[i]->venue : s->venue;
+    }
+    for (size_t i = 0; i < ng; i++)
+        grades[i] = s->grades[i]->grade;
+    *a = (struct snapshot_arrays){SB_BUF_INIT, SB_BUF_INIT, SB_BUF_INIT,
+                                  SB_BUF_INIT, SB_BUF_INIT, SB_BUF_INIT};
+    resv_pg_array(&a->ids, ids, ns);
+    resv_pg_array(&a->starts, starts, ns);
+    resv_pg_array(&a->venues, venues, ns);
+    resv_pg_array(&a->grades, grades, ng);
+    sb_buf_addch(&a->prices, '{');
+    sb_buf_addch(&a->counts, '{');
+    for (size_t i = 0; i < ng; i++) {
+        sb_buf_addf(&a->prices, "%s%" PRId64, i ? "," : "", s->grades[i]->price);
+        sb_buf_addf(&a->counts, "%s%d", i ? "," : "", (int)s->grades[i]->seat_count);
+    }
+    sb_buf_addch(&a->prices, '}');
+    sb_buf_addch(&a->counts, '}');
+}
+
+static void snapshot_arrays_release(struct snapshot_arrays *a)
+{
+    sb_buf_release(&a->ids);
+    sb_buf_release(&a->starts);
+    sb_buf_release(&a->venues);
+    sb_buf_release(&a->grades);
+    sb_buf_release(&a->prices);
+    sb_buf_release(&a->counts);
+}
+
+/* Schedules the snapshot dropped: cleared and deleted when none of their
+ * seats is held or sold; otherwise kept (removed, so not bookable) with a
+ * warning, for the booking side to settle. */
+static sb_status_t drop_schedules(sb_pg_conn_t *tx, const char *perf, const char *ids,
+                                  sb_buf_t *err)
+{
+    const char *p[] = {perf, ids};
+    PGresult *gone;
+    sb_status_t st = run(tx, &stmt_remove_schedules, 2, p, &gone, err);
+    if (st != SB_OK)
+        return st;
+    for (int i = 0; i < PQntuples(gone) && st == SB_OK; i++) {
+        const char *sid[] = {PQgetvalue(gone, i, 0)};
+        PGresult *r;
+        if ((st = run(tx, &stmt_schedule_taken, 1, sid, &r, err)) != SB_OK)
+            break;
+        long long taken = atoll(PQgetvalue(r, 0, 0));
+        PQclear(r);
+        if (taken > 0) {
+            sb_warn("performance %s: schedule %s is gone from the snapshot but %lld of its seats"
+                    " are held or sold: kept, not bookable",
+                    perf, sid[0], taken);
+            continue;
+        }
+        if ((st = run(tx, &stmt_schedule_clear, 1, sid, NULL, err)) == SB_OK &&
+            (st = run(tx, &stmt_schedule_delete, 1, sid, NULL, err)) == SB_OK)
+            sb_info("performance %s: schedule %s removed with its seats", perf, sid[0]);
+    }
+    PQclear(gone);
+    return st;
+}
+
+/* Grades the snapshot dropped: their rows, their available seats on the
+ * current schedules; held or sold ones are kept with a warning. *trimmed
+ * counts the seats removed. */
+static sb_status_t drop_grades(sb_pg_conn_t *tx, const char *perf, const char *grades,
+                               long long *trimmed, sb_buf_t *err)
+{
+    const char *p[] = {perf, grades};
+    PGresult *r;
+    sb_status_t st = run(tx, &stmt_drop_grades, 2, p, &r, err);
+    if (st != SB_OK)
+        return st;
+    int dropped = PQntuples(r);
+    PQclear(r);
+    if (dropped == 0)
+        return SB_OK;
+    if ((st = run(tx, &stmt_trim_dropped_grades, 1, p, &r, err)) != SB_OK)
+        return st;
+    *trimmed += affected(r);
+    PQclear(r);
+    if ((st = run(tx, &stmt_kept_dropped_grades, 1, p, &r, err)) != SB_OK)
+        return st;
+    for (int i = 0; i < PQntuples(r); i++)
+        sb_warn("performance %s: schedule %s grade %s is gone from the snapshot but %s of its"
+                " seats are held or sold: kept",
+                perf, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
+    PQclear(r);
+    return SB_OK;
+}
+
+/* Seats in line with the grades on every current schedule. */
+static sb_status_t sync_seats(sb_pg_conn_t *tx, const char *perf, long long *added,
+                              long long *trimmed, sb_buf_t *err)
+{
+    const char *p[] = {perf};
+    PGresult *r;
+    sb_status_t st = run(tx, &stmt_trim_seats, 1, p, &r, err);
+    if (st != SB_OK)
+        return st;
+    *trimmed += affected(r);
+    PQclear(r);
+    if ((st = run(tx, &stmt_kept_seats, 1, p, &r, err)) != SB_OK)
+        return st;
+    for (int i = 0; i < PQntuples(r); i++)
+        sb_warn("performance %s: schedule %s grade %s: %s held or sold seats beyond the new seat"
+                " count kept",
+                perf, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
+    PQclear(r);
+    if ((st = run(tx, &stmt_reprice_seats, 1, p, NULL, err)) != SB_OK)
+        return st;
+    if ((st = run(tx, &stmt_add_seats, 1, p, &r, err)) != SB_OK)
+        return st;
+    *added = affected(r);
+    PQclear(r);
+    return SB_OK;
+}
+
+static sb_status_t apply_snapshot(sb_pg_conn_t *tx, const sb_event_envelope_t *ev,
+                                  const Sb__Events__PerformanceSnapshot *s, sb_buf_t *err)
+{
+    const char *problem = snapshot_problem(s);
+    if (problem)
+        return drop_event(ev, problem);
+
+    sb_arena_t *arena = sb_arena_new();
+    struct snapshot_arrays a;
+    char *perf = resv_uuid_norm(arena, s->performance_id);
+    char *planner = resv_uuid_norm(arena, s->planner_id);
+    bool exists, cancelled;
+    int64_t stored;
+    long long added = 0, trimmed = 0;
+    sb_status_t st = lock_performance(tx, perf, &exists, &stored, &cancelled, err);
+    if (st != SB_OK)
+        goto out_arena;
+    if (exists && (cancelled || s->version <= stored)) {
+        sb_log(cancelled && s->version > stored ? SB_LOG_WARN : SB_LOG_INFO,
+               "performance %s: %s v%" PRId64 " ignored (have v%" PRId64 "%s)", perf, ev->type,
+               s->version, stored, cancelled ? ", cancelled" : "");
+        goto out_arena;
+    }
+
+    snapshot_arrays_build(&a, s, arena);
+    char minutes[16], version[24];
+    snprintf(minutes, sizeof minutes, "%d", (int)s->running_minutes);
+    snprintf(version, sizeof version, "%" PRId64, s->version);
+    const char *pp[] = {perf, planner, s->title, s->venue, s->category, minutes, version};
+    const char *sp[] = {perf, a.ids.buf, a.starts.buf, a.venues.buf};
+    const char *gp[] = {perf, a.grades.buf, a.prices.buf, a.counts.buf};
+    PGresult *r;
+    if ((st = run(tx, &stmt_upsert_perf, 7, pp, NULL, err)) != SB_OK ||
+        (st = run(tx, &stmt_upsert_schedules, 4, sp, &r, err)) != SB_OK)
+        goto out_arrays;
+    if (affected(r) < (long long)s->n_schedules)
+        sb_warn("performance %s: %lld of its %zu schedule ids belong to another performance:"
+                " ignored",
+                perf, (long long)s->n_schedules - affected(r), s->n_schedules);
+    PQclear(r);
+    if ((st = drop_schedules(tx, perf, a.ids.buf, err)) != SB_OK ||
+        (st = run(tx, &stmt_upsert_grades, 4, gp, NULL, err)) != SB_OK ||
+        (st = drop_grades(tx, perf, a.grades.buf, &trimmed, err)) != SB_OK ||
+        (st = sync_seats(tx, perf, &added, &trimmed, err)) != SB_OK)
+        goto out_arrays;
+    sb_info("performance %s: %s v%" PRId64 " applied (%zu schedules, %zu grades, %lld seats added,"
+            " %lld removed)",
+            perf, ev->type, s->version, s->n_schedules, s->n_grades, added, trimmed);
+out_arrays:
+    snapshot_arrays_release(&a);
+out_arena:
+    sb_arena_free(arena);
+    return st;
+}
+
+static sb_status_t on_approved(sb_pg_conn_t *tx, const sb_event_envelope_t *ev, sb_buf_t *err)
+{
+    Sb__Events__PerformanceApproved *m =
+        sb__events__performance_approved__unpack(NULL, ev->payload.len, ev->payload.data);
+    if (!m)
+        return drop_event(ev, "undecodable PerformanceApproved payload");
+    sb_status_t st = apply_snapshot(tx, ev, m->performance, err);
+    sb__events__performance_approved__free_unpacked(m, NULL);
+    return st;
+}
+
+static sb_status_t on_changed(sb_pg_conn_t *tx, const sb_event_envelope_t *ev, sb_buf_t *err)
+{
+    Sb__Events__PerformanceChanged *m =
+        sb__events__performance_changed__unpack(NULL, ev->payload.len, ev->payload.data);
+    if (!m)
+        return drop_event(ev, "undecodable PerformanceChanged payload");
+    sb_status_t st = apply_snapshot(tx, ev, m->performance, err);
+    sb__events__performance_changed__free_unpacked(m, NULL);
+    return st;
+}
+
+/* ------------------------------------------------------------ cancellation */
+
+static sb_status_t on_cancelled(sb_pg_conn_t *tx, const sb_event_envelope_t *ev, sb_buf_t *err)
+{
+    Sb__Events__PerformanceCancelled *m =
+        sb__events__performance_cancelled__unpack(NULL, ev->payload.len, ev->payload.data);
+    if (!m)
+        return drop_event(ev, "undecodable PerformanceCancelled payload");
+    sb_status_t st = SB_OK;
+    if (!resv_is_uuid(m->performance_id) || m->version < 0 ||
+        (*m->planner_id && !resv_is_uuid(m->planner_id))) {
+        st = drop_event(ev, "PerformanceCancelled needs a performanceId (and plannerId) UUID and"
+                            " a version >= 0");
+        goto out_free;
+    }
+    sb_arena_t *arena = sb_arena_new();
+    char *perf = resv_uuid_norm(arena, m->performance_id);
+    char *planner = *m->planner_id ? resv_uuid_norm(arena, m->planner_id) : NULL;
+    char version[24];
+    snprintf(version, sizeof version, "%" PRId64, m->version);
+
+    bool exists, cancelled;
+    int64_t stored;
+    if ((st = lock_performance(tx, perf, &exists, &stored, &cancelled, err)) != SB_OK)
+        goto out_arena;
+    if (exists && m->version < stored) {
+        sb_warn("performance %s: cancellation v%" PRId64 " ignored (have v%" PRId64 "%s)", perf,
+                m->version, stored, cancelled ? ", already cancelled" : "");
+        goto out_arena;
+    }
+    const char *p[] = {perf, planner, version};
+    if ((st = run(tx, &stmt_cancel, 3, p, NULL, err)) != SB_OK)
+        goto out_arena;
+    if (!exists)
+        sb_info("performance %s: cancellation v%" PRId64 " arrived first: tombstone written", perf,
+                m->version);
+    else
+        sb_info("performance %s: cancelled at v%" PRId64 "%s", perf, m->version,
+                cancelled ? " (again)" : "");
+out_arena:
+    sb_arena_free(arena);
+out_free:
+    sb__events__performance_cancelled__free_unpacked(m, NULL);
+    return st;
+}
+
+/* ---------------------------------------------------------------- dispatch */
+
+sb_status_t resv_on_performance_event(sb_pg_conn_t *tx, const sb_event_envelope_t *ev, void *arg,
+                                      sb_buf_t *err)
+{
+    (void)arg;
+    if (!strcmp(ev->type, "performance.approved"))
+        return on_approved(tx, ev, err);
+    if (!strcmp(ev->type, "performance.changed"))
+        return on_changed(tx, ev, err);
+    if (!strcmp(ev->type, "performance.cancelled"))
+        return on_cancelled(tx, ev, err);
+    sb_debug("event %s %s is not for the reservation service: ignored", ev->type, ev->event_id);
+    return SB_OK;
+}

@@ -1,0 +1,57 @@
+/* reservation service internals, shared by its files:
+ *   main.c              wiring: the service definition, the handler table
+ *   inventory_events.c  sb.performance events -> the inventory tables
+ *                       (inv_performances, inv_schedules, inv_grades, seats)
+ *   inventory.c         the inventory RPCs (GetSeatMap, ListBookable,
+ *                       GetPerformanceReservations)
+ *   validate.c          UUID and timestamp checks, PostgreSQL array literals
+ * Tables: migrations/0001_inventory.sql. */
+#ifndef SB_RESERVATION_INTERNAL_H
+#define SB_RESERVATION_INTERNAL_H
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "reservation.pb-c.h"
+#include "sb/arena.h"
+#include "sb/buf.h"
+#include "sb/events.h"
+#include "sb/pg.h"
+#include "sb/rpc.h"
+#include "sb/status.h"
+
+/* Timestamps leave the database as RFC 3339 UTC with milliseconds, like
+ * sb_time_rfc3339. */
+#define RESV_TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+/* Seats are laid out in rows of this many (see the migration). */
+#define RESV_SEATS_PER_ROW 20
+
+/* ---- validate.c ---- */
+
+/* true when s is a UUID in the 8-4-4-4-12 hex form (either case). */
+bool resv_is_uuid(const char *s);
+/* The canonical (lower-case) form of a UUID, in a; NULL if s is not one. */
+char *resv_uuid_norm(sb_arena_t *a, const char *s);
+/* true when s is an RFC 3339 date-time PostgreSQL's timestamptz accepts:
+ * YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM), 't'/'z' and ' ' allowed. */
+bool resv_is_rfc3339(const char *s);
+/* true when s is valid UTF-8 of 1..max_bytes bytes without control characters. */
+bool resv_is_text(const char *s, size_t max_bytes);
+/* Appends items as a PostgreSQL array literal ({"a","b\"c"}) to out. */
+void resv_pg_array(sb_buf_t *out, const char *const *items, size_t n);
+
+/* ---- inventory_events.c ---- */
+
+/* The service's on_event: performance.approved / .changed / .cancelled.
+ * Idempotent, and safe against out-of-order delivery (versions). arg is the
+ * sb_service_t. */
+sb_status_t resv_on_performance_event(sb_pg_conn_t *tx, const sb_event_envelope_t *ev, void *arg,
+                                      sb_buf_t *err);
+
+/* ---- inventory.c ---- */
+
+sb_status_t resv_get_seat_map(sb_rpc_ctx_t *ctx, const void *in, void *out);
+sb_status_t resv_list_bookable(sb_rpc_ctx_t *ctx, const void *in, void *out);
+sb_status_t resv_get_performance_reservations(sb_rpc_ctx_t *ctx, const void *in, void *out);
+
+#endif
