@@ -48,12 +48,38 @@ sb_status_t sb_events_migrate(sb_pg_pool_t *pool, sb_buf_t *err)
                          sizeof common_migrations / sizeof common_migrations[0], err);
 }
 
+/* SB_NAMESPACE (see sb_namespace): set once at start-up, read-only after. */
+static char ns[17];
+
+const char *sb_namespace(void)
+{
+    return ns;
+}
+
+bool sb_namespace_set(const char *name)
+{
+    size_t n = strlen(name);
+    if (n >= sizeof ns)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') || name[i] == '_'))
+            return false;
+    memcpy(ns, name, n + 1);
+    return true;
+}
+
+bool sb_topic_name(const char *base, char *out, size_t n)
+{
+    int w = snprintf(out, n, "%s%s%s", base, *ns ? "." : "", ns);
+    return w > 0 && (size_t)w < n;
+}
+
 bool sb_event_topic(const char *type, char *out, size_t n)
 {
     const char *dot = strchr(type, '.');
     if (!dot || dot == type)
         return false;
-    int w = snprintf(out, n, "sb.%.*s", (int)(dot - type), type);
+    int w = snprintf(out, n, "sb.%.*s%s%s", (int)(dot - type), type, *ns ? "." : "", ns);
     return w > 0 && (size_t)w < n;
 }
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sb/alloc.h"
 #include "sb/config.h"
 #include "sb/log.h"
 
@@ -45,15 +46,22 @@ int sb_service_main(const sb_service_def_t *def)
     long pool_size = sb_cfg_int("DB_POOL_SIZE", 8, 1, 128);
     const char *bind = sb_cfg_str("GRPC_BIND", "0.0.0.0");
 
-    char dbname[64], group[64], addr[128];
-    snprintf(dbname, sizeof dbname, "sb_%s", def->name);
-    snprintf(group, sizeof group, "sb-%s", def->name);
-    snprintf(addr, sizeof addr, "%s:%ld", bind, grpc_port);
-
     sb_service_t svc = {.def = def};
     sb_admin_t *admin = NULL;
     sb_buf_t err = SB_BUF_INIT;
     int rc = 1;
+    char **topics = NULL;
+    size_t n_topics = 0;
+
+    const char *ns = sb_cfg_str("SB_NAMESPACE", "");
+    if (!sb_namespace_set(ns)) {
+        sb_buf_addf(&err, "SB_NAMESPACE must be up to 16 of [a-z0-9_], not \"%.32s\"", ns);
+        goto out;
+    }
+    char dbname[64], group[64], addr[128];
+    snprintf(dbname, sizeof dbname, "sb_%s%s%s", def->name, *ns ? "_" : "", ns);
+    snprintf(group, sizeof group, "sb-%s%s%s", def->name, *ns ? "." : "", ns);
+    snprintf(addr, sizeof addr, "%s:%ld", bind, grpc_port);
 
     if (sb_pg_ensure_database(db_url, dbname, &err) != SB_OK)
         goto out;
@@ -73,13 +81,18 @@ int sb_service_main(const sb_service_def_t *def)
     if (def->init && def->init(&svc, &err) != SB_OK)
         goto out_relay;
     if (def->topics && def->on_event) {
-        size_t n = 0;
-        while (def->topics[n])
-            n++;
-        if (sb_kafka_ensure_topics(brokers, def->topics, n, 3, &err) != SB_OK)
+        while (def->topics[n_topics])
+            n_topics++;
+        topics = sb_calloc(n_topics, sizeof *topics);
+        for (size_t i = 0; i < n_topics; i++) {
+            char t[128];
+            sb_topic_name(def->topics[i], t, sizeof t);
+            topics[i] = sb_strdup(t);
+        }
+        if (sb_kafka_ensure_topics(brokers, (const char *const *)topics, n_topics, 3, &err) != SB_OK)
             goto out_relay;
-        svc.consumer = sb_consumer_start(brokers, group, def->topics, n, svc.pg, def->on_event,
-                                         &svc, &err);
+        svc.consumer = sb_consumer_start(brokers, group, (const char *const *)topics, n_topics, svc.pg,
+                                         def->on_event, &svc, &err);
         if (!svc.consumer)
             goto out_relay;
     }
@@ -116,6 +129,9 @@ out:
     if (rc != 0)
         sb_error("%s service failed to start: %s", def->name, err.buf);
     sb_channels_free_all();
+    for (size_t i = 0; i < n_topics; i++)
+        free(topics[i]);
+    free(topics);
     sb_buf_release(&err);
     sb_info("%s service stopped", def->name);
     return rc;

@@ -32,8 +32,19 @@ typedef Sb__Events__EventEnvelope sb_event_envelope_t;
  * database gets them at start-up. */
 sb_status_t sb_events_migrate(sb_pg_pool_t *pool, sb_buf_t *err);
 
-/* Writes "sb.<prefix>" for type into out (n bytes). false if type has no prefix. */
+/* The namespace (SB_NAMESPACE, "" by default) keeps one run apart from
+ * another on shared servers: a service's database is sb_<name>_<ns>, its
+ * consumer group sb-<name>.<ns>, and every topic sb.<prefix>.<ns>. The tests
+ * run in namespace "test" so they never touch `make run`'s data or events.
+ * sb_namespace_set accepts [a-z0-9_]{0,16}; call it before anything starts. */
+const char *sb_namespace(void);
+bool sb_namespace_set(const char *name);
+
+/* Writes "sb.<prefix>[.<namespace>]" for type into out (n bytes). false if
+ * type has no prefix. */
 bool sb_event_topic(const char *type, char *out, size_t n);
+/* The same for a topic named in a service definition ("sb.performance"). */
+bool sb_topic_name(const char *base, char *out, size_t n);
 
 /* ---- producer ---- */
 typedef struct sb_producer sb_producer_t;
