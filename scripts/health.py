@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Asks every service's grpc.health.v1.Health/Check with Python's grpcio
 (Debian python3-grpcio): a client we did not write. Prints one line per
 service and exits non-zero unless all are SERVING.

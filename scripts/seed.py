@@ -77,21 +77,20 @@ def main():
         return
     admin = login(os.environ.get("BOOTSTRAP_ADMIN_LOGIN", "admin"),
                   os.environ.get("BOOTSTRAP_ADMIN_PASSWORD", "admin-change-me"))
-    ids = []
+    schedules = []
     for show in SHOWS:
         st, p = call("POST", "/performances", show, token=planner["accessToken"])
         if st != 201:
             raise SystemExit(f"seed: create {show['title']}: {st} {p}")
+        schedules += [s["scheduleId"] for s in p["schedules"]]
         st, p = call("POST", f"/performances/{p['performanceId']}/approve", {}, token=admin["accessToken"])
         if st != 200:
             raise SystemExit(f"seed: approve: {st} {p}")
-        ids.append(p["performanceId"])
+    # bookable once the reservation service has built the seat maps from the events
     deadline = time.time() + 30
     while time.time() < deadline:
-        st, body = call("GET", "/reservations?pageSize=100")
-        listed = {p["performanceId"] for p in (body or {}).get("performances", [])} if st == 200 else set()
-        if set(ids) <= listed:
-            print(f"seed: {len(ids)} demo performances approved and bookable "
+        if all(call("GET", f"/schedules/{sid}/seats")[0] == 200 for sid in schedules):
+            print(f"seed: {len(SHOWS)} demo performances approved and bookable "
                   f"(planner {PLANNER['loginId']}/{PLANNER['password']}, user {USER['loginId']}/{USER['password']})",
                   file=sys.stderr)
             return
