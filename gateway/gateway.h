@@ -58,6 +58,11 @@ typedef struct gw_match {
  * m->path_known tells 405 from 404. */
 bool gw_route_match(const char *method, const char *path, gw_match_t *m);
 
+/* The route role bit (GW_USER, GW_PLANNER, GW_ADMIN) of a role name as
+ * carried in a token ("USER", ... exactly, see sb_role_parse); 0 for NULL or
+ * any other string, so an unknown role matches no route but the public ones. */
+unsigned gw_role_bit(const char *role);
+
 /* HTTP status for a status code (the one table). */
 int gw_http_status(sb_status_t st);
 

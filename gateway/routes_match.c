@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "gateway.h"
+#include "sb/valid.h"
 
 const char *const gw_backend_names[GW_N_BACKENDS] = {"member", "auth", "performance",
                                                      "reservation", "payment", "notification"};
@@ -14,6 +15,16 @@ bool gw_backend_by_name(const char *name, gw_backend_t *out)
             return true;
         }
     return false;
+}
+
+unsigned gw_role_bit(const char *role)
+{
+    switch (sb_role_parse(role)) {
+    case SB__MEMBER__ROLE__USER: return GW_USER;
+    case SB__MEMBER__ROLE__PLANNER: return GW_PLANNER;
+    case SB__MEMBER__ROLE__ADMIN: return GW_ADMIN;
+    default: return 0;
+    }
 }
 
 int gw_http_status(sb_status_t st)

@@ -129,17 +129,6 @@ typedef struct principal {
     bool present;
 } principal_t;
 
-static unsigned role_bit(const char *role)
-{
-    if (!strcmp(role, "USER"))
-        return GW_USER;
-    if (!strcmp(role, "PLANNER"))
-        return GW_PLANNER;
-    if (!strcmp(role, "ADMIN"))
-        return GW_ADMIN;
-    return 0;
-}
-
 static sb_status_t authenticate(struct MHD_Connection *c, principal_t *p, sb_buf_t *err)
 {
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
@@ -255,7 +244,7 @@ static int route_request(struct MHD_Connection *c, const gw_match_t *mt, struct 
     if (r->roles != GW_PUBLIC) {
         if ((st = authenticate(c, who, &err)) != SB_OK)
             goto out_status;
-        if (!(role_bit(who->claims.role) & r->roles)) {
+        if (!(gw_role_bit(who->claims.role) & r->roles)) {
             st = SB_PERMISSION_DENIED;
             sb_buf_addf(&err, "%s %s is not allowed for role %s", r->method, r->pattern, who->claims.role);
             goto out_status;

@@ -38,8 +38,10 @@ stop_all() {
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   deploy/local/infra.sh down
   echo "make run: stopped" >&2
+  exit "${1:-0}"
 }
-trap stop_all INT TERM EXIT
+trap 'stop_all 0' INT TERM   # Ctrl-C / SIGTERM: a clean stop
+trap 'stop_all $?' EXIT      # a service died or start-up failed: keep the error
 
 i=1
 for s in "${SERVICES[@]}"; do

@@ -14,6 +14,7 @@
 #include "sb/log.h"
 #include "sb/metrics.h"
 #include "sb/util.h"
+#include "sb/valid.h"
 
 #define ADVISORY_RELAY_LOCK 7311002
 
@@ -515,18 +516,6 @@ static sb_status_t inbox_tx(sb_pg_conn_t *c, void *arg, sb_buf_t *err)
     return j->fn(c, j->ev, j->arg, err);
 }
 
-static bool is_uuid(const char *s)
-{
-    if (strlen(s) != SB_UUID_LEN)
-        return false;
-    for (int i = 0; i < SB_UUID_LEN; i++) {
-        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : !strchr("0123456789abcdefABCDEF", s[i]))
-            return false;
-    }
-    return true;
-}
-
 sb_status_t sb_inbox_handle(sb_pg_pool_t *pool, const void *bytes, size_t len, sb_event_fn fn,
                             void *arg, bool *duplicate, sb_buf_t *err)
 {
@@ -537,7 +526,7 @@ sb_status_t sb_inbox_handle(sb_pg_pool_t *pool, const void *bytes, size_t len, s
         return SB_INVALID_ARGUMENT;
     }
     sb_status_t st;
-    if (!is_uuid(ev->event_id) || !*ev->type) {
+    if (!sb_valid_uuid(ev->event_id) || !*ev->type) {
         sb_buf_addf(err, "event envelope needs a UUID event id and a type");
         st = SB_INVALID_ARGUMENT;
         goto out_free;

@@ -8,6 +8,7 @@
 #include "auth.pb-c.h"
 #include "member.pb-c.h"
 #include "sb/service.h"
+#include "sb/valid.h" /* role names, UUIDs */
 
 /* Read by auth_init before serving; read-only afterwards (so no locking). */
 typedef struct auth_config {
@@ -22,14 +23,6 @@ static inline const auth_config_t *auth_config_of(sb_service_t *svc)
 {
     return (const auth_config_t *)svc->user;
 }
-
-/* ---- roles (roles.c) ---- */
-/* "USER" for SB__MEMBER__ROLE__USER...; NULL for ROLE_UNSPECIFIED/unknown. */
-const char *auth_role_name(Sb__Member__Role r);
-/* The enum for a role name; ROLE_UNSPECIFIED when unknown. */
-Sb__Member__Role auth_role_from_name(const char *name);
-/* true when s is a textual UUID (36 characters, dashes at 8/13/18/23). */
-bool auth_is_uuid(const char *s);
 
 /* ---- handlers ---- */
 sb_status_t auth_login(sb_rpc_ctx_t *ctx, const void *in, void *out);     /* tokens.c */

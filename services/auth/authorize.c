@@ -14,17 +14,6 @@
 #define MAX_METHOD 8
 #define MAX_PATH 1024
 
-static unsigned role_bit(const char *role)
-{
-    if (!strcmp(role, "USER"))
-        return GW_USER;
-    if (!strcmp(role, "PLANNER"))
-        return GW_PLANNER;
-    if (!strcmp(role, "ADMIN"))
-        return GW_ADMIN;
-    return 0;
-}
-
 /* Splits "METHOD /path[?query]" into method and path (query dropped).
  * false when the action does not have that shape. */
 static bool parse_action(sb_arena_t *arena, const char *action, char method[MAX_METHOD],
@@ -95,7 +84,7 @@ sb_status_t auth_authorize(sb_rpc_ctx_t *ctx, const void *in, void *out)
                            "action must be \"METHOD /path\", e.g. \"GET /members/123\"");
 
     resp->principal = sb_arena_strdup(ctx->arena, c.sub);
-    resp->role = auth_role_from_name(c.role);
+    resp->role = sb_role_parse(c.role);
     gw_match_t m;
     if (!gw_route_match(method, path, &m)) {
         resp->allowed = false;
@@ -103,7 +92,7 @@ sb_status_t auth_authorize(sb_rpc_ctx_t *ctx, const void *in, void *out)
     } else if (m.route->roles == GW_PUBLIC) {
         resp->allowed = true;
         resp->reason = "public action";
-    } else if (m.route->roles & role_bit(c.role)) {
+    } else if (m.route->roles & gw_role_bit(c.role)) {
         resp->allowed = true;
         resp->reason = sb_arena_printf(ctx->arena, "role %s may %s %s", c.role, m.route->method,
                                        m.route->pattern);

@@ -45,7 +45,7 @@ static sb_status_t on_withdrawn(sb_pg_conn_t *tx, const sb_event_envelope_t *ev,
         return bad_event(ev, "undecodable MemberWithdrawn payload", err);
     sb_status_t st;
     long long n = 0;
-    if (!auth_is_uuid(m->user_id)) {
+    if (!sb_valid_uuid(m->user_id)) {
         st = bad_event(ev, "MemberWithdrawn without a user id", err);
         goto out_free;
     }
@@ -85,7 +85,7 @@ static sb_status_t on_password_changed(sb_pg_conn_t *tx, const sb_event_envelope
         return bad_event(ev, "undecodable MemberPasswordChanged payload", err);
     sb_status_t st;
     long long n = 0;
-    if (!auth_is_uuid(m->user_id)) {
+    if (!sb_valid_uuid(m->user_id)) {
         st = bad_event(ev, "MemberPasswordChanged without a user id", err);
         goto out_free;
     }

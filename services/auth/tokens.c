@@ -198,8 +198,8 @@ sb_status_t auth_login(sb_rpc_ctx_t *ctx, const void *in, void *out)
         goto out;
     }
 
-    const char *role = auth_role_name(cred->role);
-    if (!role || !auth_is_uuid(cred->user_id)) {
+    const char *role = sb_role_name(cred->role);
+    if (!role || !sb_valid_uuid(cred->user_id)) {
         st = sb_rpc_fail(ctx, SB_INTERNAL, "member service answered an invalid user id or role");
         goto out;
     }
@@ -350,7 +350,7 @@ sb_status_t auth_refresh(sb_rpc_ctx_t *ctx, const void *in, void *out)
         break;
     case ROTATED:
         fill_response(resp, cfg, ctx->arena, j->access, j->next.token, j->user_id,
-                      auth_role_from_name(j->role));
+                      sb_role_parse(j->role));
         sb_info("session %s of user %s refreshed", j->family, j->user_id);
         st = SB_OK;
         break;

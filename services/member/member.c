@@ -85,7 +85,7 @@ static void fill_member(sb_arena_t *a, const PGresult *r, int row, Sb__Member__M
     m->name = sb_arena_strdup(a, PQgetvalue(r, row, 2));
     m->email = sb_arena_strdup(a, PQgetvalue(r, row, 3));
     m->phone = sb_arena_strdup(a, PQgetvalue(r, row, 4));
-    m->role = member_role_parse(PQgetvalue(r, row, 5));
+    m->role = sb_role_parse(PQgetvalue(r, row, 5));
     m->created_at = sb_arena_strdup(a, PQgetvalue(r, row, 6));
     m->updated_at = sb_arena_strdup(a, PQgetvalue(r, row, 7));
 }
@@ -161,7 +161,7 @@ sb_status_t member_signup(sb_rpc_ctx_t *ctx, const void *in, void *out)
         st = sb_rpc_fail(ctx, st, "sign-up: %s", err.buf);
         goto out;
     }
-    const char *params[] = {login, hash, req->name, req->email, req->phone, member_role_name(req->role)};
+    const char *params[] = {login, hash, req->name, req->email, req->phone, sb_role_name(req->role)};
     PGresult *r;
     st = run1(sb_service_of(ctx)->pg, &insert_member, 6, params, &r, &err);
     if (st == SB_ALREADY_EXISTS) { /* the unique login_id: a taken id, or a sign-up racing ours */
@@ -174,7 +174,7 @@ sb_status_t member_signup(sb_rpc_ctx_t *ctx, const void *in, void *out)
     }
     fill_member(ctx->arena, r, 0, resp);
     PQclear(r);
-    sb_info("member %s signed up as %s", resp->user_id, member_role_name(resp->role));
+    sb_info("member %s signed up as %s", resp->user_id, sb_role_name(resp->role));
 out:
     sodium_memzero(hash, sizeof hash);
     sb_buf_release(&err);
@@ -242,7 +242,7 @@ sb_status_t member_check_credentials(sb_rpc_ctx_t *ctx, const void *in, void *ou
         goto out;
     }
     resp->user_id = sb_arena_strdup(ctx->arena, PQgetvalue(r, 0, 0));
-    resp->role = member_role_parse(PQgetvalue(r, 0, 1));
+    resp->role = sb_role_parse(PQgetvalue(r, 0, 1));
     if (pw_needs_rehash(hasher(ctx), hash))
         rehash(ctx, resp->user_id, hash, password);
     sb_debug("credentials accepted for member %s", resp->user_id);
@@ -259,7 +259,7 @@ sb_status_t member_get(sb_rpc_ctx_t *ctx, const void *in, void *out)
 {
     const Sb__Member__GetMemberRequest *req = in;
     Sb__Member__Member *resp = out;
-    char *id = member_uuid_norm(ctx->arena, req->user_id);
+    char *id = sb_uuid_norm(ctx->arena, req->user_id);
     if (!id)
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "userId must be a UUID");
     sb_status_t st = authorize(ctx, id, true, "you may only read your own profile");
@@ -334,7 +334,7 @@ sb_status_t member_update(sb_rpc_ctx_t *ctx, const void *in, void *out)
 {
     const Sb__Member__UpdateMemberRequest *req = in;
     const char *problem;
-    char *id = member_uuid_norm(ctx->arena, req->user_id);
+    char *id = sb_uuid_norm(ctx->arena, req->user_id);
     if (!id)
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "userId must be a UUID");
     sb_status_t st = authorize(ctx, id, false, "you may only change your own profile");
@@ -456,7 +456,7 @@ sb_status_t member_delete(sb_rpc_ctx_t *ctx, const void *in, void *out)
 {
     const Sb__Member__DeleteMemberRequest *req = in;
     Sb__Member__DeleteMemberResponse *resp = out;
-    char *id = member_uuid_norm(ctx->arena, req->user_id);
+    char *id = sb_uuid_norm(ctx->arena, req->user_id);
     if (!id)
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "userId must be a UUID");
     sb_status_t st = authorize(ctx, id, true, "you may only withdraw your own account");

@@ -18,6 +18,7 @@
 #include "sb/pg.h"
 #include "sb/rpc.h"
 #include "sb/status.h"
+#include "sb/valid.h"
 
 /* ---- password.c ---- */
 
@@ -65,11 +66,7 @@ const char *member_phone_problem(const char *s);
 
 /* The login id folded to lower case, in arena a; NULL when it breaks the rules. */
 char *member_login_id_fold(sb_arena_t *a, const char *s);
-/* The canonical (lower-case, hyphenated) form of a UUID, in a; NULL if s is not one. */
-char *member_uuid_norm(sb_arena_t *a, const char *s);
-
-const char *member_role_name(Sb__Member__Role role); /* "USER"...; "" if unknown */
-Sb__Member__Role member_role_parse(const char *name);
+/* UUIDs and role names: sb_uuid_norm, sb_role_name, sb_role_parse (sb/valid.h). */
 
 /* ---- bootstrap.c ---- */
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "member.h"
+#include "sb/valid.h"
 
 #define LOGIN_ID_MIN 4
 #define LOGIN_ID_MAX 32
@@ -15,61 +16,10 @@
 
 static const char login_id_rule[] = "must be 4-32 characters: letters, digits, '.', '_' or '-'";
 
-/* Counts the code points of s into *chars. false when s is not valid UTF-8
- * (overlong forms and surrogates included) or holds a control character
- * (C0, DEL, C1). */
-static bool utf8_text(const char *s, size_t *chars)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t n = 0;
-    while (*p) {
-        unsigned char b = *p;
-        size_t len;
-        unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-        if (b < 0x80) {
-            if (b < 0x20 || b == 0x7F)
-                return false;
-            len = 1;
-        } else if (b >= 0xC2 && b <= 0xDF) {
-            len = 2;
-            if (b == 0xC2)
-                lo = 0xA0; /* U+0080..U+009F are C1 controls */
-        } else if (b >= 0xE0 && b <= 0xEF) {
-            len = 3;
-            if (b == 0xE0)
-                lo = 0xA0; /* no overlong forms */
-            else if (b == 0xED)
-                hi = 0x9F; /* no surrogates */
-        } else if (b >= 0xF0 && b <= 0xF4) {
-            len = 4;
-            if (b == 0xF0)
-                lo = 0x90;
-            else if (b == 0xF4)
-                hi = 0x8F; /* nothing above U+10FFFF */
-        } else {
-            return false;
-        }
-        if (len > 1 && (p[1] < lo || p[1] > hi))
-            return false;
-        for (size_t i = 2; i < len; i++)
-            if (p[i] < 0x80 || p[i] > 0xBF)
-                return false;
-        p += len;
-        n++;
-    }
-    *chars = n;
-    return true;
-}
-
 /* ASCII only, whatever the locale. */
 static bool ascii_alnum(unsigned char c)
 {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-static bool ascii_xdigit(unsigned char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
 static char ascii_lower(char c)
@@ -117,7 +67,7 @@ const char *member_password_problem(const char *s)
 const char *member_name_problem(const char *s)
 {
     size_t chars;
-    if (!s || !utf8_text(s, &chars))
+    if (!sb_valid_utf8_text(s, false, &chars))
         return "must be text without control characters";
     if (chars < 1 || chars > NAME_MAX_CHARS)
         return "must be 1-100 characters";
@@ -132,9 +82,8 @@ const char *member_name_problem(const char *s)
 const char *member_email_problem(const char *s)
 {
     static const char bad[] = "must be an address like name@example.com (at most 254 characters)";
-    size_t chars;
     size_t n = s ? strlen(s) : 0;
-    if (n < 5 || n > EMAIL_MAX || !utf8_text(s, &chars))
+    if (n < 5 || n > EMAIL_MAX || !sb_valid_utf8_text(s, false, NULL))
         return bad;
     const char *at = strchr(s, '@');
     if (!at || strchr(at + 1, '@'))
@@ -183,44 +132,4 @@ const char *member_phone_problem(const char *s)
             return bad;
     }
     return digits >= PHONE_MIN ? NULL : bad;
-}
-
-char *member_uuid_norm(sb_arena_t *a, const char *s)
-{
-    if (!s || strlen(s) != 36)
-        return NULL;
-    for (size_t i = 0; i < 36; i++) {
-        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : !ascii_xdigit((unsigned char)s[i]))
-            return NULL;
-    }
-    char *out = sb_arena_strdup(a, s);
-    for (char *p = out; *p; p++)
-        *p = ascii_lower(*p);
-    return out;
-}
-
-const char *member_role_name(Sb__Member__Role role)
-{
-    switch (role) {
-    case SB__MEMBER__ROLE__USER:
-        return "USER";
-    case SB__MEMBER__ROLE__PLANNER:
-        return "PLANNER";
-    case SB__MEMBER__ROLE__ADMIN:
-        return "ADMIN";
-    default:
-        return "";
-    }
-}
-
-Sb__Member__Role member_role_parse(const char *name)
-{
-    if (!strcmp(name, "USER"))
-        return SB__MEMBER__ROLE__USER;
-    if (!strcmp(name, "PLANNER"))
-        return SB__MEMBER__ROLE__PLANNER;
-    if (!strcmp(name, "ADMIN"))
-        return SB__MEMBER__ROLE__ADMIN;
-    return SB__MEMBER__ROLE__ROLE_UNSPECIFIED;
 }

@@ -29,6 +29,7 @@
 #include "sb/log.h"
 #include "sb/service.h"
 #include "sb/util.h"
+#include "sb/valid.h"
 
 #define REFUSED SB_CANCELLED /* a tx function's "see job->refusal" */
 #define SUMMARY_MAX 1000
@@ -149,7 +150,7 @@ static bool is_role(const sb_rpc_ctx_t *ctx, const char *role)
 /* The caller's user id in canonical form; NULL when anonymous. */
 static const char *caller_id(sb_rpc_ctx_t *ctx)
 {
-    return perf_uuid_norm(ctx->arena, ctx->user_id);
+    return sb_uuid_norm(ctx->arena, ctx->user_id);
 }
 
 /* UUIDs are hex: a case-blind comparison is the canonical one. */
@@ -177,7 +178,7 @@ static void present(const sb_rpc_ctx_t *ctx, const perf_row_t *row, Sb__Performa
 
 static sb_status_t need_performance_id(sb_rpc_ctx_t *ctx, const char *s, char **id)
 {
-    if (!(*id = perf_uuid_norm(ctx->arena, s)))
+    if (!(*id = sb_uuid_norm(ctx->arena, s)))
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "performanceId: must be a UUID");
     return SB_OK;
 }
@@ -356,7 +357,7 @@ static sb_status_t list_time(sb_rpc_ctx_t *ctx, const char *field, const char *s
     *out = NULL;
     if (!s || !*s)
         return SB_OK;
-    if (!perf_parse_time(s, ms))
+    if (!sb_parse_rfc3339(s, ms))
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT,
                            "%s: must be an RFC 3339 timestamp such as 2030-01-31T19:30:00+09:00", field);
     if (*ms < 0) /* no schedule starts before 1970: the same filter, in range */
@@ -374,7 +375,7 @@ sb_status_t perf_list_rpc(sb_rpc_ctx_t *ctx, const void *in, void *out)
     perf_query_t q = {.admin = sb_rpc_is_admin(ctx), .viewer = caller_id(ctx)};
     sb_status_t st;
 
-    if (req->planner_id && *req->planner_id && !(q.planner = perf_uuid_norm(ctx->arena, req->planner_id)))
+    if (req->planner_id && *req->planner_id && !(q.planner = sb_uuid_norm(ctx->arena, req->planner_id)))
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "plannerId: must be a UUID");
     if (req->status != SB__PERFORMANCE__PERFORMANCE_STATUS__PERFORMANCE_STATUS_UNSPECIFIED &&
         !*(q.status = perf_status_name(req->status)))

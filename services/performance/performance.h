@@ -2,7 +2,8 @@
  *   main.c         wiring: the service definition and handler table
  *   performance.c  the RPC handlers (Create/Update/Get/List/Approve/Reject/Cancel)
  *   store.c        the SQL: loading performances, schedules and grades; listing
- *   validate.c     field rules, RFC 3339 and UUID parsing, page tokens
+ *   validate.c     field rules, page tokens (UUIDs, RFC 3339 and UTF-8 text
+ *                  are checked by sb/valid.h)
  *   sales.c        the reservation service query (held/sold seats per grade)
  *   snapshot.c     performance.* event payloads
  *
@@ -83,12 +84,6 @@ sb_status_t perf_check_distinct_times(const int64_t *times, size_t n, sb_buf_t *
 /* NULL when s is acceptable as a reason of at most max characters (empty
  * allowed), else what is wrong. */
 const char *perf_reason_problem(const char *s, bool required);
-
-/* Parses an RFC 3339 timestamp ("2030-01-31T19:30:00+09:00", fractions
- * allowed and truncated to the millisecond). false if malformed. */
-bool perf_parse_time(const char *s, int64_t *unix_ms);
-/* The canonical lower-case form of a UUID, in a; NULL if s is not one. */
-char *perf_uuid_norm(sb_arena_t *a, const char *s);
 
 /* Opaque keyset tokens of ListPerformances: base64url("<micros>:<uuid>"). */
 char *perf_page_token(sb_arena_t *a, int64_t created_us, const char *id);

@@ -1,4 +1,4 @@
-/* Field rules for performances, RFC 3339 and UUID parsing, page tokens.
+/* Field rules for performances, page tokens, status names.
  * Every rule runs before anything touches the database; a problem is
  * reported as "<jsonField>: <what is wrong>" with the field named as in the
  * JSON form ("schedules[1].startsAt: must be in the future"). */
@@ -7,62 +7,11 @@
 #include <string.h>
 
 #include "performance.h"
-
-/* Counts the code points of s into *chars. false when s is not valid UTF-8
- * (overlong forms and surrogates included) or holds a control character
- * (C0, DEL, C1); multiline allows tab, CR and LF. */
-static bool utf8_text(const char *s, bool multiline, size_t *chars)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t n = 0;
-    while (*p) {
-        unsigned char b = *p;
-        size_t len;
-        unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-        if (b < 0x80) {
-            bool ws = b == '\t' || b == '\n' || b == '\r';
-            if ((b < 0x20 && !(multiline && ws)) || b == 0x7F)
-                return false;
-            len = 1;
-        } else if (b >= 0xC2 && b <= 0xDF) {
-            len = 2;
-            if (b == 0xC2)
-                lo = 0xA0; /* U+0080..U+009F are C1 controls */
-        } else if (b >= 0xE0 && b <= 0xEF) {
-            len = 3;
-            if (b == 0xE0)
-                lo = 0xA0; /* no overlong forms */
-            else if (b == 0xED)
-                hi = 0x9F; /* no surrogates */
-        } else if (b >= 0xF0 && b <= 0xF4) {
-            len = 4;
-            if (b == 0xF0)
-                lo = 0x90;
-            else if (b == 0xF4)
-                hi = 0x8F; /* nothing above U+10FFFF */
-        } else {
-            return false;
-        }
-        if (len > 1 && (p[1] < lo || p[1] > hi))
-            return false;
-        for (size_t i = 2; i < len; i++)
-            if (p[i] < 0x80 || p[i] > 0xBF)
-                return false;
-        p += len;
-        n++;
-    }
-    *chars = n;
-    return true;
-}
+#include "sb/valid.h"
 
 static bool ascii_alnum(unsigned char c)
 {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-static bool ascii_xdigit(unsigned char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
 static char ascii_lower(char c)
@@ -84,7 +33,7 @@ static bool blank(const char *s)
 static const char *text_problem(sb_arena_t *a, const char *s, size_t max, bool required, bool multiline)
 {
     size_t chars;
-    if (!utf8_text(s, multiline, &chars))
+    if (!sb_valid_utf8_text(s, multiline, &chars))
         return multiline ? "must be UTF-8 text without control characters"
                          : "must be one line of UTF-8 text without control characters";
     if (!required)
@@ -100,112 +49,13 @@ const char *perf_reason_problem(const char *s, bool required)
 {
     size_t chars;
     s = str(s);
-    if (!utf8_text(s, true, &chars))
+    if (!sb_valid_utf8_text(s, true, &chars))
         return "must be UTF-8 text without control characters";
     if (required && (chars < 1 || blank(s)))
         return "is required (1-500 characters)";
     if (chars > PERF_REASON_MAX)
         return required ? "must be 1-500 characters" : "must be at most 500 characters";
     return NULL;
-}
-
-/* ------------------------------------------------------------------ times */
-
-static bool digits(const char *s, int n, int *out)
-{
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        v = v * 10 + (s[i] - '0');
-    }
-    *out = v;
-    return true;
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
- * days_from_civil). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static int month_days(int y, int m)
-{
-    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    return m == 2 && leap ? 29 : days[m - 1];
-}
-
-#define LAST_SECOND 253402300799LL /* 9999-12-31T23:59:59Z */
-
-/* RFC 3339 date-time: full-date "T" full-time, where time-offset is "Z" or
- * +hh:mm / -hh:mm; 't', 'z' and a space separator are accepted as the RFC's
- * note allows. Leap seconds (":60") are refused. */
-bool perf_parse_time(const char *s, int64_t *unix_ms)
-{
-    int y, mo, d, h, mi, sec;
-    if (!s || strlen(s) < 20 || strlen(s) > 40)
-        return false;
-    if (!digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) || s[7] != '-' ||
-        !digits(s + 8, 2, &d) || !(s[10] == 'T' || s[10] == 't' || s[10] == ' ') ||
-        !digits(s + 11, 2, &h) || s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' ||
-        !digits(s + 17, 2, &sec))
-        return false;
-    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > month_days(y, mo) || h > 23 || mi > 59 || sec > 59)
-        return false;
-    const char *p = s + 19;
-    int ms = 0;
-    if (*p == '.') {
-        p++;
-        int n = 0;
-        while (*p >= '0' && *p <= '9') {
-            if (n < 3)
-                ms = ms * 10 + (*p - '0');
-            n++;
-            p++;
-        }
-        if (n == 0 || n > 9)
-            return false;
-        for (int i = n; i < 3; i++)
-            ms *= 10;
-    }
-    int offset_min = 0;
-    if ((*p == 'Z' || *p == 'z') && p[1] == '\0') {
-        offset_min = 0;
-    } else if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
-        int oh, om;
-        if (!digits(p + 1, 2, &oh) || !digits(p + 4, 2, &om) || oh > 23 || om > 59)
-            return false;
-        offset_min = (oh * 60 + om) * (*p == '-' ? -1 : 1);
-    } else {
-        return false;
-    }
-    int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - offset_min * 60;
-    if (secs > LAST_SECOND) /* an offset pushed it past year 9999 */
-        return false;
-    *unix_ms = secs * 1000 + ms;
-    return true;
-}
-
-char *perf_uuid_norm(sb_arena_t *a, const char *s)
-{
-    if (!s || strlen(s) != 36)
-        return NULL;
-    for (size_t i = 0; i < 36; i++) {
-        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : !ascii_xdigit((unsigned char)s[i]))
-            return NULL;
-    }
-    char *out = sb_arena_strdup(a, s);
-    for (char *p = out; *p; p++)
-        *p = ascii_lower(*p);
-    return out;
 }
 
 /* -------------------------------------------------------------- requests */
@@ -257,14 +107,14 @@ static sb_status_t check_schedules(sb_arena_t *a, Sb__Performance__Schedule *con
         if (*id) {
             if (create)
                 return bad(msg, "schedules[%zu].scheduleId: must be empty when creating", i);
-            if (!(o->id = perf_uuid_norm(a, id)))
+            if (!(o->id = sb_uuid_norm(a, id)))
                 return bad(msg, "schedules[%zu].scheduleId: must be a UUID", i);
             for (size_t j = 0; j < i; j++)
                 if (in->sch[j].id && !strcmp(in->sch[j].id, o->id))
                     return bad(msg, "schedules[%zu].scheduleId: listed twice (schedules[%zu])", i, j);
         }
         if (*at) {
-            if (!perf_parse_time(at, &o->at_ms))
+            if (!sb_parse_rfc3339(at, &o->at_ms))
                 return bad(msg, "schedules[%zu].startsAt: %s", i, time_rule);
             o->has_time = true;
         } else if (!o->id) {
@@ -449,7 +299,7 @@ bool perf_page_token_parse(sb_arena_t *a, const char *token, int64_t *created_us
             return false;
         us = us * 10 + (*p - '0');
     }
-    *id = perf_uuid_norm(a, colon + 1);
+    *id = sb_uuid_norm(a, colon + 1);
     if (!*id)
         return false;
     *created_us = us;

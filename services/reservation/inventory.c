@@ -206,7 +206,7 @@ sb_status_t resv_get_seat_map(sb_rpc_ctx_t *ctx, const void *in, void *out)
 {
     const Sb__Reservation__GetSeatMapRequest *req = in;
     Sb__Reservation__SeatMap *resp = out;
-    char *id = resv_uuid_norm(ctx->arena, req->schedule_id);
+    char *id = sb_uuid_norm(ctx->arena, req->schedule_id);
     if (!id)
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "scheduleId must be a UUID");
 
@@ -300,7 +300,7 @@ sb_status_t resv_list_bookable(sb_rpc_ctx_t *ctx, const void *in, void *out)
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "category must be text of at most %d bytes",
                            CATEGORY_MAX_BYTES);
     /* The token is the last performance id of the previous page. */
-    const char *after = *token ? resv_uuid_norm(ctx->arena, token) : NIL_UUID;
+    const char *after = *token ? sb_uuid_norm(ctx->arena, token) : NIL_UUID;
     if (!after)
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "pageToken is not one this service issued");
 
@@ -374,7 +374,7 @@ sb_status_t resv_get_performance_reservations(sb_rpc_ctx_t *ctx, const void *in,
     Sb__Reservation__PerformanceReservations *resp = out;
     if (!ctx->user_id || !*ctx->user_id)
         return sb_rpc_fail(ctx, SB_UNAUTHENTICATED, "sign in first");
-    char *id = resv_uuid_norm(ctx->arena, req->performance_id);
+    char *id = sb_uuid_norm(ctx->arena, req->performance_id);
     if (!id)
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "performanceId must be a UUID");
 

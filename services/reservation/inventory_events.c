@@ -237,9 +237,9 @@ static const char *snapshot_problem(const Sb__Events__PerformanceSnapshot *s)
 {
     if (!s)
         return "no performance snapshot";
-    if (!resv_is_uuid(s->performance_id))
+    if (!sb_valid_uuid(s->performance_id))
         return "performanceId is not a UUID";
-    if (!resv_is_uuid(s->planner_id))
+    if (!sb_valid_uuid(s->planner_id))
         return "plannerId is not a UUID";
     if (s->version < 0)
         return "negative version";
@@ -253,9 +253,9 @@ static const char *snapshot_problem(const Sb__Events__PerformanceSnapshot *s)
         return "too many schedules or grades";
     for (size_t i = 0; i < s->n_schedules; i++) {
         const Sb__Events__ScheduleSnapshot *sc = s->schedules[i];
-        if (!resv_is_uuid(sc->schedule_id))
+        if (!sb_valid_uuid(sc->schedule_id))
             return "a scheduleId is not a UUID";
-        if (!resv_is_rfc3339(sc->starts_at))
+        if (!sb_parse_rfc3339(sc->starts_at, NULL))
             return "a schedule's startsAt is not an RFC 3339 time";
         if (*sc->venue && !resv_is_text(sc->venue, MAX_TEXT_BYTES))
             return "a schedule's venue is not text of a sane length";
@@ -295,7 +295,7 @@ static void snapshot_arrays_build(struct snapshot_arrays *a,
     const char **venues = sb_arena_alloc(arena, (ns + 1) * sizeof *venues);
     const char **grades = sb_arena_alloc(arena, (ng + 1) * sizeof *grades);
     for (size_t i = 0; i < ns; i++) {
-        ids[i] = resv_uuid_norm(arena, s->schedules[i]->schedule_id);
+        ids[i] = sb_uuid_norm(arena, s->schedules[i]->schedule_id);
         starts[i] = s->schedules[i]->starts_at;
         venues[i] = *s->schedules[i]->venue ? s->schedules[i]->venue : s->venue;
     }
@@ -424,8 +424,8 @@ static sb_status_t apply_snapshot(sb_pg_conn_t *tx, const sb_event_envelope_t *e
 
     sb_arena_t *arena = sb_arena_new();
     struct snapshot_arrays a;
-    char *perf = resv_uuid_norm(arena, s->performance_id);
-    char *planner = resv_uuid_norm(arena, s->planner_id);
+    char *perf = sb_uuid_norm(arena, s->performance_id);
+    char *planner = sb_uuid_norm(arena, s->planner_id);
     bool exists, cancelled;
     int64_t stored;
     long long added = 0, trimmed = 0;
@@ -501,15 +501,15 @@ static sb_status_t on_cancelled(sb_pg_conn_t *tx, const sb_event_envelope_t *ev,
     if (!m)
         return drop_event(ev, "undecodable PerformanceCancelled payload");
     sb_status_t st = SB_OK;
-    if (!resv_is_uuid(m->performance_id) || m->version < 0 ||
-        (*m->planner_id && !resv_is_uuid(m->planner_id))) {
+    if (!sb_valid_uuid(m->performance_id) || m->version < 0 ||
+        (*m->planner_id && !sb_valid_uuid(m->planner_id))) {
         st = drop_event(ev, "PerformanceCancelled needs a performanceId (and plannerId) UUID and"
                             " a version >= 0");
         goto out_free;
     }
     sb_arena_t *arena = sb_arena_new();
-    char *perf = resv_uuid_norm(arena, m->performance_id);
-    char *planner = *m->planner_id ? resv_uuid_norm(arena, m->planner_id) : NULL;
+    char *perf = sb_uuid_norm(arena, m->performance_id);
+    char *planner = *m->planner_id ? sb_uuid_norm(arena, m->planner_id) : NULL;
     char version[24];
     snprintf(version, sizeof version, "%" PRId64, m->version);
 

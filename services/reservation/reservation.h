@@ -4,7 +4,8 @@
  *                       (inv_performances, inv_schedules, inv_grades, seats)
  *   inventory.c         the inventory RPCs (GetSeatMap, ListBookable,
  *                       GetPerformanceReservations)
- *   validate.c          UUID and timestamp checks, PostgreSQL array literals
+ *   validate.c          text checks, PostgreSQL array literals (UUIDs and
+ *                       timestamps are checked with sb/valid.h)
  * Tables: migrations/0001_inventory.sql. */
 #ifndef SB_RESERVATION_INTERNAL_H
 #define SB_RESERVATION_INTERNAL_H
@@ -18,6 +19,7 @@
 #include "sb/pg.h"
 #include "sb/rpc.h"
 #include "sb/status.h"
+#include "sb/valid.h"
 
 /* Timestamps leave the database as RFC 3339 UTC with milliseconds, like
  * sb_time_rfc3339. */
@@ -28,13 +30,6 @@
 
 /* ---- validate.c ---- */
 
-/* true when s is a UUID in the 8-4-4-4-12 hex form (either case). */
-bool resv_is_uuid(const char *s);
-/* The canonical (lower-case) form of a UUID, in a; NULL if s is not one. */
-char *resv_uuid_norm(sb_arena_t *a, const char *s);
-/* true when s is an RFC 3339 date-time PostgreSQL's timestamptz accepts:
- * YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM), 't'/'z' and ' ' allowed. */
-bool resv_is_rfc3339(const char *s);
 /* true when s is valid UTF-8 of 1..max_bytes bytes without control characters. */
 bool resv_is_text(const char *s, size_t max_bytes);
 /* Appends items as a PostgreSQL array literal ({"a","b\"c"}) to out. */

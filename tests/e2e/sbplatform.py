@@ -55,7 +55,10 @@ class Platform:
     def start(self, name, binary, extra):
         env = dict(self.env, **extra)
         log = open(os.path.join(self.logdir, f"{name}.log"), "w")
-        p = subprocess.Popen([binary], env=env, stdout=log, stderr=log)
+        # SB_E2E_WRAP runs every binary under a tool, e.g.
+        # SB_E2E_WRAP="valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
+        wrap = os.environ.get("SB_E2E_WRAP", "").split()
+        p = subprocess.Popen(wrap + [binary], env=env, stdout=log, stderr=log)
         self.procs.append((name, p, log))
         return p
 
@@ -73,7 +76,7 @@ class Platform:
             raise
         return self
 
-    def wait_ready(self, timeout=60):
+    def wait_ready(self, timeout=180):
         deadline = time.time() + timeout
         pending = {s: ADMIN_BASE + 1 + SERVICES.index(s) for s in self.services}
         while pending or not self._get_ok(f"{self.base}/healthz"):
@@ -109,7 +112,7 @@ class Platform:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
                 try:
-                    p.wait(timeout=15)
+                    p.wait(timeout=60)
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()

@@ -9,24 +9,21 @@
  * The children are started once for the whole run by a report hook in the
  * runner process (Criterion runs every test in a fresh process that does not
  * inherit the runner's globals, only its environment), and stopped with
- * SIGTERM after the last test. Binaries: $SB_BIN_DIR/services/<name>/sb-<name>,
- * by default ../services/... relative to ctest's working directory build/tests. */
+ * SIGTERM after the last test (sb_test_proc.h). Binaries:
+ * $SB_BIN_DIR/services/<name>/sb-<name>, by default ../services/... relative
+ * to ctest's working directory build/tests. They run in the tests' namespace
+ * (database sb_auth_test under ctest). */
 #include <criterion/criterion.h>
 #include <criterion/hooks.h>
-#include <errno.h>
 #include <jwt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "auth.pb-c.h"
 #include "events.pb-c.h"
-#include "health.pb-c.h"
 #include "member.pb-c.h"
 #include "sb/jwt.h"
 #include "sb/log.h"
@@ -34,6 +31,7 @@
 #include "sb/rpc.h"
 #include "sb/util.h"
 #include "sb_test_env.h"
+#include "sb_test_proc.h"
 
 #define MEMBER_ADDR "127.0.0.1:51061"
 #define AUTH_ADDR "127.0.0.1:51062"
@@ -50,8 +48,6 @@
 #define ENV_SECRET "SB_AUTH_TEST_SECRET" /* the JWT secret the children use */
 #define ENV_ADMIN "SB_AUTH_TEST_ADMIN"   /* the bootstrap admin's login id */
 
-extern char **environ;
-
 /* ================================================================ children */
 
 static pid_t member_pid, auth_pid, broken_pid;
@@ -61,100 +57,9 @@ static const char *redis_url(void)
     return sb_cfg_str("REDIS_URL", "redis://127.0.0.1:6379");
 }
 
-static void bin_path(char *out, size_t n, const char *svc)
-{
-    const char *dir = getenv("SB_BIN_DIR");
-    snprintf(out, n, "%s/services/%s/sb-%s", dir && *dir ? dir : "..", svc, svc);
-}
-
-/* The runner's environment with `overrides` ("K=V", NULL-terminated) replacing
- * the same keys. Heap array of borrowed strings; the caller frees the array. */
-static char **child_env(const char *const *overrides)
-{
-    size_t n = 0, k = 0;
-    while (environ[n])
-        n++;
-    while (overrides[k])
-        k++;
-    char **env = calloc(n + k + 1, sizeof *env);
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        bool replaced = false;
-        for (size_t j = 0; j < k && !replaced; j++) {
-            size_t kl = strcspn(overrides[j], "=");
-            replaced = !strncmp(environ[i], overrides[j], kl) && environ[i][kl] == '=';
-        }
-        if (!replaced)
-            env[m++] = environ[i];
-    }
-    for (size_t j = 0; j < k; j++)
-        env[m++] = (char *)overrides[j];
-    return env;
-}
-
-static pid_t spawn(const char *path, const char *const *overrides)
-{
-    char **env = child_env(overrides);
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the runner */
-        char *argv[] = {(char *)path, NULL};
-        execve(path, argv, env);
-        fprintf(stderr, "test_auth: cannot exec %s: %s\n", path, strerror(errno));
-        _exit(127);
-    }
-    free(env);
-    return pid;
-}
-
-#define SERVING GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
-
-/* In a helper process (the runner itself never loads gRPC): polls the health
- * service of both children until both answer SERVING. */
-static int wait_serving(void)
-{
-    sb_log_init("test-auth");
-    sb_log_set_level(SB_LOG_ERROR);
-    const char *addrs[] = {MEMBER_ADDR, AUTH_ADDR, BROKEN_ADDR};
-    for (size_t i = 0; i < sizeof addrs / sizeof addrs[0]; i++) {
-        for (;;) {
-            sb_arena_t *a = sb_arena_new();
-            sb_buf_t err = SB_BUF_INIT;
-            Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
-            Grpc__Health__V1__HealthCheckResponse *resp = NULL;
-            sb_call_opts_t o = {.timeout_ms = 1000};
-            sb_status_t st =
-                sb_rpc_call(sb_channel_get(addrs[i]), &grpc__health__v1__health__descriptor,
-                            "Check", &req.base, a, (ProtobufCMessage **)&resp, &o, &err);
-            bool ok = st == SB_OK && resp->status == SERVING;
-            sb_buf_release(&err);
-            sb_arena_free(a);
-            if (ok)
-                break;
-            usleep(200 * 1000);
-        }
-    }
-    sb_channels_free_all();
-    return 0;
-}
-
-static void set_not_ready(const char *why)
-{
-    fprintf(stderr, "test_auth: services not started: %s\n", why);
-    setenv(ENV_READY, why, 1);
-}
-
 ReportHook(PRE_ALL)(struct criterion_test_set *set)
 {
     (void)set;
-    char member_bin[4096], auth_bin[4096];
-    bin_path(member_bin, sizeof member_bin, "member");
-    bin_path(auth_bin, sizeof auth_bin, "auth");
-    if (access(member_bin, X_OK) != 0 || access(auth_bin, X_OK) != 0) {
-        set_not_ready("sb-member or sb-auth not found (set SB_BIN_DIR to the build directory)");
-        return;
-    }
-
     unsigned char raw[32];
     sb_random_bytes(raw, sizeof raw);
     char secret[65], admin[48], id[SB_UUID_LEN + 1];
@@ -181,72 +86,23 @@ ReportHook(PRE_ALL)(struct criterion_test_set *set)
     const char *broken_env[] = {db, redis, brokers, jwt, log_level,
                                 "GRPC_PORT=51069", "ADMIN_PORT=9219", "MEMBER_ADDR=127.0.0.1:1",
                                 NULL};
-    member_pid = spawn(member_bin, member_env);
-    auth_pid = spawn(auth_bin, auth_env);
-    broken_pid = spawn(auth_bin, broken_env);
-
-    pid_t helper = fork();
-    if (helper == 0)
-        _exit(wait_serving());
-    int64_t deadline = sb_now_ms() + 90 * 1000;
-    for (;;) {
-        int status;
-        if (waitpid(helper, &status, WNOHANG) == helper) {
-            if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-                setenv(ENV_READY, "1", 1);
-            else
-                set_not_ready("health check helper failed");
-            return;
-        }
-        const char *died = waitpid(member_pid, &status, WNOHANG) == member_pid ? "sb-member"
-                           : waitpid(auth_pid, &status, WNOHANG) == auth_pid   ? "sb-auth"
-                           : waitpid(broken_pid, &status, WNOHANG) == broken_pid
-                               ? "sb-auth (broken)"
-                               : NULL;
-        if (died || sb_now_ms() > deadline) {
-            kill(helper, SIGKILL);
-            waitpid(helper, NULL, 0);
-            char why[128];
-            snprintf(why, sizeof why, "%s %s", died ? died : "services",
-                     died ? "exited during start-up (is Kafka up?)" : "not SERVING after 90 s");
-            if (died && !strcmp(died, "sb-member"))
-                member_pid = 0;
-            if (died && !strcmp(died, "sb-auth"))
-                auth_pid = 0;
-            if (died && !strcmp(died, "sb-auth (broken)"))
-                broken_pid = 0;
-            set_not_ready(why);
-            return;
-        }
-        usleep(100 * 1000);
-    }
-}
-
-static void stop_child(pid_t pid, const char *name)
-{
-    if (pid <= 0)
-        return;
-    kill(pid, SIGTERM);
-    int status = 0;
-    for (int i = 0; i < 200; i++) { /* 20 s */
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-                fprintf(stderr, "test_auth: %s exited with status %d\n", name, status);
-            return;
-        }
-        usleep(100 * 1000);
-    }
-    fprintf(stderr, "test_auth: %s did not stop on SIGTERM; killed\n", name);
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
+    member_pid = sb_test_spawn("member", member_env, NULL);
+    auth_pid = sb_test_spawn("auth", auth_env, NULL);
+    broken_pid = sb_test_spawn("auth", broken_env, NULL);
+    /* all three ready (admin /readyz: gRPC up, database and Redis answer)
+     * within 90 s */
+    const sb_test_child_t kids[] = {{member_pid, 9211, "sb-member"},
+                                    {auth_pid, 9212, "sb-auth"},
+                                    {broken_pid, 9219, "sb-auth (broken)"}};
+    sb_test_await_ready(ENV_READY, kids, sizeof kids / sizeof kids[0], 90 * 1000);
 }
 
 ReportHook(POST_ALL)(struct criterion_global_stats *stats)
 {
     (void)stats;
-    stop_child(broken_pid, "sb-auth (broken)");
-    stop_child(auth_pid, "sb-auth");
-    stop_child(member_pid, "sb-member");
+    sb_test_stop(broken_pid, "sb-auth (broken)", 20000);
+    sb_test_stop(auth_pid, "sb-auth", 20000);
+    sb_test_stop(member_pid, "sb-member", 20000);
 }
 
 /* ================================================================ per test */
@@ -259,8 +115,8 @@ static void setup(void)
 {
     sb_log_init("test-auth");
     sb_log_set_level(SB_LOG_WARN);
-    const char *ready = getenv(ENV_READY);
-    cr_assert(ready && !strcmp(ready, "1"), "services not running: %s", ready ? ready : "?");
+    const char *not_ready = sb_test_not_ready(ENV_READY);
+    cr_assert(!not_ready, "services not running: %s", not_ready);
     secret = getenv(ENV_SECRET);
     cr_assert_not_null(secret);
     arena = sb_arena_new();
@@ -369,8 +225,9 @@ static long long redis_int(const char *fmt, const char *arg)
 /* One integer from the auth service's own database. */
 static long long db_count(const char *sql, const char *param)
 {
+    char name[64];
     const char *keys[] = {"dbname", "dbname", NULL};
-    const char *vals[] = {test_db_url(), "sb_auth", NULL};
+    const char *vals[] = {test_db_url(), sb_test_db("auth", name, sizeof name), NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
     const char *p[] = {param};
@@ -787,20 +644,11 @@ Test(auth, unreachable_member_service_is_unavailable)
 /* Starts sb-auth with env overrides and waits (30 s at most) for it to exit. */
 static int exit_status_of_auth(const char *const *overrides)
 {
-    char bin[4096];
-    bin_path(bin, sizeof bin, "auth");
-    pid_t pid = spawn(bin, overrides);
+    pid_t pid = sb_test_spawn("auth", overrides, NULL);
     cr_assert_gt(pid, 0);
-    for (int i = 0; i < 300; i++) {
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        usleep(100 * 1000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    cr_assert_fail("sb-auth kept running with a bad JWT_SECRET");
-    return -1;
+    int rc = sb_test_wait_exit(pid, 30000); /* -1: still running, killed */
+    cr_assert_neq(rc, -1, "sb-auth kept running with a bad JWT_SECRET");
+    return rc;
 }
 
 Test(auth, refuses_to_start_without_a_256_bit_secret)

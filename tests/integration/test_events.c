@@ -11,6 +11,7 @@
 #include "sb/log.h"
 #include "sb/util.h"
 #include "sb_test_env.h"
+#include "sb_test_proc.h"
 
 #define DB "sb_test_events"
 
@@ -22,6 +23,9 @@ static void setup(void)
 {
     sb_log_init("test-events");
     sb_log_set_level(SB_LOG_WARN);
+    /* topics in the tests' namespace (sb.<x>.test under ctest), as the
+     * services under test name theirs */
+    cr_assert(sb_test_namespace_init(), "bad SB_NAMESPACE \"%s\"", sb_test_namespace());
     cr_assert_eq(test_fresh_db(DB), 0, "cannot create database " DB " at %s", test_db_url());
     sb_buf_t err = SB_BUF_INIT;
     pool = sb_pg_pool_new(test_db_url(), DB, 4, &err);

@@ -13,114 +13,42 @@
  *
  * The child is started once for the whole run by a report hook in the
  * runner process (Criterion runs every test in a fresh process) and stopped
- * with SIGTERM after the last test. Binary: $SB_BIN_DIR/services/reservation/
- * sb-reservation, by default ../services/... relative to ctest's working
- * directory build/tests. Held and sold seats, which only the booking issue
- * can make, are set straight in the service's database. */
+ * with SIGTERM after the last test (sb_test_proc.h). Binary:
+ * $SB_BIN_DIR/services/reservation/sb-reservation, by default ../services/...
+ * relative to ctest's working directory build/tests. It runs in the tests'
+ * namespace: database sb_reservation_<namespace>, topic
+ * sb.performance.<namespace> (sb_reservation_test, sb.performance.test under
+ * ctest). Held and sold seats, which only the booking issue can make, are
+ * set straight in the service's database. */
 #include <criterion/criterion.h>
 #include <criterion/hooks.h>
-#include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "events.pb-c.h"
-#include "health.pb-c.h"
 #include "reservation.pb-c.h"
 #include "sb/events.h"
 #include "sb/log.h"
 #include "sb/rpc.h"
 #include "sb/util.h"
 #include "sb_test_env.h"
+#include "sb_test_proc.h"
 
 #define RESV_ADDR "127.0.0.1:51081"
 #define ENV_READY "SB_INV_TEST_READY" /* "1" or why not */
 #define ENV_RUN "SB_INV_TEST_RUN"     /* a short id unique to this run */
 #define DAY_MS (24LL * 3600 * 1000)
 
-extern char **environ;
-
 /* ================================================================ the child */
 
 static pid_t resv_pid;
 
-static void bin_path(char *out, size_t n)
-{
-    const char *dir = getenv("SB_BIN_DIR");
-    snprintf(out, n, "%s/services/reservation/sb-reservation", dir && *dir ? dir : "..");
-}
-
-/* The runner's environment with `overrides` ("K=V", NULL-terminated) replacing
- * the same keys. Heap array of borrowed strings; the caller frees the array. */
-static char **child_env(const char *const *overrides)
-{
-    size_t n = 0, k = 0;
-    while (environ[n])
-        n++;
-    while (overrides[k])
-        k++;
-    char **env = calloc(n + k + 1, sizeof *env);
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        bool replaced = false;
-        for (size_t j = 0; j < k && !replaced; j++) {
-            size_t kl = strcspn(overrides[j], "=");
-            replaced = !strncmp(environ[i], overrides[j], kl) && environ[i][kl] == '=';
-        }
-        if (!replaced)
-            env[m++] = environ[i];
-    }
-    for (size_t j = 0; j < k; j++)
-        env[m++] = (char *)overrides[j];
-    return env;
-}
-
-/* In a helper process (the runner itself never loads gRPC): polls the health
- * service until it answers SERVING. */
-static int wait_serving(void)
-{
-    sb_log_init("test-inventory");
-    sb_log_set_level(SB_LOG_ERROR);
-    for (;;) {
-        sb_arena_t *a = sb_arena_new();
-        sb_buf_t err = SB_BUF_INIT;
-        Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
-        Grpc__Health__V1__HealthCheckResponse *resp = NULL;
-        sb_call_opts_t o = {.timeout_ms = 1000};
-        sb_status_t st = sb_rpc_call(sb_channel_get(RESV_ADDR), &grpc__health__v1__health__descriptor,
-                                     "Check", &req.base, a, (ProtobufCMessage **)&resp, &o, &err);
-        bool ok = st == SB_OK &&
-                  resp->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
-        sb_buf_release(&err);
-        sb_arena_free(a);
-        if (ok)
-            break;
-        usleep(100 * 1000);
-    }
-    sb_channels_free_all();
-    return 0;
-}
-
-static void set_not_ready(const char *why)
-{
-    fprintf(stderr, "test_inventory: service not started: %s\n", why);
-    setenv(ENV_READY, why, 1);
-}
-
 ReportHook(PRE_ALL)(struct criterion_test_set *set)
 {
     (void)set;
-    char bin[4096];
-    bin_path(bin, sizeof bin);
-    if (access(bin, X_OK) != 0) {
-        set_not_ready("sb-reservation not found (set SB_BIN_DIR to the build directory)");
-        return;
-    }
     char id[SB_UUID_LEN + 1], run[16];
     sb_uuid_v4(id);
     snprintf(run, sizeof run, "%.8s", id);
@@ -132,62 +60,16 @@ ReportHook(PRE_ALL)(struct criterion_test_set *set)
     snprintf(brokers, sizeof brokers, "KAFKA_BROKERS=%s", test_brokers());
     snprintf(log_level, sizeof log_level, "LOG_LEVEL=%s", sb_cfg_str("SB_TEST_LOG_LEVEL", "warn"));
     const char *env_over[] = {db, redis, brokers, log_level, "GRPC_PORT=51081", "ADMIN_PORT=9231", NULL};
-    char **env = child_env(env_over);
-    resv_pid = fork();
-    if (resv_pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the runner */
-        char *argv[] = {bin, NULL};
-        execve(bin, argv, env);
-        fprintf(stderr, "test_inventory: cannot exec %s: %s\n", bin, strerror(errno));
-        _exit(127);
-    }
-    free(env);
-
-    pid_t helper = fork();
-    if (helper == 0)
-        _exit(wait_serving());
-    int64_t deadline = sb_now_ms() + 90 * 1000;
-    for (;;) {
-        int status;
-        if (waitpid(helper, &status, WNOHANG) == helper) {
-            if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-                setenv(ENV_READY, "1", 1);
-            else
-                set_not_ready("health check helper failed");
-            return;
-        }
-        bool died = waitpid(resv_pid, &status, WNOHANG) == resv_pid;
-        if (died || sb_now_ms() > deadline) {
-            kill(helper, SIGKILL);
-            waitpid(helper, NULL, 0);
-            if (died)
-                resv_pid = 0;
-            set_not_ready(died ? "sb-reservation exited during start-up (is Kafka up?)"
-                               : "sb-reservation not SERVING after 90 s");
-            return;
-        }
-        usleep(50 * 1000);
-    }
+    resv_pid = sb_test_spawn("reservation", env_over, NULL);
+    /* ready (admin /readyz: gRPC up, database and Redis answer) within 90 s */
+    const sb_test_child_t kid = {resv_pid, 9231, "sb-reservation"};
+    sb_test_await_ready(ENV_READY, &kid, 1, 90 * 1000);
 }
 
 ReportHook(POST_ALL)(struct criterion_global_stats *stats)
 {
     (void)stats;
-    if (resv_pid <= 0)
-        return;
-    kill(resv_pid, SIGTERM);
-    int status = 0;
-    for (int i = 0; i < 200; i++) { /* 20 s */
-        if (waitpid(resv_pid, &status, WNOHANG) == resv_pid) {
-            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-                fprintf(stderr, "test_inventory: sb-reservation exited with status %d\n", status);
-            return;
-        }
-        usleep(100 * 1000);
-    }
-    fprintf(stderr, "test_inventory: sb-reservation did not stop on SIGTERM; killed\n");
-    kill(resv_pid, SIGKILL);
-    waitpid(resv_pid, NULL, 0);
+    sb_test_stop(resv_pid, "sb-reservation", 20000);
 }
 
 /* ================================================================ per test */
@@ -200,8 +82,9 @@ static void setup(void)
 {
     sb_log_init("test-inventory");
     sb_log_set_level(SB_LOG_WARN);
-    const char *ready = getenv(ENV_READY);
-    cr_assert(ready && !strcmp(ready, "1"), "service not running: %s", ready ? ready : "?");
+    const char *not_ready = sb_test_not_ready(ENV_READY);
+    cr_assert(!not_ready, "service not running: %s", not_ready);
+    cr_assert(sb_test_namespace_init(), "bad SB_NAMESPACE \"%s\"", sb_test_namespace());
     run_id = getenv(ENV_RUN);
     arena = sb_arena_new();
     sb_uuid_v4(admin_id);
@@ -475,8 +358,9 @@ static void assert_counts(const Sb__Reservation__GradeAvailability *g, int64_t p
  * issue's RPCs will do, or clean-up); returns the rows it affected. */
 static long long db_exec(const char *sql, int n, const char *const *params)
 {
+    char name[64];
     const char *keys[] = {"dbname", "dbname", NULL};
-    const char *vals[] = {test_db_url(), "sb_reservation", NULL};
+    const char *vals[] = {test_db_url(), sb_test_db("reservation", name, sizeof name), NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
     PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
@@ -991,12 +875,17 @@ Test(inventory, concurrent_out_of_order_deliveries_converge_on_the_newest_snapsh
             if (v.version == N)
                 memcpy(p->starts[0], v.starts[0], sizeof p->starts[0]);
         }
+        /* A cancellation is always the newest version the catalog writes, so an
+         * older one can only arrive late: it goes after the race (racing it would
+         * make the outcome depend on thread order: a cancellation seen first is
+         * final by design) and must change nothing. */
         r[N] = (struct racer){p->id, "performance.cancelled", cancel_payload(p, 1)}; /* older */
-        pthread_t t[N + 1];
-        for (int i = 0; i <= N; i++)
+        pthread_t t[N];
+        for (int i = 0; i < N; i++)
             pthread_create(&t[i], NULL, race, &r[i]);
-        for (int i = 0; i <= N; i++)
+        for (int i = 0; i < N; i++)
             pthread_join(t[i], NULL);
+        race(&r[N]);
         for (int i = 0; i <= N; i++)
             cr_assert_eq(r[i].st, SB_OK, "delivery %d: %s %s", i, sb_status_name(r[i].st), r[i].err);
         Sb__Reservation__SeatMap *m = seat_map_ok(p->sched[0]);
@@ -1053,6 +942,8 @@ Test(inventory, approval_over_kafka_becomes_bookable, .timeout = 180)
     sb_buf_t err = SB_BUF_INIT;
     sb_producer_t *prod = sb_producer_new(test_brokers(), &err);
     cr_assert_not_null(prod, "%s", err.buf);
+    char topic[64]; /* sb.performance in the tests' namespace, which the service consumes */
+    cr_assert(sb_event_topic("performance.approved", topic, sizeof topic));
     double ms[RUNS];
     for (int k = 0; k < RUNS; k++) {
         perf_t *p = new_perf("kafka", 1);
@@ -1071,7 +962,7 @@ Test(inventory, approval_over_kafka_becomes_bookable, .timeout = 180)
 
         int64_t t0 = sb_mono_ns();
         sb_buf_reset(&err);
-        sb_status_t st = sb_producer_send(prod, "sb.performance", p->id, bytes.data, bytes.len,
+        sb_status_t st = sb_producer_send(prod, topic, p->id, bytes.data, bytes.len,
                                           event_id, 10000, &err);
         cr_assert_eq(st, SB_OK, "produce: %s", err.buf);
         Sb__Reservation__SeatMap *m = NULL;

@@ -5,10 +5,11 @@
  * The runner starts the binary once (PRE_ALL hook) and stops it with SIGTERM
  * at the end (POST_ALL hook); each test, in its own process, first waits for
  * the gRPC health check to report SERVING. The binary is $SB_MEMBER_BIN, or
- * ../services/member/sb-member relative to ctest's working directory
- * (build/tests). It serves on 127.0.0.1:$SB_MEMBER_TEST_PORT (51051; admin
- * port 9201) and uses database sb_member on $DATABASE_URL's server. Login ids
- * get a random suffix so reruns against the same database pass.
+ * $SB_BIN_DIR/services/member/sb-member, by default relative to ctest's
+ * working directory build/tests (sb_test_proc.h). It serves on
+ * 127.0.0.1:$SB_MEMBER_TEST_PORT (51051; admin port 9201) and uses database
+ * sb_member_<namespace> (sb_member_test) on $DATABASE_URL's server. Login
+ * ids get a random suffix so reruns against the same database pass.
  *
  * The start-up tests run further short-lived instances on the next ports up
  * (+1 .. +6) against the same database: bad bootstrap settings, a bootstrap
@@ -16,18 +17,10 @@
  * other hashing parameters. */
 #include <criterion/criterion.h>
 #include <criterion/hooks.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <pthread.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "events.pb-c.h"
@@ -37,13 +30,12 @@
 #include "sb/rpc.h"
 #include "sb/util.h"
 #include "sb_test_env.h"
+#include "sb_test_proc.h"
 
 #define ADMIN_LOGIN "member-test-admin"
 #define ADMIN_PASSWORD "test-admin-pass-1"
 #define PASSWORD "correct horse battery"
 #define MSG_BAD_CREDENTIALS "invalid login id or password"
-
-extern char **environ;
 
 /* ------------------------------------------------ the service process */
 
@@ -59,129 +51,37 @@ static int admin_port(void)
     return (int)sb_cfg_int("SB_MEMBER_TEST_ADMIN_PORT", 9201, 1, 65535);
 }
 
-/* GET /readyz on the admin port: true on "200". No gRPC in the runner
- * process, which goes on to spawn the test processes. */
-static bool service_ready(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return false;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = false;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
-        static const char req[] = "GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-        char buf[64] = "";
-        if (write(fd, req, sizeof req - 1) == (ssize_t)(sizeof req - 1) && read(fd, buf, sizeof buf - 1) > 0)
-            ok = strncmp(buf, "HTTP/1.", 7) == 0 && strncmp(buf + 9, "200", 3) == 0;
-    }
-    close(fd);
-    return ok;
-}
-
-/* environ with the given NAME=value entries replacing any of the same name.
- * Caller frees the array (not the strings, which are borrowed). */
-static char **child_env(const char *const *set, size_t n_set)
-{
-    size_t n = 0;
-    while (environ[n])
-        n++;
-    char **env = calloc(n + n_set + 1, sizeof *env);
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        bool replaced = false;
-        for (size_t j = 0; j < n_set && !replaced; j++) {
-            size_t name_len = (size_t)(strchr(set[j], '=') - set[j]) + 1;
-            replaced = strncmp(environ[i], set[j], name_len) == 0;
-        }
-        if (!replaced)
-            env[k++] = environ[i];
-    }
-    for (size_t j = 0; j < n_set; j++)
-        env[k++] = (char *)set[j];
-    return env;
-}
-
-static const char *service_bin(void)
-{
-    return sb_cfg_str("SB_MEMBER_BIN", "../services/member/sb-member");
-}
-
 ReportHook(PRE_ALL)(struct criterion_test_set *tests)
 {
     (void)tests;
-    const char *bin = service_bin();
-    if (access(bin, X_OK) != 0) {
-        fprintf(stderr, "test_member: service binary %s not found (set SB_MEMBER_BIN)\n", bin);
-        return;
-    }
-    static char grpc[32], admin[32], db[512];
+    char grpc[32], admin[32], db[512];
     snprintf(grpc, sizeof grpc, "GRPC_PORT=%d", grpc_port());
     snprintf(admin, sizeof admin, "ADMIN_PORT=%d", admin_port());
     snprintf(db, sizeof db, "DATABASE_URL=%s", test_db_url());
-    static const char *set[] = {
+    const char *set[] = {
         grpc, admin, db, "GRPC_BIND=127.0.0.1", "SHUTDOWN_GRACE_MS=2000",
         "BOOTSTRAP_ADMIN_LOGIN=" ADMIN_LOGIN, "BOOTSTRAP_ADMIN_PASSWORD=" ADMIN_PASSWORD,
-        "PWHASH_CONCURRENCY=2",
+        "PWHASH_CONCURRENCY=2", NULL,
     };
-    char **env = child_env(set, sizeof set / sizeof set[0]);
-    char *argv[] = {(char *)bin, NULL};
-    pid_t parent = getpid();
-    fflush(NULL);
-    child = fork();
-    if (child == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive a crashed runner */
-        if (getppid() != parent)
-            _exit(127);
-        execve(bin, argv, env);
-        _exit(127);
-    }
-    free(env); /* the child has its own copy */
-    if (child < 0) {
-        fprintf(stderr, "test_member: fork: %s\n", strerror(errno));
+    child = sb_test_spawn("member", set, NULL);
+    if (child <= 0) {
         child = 0;
         return;
     }
     char pid_text[16];
     snprintf(pid_text, sizeof pid_text, "%d", (int)child);
     setenv("SB_MEMBER_TEST_PID", pid_text, 1); /* for the test processes spawned next */
-    for (int i = 0; i < 600; i++) { /* 60 s */
-        int status;
-        if (waitpid(child, &status, WNOHANG) == child) {
-            fprintf(stderr, "test_member: %s exited during start-up (status %d)\n", bin, status);
-            child = 0;
-            return;
-        }
-        if (service_ready(admin_port()))
-            return;
-        usleep(100000);
-    }
-    fprintf(stderr, "test_member: %s not ready after 60 s\n", bin);
+    char why[128];
+    if (!sb_test_wait_ready(child, admin_port(), 60000, why, sizeof why))
+        fprintf(stderr, "test_member: sb-member %s\n", why);
 }
 
 ReportHook(POST_ALL)(struct criterion_global_stats *stats)
 {
     (void)stats;
-    if (child <= 0)
-        return;
-    kill(child, SIGTERM);
     /* Without a Kafka broker the outbox relay's last flush can take its
      * delivery timeout (twice 30 s); wait for that, then stop waiting. */
-    for (int i = 0; i < 900; i++) {
-        int status;
-        pid_t r = waitpid(child, &status, WNOHANG);
-        if (r == child) {
-            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-                fprintf(stderr, "test_member: service stopped with status %d\n", status);
-            return;
-        }
-        if (r < 0 && errno == ECHILD && kill(child, 0) != 0)
-            return; /* reaped elsewhere and gone */
-        usleep(100000);
-    }
-    fprintf(stderr, "test_member: service did not stop within 90 s; killing it\n");
-    kill(child, SIGKILL);
-    waitpid(child, NULL, 0);
+    sb_test_stop(child, "sb-member", 90000);
 }
 
 /* ------------------------------------------------ per-test client */
@@ -316,8 +216,9 @@ static sb_status_t delete_member(const char *id, who_t who, Sb__Member__DeleteMe
 /* The service's own database, for checks of what it stored. */
 static PGconn *member_db(void)
 {
+    char name[64];
     const char *keys[] = {"dbname", "dbname", NULL};
-    const char *vals[] = {test_db_url(), "sb_member", NULL};
+    const char *vals[] = {test_db_url(), sb_test_db("member", name, sizeof name), NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
     return c;
@@ -728,31 +629,12 @@ static pid_t spawn_member(int offset, const char *const *extra, size_t n_extra, 
     char *db = sb_arena_printf(arena, "DATABASE_URL=%s", test_db_url());
     const char *set[16] = {grpc, adm, db, "GRPC_BIND=127.0.0.1", "SHUTDOWN_GRACE_MS=1000"};
     size_t n = 5;
-    for (size_t i = 0; i < n_extra && n < 16; i++)
+    for (size_t i = 0; i < n_extra && n < 15; i++)
         set[n++] = extra[i];
-    char **env = child_env(set, n);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    char *argv[] = {(char *)service_bin(), NULL};
-    pid_t pid = 0;
-    int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, env);
-    posix_spawn_file_actions_destroy(&fa);
-    free(env);
-    cr_assert_eq(rc, 0, "posix_spawn %s: %s", argv[0], strerror(rc));
+    set[n] = NULL;
+    pid_t pid = sb_test_spawn("member", set, log_path);
+    cr_assert_gt(pid, 0, "cannot start sb-member (see the messages above)");
     return pid;
-}
-
-/* The exit status of pid, or -1 when it is still running after timeout_ms. */
-static int wait_exit(pid_t pid, int timeout_ms)
-{
-    for (int waited = 0; waited <= timeout_ms; waited += 50) {
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        usleep(50000);
-    }
-    return -1;
 }
 
 static char *slurp(const char *path)
@@ -793,11 +675,7 @@ Test(member, bootstrap_refuses_bad_settings_at_once)
         const struct bad_bootstrap *b = &bad_bootstraps[i];
         const char *extra[] = {b->login, b->password};
         pid_t pid = spawn_member(1, extra, 2, log);
-        int rc = wait_exit(pid, 10000);
-        if (rc < 0) {
-            kill(pid, SIGKILL);
-            waitpid(pid, NULL, 0);
-        }
+        int rc = sb_test_wait_exit(pid, 10000); /* -1: still running, killed */
         cr_expect_eq(rc, 1, "%s %s: exit %d", b->login, b->password, rc);
         char *text = slurp(log);
         cr_expect(strstr(text, b->message) != NULL, "%s %s: log %s", b->login, b->password, text);
@@ -812,11 +690,7 @@ Test(member, bootstrap_refuses_a_login_id_held_by_a_user)
     const char *extra[] = {sb_arena_printf(arena, "BOOTSTRAP_ADMIN_LOGIN=%s", m->login_id),
                            "BOOTSTRAP_ADMIN_PASSWORD=whatever-long-1"};
     pid_t pid = spawn_member(1, extra, 2, log);
-    int rc = wait_exit(pid, 100000);
-    if (rc < 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-    }
+    int rc = sb_test_wait_exit(pid, 100000);
     cr_assert_eq(rc, 1, "exit %d", rc);
     char *text = slurp(log);
     cr_assert(strstr(text, "belongs to a USER account") != NULL, "log %s", text);
@@ -836,23 +710,12 @@ Test(member, bootstrap_never_overwrites_an_admin_password)
     const char *extra[] = {"BOOTSTRAP_ADMIN_LOGIN=" ADMIN_LOGIN,
                            "BOOTSTRAP_ADMIN_PASSWORD=another-password-2"};
     pid_t pid = spawn_member(1, extra, 2, log);
-    bool ready = false;
-    for (int i = 0; i < 600 && !ready; i++) {
-        if (waitpid(pid, NULL, WNOHANG) == pid)
-            break;
-        ready = service_ready(admin_port() + 1);
-        if (!ready)
-            usleep(100000);
-    }
-    kill(pid, SIGTERM);
-    int rc = wait_exit(pid, 100000);
-    if (rc < 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-    }
+    char why[128];
+    bool ready = sb_test_wait_ready(pid, admin_port() + 1, 60000, why, sizeof why);
+    int rc = sb_test_stop(pid, "second sb-member", 100000);
     char *text = slurp(log);
     unlink(log);
-    cr_assert(ready, "second instance never ready: %s", text);
+    cr_assert(ready, "second instance never ready (%s): %s", why, text);
     cr_assert_eq(rc, 0, "second instance exit %d: %s", rc, text);
     cr_assert(strstr(text, "already exists; its password is left unchanged") != NULL, "%s", text);
 
@@ -876,24 +739,13 @@ Test(member, bootstrap_is_safe_when_instances_start_together)
         pids[i] = spawn_member(2 + i, extra, 2, logs[i]);
     }
     for (int i = 0; i < N; i++) {
-        bool ready = false;
-        for (int t = 0; t < 600 && !ready; t++) {
-            if (waitpid(pids[i], NULL, WNOHANG) == pids[i])
-                break;
-            ready = service_ready(admin_port() + 2 + i);
-            if (!ready)
-                usleep(100000);
-        }
-        cr_expect(ready, "instance %d never ready: %s", i, slurp(logs[i]));
+        char why[128];
+        bool ready = sb_test_wait_ready(pids[i], admin_port() + 2 + i, 60000, why, sizeof why);
+        cr_expect(ready, "instance %d never ready (%s): %s", i, why, slurp(logs[i]));
     }
     int created = 0;
     for (int i = 0; i < N; i++) {
-        kill(pids[i], SIGTERM);
-        int rc = wait_exit(pids[i], 100000);
-        if (rc < 0) {
-            kill(pids[i], SIGKILL);
-            waitpid(pids[i], NULL, 0);
-        }
+        int rc = sb_test_stop(pids[i], "racing sb-member", 100000);
         char *text = slurp(logs[i]);
         unlink(logs[i]);
         cr_expect_eq(rc, 0, "instance %d exit %d: %s", i, rc, text);
@@ -1013,14 +865,8 @@ Test(member, login_rehashes_a_password_with_outdated_parameters)
     char *log = temp_log();
     const char *extra[] = {"PWHASH_OPSLIMIT=3", "PWHASH_MEMLIMIT=16777216", "PWHASH_CONCURRENCY=1"};
     pid_t pid = spawn_member(6, extra, 3, log);
-    bool ready = false;
-    for (int i = 0; i < 600 && !ready; i++) {
-        if (waitpid(pid, NULL, WNOHANG) == pid)
-            break;
-        ready = service_ready(admin_port() + 6);
-        if (!ready)
-            usleep(100000);
-    }
+    char why[128];
+    bool ready = sb_test_wait_ready(pid, admin_port() + 6, 60000, why, sizeof why);
     sb_status_t st = SB_UNKNOWN;
     sb_buf_t err = SB_BUF_INIT;
     if (ready) {
@@ -1033,15 +879,10 @@ Test(member, login_rehashes_a_password_with_outdated_parameters)
         st = sb_rpc_call(sb_channel_get(target), &sb__member__member_service__descriptor, "CheckCredentials",
                          &req.base, arena, &resp, &o, &err);
     }
-    kill(pid, SIGTERM);
-    int rc = wait_exit(pid, 100000);
-    if (rc < 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-    }
+    int rc = sb_test_stop(pid, "sb-member with other hashing parameters", 100000);
     char *text = slurp(log);
     unlink(log);
-    cr_assert(ready, "second instance never ready: %s", text);
+    cr_assert(ready, "second instance never ready (%s): %s", why, text);
     cr_assert_eq(st, SB_OK, "%s", err.buf);
     cr_assert_eq(rc, 0, "exit %d: %s", rc, text);
     cr_assert(strstr(text, "opslimit 3, memlimit 16777216 bytes, 1 at once") != NULL, "%s", text);

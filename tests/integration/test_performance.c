@@ -4,37 +4,35 @@
  * register, edit, approve, reject and cancel; field validation naming the
  * JSON field (cases as a data table); visibility of unapproved performances;
  * keyset pagination with equal created_at values; and the performance.*
- * events written to the outbox (read back from database sb_performance and
- * unpacked: envelope, then payload). The reservation service is deliberately
+ * events written to the outbox (read back from database
+ * sb_performance_<namespace>, sb_performance_test under ctest, and unpacked:
+ * envelope, then payload). The reservation service is deliberately
  * unreachable (RESERVATION_ADDR=127.0.0.1:1) so an edit that needs its word
  * is refused with UNAVAILABLE.
  *
  * The child is started once for the whole run by a report hook in the runner
  * process (Criterion runs each test in a fresh process that inherits only the
- * environment) and stopped with SIGTERM after the last test. Binary:
- * $SB_BIN_DIR/services/performance/sb-performance, by default ../services/...
- * relative to ctest's working directory build/tests. Every test uses fresh
- * random planner ids, so reruns against the same database pass. */
+ * environment) and stopped with SIGTERM after the last test (sb_test_proc.h).
+ * Binary: $SB_BIN_DIR/services/performance/sb-performance, by default
+ * ../services/... relative to ctest's working directory build/tests. Every
+ * test uses fresh random planner ids, so reruns against the same database
+ * pass. */
 #include <criterion/criterion.h>
 #include <criterion/hooks.h>
-#include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "events.pb-c.h"
-#include "health.pb-c.h"
 #include "performance.pb-c.h"
 #include "reservation.pb-c.h"
 #include "sb/log.h"
 #include "sb/rpc.h"
 #include "sb/util.h"
 #include "sb_test_env.h"
+#include "sb_test_proc.h"
 
 #define PERF_ADDR "127.0.0.1:51071"
 #define PERF2_ADDR "127.0.0.1:51072"              /* second instance, with a stand-in reservation service */
@@ -42,105 +40,16 @@
 #define ENV_READY "SB_PERF_TEST_READY" /* "1" or why not */
 #define DAY_MS (24LL * 3600 * 1000)
 
-extern char **environ;
-
 /* ================================================================ children */
 
 /* Two instances of the service on the same database: the main one sees an
  * unreachable reservation service; the second one (used by one test only)
  * asks a stand-in reservation service that the test runs itself. */
 static pid_t perf_pid[2];
-static const char *const child_addr[2] = {PERF_ADDR, PERF2_ADDR};
-
-static void bin_path(char *out, size_t n)
-{
-    const char *dir = getenv("SB_BIN_DIR");
-    snprintf(out, n, "%s/services/performance/sb-performance", dir && *dir ? dir : "..");
-}
-
-/* The runner's environment with `overrides` ("K=V", NULL-terminated)
- * replacing the same keys. Heap array of borrowed strings; caller frees it. */
-static char **child_env(const char *const *overrides)
-{
-    size_t n = 0, k = 0;
-    while (environ[n])
-        n++;
-    while (overrides[k])
-        k++;
-    char **env = calloc(n + k + 1, sizeof *env);
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        bool replaced = false;
-        for (size_t j = 0; j < k && !replaced; j++) {
-            size_t kl = strcspn(overrides[j], "=");
-            replaced = !strncmp(environ[i], overrides[j], kl) && environ[i][kl] == '=';
-        }
-        if (!replaced)
-            env[m++] = environ[i];
-    }
-    for (size_t j = 0; j < k; j++)
-        env[m++] = (char *)overrides[j];
-    return env;
-}
-
-static pid_t spawn(const char *path, const char *const *overrides)
-{
-    char **env = child_env(overrides);
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the runner */
-        char *argv[] = {(char *)path, NULL};
-        execve(path, argv, env);
-        fprintf(stderr, "test_performance: cannot exec %s: %s\n", path, strerror(errno));
-        _exit(127);
-    }
-    free(env);
-    return pid;
-}
-
-/* In a helper process (the runner itself never loads gRPC): polls the health
- * service of both children until they answer SERVING. */
-static int wait_serving(void)
-{
-    sb_log_init("test-performance");
-    sb_log_set_level(SB_LOG_ERROR);
-    for (size_t i = 0; i < 2; i++) {
-        for (;;) {
-            sb_arena_t *a = sb_arena_new();
-            sb_buf_t err = SB_BUF_INIT;
-            Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
-            Grpc__Health__V1__HealthCheckResponse *resp = NULL;
-            sb_call_opts_t o = {.timeout_ms = 1000};
-            sb_status_t st = sb_rpc_call(sb_channel_get(child_addr[i]), &grpc__health__v1__health__descriptor,
-                                         "Check", &req.base, a, (ProtobufCMessage **)&resp, &o, &err);
-            bool ok = st == SB_OK &&
-                      resp->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
-            sb_buf_release(&err);
-            sb_arena_free(a);
-            if (ok)
-                break;
-            usleep(200 * 1000);
-        }
-    }
-    sb_channels_free_all();
-    return 0;
-}
-
-static void set_not_ready(const char *why)
-{
-    fprintf(stderr, "test_performance: service not started: %s\n", why);
-    setenv(ENV_READY, why, 1);
-}
 
 ReportHook(PRE_ALL)(struct criterion_test_set *set)
 {
     (void)set;
-    char bin[4096];
-    bin_path(bin, sizeof bin);
-    if (access(bin, X_OK) != 0) {
-        set_not_ready("sb-performance not found (set SB_BIN_DIR to the build directory)");
-        return;
-    }
     char db[1024], redis[1024], brokers[1024], log_level[64];
     snprintf(db, sizeof db, "DATABASE_URL=%s", test_db_url());
     snprintf(redis, sizeof redis, "REDIS_URL=%s", sb_cfg_str("REDIS_URL", "redis://127.0.0.1:6379"));
@@ -150,63 +59,19 @@ ReportHook(PRE_ALL)(struct criterion_test_set *set)
                               "RESERVATION_ADDR=127.0.0.1:1", NULL};
     const char *second_env[] = {db, redis, brokers, log_level, "GRPC_PORT=51072", "ADMIN_PORT=9222",
                                 "RESERVATION_ADDR=" FAKE_RESERVATION_ADDR, NULL};
-    perf_pid[0] = spawn(bin, main_env);
-    perf_pid[1] = spawn(bin, second_env);
-
-    pid_t helper = fork();
-    if (helper == 0)
-        _exit(wait_serving());
-    int64_t deadline = sb_now_ms() + 90 * 1000;
-    for (;;) {
-        int status;
-        if (waitpid(helper, &status, WNOHANG) == helper) {
-            if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-                setenv(ENV_READY, "1", 1);
-            else
-                set_not_ready("health check helper failed");
-            return;
-        }
-        int died = -1;
-        for (int i = 0; i < 2 && died < 0; i++)
-            if (waitpid(perf_pid[i], &status, WNOHANG) == perf_pid[i])
-                died = i;
-        if (died >= 0 || sb_now_ms() > deadline) {
-            kill(helper, SIGKILL);
-            waitpid(helper, NULL, 0);
-            if (died >= 0)
-                perf_pid[died] = 0;
-            set_not_ready(died >= 0 ? "sb-performance exited during start-up (is Kafka up?)"
-                                    : "sb-performance not SERVING after 90 s");
-            return;
-        }
-        usleep(100 * 1000);
-    }
-}
-
-static void stop_child(pid_t pid)
-{
-    if (pid <= 0)
-        return;
-    kill(pid, SIGTERM);
-    int status = 0;
-    for (int i = 0; i < 200; i++) { /* 20 s */
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-                fprintf(stderr, "test_performance: sb-performance exited with status %d\n", status);
-            return;
-        }
-        usleep(100 * 1000);
-    }
-    fprintf(stderr, "test_performance: sb-performance did not stop on SIGTERM; killed\n");
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
+    perf_pid[0] = sb_test_spawn("performance", main_env, NULL);
+    perf_pid[1] = sb_test_spawn("performance", second_env, NULL);
+    /* both ready (admin /readyz: gRPC up, database and Redis answer) within 90 s */
+    const sb_test_child_t kids[] = {{perf_pid[0], 9221, "sb-performance (" PERF_ADDR ")"},
+                                    {perf_pid[1], 9222, "sb-performance (" PERF2_ADDR ")"}};
+    sb_test_await_ready(ENV_READY, kids, 2, 90 * 1000);
 }
 
 ReportHook(POST_ALL)(struct criterion_global_stats *stats)
 {
     (void)stats;
-    stop_child(perf_pid[1]);
-    stop_child(perf_pid[0]);
+    sb_test_stop(perf_pid[1], "sb-performance (second)", 20000);
+    sb_test_stop(perf_pid[0], "sb-performance", 20000);
 }
 
 /* ================================================================ per test */
@@ -218,11 +83,12 @@ static void setup(void)
 {
     sb_log_init("test-performance");
     sb_log_set_level(SB_LOG_ERROR);
-    const char *ready = getenv(ENV_READY);
-    cr_assert(ready && !strcmp(ready, "1"), "service not running: %s", ready ? ready : "?");
+    const char *not_ready = sb_test_not_ready(ENV_READY);
+    cr_assert(!not_ready, "service not running: %s", not_ready);
     arena = sb_arena_new();
+    char name[64];
     const char *keys[] = {"dbname", "dbname", NULL};
-    const char *vals[] = {test_db_url(), "sb_performance", NULL};
+    const char *vals[] = {test_db_url(), sb_test_db("performance", name, sizeof name), NULL};
     db = PQconnectdbParams(keys, vals, 1);
     cr_assert_eq(PQstatus(db), CONNECTION_OK, "%s", PQerrorMessage(db));
 }
