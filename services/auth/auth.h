@@ -29,6 +29,8 @@ sb_status_t auth_login(sb_rpc_ctx_t *ctx, const void *in, void *out);     /* tok
 sb_status_t auth_refresh(sb_rpc_ctx_t *ctx, const void *in, void *out);   /* tokens.c */
 sb_status_t auth_logout(sb_rpc_ctx_t *ctx, const void *in, void *out);    /* tokens.c */
 sb_status_t auth_authorize(sb_rpc_ctx_t *ctx, const void *in, void *out); /* authorize.c */
+/* Serialises revocations and rotations of one user's tokens (tokens.c). */
+sb_status_t auth_lock_user(sb_pg_conn_t *c, const char *user_id, sb_buf_t *err);
 
 /* sb.member events (member_events.c); arg is the sb_service_t. */
 sb_status_t auth_on_event(sb_pg_conn_t *tx, const sb_event_envelope_t *ev, void *arg,

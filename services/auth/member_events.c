@@ -18,9 +18,12 @@ static const sb_pg_stmt_t stmt_revoke_user = {
 
 static sb_status_t revoke_user(sb_pg_conn_t *tx, const char *user_id, long long *n, sb_buf_t *err)
 {
+    sb_status_t st = auth_lock_user(tx, user_id, err); /* see tokens.c */
+    if (st != SB_OK)
+        return st;
     const char *p[] = {user_id};
     PGresult *r = sb_pg_exec(tx, &stmt_revoke_user, 1, p);
-    sb_status_t st = sb_pg_check(tx, r, err);
+    st = sb_pg_check(tx, r, err);
     if (st == SB_OK)
         *n = atoll(PQcmdTuples(r));
     PQclear(r);

@@ -45,6 +45,35 @@ static const sb_pg_stmt_t stmt_insert_successor = {
     "INSERT INTO refresh_tokens (token_hash, family_id, user_id, role, expires_at)"
     " SELECT $1, family_id, user_id, role, expires_at FROM refresh_tokens WHERE token_hash = $2"};
 
+/* Revocations of a user's tokens (logout, reuse, withdrawal, password change)
+ * and rotations serialise on a per-user advisory lock taken before any token
+ * row lock: without it a successor inserted by a rotation running at the same
+ * time as "revoke every token of the user" is not in that UPDATE's snapshot
+ * and outlives the revocation. */
+static const sb_pg_stmt_t stmt_user_lock_by_token = {
+    "auth_user_lock_by_token",
+    "SELECT pg_advisory_xact_lock(hashtextextended(user_id::text, 1)) FROM refresh_tokens WHERE token_hash = $1"};
+static const sb_pg_stmt_t stmt_user_lock = {
+    "auth_user_lock", "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 1))"};
+
+static sb_status_t lock_user_of(sb_pg_conn_t *c, const char *hash, sb_buf_t *err)
+{
+    const char *p[] = {hash};
+    PGresult *r = sb_pg_exec(c, &stmt_user_lock_by_token, 1, p);
+    sb_status_t st = sb_pg_check(c, r, err);
+    PQclear(r);
+    return st;
+}
+
+sb_status_t auth_lock_user(sb_pg_conn_t *c, const char *user_id, sb_buf_t *err)
+{
+    const char *p[] = {user_id};
+    PGresult *r = sb_pg_exec(c, &stmt_user_lock, 1, p);
+    sb_status_t st = sb_pg_check(c, r, err);
+    PQclear(r);
+    return st;
+}
+
 static const sb_pg_stmt_t stmt_lock = {
     "auth_refresh_lock",
     "SELECT family_id::text, user_id::text, role,"
@@ -263,9 +292,12 @@ static sb_status_t refresh_tx(sb_pg_conn_t *c, void *arg, sb_buf_t *err)
     j->was_used = false;
     j->revoked = 0;
 
+    sb_status_t st = lock_user_of(c, j->hash, err);
+    if (st != SB_OK)
+        return st;
     const char *p1[] = {j->hash};
     PGresult *r = sb_pg_exec(c, &stmt_lock, 1, p1);
-    sb_status_t st = sb_pg_check(c, r, err);
+    st = sb_pg_check(c, r, err);
     if (st != SB_OK || PQntuples(r) != 1) {
         PQclear(r);
         return st;
@@ -378,9 +410,12 @@ static sb_status_t logout_tx(sb_pg_conn_t *c, void *arg, sb_buf_t *err)
     logout_job_t *j = arg;
     j->outcome = LOGOUT_UNKNOWN;
     j->revoked = 0;
+    sb_status_t st = lock_user_of(c, j->hash, err);
+    if (st != SB_OK)
+        return st;
     const char *p1[] = {j->hash};
     PGresult *r = sb_pg_exec(c, &stmt_lock, 1, p1);
-    sb_status_t st = sb_pg_check(c, r, err);
+    st = sb_pg_check(c, r, err);
     if (st != SB_OK || PQntuples(r) != 1) {
         PQclear(r);
         return st;

@@ -16,6 +16,7 @@
 #include <criterion/criterion.h>
 #include <criterion/hooks.h>
 #include <jwt.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -625,6 +626,68 @@ Test(auth, password_change_revokes_refresh_tokens_and_unknown_events_are_ignored
                          &err),
                  SB_INVALID_ARGUMENT, "%s", err.buf);
     sb_buf_release(&err);
+}
+
+/* A rotation racing "revoke every token of the user": the successor a
+ * rotation inserts must not outlive the revocation (auth serialises both on a
+ * per-user lock). The rotator keeps refreshing until refused; it must be
+ * refused soon after the event, and the user must have no live token left. */
+struct rotator {
+    char *token;
+    sb_status_t last;
+    int rotations;
+};
+
+static void *rotate_until_refused(void *arg)
+{
+    struct rotator *r = arg;
+    char *token = strdup(r->token);
+    int64_t until = sb_now_ms() + 5000;
+    r->last = SB_OK;
+    while (r->last == SB_OK && sb_now_ms() < until) {
+        sb_arena_t *a = sb_arena_new();
+        sb_buf_t err = SB_BUF_INIT;
+        Sb__Auth__RefreshRequest req = SB__AUTH__REFRESH_REQUEST__INIT;
+        req.refresh_token = token;
+        Sb__Auth__TokenResponse *resp = NULL;
+        r->last = sb_rpc_call(sb_channel_get(AUTH_ADDR), &sb__auth__auth_service__descriptor, "Refresh",
+                              &req.base, a, (ProtobufCMessage **)&resp, NULL, &err);
+        if (r->last == SB_OK) {
+            free(token);
+            token = strdup(resp->refresh_token);
+            r->rotations++;
+        }
+        sb_buf_release(&err);
+        sb_arena_free(a);
+    }
+    free(token);
+    return NULL;
+}
+
+Test(auth, a_rotation_racing_a_revocation_does_not_outlive_it)
+{
+    for (int round = 0; round < 5; round++) {
+        char *user_id;
+        Sb__Auth__TokenResponse *t = new_session(SB__MEMBER__ROLE__USER, &user_id);
+        struct rotator r = {t->refresh_token, SB_OK, 0};
+        pthread_t th;
+        pthread_create(&th, NULL, rotate_until_refused, &r);
+        usleep(20000 + 7000 * (useconds_t)round);
+        Sb__Events__MemberPasswordChanged ev = SB__EVENTS__MEMBER_PASSWORD_CHANGED__INIT;
+        ev.user_id = user_id;
+        ev.changed_at = "2026-11-24T09:00:00.000Z";
+        char event_id[SB_UUID_LEN + 1];
+        sb_uuid_v4(event_id);
+        sb_buf_t err = SB_BUF_INIT;
+        Sb__Events__DeliverEventResponse *resp;
+        cr_assert_eq(deliver(event_id, "member.password_changed", user_id, &ev.base, "ADMIN", &resp, &err), SB_OK,
+                     "%s", err.buf);
+        sb_buf_release(&err);
+        pthread_join(th, NULL);
+        cr_assert_eq(r.last, SB_UNAUTHENTICATED, "round %d: rotation still works after the revocation (%d rotations)",
+                     round, r.rotations);
+        cr_assert_eq(live_tokens(user_id), 0, "round %d", round);
+    }
 }
 
 Test(auth, unreachable_member_service_is_unavailable)
