@@ -2,6 +2,7 @@
 #include "sb/events.h"
 
 #include <librdkafka/rdkafka.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -309,6 +310,14 @@ sb_status_t sb_outbox_add(sb_pg_conn_t *tx, const char *type, const char *aggreg
     sb_status_t st = sb_pg_check(tx, r, err);
     PQclear(r);
     sb_arena_free(a);
+    if (st == SB_OK) {
+        /* wakes the relay at COMMIT (PostgreSQL delivers NOTIFY then, once per
+         * transaction however many events it wrote); polling stays the fallback */
+        static const sb_pg_stmt_t notify = {"sb_outbox_notify", "SELECT pg_notify('" SB_OUTBOX_CHANNEL "', '')"};
+        r = sb_pg_exec(tx, &notify, 0, NULL);
+        st = sb_pg_check(tx, r, err);
+        PQclear(r);
+    }
     if (st == SB_OK && event_id_out)
         memcpy(event_id_out, id, sizeof id);
     return st;
@@ -443,10 +452,59 @@ struct sb_relay {
     pthread_t thread;
 };
 
+/* The relay's LISTEN connection; NULL when it cannot be had (then the relay
+ * only polls, and tries again next round). */
+static PGconn *relay_listen(sb_relay_t *r)
+{
+    sb_buf_t err = SB_BUF_INIT;
+    PGconn *c = sb_pg_pool_connect(r->pool, &err);
+    if (c) {
+        PGresult *res = PQexec(c, "LISTEN " SB_OUTBOX_CHANNEL);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            sb_warn("outbox relay: LISTEN failed: %s", PQerrorMessage(c));
+            PQfinish(c);
+            c = NULL;
+        }
+        PQclear(res);
+    } else {
+        sb_warn("outbox relay: no LISTEN connection (polling only): %s", err.buf);
+    }
+    sb_buf_release(&err);
+    return c;
+}
+
+/* Waits up to ms for a NOTIFY on c (or only sleeps when c is NULL), in short
+ * slices so a stop is seen quickly. Returns false when c broke. */
+static bool relay_wait(sb_relay_t *r, PGconn *c, int ms)
+{
+    for (int waited = 0; waited < ms && !atomic_load(&r->stop); waited += 50) {
+        int slice = ms - waited < 50 ? ms - waited : 50;
+        if (!c) {
+            usleep((useconds_t)slice * 1000);
+            continue;
+        }
+        struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
+        if (poll(&pfd, 1, slice) > 0) {
+            if (!PQconsumeInput(c))
+                return false;
+            bool woken = false;
+            PGnotify *n;
+            while ((n = PQnotifies(c))) {
+                woken = true;
+                PQfreemem(n);
+            }
+            if (woken)
+                return true;
+        }
+    }
+    return true;
+}
+
 static void *relay_main(void *arg)
 {
     sb_relay_t *r = arg;
     int backoff = r->poll_ms;
+    PGconn *listen = relay_listen(r);
     while (!atomic_load(&r->stop)) {
         sb_buf_t err = SB_BUF_INIT;
         int n = sb_outbox_relay_once(r->pool, r->p, 200, &err);
@@ -459,9 +517,15 @@ static void *relay_main(void *arg)
         sb_buf_release(&err);
         if (n == 200)
             continue;
-        for (int slept = 0; slept < backoff && !atomic_load(&r->stop); slept += 10)
-            usleep(10000);
+        /* after a failure, wait out the backoff even if woken */
+        if (!relay_wait(r, n < 0 ? NULL : listen, backoff) || (!listen && n >= 0)) {
+            if (listen)
+                sb_warn("outbox relay: LISTEN connection lost; reconnecting");
+            PQfinish(listen);
+            listen = relay_listen(r);
+        }
     }
+    PQfinish(listen);
     return NULL;
 }
 

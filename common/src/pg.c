@@ -97,6 +97,11 @@ sb_pg_pool_t *sb_pg_pool_new(const char *url, const char *dbname, int size, sb_b
     return p;
 }
 
+PGconn *sb_pg_pool_connect(sb_pg_pool_t *p, sb_buf_t *err)
+{
+    return connect_db(p->url, p->dbname, err);
+}
+
 void sb_pg_pool_free(sb_pg_pool_t *p)
 {
     if (!p)

@@ -77,8 +77,11 @@ sb_status_t sb_outbox_replay(sb_pg_pool_t *pool, const char *type_prefix, const 
                              int64_t *count, sb_buf_t *err);
 
 typedef struct sb_relay sb_relay_t;
-/* Background thread running sb_outbox_relay_once every poll_ms (sooner when
- * a batch was full). Borrowed pool and producer must outlive it. */
+/* PostgreSQL channel sb_outbox_add notifies (at commit) and the relay listens on. */
+#define SB_OUTBOX_CHANNEL "sb_outbox"
+/* Background thread running sb_outbox_relay_once when woken by a NOTIFY on
+ * SB_OUTBOX_CHANNEL, and at the latest every poll_ms (at once when a batch
+ * was full). Borrowed pool and producer must outlive it. */
 sb_relay_t *sb_relay_start(sb_pg_pool_t *pool, sb_producer_t *p, int poll_ms);
 void sb_relay_stop(sb_relay_t *r); /* publishes what is left once, joins, frees */
 

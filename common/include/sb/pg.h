@@ -25,6 +25,9 @@ typedef struct sb_pg_stmt {
  * Caller frees with sb_pg_pool_free. */
 sb_pg_pool_t *sb_pg_pool_new(const char *url, const char *dbname, int size, sb_buf_t *err);
 void sb_pg_pool_free(sb_pg_pool_t *p);
+/* A new connection outside the pool to the pool's database (LISTEN, long
+ * waits). NULL with err on failure; caller frees with PQfinish. */
+PGconn *sb_pg_pool_connect(sb_pg_pool_t *p, sb_buf_t *err);
 /* Creates database `dbname` if it does not exist, connecting to `url`'s own database. */
 sb_status_t sb_pg_ensure_database(const char *url, const char *dbname, sb_buf_t *err);
 
