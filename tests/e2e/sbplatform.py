@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 
 SERVICES = ["member", "auth", "performance", "reservation", "payment", "notification"]
-GRPC_BASE = 52050   # member 52051 ... notification 52056
+GRPC_BASE = 22050   # member 22051 ... notification 22056
 ADMIN_BASE = 9300   # member 9301 ...
 GATEWAY_PORT = int(os.environ.get("SB_E2E_GATEWAY_PORT", "18080"))
 ADMIN_LOGIN = "e2e-admin"

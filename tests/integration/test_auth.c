@@ -34,12 +34,12 @@
 #include "sb_test_env.h"
 #include "sb_test_proc.h"
 
-#define MEMBER_ADDR "127.0.0.1:51061"
-#define AUTH_ADDR "127.0.0.1:51062"
+#define MEMBER_ADDR "127.0.0.1:21061"
+#define AUTH_ADDR "127.0.0.1:21062"
 /* A second auth instance whose member service is unreachable. (Its Redis is
  * the real one: it joins the sb-auth consumer group like any replica, and a
  * replica without Redis would dead-letter member.withdrawn events.) */
-#define BROKEN_ADDR "127.0.0.1:51069"
+#define BROKEN_ADDR "127.0.0.1:21069"
 #define PASSWORD "correct-horse-battery"
 #define BAD_LOGIN "invalid login id or password"
 #define REUSED "refresh token reuse detected: session revoked"
@@ -80,12 +80,12 @@ ReportHook(PRE_ALL)(struct criterion_test_set *set)
     snprintf(log_level, sizeof log_level, "LOG_LEVEL=%s", sb_cfg_str("SB_TEST_LOG_LEVEL", "warn"));
     const char *member_env[] = {db, redis, brokers, jwt, admin_login, log_level,
                                 "BOOTSTRAP_ADMIN_PASSWORD=" PASSWORD,
-                                "GRPC_PORT=51061", "ADMIN_PORT=9211", NULL};
+                                "GRPC_PORT=21061", "ADMIN_PORT=9211", NULL};
     const char *auth_env[] = {db, redis, brokers, jwt, log_level,
-                              "GRPC_PORT=51062", "ADMIN_PORT=9212",
+                              "GRPC_PORT=21062", "ADMIN_PORT=9212",
                               "MEMBER_ADDR=" MEMBER_ADDR, NULL};
     const char *broken_env[] = {db, redis, brokers, jwt, log_level,
-                                "GRPC_PORT=51069", "ADMIN_PORT=9219", "MEMBER_ADDR=127.0.0.1:1",
+                                "GRPC_PORT=21069", "ADMIN_PORT=9219", "MEMBER_ADDR=127.0.0.1:1",
                                 NULL};
     member_pid = sb_test_spawn("member", member_env, NULL);
     auth_pid = sb_test_spawn("auth", auth_env, NULL);

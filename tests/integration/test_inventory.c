@@ -37,7 +37,7 @@
 #include "sb_test_env.h"
 #include "sb_test_proc.h"
 
-#define RESV_ADDR "127.0.0.1:51081"
+#define RESV_ADDR "127.0.0.1:21081"
 #define ENV_READY "SB_INV_TEST_READY" /* "1" or why not */
 #define ENV_RUN "SB_INV_TEST_RUN"     /* a short id unique to this run */
 #define DAY_MS (24LL * 3600 * 1000)
@@ -59,7 +59,7 @@ ReportHook(PRE_ALL)(struct criterion_test_set *set)
     snprintf(redis, sizeof redis, "REDIS_URL=%s", sb_cfg_str("REDIS_URL", "redis://127.0.0.1:6379"));
     snprintf(brokers, sizeof brokers, "KAFKA_BROKERS=%s", test_brokers());
     snprintf(log_level, sizeof log_level, "LOG_LEVEL=%s", sb_cfg_str("SB_TEST_LOG_LEVEL", "warn"));
-    const char *env_over[] = {db, redis, brokers, log_level, "GRPC_PORT=51081", "ADMIN_PORT=9231", NULL};
+    const char *env_over[] = {db, redis, brokers, log_level, "GRPC_PORT=21081", "ADMIN_PORT=9231", NULL};
     resv_pid = sb_test_spawn("reservation", env_over, NULL);
     /* ready (admin /readyz: gRPC up, database and Redis answer) within 90 s */
     const sb_test_child_t kid = {resv_pid, 9231, "sb-reservation"};

@@ -7,7 +7,7 @@
  * the gRPC health check to report SERVING. The binary is $SB_MEMBER_BIN, or
  * $SB_BIN_DIR/services/member/sb-member, by default relative to ctest's
  * working directory build/tests (sb_test_proc.h). It serves on
- * 127.0.0.1:$SB_MEMBER_TEST_PORT (51051; admin port 9201) and uses database
+ * 127.0.0.1:$SB_MEMBER_TEST_PORT (21051; admin port 9201) and uses database
  * sb_member_<namespace> (sb_member_test) on $DATABASE_URL's server. Login
  * ids get a random suffix so reruns against the same database pass.
  *
@@ -43,7 +43,7 @@ static pid_t child;
 
 static int grpc_port(void)
 {
-    return (int)sb_cfg_int("SB_MEMBER_TEST_PORT", 51051, 1, 65535);
+    return (int)sb_cfg_int("SB_MEMBER_TEST_PORT", 21051, 1, 65535);
 }
 
 static int admin_port(void)

@@ -34,9 +34,9 @@
 #include "sb_test_env.h"
 #include "sb_test_proc.h"
 
-#define PERF_ADDR "127.0.0.1:51071"
-#define PERF2_ADDR "127.0.0.1:51072"              /* second instance, with a stand-in reservation service */
-#define FAKE_RESERVATION_ADDR "127.0.0.1:51079" /* the stand-in, run inside one test */
+#define PERF_ADDR "127.0.0.1:21071"
+#define PERF2_ADDR "127.0.0.1:21072"              /* second instance, with a stand-in reservation service */
+#define FAKE_RESERVATION_ADDR "127.0.0.1:21079" /* the stand-in, run inside one test */
 #define ENV_READY "SB_PERF_TEST_READY" /* "1" or why not */
 #define DAY_MS (24LL * 3600 * 1000)
 
@@ -55,9 +55,9 @@ ReportHook(PRE_ALL)(struct criterion_test_set *set)
     snprintf(redis, sizeof redis, "REDIS_URL=%s", sb_cfg_str("REDIS_URL", "redis://127.0.0.1:6379"));
     snprintf(brokers, sizeof brokers, "KAFKA_BROKERS=%s", test_brokers());
     snprintf(log_level, sizeof log_level, "LOG_LEVEL=%s", sb_cfg_str("SB_TEST_LOG_LEVEL", "warn"));
-    const char *main_env[] = {db, redis, brokers, log_level, "GRPC_PORT=51071", "ADMIN_PORT=9221",
+    const char *main_env[] = {db, redis, brokers, log_level, "GRPC_PORT=21071", "ADMIN_PORT=9221",
                               "RESERVATION_ADDR=127.0.0.1:1", NULL};
-    const char *second_env[] = {db, redis, brokers, log_level, "GRPC_PORT=51072", "ADMIN_PORT=9222",
+    const char *second_env[] = {db, redis, brokers, log_level, "GRPC_PORT=21072", "ADMIN_PORT=9222",
                                 "RESERVATION_ADDR=" FAKE_RESERVATION_ADDR, NULL};
     perf_pid[0] = sb_test_spawn("performance", main_env, NULL);
     perf_pid[1] = sb_test_spawn("performance", second_env, NULL);
