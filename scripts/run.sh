@@ -16,7 +16,7 @@ cmake --build "$BUILD" -j"$(nproc)"
 
 infra_env="$(deploy/local/infra.sh up)"
 eval "$infra_env"
-export DATABASE_URL REDIS_URL KAFKA_BROKERS
+export DATABASE_URL REDIS_URL KAFKA_BROKERS SB_INFRA_STARTED
 export BOOTSTRAP_ADMIN_LOGIN="${BOOTSTRAP_ADMIN_LOGIN:-admin}"
 export BOOTSTRAP_ADMIN_PASSWORD="${BOOTSTRAP_ADMIN_PASSWORD:-admin-change-me}"
 # The HS256 secret shared by auth (signs) and the gateway (verifies): kept in

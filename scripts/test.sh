@@ -24,7 +24,7 @@ cp tests/openapi/validate.mjs "$BUILD/openapi/"
 
 infra_env="$(deploy/local/infra.sh up)"
 eval "$infra_env"
-export DATABASE_URL REDIS_URL KAFKA_BROKERS
+export DATABASE_URL REDIS_URL KAFKA_BROKERS SB_INFRA_STARTED
 if [ "${SB_KEEP_INFRA:-0}" != 1 ]; then
   trap 'deploy/local/infra.sh down' EXIT
 fi

@@ -138,7 +138,8 @@ sb_producer_t *sb_producer_new(const char *brokers, sb_buf_t *err)
         {"enable.idempotence", "true"}, /* implies acks=all, in-order, no dup on retry */
         {"acks", "all"},
         {"linger.ms", "5"},
-        {"message.timeout.ms", "30000"},
+        /* below the relay's 30 s wait, so a report normally arrives first */
+        {"message.timeout.ms", "20000"},
     };
     for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++) {
         if (rd_kafka_conf_set(conf, kv[i][0], kv[i][1], e, sizeof e) != RD_KAFKA_CONF_OK) {
@@ -185,19 +186,37 @@ static rd_kafka_resp_err_t produce(sb_producer_t *p, const char *topic, const ch
     return e;
 }
 
+static bool any_pending(const struct delivery *d, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (atomic_load(&d[i].done) == 0)
+            return true;
+    return false;
+}
+
 /* Polls until every slot is done or timeout; returns the index of the first
- * failed/pending slot, or n when all were delivered. */
+ * failed/pending slot, or n when all were delivered. Never returns while a
+ * slot is still referenced by librdkafka (the caller frees the slots): on
+ * timeout the producer's queue is purged, which makes librdkafka report every
+ * message it still holds as failed, and those reports are drained here. The
+ * purged rows stay unpublished and go again in the next round (at least once;
+ * consumers drop duplicates by event id). p->mu is held, so only this batch's
+ * messages are in the producer. */
 static size_t await_deliveries(sb_producer_t *p, struct delivery *d, size_t n, int timeout_ms)
 {
     int64_t until = sb_mono_ns() + (int64_t)timeout_ms * 1000000;
-    for (;;) {
-        bool pending = false;
-        for (size_t i = 0; i < n; i++)
-            if (atomic_load(&d[i].done) == 0)
-                pending = true;
-        if (!pending || sb_mono_ns() > until)
-            break;
+    while (any_pending(d, n) && sb_mono_ns() <= until)
         rd_kafka_poll(p->rk, 10);
+    if (any_pending(d, n)) {
+        sb_warn("kafka: no delivery report within %d ms; purging the producer queue", timeout_ms);
+        rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        for (int64_t t0 = sb_mono_ns(); any_pending(d, n);) {
+            rd_kafka_poll(p->rk, 100);
+            if (sb_mono_ns() - t0 > 10 * 1000000000LL) {
+                sb_warn("kafka: still waiting for the delivery reports of purged messages");
+                t0 = sb_mono_ns();
+            }
+        }
     }
     for (size_t i = 0; i < n; i++)
         if (atomic_load(&d[i].done) != 1)

@@ -4,7 +4,9 @@
 #   eval "$(deploy/local/infra.sh up)"   reuse or start the three servers; prints
 #                                        DATABASE_URL=, REDIS_URL=, KAFKA_BROKERS=
 #                                        assignments (and nothing else) on stdout
+#                                        and SB_INFRA_STARTED= (what this call started)
 #   deploy/local/infra.sh down           stop what `up` started, nothing else
+#                                        (only $SB_INFRA_STARTED when that is set)
 #
 # `up`, for each server: if one already answers at the URL in the environment
 # (DATABASE_URL, default postgresql://postgres@127.0.0.1:5432/postgres;
@@ -210,6 +212,7 @@ up_postgres() {
     fi
   fi
   log "PostgreSQL: starting on 127.0.0.1:$PG_PORT (log: ${INFRA#"$ROOT"/}/postgres.log)"
+  STARTED="$STARTED postgres"
   launch postgres "${as_pg[@]}" "$bin/postgres" -D "$data" -p "$PG_PORT" \
     -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c logging_collector=off
   wait_ready postgres pg_ok "$OWN_DATABASE_URL" "$PG_TIMEOUT" postgres
@@ -240,6 +243,7 @@ up_redis() {
   command -v redis-server >/dev/null 2>&1 || die "redis-server not found (deploy/local/setup.sh installs it)"
   mkdir -p "$INFRA/redis"
   log "Redis: starting on 127.0.0.1:$REDIS_PORT (log: ${INFRA#"$ROOT"/}/redis.log)"
+  STARTED="$STARTED redis"
   launch redis redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$INFRA/redis" \
     --save "" --appendonly no --daemonize no --logfile ""
   wait_ready redis redis_ok "$OWN_REDIS_URL" "$REDIS_TIMEOUT" redis-server
@@ -270,6 +274,7 @@ up_kafka_start() {
   port_busy "$KAFKA_PORT" && die "nothing answers at $brokers, and port $KAFKA_PORT is taken by something that is not a Kafka broker"
   port_busy "$((KAFKA_PORT + 1))" && die "port $((KAFKA_PORT + 1)) (the Kafka controller's) is taken"
   command -v kcat >/dev/null 2>&1 || die "kcat not found (deploy/local/setup.sh installs it)"
+  STARTED="$STARTED kafka"
   "$ROOT/deploy/local/kafka.sh" start 3>&- 9>&- || die "deploy/local/kafka.sh could not start the broker"
   KAFKA_WAIT=1
 }
@@ -291,6 +296,7 @@ lock() {
 
 cmd_up() {
   lock
+  STARTED=""
   for tool in psql redis-cli kcat; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool not found (run deploy/local/setup.sh)"
   done
@@ -303,17 +309,23 @@ cmd_up() {
     echo "DATABASE_URL=$(shq "$DATABASE_URL")"
     echo "REDIS_URL=$(shq "$REDIS_URL")"
     echo "KAFKA_BROKERS=$(shq "$KAFKA_BROKERS")"
+    echo "SB_INFRA_STARTED=$(shq "${STARTED# }")"
   } >&3
 }
 
+# With SB_INFRA_STARTED in the environment (what the caller's own `up` printed),
+# stops only those servers: a `make test` that reused a broker some other run
+# started leaves it running for that run. Without it (make infra-down), stops
+# every server any `up` started.
 cmd_down() {
   lock
-  local any=0
-  [ -n "$(live_pid kafka kafka.Kafka)$(live_pid redis redis-server)$(live_pid postgres postgres)" ] && any=1
-  stop_one kafka kafka.Kafka TERM 30
-  stop_one redis redis-server TERM 10
-  stop_one postgres postgres INT 30   # SIGINT: PostgreSQL's fast shutdown
-  if [ "$any" = 1 ]; then log "stopped what infra.sh up had started"; else log "nothing started by infra.sh up is running"; fi
+  local which="kafka redis postgres" any=0
+  [ "${SB_INFRA_STARTED+set}" = set ] && which="$SB_INFRA_STARTED"
+  case " $which " in *" kafka "*) [ -n "$(live_pid kafka kafka.Kafka)" ] && any=1; stop_one kafka kafka.Kafka TERM 30 ;; esac
+  case " $which " in *" redis "*) [ -n "$(live_pid redis redis-server)" ] && any=1; stop_one redis redis-server TERM 10 ;; esac
+  # SIGINT: PostgreSQL's fast shutdown
+  case " $which " in *" postgres "*) [ -n "$(live_pid postgres postgres)" ] && any=1; stop_one postgres postgres INT 30 ;; esac
+  if [ "$any" = 1 ]; then log "stopped what this run's infra.sh up had started"; else log "nothing to stop (servers reused, or not started here)"; fi
 }
 
 case "${1:-}" in
