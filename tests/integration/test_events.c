@@ -216,3 +216,23 @@ Test(events, relay_publishes_in_order_per_aggregate)
     sb_pg_release(pool, c);
     sb_buf_release(&err);
 }
+
+/* The broker is unreachable and the send gives up before librdkafka's own
+ * message timeout: the call fails with UNAVAILABLE and must leave nothing of
+ * the message behind in the producer (its delivery slot lives on the caller's
+ * stack; a report arriving later would write into a dead frame). The purge
+ * makes freeing the producer immediate; under ASan/valgrind a late report
+ * would be an invalid write. */
+Test(events, send_to_an_unreachable_broker_fails_and_leaves_nothing_pending)
+{
+    sb_buf_t err = SB_BUF_INIT;
+    sb_producer_t *p = sb_producer_new("127.0.0.1:1", &err);
+    cr_assert(p, "%s", err.buf);
+    for (int i = 0; i < 3; i++) {
+        sb_buf_reset(&err);
+        cr_assert_eq(sb_producer_send(p, "sb.unreachable", "k", "v", 1, NULL, 200, &err), SB_UNAVAILABLE);
+        cr_assert(strstr(err.buf, "failed"), "%s", err.buf);
+    }
+    sb_producer_free(p);
+    sb_buf_release(&err);
+}
