@@ -455,8 +455,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     int64_t dt = sb_mono_ns() - rq->t0;
     sb_metrics_rpc(metric_key, code < 400 ? SB_OK : SB_UNKNOWN, dt);
     /* access log: one JSON line per request (the URL path only: query strings may carry tokens) */
-    sb_info("access {\"method\":\"%s\",\"path\":\"%.200s\",\"status\":%d,\"ms\":%.3f,\"bytes\":%zu,\"ip\":\"%s\",\"user\":\"%s\"}",
-            method, url, code, (double)dt / 1e6, bytes, ip, who.present ? who.claims.sub : "");
+    sb_buf_t f = SB_BUF_INIT;
+    sb_buf_adds(&f, "\"method\":");
+    sb_buf_add_json_str(&f, method, strnlen(method, 16));
+    sb_buf_adds(&f, ",\"path\":");
+    sb_buf_add_json_str(&f, url, strnlen(url, 200));
+    sb_buf_addf(&f, ",\"status\":%d,\"ms\":%.3f,\"bytes\":%zu,\"ip\":", code, (double)dt / 1e6, bytes);
+    sb_buf_add_json_str(&f, ip, strlen(ip));
+    sb_buf_adds(&f, ",\"user\":");
+    sb_buf_add_json_str(&f, who.present ? who.claims.sub : "", who.present ? strlen(who.claims.sub) : 0);
+    sb_log_fields(SB_LOG_INFO, f.buf, "access");
+    sb_buf_release(&f);
     sb_log_set_trace(NULL);
     sb_arena_free(a);
     sb_buf_release(&out);

@@ -259,6 +259,12 @@ class Identity(unittest.TestCase):
         time.sleep(0.2)
         with open(os.path.join(P.logdir, "auth.log")) as f:
             self.assertIn("e2e-trace-123", f.read())
+        # and the gateway wrote one JSON access line for it, fields at the top level
+        with open(os.path.join(P.logdir, "gateway.log")) as f:
+            lines = [json.loads(x) for x in f if x.startswith("{")]
+        access = [x for x in lines if x.get("msg") == "access" and x.get("trace") == "e2e-trace-123"]
+        self.assertEqual(len(access), 1, access)
+        self.assertEqual((access[0]["method"], access[0]["path"], access[0]["status"]), ("POST", "/login", 401))
         st, body, _ = P.call("GET", "/members/x", headers={"X-Big": "b" * 70000})
         self.assertIn(st, (413, 431), body)
 

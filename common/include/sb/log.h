@@ -13,6 +13,11 @@ const char *sb_log_service(void); /* the name given to sb_log_init ("sb" before)
 void sb_log_set_trace(const char *trace_id);
 const char *sb_log_trace(void); /* borrowed, valid until the next set on this thread; "" if none */
 void sb_log(sb_log_level_t lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same with extra top-level members: `fields` is a ready JSON member list
+ * ("\"status\":200,\"path\":\"/x\"", values escaped by the caller with
+ * sb_buf_add_json_str), borrowed for the call. */
+void sb_log_fields(sb_log_level_t lvl, const char *fields, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #define sb_debug(...) sb_log(SB_LOG_DEBUG, __VA_ARGS__)
 #define sb_info(...) sb_log(SB_LOG_INFO, __VA_ARGS__)
