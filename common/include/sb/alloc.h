@@ -1,7 +1,7 @@
 /* Allocation wrappers: failure aborts with a log line (every input size is
  * capped before it is read, so running out of memory is not a request error).
- * Tests can make allocation number N fail (sb_alloc_fail_at) to check that
- * callers that use the *_try variants unwind cleanly. */
+ * There is no fault-injection build yet (CONVENTIONS "fail allocation #N"):
+ * with abort-on-failure it needs *_try variants first. */
 #ifndef SB_ALLOC_H
 #define SB_ALLOC_H
 #include <stddef.h>
