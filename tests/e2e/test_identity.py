@@ -208,6 +208,17 @@ class Identity(unittest.TestCase):
         self.assertError(P.call("GET", f"/members/{m['userId']}", headers={"Authorization": "Basic abc"}),
                          401, "UNAUTHENTICATED")
 
+    def test_a_token_accepted_before_is_refused_once_expired(self):
+        """The gateway caches verified tokens; the expiry is checked on every use."""
+        m, _ = P.user()
+        now = int(time.time())
+        tok = forge(P.env["JWT_SECRET"], {"sub": m["userId"], "role": "USER", "jti": str(uuid.uuid4()),
+                                          "iat": now, "exp": now + 2, "iss": "showbook-auth"})
+        st, _, _ = P.call("GET", f"/members/{m['userId']}", token=tok)
+        self.assertEqual(st, 200)
+        time.sleep(max(0.0, now + 2.2 - time.time()))
+        self.assertError(P.call("GET", f"/members/{m['userId']}", token=tok), 401, "UNAUTHENTICATED", "expired")
+
     def test_withdrawal(self):
         m, pw = P.signup()
         t = P.login(m["loginId"], pw)
