@@ -56,14 +56,6 @@ static const sb_pg_stmt_t stmt_user_lock_by_token = {
 static const sb_pg_stmt_t stmt_user_lock = {
     "auth_user_lock", "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 1))"};
 
-static sb_status_t lock_user_of(sb_pg_conn_t *c, const char *hash, sb_buf_t *err)
-{
-    const char *p[] = {hash};
-    PGresult *r = sb_pg_exec(c, &stmt_user_lock_by_token, 1, p);
-    sb_status_t st = sb_pg_check(c, r, err);
-    PQclear(r);
-    return st;
-}
 
 sb_status_t auth_lock_user(sb_pg_conn_t *c, const char *user_id, sb_buf_t *err)
 {
@@ -281,6 +273,25 @@ static void copy_field(char *dst, size_t n, const PGresult *r, int col)
     snprintf(dst, n, "%s", PQgetvalue(r, 0, col));
 }
 
+/* Takes the user lock, then the token row's lock. Returns the row (caller
+ * PQclears) or NULL: *st says whether that is an error or an unknown token. */
+static PGresult *lock_token(sb_pg_conn_t *c, const char *hash, sb_status_t *st, sb_buf_t *err)
+{
+    const char *p[] = {hash};
+    PGresult *r = sb_pg_exec(c, &stmt_user_lock_by_token, 1, p);
+    *st = sb_pg_check(c, r, err);
+    PQclear(r);
+    if (*st != SB_OK)
+        return NULL;
+    r = sb_pg_exec(c, &stmt_lock, 1, p);
+    *st = sb_pg_check(c, r, err);
+    if (*st != SB_OK || PQntuples(r) != 1) {
+        PQclear(r);
+        return NULL;
+    }
+    return r;
+}
+
 /* Locks the presented token's row and decides. Returns OK whenever the
  * outcome must be committed, including a reuse: the family's revocation
  * must survive the failing answer. */
@@ -292,16 +303,10 @@ static sb_status_t refresh_tx(sb_pg_conn_t *c, void *arg, sb_buf_t *err)
     j->was_used = false;
     j->revoked = 0;
 
-    sb_status_t st = lock_user_of(c, j->hash, err);
-    if (st != SB_OK)
+    sb_status_t st;
+    PGresult *r = lock_token(c, j->hash, &st, err);
+    if (!r)
         return st;
-    const char *p1[] = {j->hash};
-    PGresult *r = sb_pg_exec(c, &stmt_lock, 1, p1);
-    st = sb_pg_check(c, r, err);
-    if (st != SB_OK || PQntuples(r) != 1) {
-        PQclear(r);
-        return st;
-    }
     copy_field(j->family, sizeof j->family, r, 0);
     copy_field(j->user_id, sizeof j->user_id, r, 1);
     copy_field(j->role, sizeof j->role, r, 2);
@@ -325,6 +330,7 @@ static sb_status_t refresh_tx(sb_pg_conn_t *c, void *arg, sb_buf_t *err)
         return SB_OK;
     }
 
+    const char *p1[] = {j->hash};
     r = sb_pg_exec(c, &stmt_mark_used, 1, p1);
     st = sb_pg_check(c, r, err);
     PQclear(r);
@@ -410,16 +416,10 @@ static sb_status_t logout_tx(sb_pg_conn_t *c, void *arg, sb_buf_t *err)
     logout_job_t *j = arg;
     j->outcome = LOGOUT_UNKNOWN;
     j->revoked = 0;
-    sb_status_t st = lock_user_of(c, j->hash, err);
-    if (st != SB_OK)
+    sb_status_t st;
+    PGresult *r = lock_token(c, j->hash, &st, err);
+    if (!r)
         return st;
-    const char *p1[] = {j->hash};
-    PGresult *r = sb_pg_exec(c, &stmt_lock, 1, p1);
-    st = sb_pg_check(c, r, err);
-    if (st != SB_OK || PQntuples(r) != 1) {
-        PQclear(r);
-        return st;
-    }
     copy_field(j->family, sizeof j->family, r, 0);
     bool mine = strcasecmp(PQgetvalue(r, 0, 1), j->user_id) == 0;
     PQclear(r);

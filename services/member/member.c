@@ -122,11 +122,17 @@ static sb_status_t run1(sb_pg_pool_t *pool, const sb_pg_stmt_t *stmt, int n,
 
 /* The caller's identity for a per-member path: signed in, and self (or an
  * admin where admin_ok). */
-static sb_status_t authorize(sb_rpc_ctx_t *ctx, const char *user_id, bool admin_ok, const char *denied)
+/* The member a Get/Update/Delete is about: raw_id normalised into *id (arena),
+ * and the caller must be that member (or an admin when admin_ok). The UUID is
+ * checked first so a malformed id never reaches SQL. */
+static sb_status_t target_member(sb_rpc_ctx_t *ctx, const char *raw_id, bool admin_ok, const char *denied,
+                                 char **id)
 {
+    if (!(*id = sb_uuid_norm(ctx->arena, raw_id)))
+        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "userId must be a UUID");
     if (!ctx->user_id || !*ctx->user_id)
         return sb_rpc_fail(ctx, SB_UNAUTHENTICATED, "sign in first");
-    if (sb_rpc_is_self(ctx, user_id) || (admin_ok && sb_rpc_is_admin(ctx)))
+    if (sb_rpc_is_self(ctx, *id) || (admin_ok && sb_rpc_is_admin(ctx)))
         return SB_OK;
     return sb_rpc_fail(ctx, SB_PERMISSION_DENIED, "%s", denied);
 }
@@ -259,10 +265,8 @@ sb_status_t member_get(sb_rpc_ctx_t *ctx, const void *in, void *out)
 {
     const Sb__Member__GetMemberRequest *req = in;
     Sb__Member__Member *resp = out;
-    char *id = sb_uuid_norm(ctx->arena, req->user_id);
-    if (!id)
-        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "userId must be a UUID");
-    sb_status_t st = authorize(ctx, id, true, "you may only read your own profile");
+    char *id;
+    sb_status_t st = target_member(ctx, req->user_id, true, "you may only read your own profile", &id);
     if (st != SB_OK)
         return st;
 
@@ -334,10 +338,8 @@ sb_status_t member_update(sb_rpc_ctx_t *ctx, const void *in, void *out)
 {
     const Sb__Member__UpdateMemberRequest *req = in;
     const char *problem;
-    char *id = sb_uuid_norm(ctx->arena, req->user_id);
-    if (!id)
-        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "userId must be a UUID");
-    sb_status_t st = authorize(ctx, id, false, "you may only change your own profile");
+    char *id;
+    sb_status_t st = target_member(ctx, req->user_id, false, "you may only change your own profile", &id);
     if (st != SB_OK)
         return st;
 
@@ -456,10 +458,8 @@ sb_status_t member_delete(sb_rpc_ctx_t *ctx, const void *in, void *out)
 {
     const Sb__Member__DeleteMemberRequest *req = in;
     Sb__Member__DeleteMemberResponse *resp = out;
-    char *id = sb_uuid_norm(ctx->arena, req->user_id);
-    if (!id)
-        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "userId must be a UUID");
-    sb_status_t st = authorize(ctx, id, true, "you may only withdraw your own account");
+    char *id;
+    sb_status_t st = target_member(ctx, req->user_id, true, "you may only withdraw your own account", &id);
     if (st != SB_OK)
         return st;
 
