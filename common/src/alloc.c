@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void oom(size_t n)
+_Noreturn void sb_oom(size_t n)
 {
     /* Not through sb_log: logging may itself need memory. */
     fprintf(stderr, "{\"level\":\"error\",\"msg\":\"out of memory allocating %zu bytes, aborting\"}\n", n);
@@ -15,7 +15,7 @@ void *sb_malloc(size_t n)
 {
     void *p = malloc(n ? n : 1);
     if (!p)
-        oom(n);
+        sb_oom(n);
     return p;
 }
 
@@ -23,7 +23,7 @@ void *sb_calloc(size_t n, size_t sz)
 {
     void *p = calloc(n ? n : 1, sz ? sz : 1);
     if (!p)
-        oom(n * sz);
+        sb_oom(n * sz);
     return p;
 }
 
@@ -31,7 +31,7 @@ void *sb_realloc(void *p, size_t n)
 {
     void *q = realloc(p, n ? n : 1);
     if (!q)
-        oom(n);
+        sb_oom(n);
     return q;
 }
 

@@ -95,6 +95,14 @@ void *sb_arena_alloc(sb_arena_t *a, size_t n)
     return p;
 }
 
+void *sb_arena_alloc_array(sb_arena_t *a, size_t n, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total))
+        sb_oom(SIZE_MAX); /* a count no input can reach: capped before it is read */
+    return sb_arena_alloc(a, total);
+}
+
 char *sb_arena_strndup(sb_arena_t *a, const char *s, size_t n)
 {
     char *p = sb_arena_alloc(a, n + 1);

@@ -51,6 +51,19 @@ sb_status_t sb_pg_ensure_database(const char *url, const char *dbname, sb_buf_t 
         return SB_UNAVAILABLE;
     sb_status_t st = SB_OK;
     const char *params[] = {dbname};
+    /* Replicas starting at once against an empty server would race on
+     * CREATE DATABASE (the loser gets 23505 on pg_database_datname_index, not
+     * 42P04). A session-level advisory lock on the maintenance database
+     * serialises check-and-create; PQfinish releases it. */
+    PGresult *lk = PQexecParams(c, "SELECT pg_advisory_lock(hashtext('sb:create-database:' || $1))", 1,
+                                NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(lk) != PGRES_TUPLES_OK) {
+        sb_buf_addf(err, "cannot lock database creation: %s", PQerrorMessage(c));
+        PQclear(lk);
+        PQfinish(c);
+        return SB_UNAVAILABLE;
+    }
+    PQclear(lk);
     PGresult *r = PQexecParams(c, "SELECT 1 FROM pg_database WHERE datname = $1", 1, NULL, params,
                                NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -62,9 +75,11 @@ sb_status_t sb_pg_ensure_database(const char *url, const char *dbname, sb_buf_t 
         sb_buf_addf(&sql, "CREATE DATABASE %s", ident);
         PQfreemem(ident);
         PGresult *cr = PQexec(c, sql.buf);
-        /* 42P04: created concurrently by another process: fine */
+        /* 42P04 / 23505: created concurrently by a process that does not
+         * take the lock (an older build): fine */
         const char *state = PQresultErrorField(cr, PG_DIAG_SQLSTATE);
-        if (PQresultStatus(cr) != PGRES_COMMAND_OK && !(state && !strcmp(state, "42P04"))) {
+        if (PQresultStatus(cr) != PGRES_COMMAND_OK &&
+            !(state && (!strcmp(state, "42P04") || !strcmp(state, "23505")))) {
             sb_buf_addf(err, "cannot create database %s: %s", dbname, PQerrorMessage(c));
             st = SB_UNAVAILABLE;
         } else {

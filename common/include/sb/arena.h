@@ -19,5 +19,9 @@ void sb_arena_on_free(sb_arena_t *a, sb_cleanup_fn fn, void *obj);
 /* A protobuf-c allocator whose memory belongs to the arena (free is a no-op). */
 ProtobufCAllocator *sb_arena_pb_allocator(sb_arena_t *a);
 size_t sb_arena_bytes(const sb_arena_t *a);
+/* n zeroed objects of type T, owned by a; aborts (like every allocation) when
+ * n * sizeof(T) overflows. SB_ARENA_NEW(a, Sb__Member__Member, 1). */
+void *sb_arena_alloc_array(sb_arena_t *a, size_t n, size_t size);
+#define SB_ARENA_NEW(a, T, n) ((T *)sb_arena_alloc_array((a), (size_t)(n), sizeof(T)))
 
 #endif

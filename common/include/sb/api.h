@@ -1,0 +1,76 @@
+/* The API table: every RPC of every service with its REST mapping and access
+ * policy, generated at build time from the .proto files (google.api.http
+ * annotations and the (sb.api.method) option, see proto/sb/api/options.proto)
+ * by tools/gen_api.py. protobuf-c drops options at run time, so this table is
+ * the only place the gateway, the services' runtime, the auth service's
+ * POST /auth and /openapi.json read them from. Never edited by hand. */
+#ifndef SB_API_H
+#define SB_API_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <protobuf-c/protobuf-c.h>
+
+/* Role bits of a policy (Sb__Common__Role values as bits). */
+enum {
+    SB_ROLE_BIT_USER = 1u << 0,
+    SB_ROLE_BIT_PLANNER = 1u << 1,
+    SB_ROLE_BIT_ADMIN = 1u << 2,
+    SB_ROLE_BITS_ALL = SB_ROLE_BIT_USER | SB_ROLE_BIT_PLANNER | SB_ROLE_BIT_ADMIN,
+};
+
+/* Who may call an RPC. Deny by default: a method whose policy says nothing
+ * admits no one (the unit test refuses such a table).
+ *   public:      anyone, no identity needed
+ *   roles:       signed-in callers whose role bit is set ("signed in" = all)
+ *   owner_field: callers not admitted by `roles` are admitted when they are
+ *                signed in and their user id equals this request field
+ *                ("user_id"): "self, admin" is roles=ADMIN, owner_field=user_id
+ *   services:    calling services (by their certificate name) admitted
+ *                whatever the end user; NULL-terminated, NULL when none */
+typedef struct sb_api_access {
+    bool public_;
+    unsigned roles;
+    const char *owner_field;
+    const char *const *services;
+} sb_api_access_t;
+
+/* One HTTP binding: verb, path template ("/members/{user_id}", proto field
+ * names; {a.b} nested), body ("*", a field name, or "" for none). */
+typedef struct sb_api_http {
+    const char *verb;
+    const char *path;
+    const char *body;
+} sb_api_http_t;
+
+/* An HTTP header that fills a request field ("Idempotency-Key" -> idempotency_key). */
+typedef struct sb_api_header {
+    const char *header;
+    const char *field;
+} sb_api_header_t;
+
+typedef struct sb_api_method {
+    const ProtobufCServiceDescriptor *service; /* "sb.member.MemberService" */
+    const ProtobufCMethodDescriptor *rpc;
+    const char *backend;           /* short service name: "member" */
+    sb_api_access_t access;
+    int ok_status;                 /* HTTP status on success: 200, or 201 (created) */
+    bool idempotent;               /* Idempotency-Key honoured (runtime stores answers) */
+    bool rate_limited;             /* per-client rate limit (login) */
+    const char *dispatch_var;      /* non-NULL: the path variable whose value names the
+                                      backend among rows sharing this path (/events/{service_id}) */
+    const char *summary;           /* one line for OpenAPI (the rpc's leading comment) */
+    const sb_api_http_t *http;     /* primary binding first, then additional_bindings */
+    size_t n_http;                 /* 0: not on the REST API */
+    const sb_api_header_t *headers;
+    size_t n_headers;
+} sb_api_method_t;
+
+extern const sb_api_method_t sb_api_methods[];
+extern const size_t sb_api_n_methods;
+
+/* The row of "/pkg.Service/Method" or of (service full name, method name);
+ * NULL when none. */
+const sb_api_method_t *sb_api_find_path(const char *grpc_path);
+const sb_api_method_t *sb_api_find(const char *service, const char *method);
+
+#endif
