@@ -73,4 +73,36 @@ extern const size_t sb_api_n_methods;
 const sb_api_method_t *sb_api_find_path(const char *grpc_path);
 const sb_api_method_t *sb_api_find(const char *service, const char *method);
 
+/* The access decision for one call, from verified identity only:
+ *   user_id / role: the end user ("" when anonymous; role "USER", "PLANNER",
+ *                   "ADMIN" exactly, anything else is no role)
+ *   service:        the calling service's name ("" when not a service)
+ *   req:            the unpacked request (for owner_field)
+ * SB_OK when m's policy admits the caller; UNAUTHENTICATED when the method
+ * needs a signed-in caller and there is none; PERMISSION_DENIED otherwise
+ * (also for m == NULL: deny by default). why receives a message fit for the
+ * client ("sign in first", "this action needs the ADMIN role", ...). */
+#include "sb/buf.h"
+#include "sb/status.h"
+sb_status_t sb_api_authorize(const sb_api_method_t *m, const char *user_id, const char *role,
+                             const char *service, const ProtobufCMessage *req, sb_buf_t *why);
+
+/* REST routing over the table (used by the gateway and by POST /auth).
+ * Matches verb + path (no query) against every binding; path variables are
+ * returned by proto field name. dispatch_var rows are chosen by the value of
+ * that variable (the backend's short name). false when nothing matches;
+ * *path_known tells 405 (the path exists with another verb) from 404. */
+#define SB_API_MAX_VARS 4
+typedef struct sb_api_match {
+    const sb_api_method_t *method;
+    const sb_api_http_t *http;
+    size_t n_vars;
+    struct {
+        char field[48]; /* proto field path, "user_id" */
+        char value[128];
+    } vars[SB_API_MAX_VARS];
+    bool path_known;
+} sb_api_match_t;
+bool sb_api_match(const char *verb, const char *path, sb_api_match_t *m);
+
 #endif
