@@ -3,20 +3,18 @@
 (Debian python3-grpcio): a client we did not write. Prints one line per
 service and exits non-zero unless all are SERVING.
 
-usage: scripts/health.py [host]   (ports as in README: 50051..50056)
+usage: scripts/health.py [host]   (services and ports: services/registry.txt)
 """
+import os
 import sys
 
 import grpc
 
-SERVICES = [
-    ("member", 50051, "sb.member.MemberService"),
-    ("auth", 50052, "sb.auth.AuthService"),
-    ("performance", 50053, "sb.performance.PerformanceService"),
-    ("reservation", 50054, "sb.reservation.ReservationService"),
-    ("payment", 50055, "sb.payment.PaymentService"),
-    ("notification", 50056, "sb.notification.NotificationService"),
-]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import registry  # noqa: E402
+
+# (name, gRPC port, the proto service: sb.<name>.<Name>Service)
+SERVICES = [(n, g, f"sb.{n}.{n.capitalize()}Service") for n, g, _ in registry.load()]
 STATUS = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
 
 

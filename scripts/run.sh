@@ -7,7 +7,14 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 BUILD="${SB_BUILD:-build}"
-SERVICES=(member auth performance reservation payment notification)
+# every service of the registry (services/registry.txt): name grpc_port admin_port
+mapfile -t REGISTRY < <(python3 scripts/registry.py list)
+SERVICES=()
+declare -A GRPC_PORT_OF ADMIN_PORT_OF
+for line in "${REGISTRY[@]}"; do
+  read -r name grpc admin <<<"$line"
+  SERVICES+=("$name"); GRPC_PORT_OF[$name]=$grpc; ADMIN_PORT_OF[$name]=$admin
+done
 LOGDIR="$ROOT/.cache/run/logs"
 
 deploy/local/setup.sh
@@ -43,12 +50,9 @@ stop_all() {
 trap 'stop_all 0' INT TERM   # Ctrl-C / SIGTERM: a clean stop
 trap 'stop_all $?' EXIT      # a service died or start-up failed: keep the error
 
-i=1
 for s in "${SERVICES[@]}"; do
-  GRPC_PORT=$((50050 + i)) ADMIN_PORT=$((9100 + i)) \
-    "$BUILD/services/$s/sb-$s" 2>"$LOGDIR/$s.log" &
+  "$BUILD/services/$s/sb-$s" 2>"$LOGDIR/$s.log" &   # default ports: the registry's
   pids+=($!)
-  i=$((i + 1))
 done
 
 GATEWAY_PORT="$GATEWAY_PORT" "$BUILD/gateway/sb-gateway" 2>"$LOGDIR/gateway.log" &
@@ -57,10 +61,8 @@ pids+=($!)
 # wait until every service is ready and the gateway answers (or something died)
 for n in $(seq 1 100); do
   ready=0
-  i=1
   for s in "${SERVICES[@]}"; do
-    if curl -fsS "http://127.0.0.1:$((9100 + i))/readyz" >/dev/null 2>&1; then ready=$((ready + 1)); fi
-    i=$((i + 1))
+    if curl -fsS "http://127.0.0.1:${ADMIN_PORT_OF[$s]}/readyz" >/dev/null 2>&1; then ready=$((ready + 1)); fi
   done
   curl -fsS "http://127.0.0.1:$GATEWAY_PORT/readyz" >/dev/null 2>&1 && ready=$((ready + 1))
   [ "$ready" -gt "${#SERVICES[@]}" ] && break
@@ -78,10 +80,8 @@ done
   echo
   echo "showbook is up"
   printf '  %-14s %-22s %s\n' part listens logs
-  i=1
   for s in "${SERVICES[@]}"; do
-    printf '  %-14s %-22s %s\n' "$s" "gRPC 127.0.0.1:$((50050 + i))" "admin http://127.0.0.1:$((9100 + i))/metrics  $LOGDIR/$s.log"
-    i=$((i + 1))
+    printf '  %-14s %-22s %s\n' "$s" "gRPC 127.0.0.1:${GRPC_PORT_OF[$s]}" "admin http://127.0.0.1:${ADMIN_PORT_OF[$s]}/metrics  $LOGDIR/$s.log"
   done
   printf '  %-14s %-22s %s\n' gateway "http://127.0.0.1:$GATEWAY_PORT" "REST API, /openapi.json, /metrics  $LOGDIR/gateway.log"
   printf '  %-14s %s\n' admin "login $BOOTSTRAP_ADMIN_LOGIN / $BOOTSTRAP_ADMIN_PASSWORD"

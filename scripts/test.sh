@@ -29,6 +29,15 @@ if [ "${SB_KEEP_INFRA:-0}" != 1 ]; then
   trap 'deploy/local/infra.sh down' EXIT
 fi
 
+# Every run is a fresh-machine run: the test namespace's databases
+# (sb_<service>_test) are dropped first, so the services create and migrate
+# them from nothing, as on a new machine (the first-run path must not only
+# work the second time).
+psql "$DATABASE_URL" -qAtX -c "SELECT datname FROM pg_database WHERE datname LIKE 'sb\_%\_test'" |
+  while read -r db; do
+    psql "$DATABASE_URL" -qX -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
+  done
+
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$ROOT/tests/lsan.supp:print_suppressions=0}"

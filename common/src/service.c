@@ -9,6 +9,7 @@
 #include "sb/alloc.h"
 #include "sb/config.h"
 #include "sb/log.h"
+#include "sb/registry.h"
 
 static bool is_ready(void *arg)
 {
@@ -40,8 +41,9 @@ int sb_service_main(const sb_service_def_t *def)
     const char *db_url = sb_cfg_str("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres");
     const char *redis_url = sb_cfg_str("REDIS_URL", "redis://127.0.0.1:6379");
     const char *brokers = sb_cfg_str("KAFKA_BROKERS", "127.0.0.1:9092");
-    long grpc_port = sb_cfg_int("GRPC_PORT", def->default_grpc_port, 0, 65535);
-    long admin_port = sb_cfg_int("ADMIN_PORT", def->default_admin_port, 0, 65535);
+    const sb_registry_entry_t *reg = sb_registry_find(def->name);
+    long grpc_port = sb_cfg_int("GRPC_PORT", reg ? reg->grpc_port : 0, 0, 65535);
+    long admin_port = sb_cfg_int("ADMIN_PORT", reg ? reg->admin_port : 0, 0, 65535);
     long workers = sb_cfg_int("GRPC_WORKERS", 8, 1, 256);
     long pool_size = sb_cfg_int("DB_POOL_SIZE", 8, 1, 128);
     const char *bind = sb_cfg_str("GRPC_BIND", "0.0.0.0");

@@ -7,6 +7,7 @@
 #include "sb/config.h"
 #include "sb/jwt.h"
 #include "sb/log.h"
+#include "sb/registry.h"
 
 SB_SERVICE_MIGRATIONS(auth);
 
@@ -25,7 +26,7 @@ static sb_status_t auth_init(sb_service_t *svc, sb_buf_t *err)
     }
     config.access_ttl_s = sb_cfg_int("ACCESS_TOKEN_TTL_S", 900, 10, 86400);
     config.refresh_ttl_s = sb_cfg_int("REFRESH_TOKEN_TTL_S", 1209600, 60, 31536000);
-    config.member_addr = sb_cfg_str("MEMBER_ADDR", "127.0.0.1:50051");
+    config.member_addr = sb_registry_addr("member");
     svc->user = &config;
     sb_info("access tokens live %lds, refresh tokens %lds; member service at %s",
             config.access_ttl_s, config.refresh_ttl_s, config.member_addr);
@@ -48,8 +49,6 @@ static const sb_service_def_t def = {
     .methods = methods,
     .n_methods = sizeof methods / sizeof methods[0],
     .migrations = &sb_auth_migrations,
-    .default_grpc_port = 50052,
-    .default_admin_port = 9102,
     .topics = topics,
     .on_event = auth_on_event,
     .init = auth_init,

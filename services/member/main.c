@@ -61,8 +61,6 @@ static const sb_service_def_t def = {
     .methods = methods,
     .n_methods = sizeof methods / sizeof methods[0],
     .migrations = &sb_member_migrations,
-    .default_grpc_port = 50051,
-    .default_admin_port = 9101,
     .init = member_init,
     .fini = member_fini,
 };

@@ -15,8 +15,6 @@ static const sb_service_def_t def = {
     .methods = methods,
     .n_methods = 0,
     .migrations = &sb_payment_migrations,
-    .default_grpc_port = 50055,
-    .default_admin_port = 9105,
 };
 
 int main(void)

@@ -31,8 +31,6 @@ static const sb_service_def_t def = {
     .methods = methods,
     .n_methods = sizeof methods / sizeof methods[0],
     .migrations = &sb_performance_migrations,
-    .default_grpc_port = 50053,
-    .default_admin_port = 9103,
 };
 
 int main(void)

@@ -8,6 +8,7 @@
 #include "reservation.pb-c.h"
 #include "sb/config.h"
 #include "sb/log.h"
+#include "sb/registry.h"
 
 #define SALES_TIMEOUT_MS 3000
 
@@ -15,7 +16,7 @@ sb_status_t perf_sales_fetch(sb_rpc_ctx_t *ctx, const char *performance_id, perf
                              sb_buf_t *msg)
 {
     memset(out, 0, sizeof *out);
-    const char *addr = sb_cfg_str("RESERVATION_ADDR", "127.0.0.1:50054");
+    const char *addr = sb_registry_addr("reservation");
     int64_t left = sb_rpc_remaining_ms(ctx);
     int64_t timeout = left < SALES_TIMEOUT_MS ? left - 100 : SALES_TIMEOUT_MS;
     if (timeout <= 0) {

@@ -22,8 +22,6 @@ static const sb_service_def_t def = {
     .methods = methods,
     .n_methods = sizeof methods / sizeof methods[0],
     .migrations = &sb_reservation_migrations,
-    .default_grpc_port = 50054,
-    .default_admin_port = 9104,
     .topics = (const char *const[]){"sb.performance", NULL},
     .on_event = resv_on_performance_event,
 };

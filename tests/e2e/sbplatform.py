@@ -18,9 +18,12 @@ import time
 import urllib.error
 import urllib.request
 
-SERVICES = ["member", "auth", "performance", "reservation", "payment", "notification"]
-GRPC_BASE = 22050   # member 22051 ... notification 22056
-ADMIN_BASE = 9300   # member 9301 ...
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+import registry  # noqa: E402  services/registry.txt
+
+SERVICES = [n for n, _, _ in registry.load()]
+GRPC_BASE = 22050   # the i-th service of the registry (from 1) on 22050 + i
+ADMIN_BASE = 9300   # and its admin port on 9300 + i
 GATEWAY_PORT = int(os.environ.get("SB_E2E_GATEWAY_PORT", "18080"))
 ADMIN_LOGIN = "e2e-admin"
 ADMIN_PASSWORD = "e2e-admin-password"

@@ -26,8 +26,6 @@ typedef struct sb_service_def {
     const sb_rpc_method_t *methods;
     size_t n_methods;
     const sb_migration_set_t *migrations; /* SB_SERVICE_MIGRATIONS(name) */
-    int default_grpc_port;  /* GRPC_PORT overrides */
-    int default_admin_port; /* ADMIN_PORT overrides */
     const char *const *topics; /* consumed topics (NULL-terminated), with on_event */
     sb_event_fn on_event;
     /* Optional hooks: init runs after the infrastructure is up and before
