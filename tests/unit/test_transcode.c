@@ -1,9 +1,9 @@
-/* JSON <-> protobuf transcoder (gateway/transcode.c). */
+/* JSON <-> protobuf transcoder (common/src/json.c, sb/json.h). */
 #include <criterion/criterion.h>
 #include <string.h>
 
 #include "kitchen.pb-c.h"
-#include "transcode.h"
+#include "sb/json.h"
 
 static sb_arena_t *a;
 static sb_buf_t err, out;
@@ -27,7 +27,7 @@ TestSuite(transcode, .init = setup, .fini = teardown);
 static Sb__Test__Kitchen *parse_ok(const char *json)
 {
     ProtobufCMessage *m;
-    sb_status_t st = sb_json_to_pb(&sb__test__kitchen__descriptor, json, strlen(json), a, &m, &err);
+    sb_status_t st = sb_json_decode(&sb__test__kitchen__descriptor, json, strlen(json), a, &m, &err);
     cr_assert_eq(st, SB_OK, "%s: %s", json, err.buf);
     return (Sb__Test__Kitchen *)m;
 }
@@ -36,7 +36,7 @@ static void parse_bad(const char *json, const char *needle)
 {
     ProtobufCMessage *m;
     sb_buf_reset(&err);
-    sb_status_t st = sb_json_to_pb(&sb__test__kitchen__descriptor, json, strlen(json), a, &m, &err);
+    sb_status_t st = sb_json_decode(&sb__test__kitchen__descriptor, json, strlen(json), a, &m, &err);
     cr_assert_eq(st, SB_INVALID_ARGUMENT, "%s should be rejected", json);
     cr_assert(strstr(err.buf, needle) != NULL, "error for %s was: %s (wanted %s)", json, err.buf, needle);
 }
@@ -119,7 +119,7 @@ Test(transcode, rejects_deep_nesting)
     for (int i = 0; i < 1000; i++)
         strcat(deep, "[");
     ProtobufCMessage *m;
-    cr_assert_eq(sb_json_to_pb(&sb__test__kitchen__descriptor, deep, strlen(deep), a, &m, &err),
+    cr_assert_eq(sb_json_decode(&sb__test__kitchen__descriptor, deep, strlen(deep), a, &m, &err),
                  SB_INVALID_ARGUMENT);
 }
 
@@ -127,7 +127,7 @@ Test(transcode, prints_proto3_json)
 {
     Sb__Test__Kitchen *k = parse_ok("{\"title\":\"Cats \\\"2\\\"\",\"amount\":-5,\"grade\":\"R\",\"blob\":\"aGk=\","
                                     "\"seats\":[{\"seatId\":\"B-1\",\"price\":\"7\"}],\"scheduleId\":\"s1\"}");
-    sb_pb_to_json(&k->base, &out);
+    sb_json_encode(&k->base, &out);
     cr_assert_str_eq(out.buf,
                      "{\"title\":\"Cats \\\"2\\\"\",\"runningMinutes\":0,\"amount\":\"-5\",\"big\":\"0\","
                      "\"active\":false,\"ratio\":0,\"blob\":\"aGk=\",\"grade\":\"R\",\"seatIds\":[],"
@@ -141,9 +141,9 @@ Test(transcode, round_trip_through_json_is_identity)
         "{\"title\":\"t\",\"runningMinutes\":-7,\"amount\":\"9007199254740993\",\"big\":\"5\",\"active\":true,"
         "\"ratio\":0.25,\"blob\":\"AAEC/w==\",\"grade\":\"VIP\",\"seatIds\":[\"x\"],\"seats\":[{\"seatId\":\"s\"}],"
         "\"mainSeat\":{\"price\":\"1\"},\"limit\":4,\"amounts\":[\"-1\"],\"scheduleId\":\"z\"}");
-    sb_pb_to_json(&k->base, &out);
+    sb_json_encode(&k->base, &out);
     ProtobufCMessage *m2;
-    cr_assert_eq(sb_json_to_pb(&sb__test__kitchen__descriptor, out.buf, out.len, a, &m2, &err), SB_OK, "%s", err.buf);
+    cr_assert_eq(sb_json_decode(&sb__test__kitchen__descriptor, out.buf, out.len, a, &m2, &err), SB_OK, "%s", err.buf);
     /* compare the wire encodings */
     size_t n1 = protobuf_c_message_get_packed_size(&k->base), n2 = protobuf_c_message_get_packed_size(m2);
     cr_assert_eq(n1, n2);
@@ -156,14 +156,14 @@ Test(transcode, round_trip_through_json_is_identity)
 Test(transcode, text_values_fill_fields)
 {
     Sb__Test__Kitchen *k = parse_ok("{}");
-    cr_assert_eq(sb_pb_set_from_text(&k->base, "scheduleId", "s-9", a, &err), SB_OK);
-    cr_assert_eq(sb_pb_set_from_text(&k->base, "limit", "20", a, &err), SB_OK);
-    cr_assert_eq(sb_pb_set_from_text(&k->base, "grade", "VIP", a, &err), SB_OK);
-    cr_assert_eq(sb_pb_set_from_text(&k->base, "active", "true", a, &err), SB_OK);
+    cr_assert_eq(sb_json_set_field(&k->base, "scheduleId", "s-9", a, &err), SB_OK);
+    cr_assert_eq(sb_json_set_field(&k->base, "limit", "20", a, &err), SB_OK);
+    cr_assert_eq(sb_json_set_field(&k->base, "grade", "VIP", a, &err), SB_OK);
+    cr_assert_eq(sb_json_set_field(&k->base, "active", "true", a, &err), SB_OK);
     cr_assert_str_eq(k->schedule_id, "s-9");
     cr_assert_eq(k->limit, 20);
     cr_assert_eq(k->grade, SB__TEST__GRADE__VIP);
     cr_assert(k->active);
-    cr_assert_eq(sb_pb_set_from_text(&k->base, "limit", "lots", a, &err), SB_INVALID_ARGUMENT);
-    cr_assert_eq(sb_pb_set_from_text(&k->base, "nothere", "1", a, &err), SB_NOT_FOUND);
+    cr_assert_eq(sb_json_set_field(&k->base, "limit", "lots", a, &err), SB_INVALID_ARGUMENT);
+    cr_assert_eq(sb_json_set_field(&k->base, "nothere", "1", a, &err), SB_NOT_FOUND);
 }

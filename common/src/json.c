@@ -1,4 +1,8 @@
-#include "transcode.h"
+/* The JSON <-> protobuf transcoder (contract and mapping in sb/json.h): a
+ * walk over the protobuf-c field descriptors, jansson for parsing, sb_buf for
+ * printing. Every allocation of a decoded message comes from the caller's
+ * arena, so a failed decode leaves nothing to free. */
+#include "sb/json.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -288,13 +292,13 @@ static sb_status_t parse_value(const ProtobufCFieldDescriptor *f, json_t *v, voi
     return bad(err, path, "unsupported type");
 }
 
-sb_status_t sb_json_obj_to_pb(ProtobufCMessage *m, json_t *obj, sb_arena_t *a, sb_buf_t *err)
+sb_status_t sb_json_decode_object(ProtobufCMessage *m, json_t *obj, sb_arena_t *a, sb_buf_t *err)
 {
     return fill_message(m, obj, a, "", 0, err);
 }
 
-sb_status_t sb_json_to_pb(const ProtobufCMessageDescriptor *d, const char *body, size_t len,
-                          sb_arena_t *a, ProtobufCMessage **out, sb_buf_t *err)
+sb_status_t sb_json_decode(const ProtobufCMessageDescriptor *d, const char *body, size_t len,
+                           sb_arena_t *a, ProtobufCMessage **out, sb_buf_t *err)
 {
     ProtobufCMessage *m = sb_arena_alloc(a, d->sizeof_message);
     protobuf_c_message_init(d, m);
@@ -316,8 +320,8 @@ sb_status_t sb_json_to_pb(const ProtobufCMessageDescriptor *d, const char *body,
     return st;
 }
 
-sb_status_t sb_pb_set_from_text(ProtobufCMessage *m, const char *name, const char *value,
-                                sb_arena_t *a, sb_buf_t *err)
+sb_status_t sb_json_set_field(ProtobufCMessage *m, const char *name, const char *value,
+                              sb_arena_t *a, sb_buf_t *err)
 {
     const ProtobufCFieldDescriptor *f = find_field(m->descriptor, name);
     if (!f || f->type == PROTOBUF_C_TYPE_MESSAGE || f->label == PROTOBUF_C_LABEL_REPEATED)
@@ -475,7 +479,7 @@ static void put_value(const ProtobufCFieldDescriptor *f, const void *slot, sb_bu
     }
 }
 
-void sb_pb_to_json(const ProtobufCMessage *m, sb_buf_t *out)
+void sb_json_encode(const ProtobufCMessage *m, sb_buf_t *out)
 {
     put_message(m, out);
 }
