@@ -111,6 +111,27 @@ Test(transcode, rejects_bad_input_naming_the_field)
     parse_bad("{\"title\":\"a\\u0000b\"}", "NUL");
 }
 
+Test(transcode, ignore_unknown_skips_what_the_message_does_not_declare)
+{
+    /* A reply from outside the platform: extra fields (nested too) and an enum
+     * value added later are skipped; wrong types are still refused. */
+    const char *json = "{\"title\":\"Cats\",\"object\":\"charge\",\"meta\":{\"a\":[1]},"
+                       "\"grade\":\"PLATINUM\",\"mainSeat\":{\"seatId\":\"C-3\",\"row\":3}}";
+    ProtobufCMessage *m;
+    cr_assert_eq(sb_json_decode_flags(&sb__test__kitchen__descriptor, json, strlen(json),
+                                      SB_JSON_IGNORE_UNKNOWN, a, &m, &err), SB_OK, "%s", err.buf);
+    Sb__Test__Kitchen *k = (Sb__Test__Kitchen *)m;
+    cr_assert_str_eq(k->title, "Cats");
+    cr_assert_eq(k->grade, SB__TEST__GRADE__GRADE_UNSPECIFIED);
+    cr_assert_str_eq(k->main_seat->seat_id, "C-3");
+    parse_bad(json, "unknown field"); /* strict by default */
+    const char *wrong = "{\"title\":5,\"extra\":1}";
+    sb_buf_reset(&err);
+    cr_assert_eq(sb_json_decode_flags(&sb__test__kitchen__descriptor, wrong, strlen(wrong),
+                                      SB_JSON_IGNORE_UNKNOWN, a, &m, &err), SB_INVALID_ARGUMENT);
+    cr_assert(strstr(err.buf, "field title: must be a string"), "%s", err.buf);
+}
+
 Test(transcode, rejects_deep_nesting)
 {
     /* mainSeat is a Seat, which has no message fields: depth is bounded by the

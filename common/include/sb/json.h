@@ -20,6 +20,13 @@
 /* Maximum nesting accepted on input (messages inside messages). */
 #define SB_JSON_MAX_DEPTH 16
 
+/* Decoding options. IGNORE_UNKNOWN skips fields the message does not declare
+ * and leaves an enum at its default when the name is unknown (protobuf's
+ * ignore_unknown_fields): for replies from systems outside the platform, which
+ * add fields and values over time and whose every field we do not declare.
+ * Requests into the platform stay strict. */
+#define SB_JSON_IGNORE_UNKNOWN 1u
+
 /* "seat_ids" -> "seatIds" into out (n bytes). */
 void sb_json_name(const char *proto_name, char *out, size_t n);
 
@@ -27,6 +34,9 @@ void sb_json_name(const char *proto_name, char *out, size_t n);
  * arena a. On failure returns INVALID_ARGUMENT with err naming the problem. */
 sb_status_t sb_json_decode(const ProtobufCMessageDescriptor *d, const char *body, size_t len,
                            sb_arena_t *a, ProtobufCMessage **out, sb_buf_t *err);
+/* The same with options (SB_JSON_* flags, 0 = sb_json_decode). */
+sb_status_t sb_json_decode_flags(const ProtobufCMessageDescriptor *d, const char *body, size_t len,
+                                 unsigned flags, sb_arena_t *a, ProtobufCMessage **out, sb_buf_t *err);
 /* Fills message m from a parsed JSON object (obj borrowed; strings and
  * sub-messages allocated in a). */
 sb_status_t sb_json_decode_object(ProtobufCMessage *m, json_t *obj, sb_arena_t *a, sb_buf_t *err);
