@@ -192,7 +192,7 @@ static void count(sb_status_t st, int http_status)
     else if (st == SB_UNAVAILABLE)
         name = "sb_http_client_requests_total{result=\"unavailable\"}";
     else
-        name = "sb_http_client_requests_total{result=\"bad_answer\"}";
+        name = "sb_http_client_requests_total{result=\"error\"}";
     sb_metrics_count(name, 1);
 }
 
