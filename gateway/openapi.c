@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "gateway.h"
-#include "transcode.h"
+#include "sb/json.h"
 
 #define MAX_SCHEMAS 256
 

@@ -26,7 +26,7 @@
 #include "sb/redis.h"
 #include "sb/rpc.h"
 #include "sb/util.h"
-#include "transcode.h"
+#include "sb/json.h"
 
 #define MAX_BODY (1u << 20)
 
@@ -264,7 +264,7 @@ static enum MHD_Result on_query(void *cls, enum MHD_ValueKind kind, const char *
     struct qctx *q = cls;
     if (q->st != SB_OK)
         return MHD_NO;
-    sb_status_t st = sb_pb_set_from_text(q->m, key, value ? value : "", q->a, q->err);
+    sb_status_t st = sb_json_set_field(q->m, key, value ? value : "", q->a, q->err);
     if (st == SB_NOT_FOUND) {
         sb_buf_addf(q->err, "unknown query parameter %.64s", key);
         st = SB_INVALID_ARGUMENT;
@@ -283,7 +283,7 @@ static sb_status_t set_if_field(ProtobufCMessage *m, const char *name, const cha
 {
     if (!value || !has_field(m, name))
         return SB_OK;
-    return sb_pb_set_from_text(m, name, value, a, err);
+    return sb_json_set_field(m, name, value, a, err);
 }
 
 static int route_request(struct MHD_Connection *c, const gw_match_t *mt, struct req *rq,
@@ -341,7 +341,7 @@ static int route_request(struct MHD_Connection *c, const gw_match_t *mt, struct 
     }
     ProtobufCMessage *msg = NULL;
     if (r->body) {
-        st = sb_json_to_pb(md->input, rq->body.buf, rq->body.len, a, &msg, &err);
+        st = sb_json_decode(md->input, rq->body.buf, rq->body.len, a, &msg, &err);
     } else {
         msg = sb_arena_alloc(a, md->input->sizeof_message);
         protobuf_c_message_init(md->input, msg);
@@ -350,7 +350,7 @@ static int route_request(struct MHD_Connection *c, const gw_match_t *mt, struct 
     if (st != SB_OK)
         goto out_status;
     for (size_t i = 0; i < mt->n_vars; i++) {
-        st = sb_pb_set_from_text(msg, mt->vars[i].name, mt->vars[i].value, a, &err);
+        st = sb_json_set_field(msg, mt->vars[i].name, mt->vars[i].value, a, &err);
         if (st == SB_NOT_FOUND) {
             st = SB_INTERNAL;
             sb_buf_addf(&err, "route %s: %s has no field %s", r->pattern, md->input->name, mt->vars[i].name);
@@ -382,7 +382,7 @@ static int route_request(struct MHD_Connection *c, const gw_match_t *mt, struct 
     if (st != SB_OK)
         goto out_status;
     sb_buf_reset(out);
-    sb_pb_to_json(resp, out);
+    sb_json_encode(resp, out);
     code = r->ok_status;
     goto out;
 

@@ -7,7 +7,7 @@ PKGS=(
   build-essential cmake pkg-config git
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler
   libpq-dev libhiredis-dev librdkafka-dev libjwt-dev libsodium-dev
-  libcriterion-dev libjansson-dev libmicrohttpd-dev
+  libcriterion-dev libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev
   postgresql redis-server
   python3 python3-grpcio python3-grpc-tools python3-protobuf clang-format kcat curl wrk valgrind clang libclang-rt-14-dev
 )

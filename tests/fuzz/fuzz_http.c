@@ -7,8 +7,8 @@
 
 #include "fuzz.h"
 #include "gateway.h"
+#include "sb/json.h"
 #include "sb/log.h"
-#include "transcode.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -50,10 +50,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sb_arena_t *a = sb_arena_new();
     sb_buf_t err = SB_BUF_INIT, out = SB_BUF_INIT;
     ProtobufCMessage *msg = NULL;
-    if (sb_json_to_pb(md->input, body, blen, a, &msg, &err) != SB_OK)
+    if (sb_json_decode(md->input, body, blen, a, &msg, &err) != SB_OK)
         goto out;
     for (size_t i = 0; i < m.n_vars; i++)
-        if (sb_pb_set_from_text(msg, m.vars[i].name, m.vars[i].value, a, &err) != SB_OK)
+        if (sb_json_set_field(msg, m.vars[i].name, m.vars[i].value, a, &err) != SB_OK)
             goto out;
     while (query && *query) {
         char *amp = strchr(query, '&');
@@ -62,11 +62,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char *eq = strchr(query, '=');
         if (eq)
             *eq++ = '\0';
-        if (sb_pb_set_from_text(msg, query, eq ? eq : "", a, &err) != SB_OK)
+        if (sb_json_set_field(msg, query, eq ? eq : "", a, &err) != SB_OK)
             goto out;
         query = amp;
     }
-    sb_pb_to_json(msg, &out);
+    sb_json_encode(msg, &out);
 out:
     sb_buf_release(&out);
     sb_buf_release(&err);

@@ -5,8 +5,8 @@
 
 #include "fuzz.h"
 #include "gateway.h"
+#include "sb/json.h"
 #include "sb/log.h"
-#include "transcode.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -20,9 +20,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sb_arena_t *a = sb_arena_new();
     sb_buf_t err = SB_BUF_INIT, out = SB_BUF_INIT, err2 = SB_BUF_INIT;
     ProtobufCMessage *m = NULL, *m2 = NULL;
-    if (sb_json_to_pb(md->input, (const char *)data + 1, size - 1, a, &m, &err) == SB_OK) {
-        sb_pb_to_json(m, &out);
-        if (sb_json_to_pb(md->input, out.buf, out.len, a, &m2, &err2) != SB_OK)
+    if (sb_json_decode(md->input, (const char *)data + 1, size - 1, a, &m, &err) == SB_OK) {
+        sb_json_encode(m, &out);
+        if (sb_json_decode(md->input, out.buf, out.len, a, &m2, &err2) != SB_OK)
             __builtin_trap(); /* our own output must parse */
         size_t n1 = protobuf_c_message_get_packed_size(m), n2 = protobuf_c_message_get_packed_size(m2);
         uint8_t *b1 = sb_arena_alloc(a, n1 + 1), *b2 = sb_arena_alloc(a, n2 + 1);

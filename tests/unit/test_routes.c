@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "gateway.h"
-#include "transcode.h"
+#include "sb/json.h"
 
 struct route_case {
     const char *method, *path;

@@ -1,9 +1,9 @@
-/* JSON <-> protobuf transcoder (gateway/transcode.c). */
+/* JSON <-> protobuf transcoder (common/src/json.c, sb/json.h). */
 #include <criterion/criterion.h>
 #include <string.h>
 
 #include "kitchen.pb-c.h"
-#include "transcode.h"
+#include "sb/json.h"
 
 static sb_arena_t *a;
 static sb_buf_t err, out;
@@ -27,7 +27,7 @@ TestSuite(transcode, .init = setup, .fini = teardown);
 static Sb__Test__Kitchen *parse_ok(const char *json)
 {
     ProtobufCMessage *m;
-    sb_status_t st = sb_json_to_pb(&sb__test__kitchen__descriptor, json, strlen(json), a, &m, &err);
+    sb_status_t st = sb_json_decode(&sb__test__kitchen__descriptor, json, strlen(json), a, &m, &err);
     cr_assert_eq(st, SB_OK, "%s: %s", json, err.buf);
     return (Sb__Test__Kitchen *)m;
 }
@@ -36,7 +36,7 @@ static void parse_bad(const char *json, const char *needle)
 {
     ProtobufCMessage *m;
     sb_buf_reset(&err);
-    sb_status_t st = sb_json_to_pb(&sb__test__kitchen__descriptor, json, strlen(json), a, &m, &err);
+    sb_status_t st = sb_json_decode(&sb__test__kitchen__descriptor, json, strlen(json), a, &m, &err);
     cr_assert_eq(st, SB_INVALID_ARGUMENT, "%s should be rejected", json);
     cr_assert(strstr(err.buf, needle) != NULL, "error for %s was: %s (wanted %s)", json, err.buf, needle);
 }
@@ -111,6 +111,27 @@ Test(transcode, rejects_bad_input_naming_the_field)
     parse_bad("{\"title\":\"a\\u0000b\"}", "NUL");
 }
 
+Test(transcode, ignore_unknown_skips_what_the_message_does_not_declare)
+{
+    /* A reply from outside the platform: extra fields (nested too) and an enum
+     * value added later are skipped; wrong types are still refused. */
+    const char *json = "{\"title\":\"Cats\",\"object\":\"charge\",\"meta\":{\"a\":[1]},"
+                       "\"grade\":\"PLATINUM\",\"mainSeat\":{\"seatId\":\"C-3\",\"row\":3}}";
+    ProtobufCMessage *m;
+    cr_assert_eq(sb_json_decode_flags(&sb__test__kitchen__descriptor, json, strlen(json),
+                                      SB_JSON_IGNORE_UNKNOWN, a, &m, &err), SB_OK, "%s", err.buf);
+    Sb__Test__Kitchen *k = (Sb__Test__Kitchen *)m;
+    cr_assert_str_eq(k->title, "Cats");
+    cr_assert_eq(k->grade, SB__TEST__GRADE__GRADE_UNSPECIFIED);
+    cr_assert_str_eq(k->main_seat->seat_id, "C-3");
+    parse_bad(json, "unknown field"); /* strict by default */
+    const char *wrong = "{\"title\":5,\"extra\":1}";
+    sb_buf_reset(&err);
+    cr_assert_eq(sb_json_decode_flags(&sb__test__kitchen__descriptor, wrong, strlen(wrong),
+                                      SB_JSON_IGNORE_UNKNOWN, a, &m, &err), SB_INVALID_ARGUMENT);
+    cr_assert(strstr(err.buf, "field title: must be a string"), "%s", err.buf);
+}
+
 Test(transcode, rejects_deep_nesting)
 {
     /* mainSeat is a Seat, which has no message fields: depth is bounded by the
@@ -119,7 +140,7 @@ Test(transcode, rejects_deep_nesting)
     for (int i = 0; i < 1000; i++)
         strcat(deep, "[");
     ProtobufCMessage *m;
-    cr_assert_eq(sb_json_to_pb(&sb__test__kitchen__descriptor, deep, strlen(deep), a, &m, &err),
+    cr_assert_eq(sb_json_decode(&sb__test__kitchen__descriptor, deep, strlen(deep), a, &m, &err),
                  SB_INVALID_ARGUMENT);
 }
 
@@ -127,7 +148,7 @@ Test(transcode, prints_proto3_json)
 {
     Sb__Test__Kitchen *k = parse_ok("{\"title\":\"Cats \\\"2\\\"\",\"amount\":-5,\"grade\":\"R\",\"blob\":\"aGk=\","
                                     "\"seats\":[{\"seatId\":\"B-1\",\"price\":\"7\"}],\"scheduleId\":\"s1\"}");
-    sb_pb_to_json(&k->base, &out);
+    sb_json_encode(&k->base, &out);
     cr_assert_str_eq(out.buf,
                      "{\"title\":\"Cats \\\"2\\\"\",\"runningMinutes\":0,\"amount\":\"-5\",\"big\":\"0\","
                      "\"active\":false,\"ratio\":0,\"blob\":\"aGk=\",\"grade\":\"R\",\"seatIds\":[],"
@@ -141,9 +162,9 @@ Test(transcode, round_trip_through_json_is_identity)
         "{\"title\":\"t\",\"runningMinutes\":-7,\"amount\":\"9007199254740993\",\"big\":\"5\",\"active\":true,"
         "\"ratio\":0.25,\"blob\":\"AAEC/w==\",\"grade\":\"VIP\",\"seatIds\":[\"x\"],\"seats\":[{\"seatId\":\"s\"}],"
         "\"mainSeat\":{\"price\":\"1\"},\"limit\":4,\"amounts\":[\"-1\"],\"scheduleId\":\"z\"}");
-    sb_pb_to_json(&k->base, &out);
+    sb_json_encode(&k->base, &out);
     ProtobufCMessage *m2;
-    cr_assert_eq(sb_json_to_pb(&sb__test__kitchen__descriptor, out.buf, out.len, a, &m2, &err), SB_OK, "%s", err.buf);
+    cr_assert_eq(sb_json_decode(&sb__test__kitchen__descriptor, out.buf, out.len, a, &m2, &err), SB_OK, "%s", err.buf);
     /* compare the wire encodings */
     size_t n1 = protobuf_c_message_get_packed_size(&k->base), n2 = protobuf_c_message_get_packed_size(m2);
     cr_assert_eq(n1, n2);
@@ -156,14 +177,14 @@ Test(transcode, round_trip_through_json_is_identity)
 Test(transcode, text_values_fill_fields)
 {
     Sb__Test__Kitchen *k = parse_ok("{}");
-    cr_assert_eq(sb_pb_set_from_text(&k->base, "scheduleId", "s-9", a, &err), SB_OK);
-    cr_assert_eq(sb_pb_set_from_text(&k->base, "limit", "20", a, &err), SB_OK);
-    cr_assert_eq(sb_pb_set_from_text(&k->base, "grade", "VIP", a, &err), SB_OK);
-    cr_assert_eq(sb_pb_set_from_text(&k->base, "active", "true", a, &err), SB_OK);
+    cr_assert_eq(sb_json_set_field(&k->base, "scheduleId", "s-9", a, &err), SB_OK);
+    cr_assert_eq(sb_json_set_field(&k->base, "limit", "20", a, &err), SB_OK);
+    cr_assert_eq(sb_json_set_field(&k->base, "grade", "VIP", a, &err), SB_OK);
+    cr_assert_eq(sb_json_set_field(&k->base, "active", "true", a, &err), SB_OK);
     cr_assert_str_eq(k->schedule_id, "s-9");
     cr_assert_eq(k->limit, 20);
     cr_assert_eq(k->grade, SB__TEST__GRADE__VIP);
     cr_assert(k->active);
-    cr_assert_eq(sb_pb_set_from_text(&k->base, "limit", "lots", a, &err), SB_INVALID_ARGUMENT);
-    cr_assert_eq(sb_pb_set_from_text(&k->base, "nothere", "1", a, &err), SB_NOT_FOUND);
+    cr_assert_eq(sb_json_set_field(&k->base, "limit", "lots", a, &err), SB_INVALID_ARGUMENT);
+    cr_assert_eq(sb_json_set_field(&k->base, "nothere", "1", a, &err), SB_NOT_FOUND);
 }

@@ -16,7 +16,7 @@
 #include "payment.pb-c.h"
 #include "performance.pb-c.h"
 #include "reservation.pb-c.h"
-#include "transcode.h"
+#include "sb/json.h"
 
 #define MAX_MSGS 256
 static const ProtobufCMessageDescriptor *msgs[MAX_MSGS];
@@ -162,9 +162,9 @@ Test(transcode_all, every_message_round_trips)
         ProtobufCMessage *m = sb_arena_alloc(a, msgs[i]->sizeof_message);
         protobuf_c_message_init(msgs[i], m);
         fill(m, a, 0);
-        sb_pb_to_json(m, &json);
+        sb_json_encode(m, &json);
         ProtobufCMessage *back = NULL;
-        sb_status_t st = sb_json_to_pb(msgs[i], json.buf, json.len, a, &back, &err);
+        sb_status_t st = sb_json_decode(msgs[i], json.buf, json.len, a, &back, &err);
         cr_assert_eq(st, SB_OK, "%s: %s\njson: %s", msgs[i]->name, err.buf, json.buf);
         size_t n1 = protobuf_c_message_get_packed_size(m), n2 = protobuf_c_message_get_packed_size(back);
         cr_assert_eq(n1, n2, "%s: packed %zu vs %zu bytes\njson: %s", msgs[i]->name, n1, n2, json.buf);

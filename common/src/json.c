@@ -1,4 +1,8 @@
-#include "transcode.h"
+/* The JSON <-> protobuf transcoder (contract and mapping in sb/json.h): a
+ * walk over the protobuf-c field descriptors, jansson for parsing, sb_buf for
+ * printing. Every allocation of a decoded message comes from the caller's
+ * arena, so a failed decode leaves nothing to free. */
+#include "sb/json.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -146,10 +150,11 @@ static bool json_int(json_t *v, bool is_unsigned, long long *s_out, unsigned lon
 }
 
 static sb_status_t parse_value(const ProtobufCFieldDescriptor *f, json_t *v, void *slot,
-                               sb_arena_t *a, const char *path, int depth, sb_buf_t *err);
+                               sb_arena_t *a, const char *path, int depth, unsigned flags,
+                               sb_buf_t *err);
 
 static sb_status_t fill_message(ProtobufCMessage *m, json_t *obj, sb_arena_t *a, const char *path,
-                                int depth, sb_buf_t *err)
+                                int depth, unsigned flags, sb_buf_t *err)
 {
     if (depth > SB_JSON_MAX_DEPTH)
         return bad(err, path, "nested too deeply");
@@ -163,6 +168,8 @@ static sb_status_t fill_message(ProtobufCMessage *m, json_t *obj, sb_arena_t *a,
         char sub[256];
         snprintf(sub, sizeof sub, "%s%s%.120s", path, *path ? "." : "", key);
         const ProtobufCFieldDescriptor *f = find_field(d, key);
+        if (!f && (flags & SB_JSON_IGNORE_UNKNOWN))
+            continue;
         if (!f)
             return bad(err, sub, "unknown field");
         if (json_is_null(v))
@@ -179,7 +186,7 @@ static sb_status_t fill_message(ProtobufCMessage *m, json_t *obj, sb_arena_t *a,
             for (size_t i = 0; i < n; i++) {
                 char el[280];
                 snprintf(el, sizeof el, "%s[%zu]", sub, i);
-                sb_status_t st = parse_value(f, json_array_get(v, i), arr + i * sz, a, el, depth, err);
+                sb_status_t st = parse_value(f, json_array_get(v, i), arr + i * sz, a, el, depth, flags, err);
                 if (st != SB_OK)
                     return st;
             }
@@ -187,7 +194,7 @@ static sb_status_t fill_message(ProtobufCMessage *m, json_t *obj, sb_arena_t *a,
             *(void **)(base + f->offset) = arr;
             continue;
         }
-        sb_status_t st = parse_value(f, v, base + f->offset, a, sub, depth, err);
+        sb_status_t st = parse_value(f, v, base + f->offset, a, sub, depth, flags, err);
         if (st != SB_OK)
             return st;
         if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)
@@ -200,7 +207,8 @@ static sb_status_t fill_message(ProtobufCMessage *m, json_t *obj, sb_arena_t *a,
 }
 
 static sb_status_t parse_value(const ProtobufCFieldDescriptor *f, json_t *v, void *slot,
-                               sb_arena_t *a, const char *path, int depth, sb_buf_t *err)
+                               sb_arena_t *a, const char *path, int depth, unsigned flags,
+                               sb_buf_t *err)
 {
     long long s;
     unsigned long long u;
@@ -254,6 +262,8 @@ static sb_status_t parse_value(const ProtobufCFieldDescriptor *f, json_t *v, voi
             ev = protobuf_c_enum_descriptor_get_value_by_name(ed, json_string_value(v));
         else if (json_is_integer(v) && json_integer_value(v) >= INT32_MIN && json_integer_value(v) <= INT32_MAX)
             ev = protobuf_c_enum_descriptor_get_value(ed, (int)json_integer_value(v));
+        if (!ev && (flags & SB_JSON_IGNORE_UNKNOWN) && json_is_string(v))
+            return SB_OK; /* a value added after our copy of the contract: the default */
         if (!ev) {
             sb_buf_t names = SB_BUF_INIT;
             for (unsigned i = 0; i < ed->n_values; i++)
@@ -282,19 +292,25 @@ static sb_status_t parse_value(const ProtobufCFieldDescriptor *f, json_t *v, voi
         ProtobufCMessage *sub = sb_arena_alloc(a, md->sizeof_message);
         protobuf_c_message_init(md, sub);
         *(ProtobufCMessage **)slot = sub;
-        return fill_message(sub, v, a, path, depth + 1, err);
+        return fill_message(sub, v, a, path, depth + 1, flags, err);
     }
     }
     return bad(err, path, "unsupported type");
 }
 
-sb_status_t sb_json_obj_to_pb(ProtobufCMessage *m, json_t *obj, sb_arena_t *a, sb_buf_t *err)
+sb_status_t sb_json_decode_object(ProtobufCMessage *m, json_t *obj, sb_arena_t *a, sb_buf_t *err)
 {
-    return fill_message(m, obj, a, "", 0, err);
+    return fill_message(m, obj, a, "", 0, 0, err);
 }
 
-sb_status_t sb_json_to_pb(const ProtobufCMessageDescriptor *d, const char *body, size_t len,
-                          sb_arena_t *a, ProtobufCMessage **out, sb_buf_t *err)
+sb_status_t sb_json_decode(const ProtobufCMessageDescriptor *d, const char *body, size_t len,
+                           sb_arena_t *a, ProtobufCMessage **out, sb_buf_t *err)
+{
+    return sb_json_decode_flags(d, body, len, 0, a, out, err);
+}
+
+sb_status_t sb_json_decode_flags(const ProtobufCMessageDescriptor *d, const char *body, size_t len,
+                                 unsigned flags, sb_arena_t *a, ProtobufCMessage **out, sb_buf_t *err)
 {
     ProtobufCMessage *m = sb_arena_alloc(a, d->sizeof_message);
     protobuf_c_message_init(d, m);
@@ -310,14 +326,14 @@ sb_status_t sb_json_to_pb(const ProtobufCMessageDescriptor *d, const char *body,
         sb_buf_addf(err, "invalid JSON at line %d column %d: %s", je.line, je.column, je.text);
         return SB_INVALID_ARGUMENT;
     }
-    sb_status_t st = json_is_object(root) ? fill_message(m, root, a, "", 0, err)
+    sb_status_t st = json_is_object(root) ? fill_message(m, root, a, "", 0, flags, err)
                                           : (sb_buf_adds(err, "the body must be a JSON object"), SB_INVALID_ARGUMENT);
     json_decref(root);
     return st;
 }
 
-sb_status_t sb_pb_set_from_text(ProtobufCMessage *m, const char *name, const char *value,
-                                sb_arena_t *a, sb_buf_t *err)
+sb_status_t sb_json_set_field(ProtobufCMessage *m, const char *name, const char *value,
+                              sb_arena_t *a, sb_buf_t *err)
 {
     const ProtobufCFieldDescriptor *f = find_field(m->descriptor, name);
     if (!f || f->type == PROTOBUF_C_TYPE_MESSAGE || f->label == PROTOBUF_C_LABEL_REPEATED)
@@ -348,7 +364,7 @@ sb_status_t sb_pb_set_from_text(ProtobufCMessage *m, const char *name, const cha
     }
     json_t *obj = json_object();
     json_object_set_new(obj, f->name, v);
-    sb_status_t st = fill_message(m, obj, a, "", 0, err);
+    sb_status_t st = fill_message(m, obj, a, "", 0, 0, err);
     json_decref(obj);
     return st;
 }
@@ -475,7 +491,7 @@ static void put_value(const ProtobufCFieldDescriptor *f, const void *slot, sb_bu
     }
 }
 
-void sb_pb_to_json(const ProtobufCMessage *m, sb_buf_t *out)
+void sb_json_encode(const ProtobufCMessage *m, sb_buf_t *out)
 {
     put_message(m, out);
 }
