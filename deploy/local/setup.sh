@@ -9,7 +9,7 @@ PKGS=(
   libpq-dev libhiredis-dev librdkafka-dev libjwt-dev libsodium-dev
   libcriterion-dev libjansson-dev libmicrohttpd-dev
   postgresql redis-server
-  python3 python3-grpcio kcat curl wrk valgrind clang libclang-rt-14-dev
+  libprotobuf-dev python3 python3-protobuf python3-grpcio kcat curl wrk valgrind clang libclang-rt-14-dev
 )
 command -v java >/dev/null 2>&1 || PKGS+=(default-jdk-headless)
 command -v mvn >/dev/null 2>&1 || PKGS+=(maven)
