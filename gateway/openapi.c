@@ -69,21 +69,32 @@ static void field_schema(sb_buf_t *o, const ProtobufCFieldDescriptor *f)
     }
 }
 
+/* The variable "{user_id}" starting at p: its JSON name into json (n bytes);
+ * returns the character after the '}', NULL when p starts no variable. */
+static const char *path_var(const char *p, char *json, size_t n)
+{
+    const char *e = *p == '{' ? strchr(p, '}') : NULL;
+    if (!e)
+        return NULL;
+    char field[128];
+    size_t len = (size_t)(e - p - 1) < sizeof field ? (size_t)(e - p - 1) : sizeof field - 1;
+    memcpy(field, p + 1, len);
+    field[len] = '\0';
+    sb_json_name(field, json, n);
+    return e + 1;
+}
+
 void gw_client_path(const char *tmpl, sb_buf_t *out)
 {
     for (const char *p = tmpl; *p;) {
-        const char *e = *p == '{' ? strchr(p, '}') : NULL;
-        if (!e) {
+        char json[128];
+        const char *next = path_var(p, json, sizeof json);
+        if (next) {
+            sb_buf_addf(out, "{%s}", json);
+            p = next;
+        } else {
             sb_buf_addch(out, *p++);
-            continue;
         }
-        char field[128], json[128];
-        size_t n = (size_t)(e - p - 1) < sizeof field ? (size_t)(e - p - 1) : sizeof field - 1;
-        memcpy(field, p + 1, n);
-        field[n] = '\0';
-        sb_json_name(field, json, sizeof json);
-        sb_buf_addf(out, "{%s}", json);
-        p = e + 1;
     }
 }
 
@@ -116,13 +127,8 @@ static void operation(sb_buf_t *o, const sb_api_method_t *r, const sb_api_http_t
     /* parameters: path variables, scalar fields as query parameters on GET, bound headers */
     sb_buf_adds(o, ",\"parameters\":[");
     bool first = true;
-    for (const char *p = strchr(h->path, '{'); p; p = strchr(p + 1, '{')) {
-        const char *e = strchr(p, '}');
-        char field[128], json[128];
-        size_t n = (size_t)(e - p - 1) < sizeof field ? (size_t)(e - p - 1) : sizeof field - 1;
-        memcpy(field, p + 1, n);
-        field[n] = '\0';
-        sb_json_name(field, json, sizeof json);
+    char json[128];
+    for (const char *p = strchr(h->path, '{'); p && path_var(p, json, sizeof json); p = strchr(p + 1, '{')) {
         sb_buf_addf(o, "%s{\"name\":\"%s\",\"in\":\"path\",\"required\":true,\"schema\":{\"type\":\"string\"}}",
                     first ? "" : ",", json);
         first = false;

@@ -260,14 +260,14 @@ static sb_status_t authenticate(struct MHD_Connection *c, principal_t *p, sb_buf
     return SB_OK;
 }
 
-static sb_status_t rate_limit(const char *ip, const char *key, sb_buf_t *err)
+static sb_status_t rate_limit(const char *ip, const char *path, sb_buf_t *err)
 {
     long minute = (long)(sb_now_ms() / 60000);
     sb_buf_t rerr = SB_BUF_INIT;
     redisReply *rep = sb_redis_cmd(gw.redis, &rerr, "EVAL %s 1 sb:rl:%s:%s:%ld 60",
                                    "local n = redis.call('INCR', KEYS[1]) "
                                    "if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n",
-                                   key, ip, minute);
+                                   path, ip, minute);
     sb_status_t st = SB_OK;
     if (!rep) {
         /* fail closed: without Redis we cannot limit login attempts */
@@ -340,7 +340,7 @@ static int route_request(struct MHD_Connection *c, const sb_api_match_t *mt, str
                           sb_api_match_request(mt, a), &err);
     if (st != SB_OK)
         goto out_status;
-    if (r->rate_limited && (st = rate_limit(ip, key, &err)) != SB_OK)
+    if (r->rate_limited && (st = rate_limit(ip, mt->http->path, &err)) != SB_OK)
         goto out_status;
     if ((backend = backend_index(r->backend)) < 0) {
         st = SB_UNIMPLEMENTED;

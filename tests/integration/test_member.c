@@ -358,6 +358,27 @@ Test(member, signup_never_creates_an_admin)
 
 /* ------------------------------------------------ CheckCredentials */
 
+/* CheckCredentials is the auth service's alone: the runtime refuses anyone
+ * else before the handler runs (the policy in member.proto). */
+Test(member, check_credentials_is_for_the_auth_service_only)
+{
+    sb_buf_t err = SB_BUF_INIT;
+    Sb__Member__Member *m = new_member("cs", SB__COMMON__ROLE__USER);
+    Sb__Member__CheckCredentialsResponse *resp = NULL;
+    Sb__Member__CheckCredentialsRequest req = SB__MEMBER__CHECK_CREDENTIALS_REQUEST__INIT;
+    req.login_id = (char *)m->login_id;
+    req.password = PASSWORD;
+
+    sb_rpc_set_service_name("gateway");
+    cr_expect_eq(check_credentials(m->login_id, PASSWORD, &resp, &err), SB_PERMISSION_DENIED, "%s", err.buf);
+    cr_expect_str_eq(err.buf, "only the auth service may call this");
+    sb_rpc_set_service_name(NULL);
+    cr_expect_eq(call("CheckCredentials", &req.base, &resp, self(m), &err), SB_PERMISSION_DENIED, "%s", err.buf);
+    sb_rpc_set_service_name("auth");
+    cr_expect_eq(check_credentials(m->login_id, PASSWORD, &resp, &err), SB_OK, "%s", err.buf);
+    sb_buf_release(&err);
+}
+
 Test(member, check_credentials_same_answer_for_unknown_and_wrong)
 {
     sb_buf_t err = SB_BUF_INIT;
