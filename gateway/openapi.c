@@ -1,11 +1,16 @@
-/* /openapi.json: an OpenAPI 3.0 document generated from the route table and
- * the protobuf-c descriptors of each route's request and response. */
+/* /openapi.json: an OpenAPI 3.0 document generated from the API table (the
+ * .proto options, sb/api.h) and the protobuf-c descriptors of each binding's
+ * request and response. Paths show variables by their JSON names
+ * (/members/{userId}), as clients write them. */
+#include <stdio.h>
 #include <string.h>
 
 #include "gateway.h"
+#include "sb/api.h"
 #include "sb/json.h"
 
 #define MAX_SCHEMAS 256
+#define MAX_BINDINGS 256
 
 struct schemas {
     const ProtobufCMessageDescriptor *msgs[MAX_SCHEMAS];
@@ -64,47 +69,76 @@ static void field_schema(sb_buf_t *o, const ProtobufCFieldDescriptor *f)
     }
 }
 
-static void path_template(sb_buf_t *o, const char *pattern)
+/* The variable "{user_id}" starting at p: its JSON name into json (n bytes);
+ * returns the character after the '}', NULL when p starts no variable. */
+static const char *path_var(const char *p, char *json, size_t n)
 {
-    sb_buf_add_json_str(o, pattern, strlen(pattern));
+    const char *e = *p == '{' ? strchr(p, '}') : NULL;
+    if (!e)
+        return NULL;
+    char field[128];
+    size_t len = (size_t)(e - p - 1) < sizeof field ? (size_t)(e - p - 1) : sizeof field - 1;
+    memcpy(field, p + 1, len);
+    field[len] = '\0';
+    sb_json_name(field, json, n);
+    return e + 1;
 }
 
-static bool is_path_var(const gw_route_t *r, const char *json_name)
+void gw_client_path(const char *tmpl, sb_buf_t *out)
+{
+    for (const char *p = tmpl; *p;) {
+        char json[128];
+        const char *next = path_var(p, json, sizeof json);
+        if (next) {
+            sb_buf_addf(out, "{%s}", json);
+            p = next;
+        } else {
+            sb_buf_addch(out, *p++);
+        }
+    }
+}
+
+static bool is_path_var(const sb_api_http_t *h, const char *proto_name)
 {
     char needle[160];
-    snprintf(needle, sizeof needle, "{%s}", json_name);
-    return strstr(r->pattern, needle) != NULL;
+    snprintf(needle, sizeof needle, "{%s}", proto_name);
+    return strstr(h->path, needle) != NULL;
 }
 
-static void operation(sb_buf_t *o, const gw_route_t *r, struct schemas *s)
+static void operation(sb_buf_t *o, const sb_api_method_t *r, const sb_api_http_t *h, struct schemas *s)
 {
-    const ProtobufCMethodDescriptor *md = r->svc ? protobuf_c_service_descriptor_get_method_by_name(r->svc, r->rpc) : NULL;
+    const ProtobufCMethodDescriptor *md = r->rpc;
+    bool body = h->body[0] != '\0';
     char lower[8];
     size_t i = 0;
-    for (; r->method[i] && i < sizeof lower - 1; i++)
-        lower[i] = (char)(r->method[i] | 0x20);
+    for (; h->verb[i] && i < sizeof lower - 1; i++)
+        lower[i] = (char)(h->verb[i] | 0x20);
     lower[i] = '\0';
     sb_buf_addf(o, "\"%s\":{\"summary\":", lower);
     sb_buf_add_json_str(o, r->summary, strlen(r->summary));
-    sb_buf_addf(o, ",\"operationId\":\"%s_%s\",\"tags\":[\"%s\"]", lower, md ? md->name : "unbuilt",
-                gw_backend_names[r->backend]);
-    if (r->roles != GW_PUBLIC)
+    /* operationId: the backend keeps ReplayEvents of two services apart; a
+     * dispatched binding (POST /events/{serviceId}) is one operation of all */
+    if (r->dispatch_var)
+        sb_buf_addf(o, ",\"operationId\":\"%s\",\"tags\":[\"events\"]", md->name);
+    else
+        sb_buf_addf(o, ",\"operationId\":\"%s_%s\",\"tags\":[\"%s\"]", r->backend, md->name, r->backend);
+    if (!r->access.public_)
         sb_buf_adds(o, ",\"security\":[{\"bearer\":[]}]");
-    /* parameters: path variables, then scalar fields as query parameters on GET */
+    /* parameters: path variables, scalar fields as query parameters on GET, bound headers */
     sb_buf_adds(o, ",\"parameters\":[");
     bool first = true;
-    for (const char *p = strchr(r->pattern, '{'); p; p = strchr(p + 1, '{')) {
-        const char *e = strchr(p, '}');
-        sb_buf_addf(o, "%s{\"name\":\"%.*s\",\"in\":\"path\",\"required\":true,\"schema\":{\"type\":\"string\"}}",
-                    first ? "" : ",", (int)(e - p - 1), p + 1);
+    char json[128];
+    for (const char *p = strchr(h->path, '{'); p && path_var(p, json, sizeof json); p = strchr(p + 1, '{')) {
+        sb_buf_addf(o, "%s{\"name\":\"%s\",\"in\":\"path\",\"required\":true,\"schema\":{\"type\":\"string\"}}",
+                    first ? "" : ",", json);
         first = false;
     }
-    if (md && !r->body && !strcmp(r->method, "GET")) {
+    if (!body && !strcmp(h->verb, "GET")) {
         for (unsigned f = 0; f < md->input->n_fields; f++) {
             const ProtobufCFieldDescriptor *fd = &md->input->fields[f];
             char jn[128];
             sb_json_name(fd->name, jn, sizeof jn);
-            if (fd->type == PROTOBUF_C_TYPE_MESSAGE || fd->label == PROTOBUF_C_LABEL_REPEATED || is_path_var(r, jn))
+            if (fd->type == PROTOBUF_C_TYPE_MESSAGE || fd->label == PROTOBUF_C_LABEL_REPEATED || is_path_var(h, fd->name))
                 continue;
             sb_buf_addf(o, "%s{\"name\":\"%s\",\"in\":\"query\",\"required\":false,\"schema\":", first ? "" : ",", jn);
             field_schema(o, fd);
@@ -112,26 +146,39 @@ static void operation(sb_buf_t *o, const gw_route_t *r, struct schemas *s)
             first = false;
         }
     }
-    if (!strcmp(r->method, "POST") && (!strcmp(r->pattern, "/reservations") || !strcmp(r->pattern, "/payments"))) {
-        sb_buf_addf(o, "%s{\"name\":\"Idempotency-Key\",\"in\":\"header\",\"required\":false,\"schema\":{\"type\":\"string\"}}",
-                    first ? "" : ",");
+    for (size_t k = 0; k < r->n_headers; k++) {
+        sb_buf_addf(o, "%s{\"name\":\"%s\",\"in\":\"header\",\"required\":false,\"schema\":{\"type\":\"string\"}}",
+                    first ? "" : ",", r->headers[k].header);
+        first = false;
     }
     sb_buf_addch(o, ']');
-    if (md && r->body) {
+    if (body) {
         want_msg(s, md->input);
         sb_buf_adds(o, ",\"requestBody\":{\"required\":true,\"content\":{\"application/json\":{\"schema\":");
         ref(o, md->input->name);
         sb_buf_adds(o, "}}}");
     }
     sb_buf_addf(o, ",\"responses\":{\"%d\":{\"description\":\"success\"", r->ok_status);
-    if (md) {
-        want_msg(s, md->output);
-        sb_buf_adds(o, ",\"content\":{\"application/json\":{\"schema\":");
-        ref(o, md->output->name);
-        sb_buf_adds(o, "}}");
-    }
-    sb_buf_adds(o, "},\"default\":{\"description\":\"error\",\"content\":{\"application/json\":{\"schema\":"
+    want_msg(s, md->output);
+    sb_buf_adds(o, ",\"content\":{\"application/json\":{\"schema\":");
+    ref(o, md->output->name);
+    sb_buf_adds(o, "}}},\"default\":{\"description\":\"error\",\"content\":{\"application/json\":{\"schema\":"
                    "{\"$ref\":\"#/components/schemas/Error\"}}}}}}");
+}
+
+/* Every REST binding of the table in order, as (row, binding). */
+struct binding {
+    const sb_api_method_t *r;
+    const sb_api_http_t *h;
+};
+
+static size_t bindings(struct binding *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < sb_api_n_methods; i++)
+        for (size_t h = 0; h < sb_api_methods[i].n_http && n < cap; h++)
+            out[n++] = (struct binding){&sb_api_methods[i], &sb_api_methods[i].http[h]};
+    return n;
 }
 
 void gw_openapi(sb_buf_t *o)
@@ -142,28 +189,36 @@ void gw_openapi(sb_buf_t *o)
                    "\"description\":\"Show reservation and payment platform. JSON follows the proto3 JSON mapping: "
                    "lowerCamelCase fields, int64 as strings, enums by name, timestamps as RFC 3339.\"},"
                    "\"servers\":[{\"url\":\"http://127.0.0.1:8080\"}],\"paths\":{");
+    struct binding all[MAX_BINDINGS];
+    size_t n = bindings(all, MAX_BINDINGS);
     bool first_path = true;
-    for (size_t i = 0; i < gw_n_routes; i++) {
-        const gw_route_t *r = &gw_routes[i];
+    for (size_t i = 0; i < n; i++) {
         bool seen = false;
-        for (size_t j = 0; j < i; j++)
-            seen = seen || !strcmp(gw_routes[j].pattern, r->pattern);
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = !strcmp(all[j].h->path, all[i].h->path);
         if (seen)
-            continue; /* emitted with the first route of the same path */
+            continue; /* emitted with the first binding of the same path */
         if (!first_path)
             sb_buf_addch(o, ',');
         first_path = false;
-        path_template(o, r->pattern);
-        sb_buf_addch(o, ':');
-        sb_buf_addch(o, '{');
+        sb_buf_t path = SB_BUF_INIT;
+        gw_client_path(all[i].h->path, &path);
+        sb_buf_add_json_str(o, path.buf, path.len);
+        sb_buf_release(&path);
+        sb_buf_adds(o, ":{");
         bool first_op = true;
-        for (size_t j = i; j < gw_n_routes; j++) {
-            if (strcmp(gw_routes[j].pattern, r->pattern) != 0)
+        for (size_t j = i; j < n; j++) {
+            if (strcmp(all[j].h->path, all[i].h->path) != 0)
+                continue;
+            bool dup = false; /* one operation per verb: dispatched rows share one */
+            for (size_t k = i; k < j && !dup; k++)
+                dup = !strcmp(all[k].h->path, all[j].h->path) && !strcmp(all[k].h->verb, all[j].h->verb);
+            if (dup)
                 continue;
             if (!first_op)
                 sb_buf_addch(o, ',');
             first_op = false;
-            operation(o, &gw_routes[j], sp);
+            operation(o, all[j].r, all[j].h, sp);
         }
         sb_buf_addch(o, '}');
     }

@@ -1,8 +1,14 @@
 /* The gateway's HTTP server (libmicrohttpd, a thread per connection so a
  * request may block on its gRPC call) and the request pipeline:
  *
- *   limits -> route -> token + role -> rate limit -> JSON/path/query -> request
- *   message -> gRPC call with identity + trace metadata -> JSON or error body
+ *   limits -> route -> token + access policy -> rate limit -> JSON/path/query/
+ *   headers -> request message -> gRPC call with identity + trace metadata ->
+ *   JSON or error body
+ *
+ * Routes, access policies, 201s, rate limits, header bindings and the choice
+ * of backend all come from the API table (sb/api.h), generated from the
+ * .proto options. The policy check here is a convenience (an early, cheap
+ * refusal): every service checks the same policy again before its handler.
  *
  * Paths handled here rather than routed: /healthz /readyz /metrics /openapi.json. */
 #include <arpa/inet.h>
@@ -15,29 +21,47 @@
 #include <string.h>
 #include <strings.h>
 
-#include "events.pb-c.h"
 #include "gateway.h"
 #include "health.pb-c.h"
 #include "sb/alloc.h"
+#include "sb/api.h"
 #include "sb/config.h"
 #include "sb/jwt.h"
 #include "sb/log.h"
 #include "sb/metrics.h"
 #include "sb/redis.h"
+#include "sb/registry.h"
 #include "sb/rpc.h"
 #include "sb/util.h"
 #include "sb/json.h"
 
 #define MAX_BODY (1u << 20)
 
+/* The backends are the services of the registry (services/registry.txt,
+ * sb/registry.h), found at $<NAME>_ADDR or their local default port. */
+#define N_BACKENDS sb_registry_n
+
 static struct {
     const char *jwt_secret;
     sb_redis_t *redis;
-    char *targets[GW_N_BACKENDS];
     int64_t timeout_ms;
     long login_limit; /* attempts per IP per minute */
-    char **route_keys; /* "GET /members/{userId}" per route, for metrics */
+    char **keys;      /* "GET /members/{userId}" per REST binding, for metrics and logs */
+    size_t *key_at;   /* per API table row: the index of its first binding's key */
+    size_t n_keys;
 } gw;
+
+static int backend_index(const char *name)
+{
+    const sb_registry_entry_t *e = sb_registry_find(name);
+    return e ? (int)(e - sb_registry) : -1;
+}
+
+/* "GET /members/{userId}" of a match, borrowed from gw.keys. */
+static const char *binding_key(const sb_api_match_t *mt)
+{
+    return gw.keys[gw.key_at[mt->method - sb_api_methods] + (size_t)(mt->http - mt->method->http)];
+}
 
 struct req {
     sb_buf_t body;
@@ -226,14 +250,14 @@ static sb_status_t authenticate(struct MHD_Connection *c, principal_t *p, sb_buf
     return SB_OK;
 }
 
-static sb_status_t rate_limit(const char *ip, const gw_route_t *r, sb_buf_t *err)
+static sb_status_t rate_limit(const char *ip, const char *path, sb_buf_t *err)
 {
     long minute = (long)(sb_now_ms() / 60000);
     sb_buf_t rerr = SB_BUF_INIT;
     redisReply *rep = sb_redis_cmd(gw.redis, &rerr, "EVAL %s 1 sb:rl:%s:%s:%ld 60",
                                    "local n = redis.call('INCR', KEYS[1]) "
                                    "if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n",
-                                   r->pattern, ip, minute);
+                                   path, ip, minute);
     sb_status_t st = SB_OK;
     if (!rep) {
         /* fail closed: without Redis we cannot limit login attempts */
@@ -278,23 +302,16 @@ static bool has_field(const ProtobufCMessage *m, const char *name)
     return protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name) != NULL;
 }
 
-static sb_status_t set_if_field(ProtobufCMessage *m, const char *name, const char *value, sb_arena_t *a,
-                                sb_buf_t *err)
-{
-    if (!value || !has_field(m, name))
-        return SB_OK;
-    return sb_json_set_field(m, name, value, a, err);
-}
-
-static int route_request(struct MHD_Connection *c, const gw_match_t *mt, struct req *rq,
+static int route_request(struct MHD_Connection *c, const sb_api_match_t *mt, struct req *rq,
                          const char *trace, const char *ip, sb_arena_t *a, sb_buf_t *out,
                          principal_t *who)
 {
-    const gw_route_t *r = mt->route;
+    const sb_api_method_t *r = mt->method;
+    const char *key = binding_key(mt);
     sb_buf_t err = SB_BUF_INIT;
     sb_status_t st;
     int code;
-    gw_backend_t backend = GW_N_BACKENDS; /* none chosen yet */
+    int backend = -1; /* none chosen yet */
 
     if (rq->too_large) {
         sb_buf_reset(out);
@@ -302,45 +319,27 @@ static int route_request(struct MHD_Connection *c, const gw_match_t *mt, struct 
         code = 413;
         goto out;
     }
-    if (r->roles != GW_PUBLIC) {
-        if ((st = authenticate(c, who, &err)) != SB_OK)
-            goto out_status;
-        if (!(gw_role_bit(who->claims.role) & r->roles)) {
-            st = SB_PERMISSION_DENIED;
-            sb_buf_addf(&err, "%s %s is not allowed for role %s", r->method, r->pattern, who->claims.role);
-            goto out_status;
-        }
-    } else if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization")) {
-        /* optional identity on public paths; a bad token is still an error */
+    /* identity: needed unless public; optional on public paths, where a bad
+     * token is still an error */
+    if (!r->access.public_ || MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization")) {
         if ((st = authenticate(c, who, &err)) != SB_OK)
             goto out_status;
     }
-    if (r->rate_limited && (st = rate_limit(ip, r, &err)) != SB_OK)
+    /* the policy, early: the owner field (if any) is a path variable */
+    st = sb_api_authorize(r, who->present ? who->claims.sub : "", who->present ? who->claims.role : "", "",
+                          sb_api_match_request(mt, a), &err);
+    if (st != SB_OK)
         goto out_status;
-    backend = r->backend;
-    const ProtobufCServiceDescriptor *svc = r->svc;
-    if (r->backend_var) {
-        /* POST /events/{serviceId}: the path names the service */
-        const char *name = "";
-        for (size_t i = 0; i < mt->n_vars; i++)
-            if (!strcmp(mt->vars[i].name, r->backend_var))
-                name = mt->vars[i].value;
-        if (!gw_backend_by_name(name, &backend)) {
-            st = SB_NOT_FOUND;
-            sb_buf_addf(&err, "no service named %.64s", name);
-            goto out_status;
-        }
-        svc = gw_backend_svcs[backend];
-    }
-    const ProtobufCMethodDescriptor *md = svc ? protobuf_c_service_descriptor_get_method_by_name(svc, r->rpc) : NULL;
-    if (!md) {
+    if (r->rate_limited && (st = rate_limit(ip, mt->http->path, &err)) != SB_OK)
+        goto out_status;
+    if ((backend = backend_index(r->backend)) < 0) {
         st = SB_UNIMPLEMENTED;
-        sb_buf_addf(&err, "%s %s: the %s service does not offer %s", r->method, r->pattern,
-                    gw_backend_names[backend], r->rpc);
+        sb_buf_addf(&err, "%s: no %s service is configured", key, r->backend);
         goto out_status;
     }
+    const ProtobufCMethodDescriptor *md = r->rpc;
     ProtobufCMessage *msg = NULL;
-    if (r->body) {
+    if (mt->http->body[0]) {
         st = sb_json_decode(md->input, rq->body.buf, rq->body.len, a, &msg, &err);
     } else {
         msg = sb_arena_alloc(a, md->input->sizeof_message);
@@ -350,10 +349,10 @@ static int route_request(struct MHD_Connection *c, const gw_match_t *mt, struct 
     if (st != SB_OK)
         goto out_status;
     for (size_t i = 0; i < mt->n_vars; i++) {
-        st = sb_json_set_field(msg, mt->vars[i].name, mt->vars[i].value, a, &err);
+        st = sb_json_set_field(msg, mt->vars[i].field, mt->vars[i].value, a, &err);
         if (st == SB_NOT_FOUND) {
             st = SB_INTERNAL;
-            sb_buf_addf(&err, "route %s: %s has no field %s", r->pattern, md->input->name, mt->vars[i].name);
+            sb_buf_addf(&err, "%s: %s has no field %s", key, md->input->name, mt->vars[i].field);
         }
         if (st != SB_OK)
             goto out_status;
@@ -362,10 +361,12 @@ static int route_request(struct MHD_Connection *c, const gw_match_t *mt, struct 
     MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, on_query, &q);
     if ((st = q.st) != SB_OK)
         goto out_status;
-    /* headers that are request fields */
-    if ((st = set_if_field(msg, "idempotency_key",
-                           MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key"), a, &err)) != SB_OK)
-        goto out_status;
+    /* headers that are request fields (Idempotency-Key) */
+    for (size_t i = 0; i < r->n_headers; i++) {
+        const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, r->headers[i].header);
+        if (v && (st = sb_json_set_field(msg, r->headers[i].field, v, a, &err)) != SB_OK)
+            goto out_status;
+    }
     if (who->present && has_field(msg, "access_token")) {
         const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, "access_token");
         char **slot = (char **)((char *)msg + f->offset);
@@ -378,7 +379,7 @@ static int route_request(struct MHD_Connection *c, const gw_match_t *mt, struct 
                         .trace_id = trace,
                         .user_id = who->present ? who->claims.sub : NULL,
                         .user_role = who->present ? who->claims.role : NULL};
-    st = sb_rpc_call(sb_channel_get(gw.targets[backend]), svc, r->rpc, msg, a, &resp, &o, &err);
+    st = sb_rpc_call(sb_channel_get(sb_registry_addr(sb_registry[backend].name)), r->service, md->name, msg, a, &resp, &o, &err);
     if (st != SB_OK)
         goto out_status;
     sb_buf_reset(out);
@@ -387,27 +388,27 @@ static int route_request(struct MHD_Connection *c, const gw_match_t *mt, struct 
     goto out;
 
 out_status:
-    if (st == SB_UNAVAILABLE && backend != GW_N_BACKENDS) {
+    if (st == SB_UNAVAILABLE && backend >= 0) {
         /* the transport detail (addresses) is for the log, not the client */
-        sb_error("%s %s -> %s service unavailable: %s", r->method, r->pattern, gw_backend_names[backend], err.buf);
+        sb_error("%s -> %s service unavailable: %s", key, sb_registry[backend].name, err.buf);
         sb_buf_reset(&err);
-        sb_buf_addf(&err, "the %s service is unavailable; try again later", gw_backend_names[backend]);
+        sb_buf_addf(&err, "the %s service is unavailable; try again later", sb_registry[backend].name);
     }
     code = error_body(out, st, err.len ? err.buf : sb_status_name(st));
     if (code >= 500)
-        sb_error("%s %s -> %d: %s", r->method, r->pattern, code, err.buf);
+        sb_error("%s -> %d: %s", key, code, err.buf);
 out:
     sb_buf_release(&err);
     return code;
 }
 
-static bool backend_healthy(gw_backend_t b, sb_arena_t *a)
+static bool backend_healthy(size_t b, sb_arena_t *a)
 {
     Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
     ProtobufCMessage *resp = NULL;
     sb_buf_t err = SB_BUF_INIT;
     sb_call_opts_t o = {.timeout_ms = 1000};
-    sb_status_t st = sb_rpc_call(sb_channel_get(gw.targets[b]), &grpc__health__v1__health__descriptor, "Check",
+    sb_status_t st = sb_rpc_call(sb_channel_get(sb_registry_addr(sb_registry[b].name)), &grpc__health__v1__health__descriptor, "Check",
                                  &req.base, a, &resp, &o, &err);
     sb_buf_release(&err);
     return st == SB_OK &&
@@ -426,10 +427,10 @@ static int builtin(const char *method, const char *url, sb_arena_t *a, sb_buf_t 
     if (!strcmp(url, "/readyz")) {
         bool ok = sb_redis_ping(gw.redis);
         sb_buf_addf(out, "{\"redis\":%s", ok ? "true" : "false");
-        for (int b = 0; b < GW_N_BACKENDS; b++) {
-            bool h = backend_healthy((gw_backend_t)b, a);
+        for (size_t b = 0; b < N_BACKENDS; b++) {
+            bool h = backend_healthy(b, a);
             ok = ok && h;
-            sb_buf_addf(out, ",\"%s\":%s", gw_backend_names[b], h ? "true" : "false");
+            sb_buf_addf(out, ",\"%s\":%s", sb_registry[b].name, h ? "true" : "false");
         }
         sb_buf_addf(out, ",\"ready\":%s}", ok ? "true" : "false");
         return ok ? 200 : 503;
@@ -484,9 +485,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     principal_t who = {0};
     int code = builtin(method, url, a, &out, &ctype);
     if (!code) {
-        gw_match_t mt;
-        if (gw_route_match(method, url, &mt)) {
-            metric_key = gw.route_keys[mt.route - gw_routes];
+        sb_api_match_t mt;
+        if (sb_api_match(method, url, &mt)) {
+            metric_key = binding_key(&mt);
             code = route_request(c, &mt, rq, trace, ip, a, &out, &who);
         } else if (mt.path_known) {
             code = 405;
@@ -549,6 +550,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, en
 int main(void)
 {
     sb_log_init("gateway");
+    sb_rpc_set_service_name("gateway");
     sigset_t stop;
     sigemptyset(&stop);
     sigaddset(&stop, SIGINT);
@@ -566,22 +568,22 @@ int main(void)
         sb_error("%s", err.buf);
         return 1;
     }
-    static const char *const env[GW_N_BACKENDS] = {"MEMBER_ADDR", "AUTH_ADDR", "PERFORMANCE_ADDR",
-                                                   "RESERVATION_ADDR", "PAYMENT_ADDR", "NOTIFICATION_ADDR"};
-    for (int b = 0; b < GW_N_BACKENDS; b++) {
-        char def[32];
-        snprintf(def, sizeof def, "127.0.0.1:%d", 50051 + b);
-        gw.targets[b] = sb_strdup(sb_cfg_str(env[b], def));
-    }
     gw.timeout_ms = sb_cfg_int("GATEWAY_TIMEOUT_MS", 5000, 100, 120000);
     trust_forwarded = sb_cfg_bool("GATEWAY_TRUST_FORWARDED", false);
     gw.login_limit = sb_cfg_int("LOGIN_RATE_LIMIT", 20, 1, 1000000);
-    gw.route_keys = sb_calloc(gw_n_routes, sizeof *gw.route_keys);
-    for (size_t i = 0; i < gw_n_routes; i++) {
-        sb_buf_t k = SB_BUF_INIT;
-        sb_buf_addf(&k, "%s %s", gw_routes[i].method, gw_routes[i].pattern);
-        gw.route_keys[i] = sb_buf_detach(&k, NULL);
+    gw.key_at = sb_calloc(sb_api_n_methods, sizeof *gw.key_at);
+    for (size_t i = 0; i < sb_api_n_methods; i++) {
+        gw.key_at[i] = gw.n_keys;
+        gw.n_keys += sb_api_methods[i].n_http;
     }
+    gw.keys = sb_calloc(gw.n_keys ? gw.n_keys : 1, sizeof *gw.keys);
+    for (size_t i = 0; i < sb_api_n_methods; i++)
+        for (size_t h = 0; h < sb_api_methods[i].n_http; h++) {
+            sb_buf_t k = SB_BUF_INIT;
+            sb_buf_addf(&k, "%s ", sb_api_methods[i].http[h].verb);
+            gw_client_path(sb_api_methods[i].http[h].path, &k);
+            gw.keys[gw.key_at[i] + h] = sb_buf_detach(&k, NULL);
+        }
     long port = sb_cfg_int("GATEWAY_PORT", 8080, 1, 65535);
     /* GATEWAY_THREADS=0 (default): a thread per connection, so a request may
      * block on its gRPC call without stalling others. N > 0: an epoll thread
@@ -607,11 +609,10 @@ int main(void)
     token_cache_free();
     sb_redis_free(gw.redis);
     sb_channels_free_all();
-    for (int b = 0; b < GW_N_BACKENDS; b++)
-        free(gw.targets[b]);
-    for (size_t i = 0; i < gw_n_routes; i++)
-        free(gw.route_keys[i]);
-    free(gw.route_keys);
+    for (size_t i = 0; i < gw.n_keys; i++)
+        free(gw.keys[i]);
+    free(gw.keys);
+    free(gw.key_at);
     sb_buf_release(&err);
     return 0;
 }

@@ -17,6 +17,7 @@
 
 #include "health.pb-c.h"
 #include "sb/alloc.h"
+#include "sb/api.h"
 #include "sb/log.h"
 #include "sb/metrics.h"
 #include "sb/rpc.h"
@@ -27,6 +28,8 @@ struct route {
     const ProtobufCMethodDescriptor *md;
     sb_rpc_handler_fn fn; /* NULL: UNIMPLEMENTED */
     void *service_data;
+    const sb_api_method_t *api; /* the method's row in the API table */
+    bool policed;         /* check api's access policy before the handler */
 };
 
 struct worker {
@@ -81,6 +84,18 @@ sb_server_t *sb_server_new(const char *addr, int workers)
     return s;
 }
 
+/* Every method of a service the API table knows is policed (a method of it
+ * without a row would be refused: deny by default; the unit test keeps that
+ * from happening). Services the table does not know are not the platform's
+ * contract: grpc.health (the runtime's own, open to all) and test fixtures. */
+static bool known_service(const ProtobufCServiceDescriptor *desc)
+{
+    for (size_t i = 0; i < sb_api_n_methods; i++)
+        if (!strcmp(sb_api_methods[i].service->name, desc->name))
+            return true;
+    return false;
+}
+
 void sb_server_add_service(sb_server_t *s, const ProtobufCServiceDescriptor *desc,
                            const sb_rpc_method_t *methods, size_t n_methods, void *service_data)
 {
@@ -93,6 +108,8 @@ void sb_server_add_service(sb_server_t *s, const ProtobufCServiceDescriptor *des
         r->md = &desc->methods[i];
         r->fn = NULL;
         r->service_data = service_data;
+        r->api = sb_api_find_path(r->path);
+        r->policed = r->api || known_service(desc);
         for (size_t j = 0; j < n_methods; j++)
             if (strcmp(methods[j].name, desc->methods[i].name) == 0)
                 r->fn = methods[j].fn;
@@ -159,6 +176,15 @@ static sb_status_t dispatch(const struct route *r, sb_rpc_ctx_t *ctx, const uint
     if (!req)
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "malformed %s request payload (%zu bytes)",
                            r->md->input->name, len);
+    if (r->policed) {
+        sb_buf_t why = SB_BUF_INIT;
+        sb_status_t st = sb_api_authorize(r->api, ctx->user_id, ctx->user_role, ctx->caller_service, req, &why);
+        if (st != SB_OK)
+            st = sb_rpc_fail(ctx, st, "%s", why.buf);
+        sb_buf_release(&why);
+        if (st != SB_OK)
+            return st;
+    }
     ProtobufCMessage *resp = sb_arena_alloc(ctx->arena, r->md->output->sizeof_message);
     protobuf_c_message_init(r->md->output, resp);
     ctx->service_data = r->service_data;
@@ -197,8 +223,10 @@ static void handle_call(sb_server_t *s, struct worker *w, grpc_call *call,
     ctx.trace_id = trace;
     const char *uid = md_get(ctx.arena, md, SB_MD_USER_ID);
     const char *role = md_get(ctx.arena, md, SB_MD_USER_ROLE);
+    const char *caller = md_get(ctx.arena, md, SB_MD_CALLER_SERVICE);
     ctx.user_id = uid ? uid : "";
     ctx.user_role = role ? role : "";
+    ctx.caller_service = caller ? caller : "";
     sb_log_set_trace(trace);
 
     /* 1: receive the request message */

@@ -30,6 +30,7 @@ static bool is_ready(void *arg)
 int sb_service_main(const sb_service_def_t *def)
 {
     sb_log_init(def->name);
+    sb_rpc_set_service_name(def->name);
     /* Block the stop signals in every thread; the main thread waits for them. */
     sigset_t stop;
     sigemptyset(&stop);

@@ -174,25 +174,25 @@ bool sb_parse_rfc3339(const char *s, int64_t *unix_ms)
 
 /* ------------------------------------------------------------------ roles */
 
-const char *sb_role_name(Sb__Member__Role r)
+const char *sb_role_name(Sb__Common__Role r)
 {
     switch (r) {
-    case SB__MEMBER__ROLE__USER: return "USER";
-    case SB__MEMBER__ROLE__PLANNER: return "PLANNER";
-    case SB__MEMBER__ROLE__ADMIN: return "ADMIN";
+    case SB__COMMON__ROLE__USER: return "USER";
+    case SB__COMMON__ROLE__PLANNER: return "PLANNER";
+    case SB__COMMON__ROLE__ADMIN: return "ADMIN";
     default: return NULL;
     }
 }
 
-Sb__Member__Role sb_role_parse(const char *name)
+Sb__Common__Role sb_role_parse(const char *name)
 {
     if (!name)
-        return SB__MEMBER__ROLE__ROLE_UNSPECIFIED;
+        return SB__COMMON__ROLE__ROLE_UNSPECIFIED;
     if (!strcmp(name, "USER"))
-        return SB__MEMBER__ROLE__USER;
+        return SB__COMMON__ROLE__USER;
     if (!strcmp(name, "PLANNER"))
-        return SB__MEMBER__ROLE__PLANNER;
+        return SB__COMMON__ROLE__PLANNER;
     if (!strcmp(name, "ADMIN"))
-        return SB__MEMBER__ROLE__ADMIN;
-    return SB__MEMBER__ROLE__ROLE_UNSPECIFIED;
+        return SB__COMMON__ROLE__ADMIN;
+    return SB__COMMON__ROLE__ROLE_UNSPECIFIED;
 }

@@ -1,12 +1,14 @@
 /* Authorize (POST /auth): is this token valid, and may its holder do
- * "METHOD /path"? The answer comes from the gateway's own route table
- * (gateway.h), so the two can never disagree about who may call what.
- * Ownership ("self", "owning planner") is the owning service's check. */
+ * "METHOD /path"? The answer is the API table's (sb/api.h: sb_api_match and
+ * sb_api_authorize, as the gateway and every service ask them), so none of
+ * them can disagree about who may call what. An owner field in the path
+ * ("GET /members/{userId}": self) is decided here too; ownership that needs
+ * the data ("owning planner") stays the owning service's check. */
 #include <stdio.h>
 #include <string.h>
 
 #include "auth.h"
-#include "gateway.h"
+#include "sb/api.h"
 #include "sb/jwt.h"
 #include "sb/log.h"
 #include "sb/util.h"
@@ -85,21 +87,21 @@ sb_status_t auth_authorize(sb_rpc_ctx_t *ctx, const void *in, void *out)
 
     resp->principal = sb_arena_strdup(ctx->arena, c.sub);
     resp->role = sb_role_parse(c.role);
-    gw_match_t m;
-    if (!gw_route_match(method, path, &m)) {
+    sb_api_match_t m;
+    if (!sb_api_match(method, path, &m)) {
         resp->allowed = false;
         resp->reason = "no such action";
-    } else if (m.route->roles == GW_PUBLIC) {
+    } else if (m.method->access.public_) {
         resp->allowed = true;
         resp->reason = "public action";
-    } else if (m.route->roles & gw_role_bit(c.role)) {
-        resp->allowed = true;
-        resp->reason = sb_arena_printf(ctx->arena, "role %s may %s %s", c.role, m.route->method,
-                                       m.route->pattern);
     } else {
-        resp->allowed = false;
-        resp->reason = sb_arena_printf(ctx->arena, "role %s may not %s %s", c.role,
-                                       m.route->method, m.route->pattern);
+        sb_buf_t why = SB_BUF_INIT;
+        st = sb_api_authorize(m.method, c.sub, c.role, "", sb_api_match_request(&m, ctx->arena), &why);
+        resp->allowed = st == SB_OK;
+        resp->reason = resp->allowed ? sb_arena_printf(ctx->arena, "role %s may %s %s", c.role, method, m.http->path)
+                                     : sb_arena_printf(ctx->arena, "role %s may not %s %s: %s", c.role, method,
+                                                       m.http->path, why.buf);
+        sb_buf_release(&why);
     }
     sb_debug("authorize %s (%s) %s %s: %s (%s)", c.sub, c.role, method, path,
              resp->allowed ? "allowed" : "denied", resp->reason);

@@ -132,7 +132,7 @@ static sb_status_t access_token_new(const auth_config_t *cfg, sb_arena_t *arena,
 
 static void fill_response(Sb__Auth__TokenResponse *resp, const auth_config_t *cfg,
                           sb_arena_t *arena, char *access, const char *refresh,
-                          const char *user_id, Sb__Member__Role role)
+                          const char *user_id, Sb__Common__Role role)
 {
     resp->access_token = access;
     resp->refresh_token = sb_arena_strdup(arena, refresh);

@@ -157,7 +157,7 @@ sb_status_t member_signup(sb_rpc_ctx_t *ctx, const void *in, void *out)
     if ((problem = member_phone_problem(req->phone)))
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "phone %s", problem);
     /* Admins are never created by sign-up (only by the start-up bootstrap). */
-    if (req->role != SB__MEMBER__ROLE__USER && req->role != SB__MEMBER__ROLE__PLANNER)
+    if (req->role != SB__COMMON__ROLE__USER && req->role != SB__COMMON__ROLE__PLANNER)
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "role must be USER or PLANNER");
 
     sb_buf_t err = SB_BUF_INIT;

@@ -6,9 +6,9 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "gateway.h"
-#include "sb/json.h"
+#include "sb/api.h"
 #include "sb/log.h"
+#include "sb/json.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -41,19 +41,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (query)
         *query++ = '\0';
 
-    gw_match_t m;
-    if (!gw_route_match(line, path, &m))
+    sb_api_match_t m;
+    if (!sb_api_match(line, path, &m))
         return 0;
-    const ProtobufCMethodDescriptor *md = protobuf_c_service_descriptor_get_method_by_name(m.route->svc, m.route->rpc);
-    if (!md)
-        __builtin_trap(); /* the route table names a method the service lacks */
+    const ProtobufCMethodDescriptor *md = protobuf_c_service_descriptor_get_method_by_name(m.method->service,
+                                                                                         m.method->rpc->name);
+    if (!md || md->input != m.method->rpc->input)
+        __builtin_trap(); /* the API table names a method the service lacks */
     sb_arena_t *a = sb_arena_new();
     sb_buf_t err = SB_BUF_INIT, out = SB_BUF_INIT;
     ProtobufCMessage *msg = NULL;
     if (sb_json_decode(md->input, body, blen, a, &msg, &err) != SB_OK)
         goto out;
     for (size_t i = 0; i < m.n_vars; i++)
-        if (sb_json_set_field(msg, m.vars[i].name, m.vars[i].value, a, &err) != SB_OK)
+        if (sb_json_set_field(msg, m.vars[i].field, m.vars[i].value, a, &err) != SB_OK)
             goto out;
     while (query && *query) {
         char *amp = strchr(query, '&');

@@ -1,12 +1,12 @@
 /* JSON -> protobuf for every request message the gateway accepts: the first
- * byte picks the route, the rest is the body. A message that parses must
+ * byte picks the REST method of the API table, the rest is the body. A message that parses must
  * print as JSON and parse again to the same wire bytes. */
 #include <string.h>
 
 #include "fuzz.h"
-#include "gateway.h"
-#include "sb/json.h"
+#include "sb/api.h"
 #include "sb/log.h"
+#include "sb/json.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -15,8 +15,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         sb_log_set_level(SB_LOG_ERROR);
     if (size < 1)
         return 0;
-    const gw_route_t *r = &gw_routes[data[0] % gw_n_routes];
-    const ProtobufCMethodDescriptor *md = protobuf_c_service_descriptor_get_method_by_name(r->svc, r->rpc);
+    const sb_api_method_t *rest[256];
+    size_t n = 0;
+    for (size_t i = 0; i < sb_api_n_methods && n < sizeof rest / sizeof rest[0]; i++)
+        if (sb_api_methods[i].n_http)
+            rest[n++] = &sb_api_methods[i];
+    if (n == 0)
+        return 0;
+    const ProtobufCMethodDescriptor *md = rest[data[0] % n]->rpc;
     sb_arena_t *a = sb_arena_new();
     sb_buf_t err = SB_BUF_INIT, out = SB_BUF_INIT, err2 = SB_BUF_INIT;
     ProtobufCMessage *m = NULL, *m2 = NULL;

@@ -151,7 +151,7 @@ static sb_status_t call(const char *addr, const ProtobufCServiceDescriptor *d, c
     call(AUTH_ADDR, &sb__auth__auth_service__descriptor, method, &(req)->base, resp, opts, err)
 
 /* A fresh member of `role`; login id and user id into the arena. */
-static void signup(Sb__Member__Role role, char **login_id, char **user_id)
+static void signup(Sb__Common__Role role, char **login_id, char **user_id)
 {
     char id[SB_UUID_LEN + 1];
     sb_uuid_v4(id);
@@ -186,7 +186,7 @@ static Sb__Auth__TokenResponse *login_ok(const char *login_id, const char *passw
     return resp;
 }
 
-static Sb__Auth__TokenResponse *new_session(Sb__Member__Role role, char **user_id)
+static Sb__Auth__TokenResponse *new_session(Sb__Common__Role role, char **user_id)
 {
     char *login_id;
     signup(role, &login_id, user_id);
@@ -260,13 +260,13 @@ static void verify_ok(const char *token, sb_jwt_claims_t *c)
 Test(auth, login_returns_a_verifiable_access_token_and_a_hashed_refresh_token)
 {
     char *login_id, *user_id;
-    signup(SB__MEMBER__ROLE__PLANNER, &login_id, &user_id);
+    signup(SB__COMMON__ROLE__PLANNER, &login_id, &user_id);
     Sb__Auth__TokenResponse *t = login_ok(login_id, PASSWORD);
 
     cr_assert_str_eq(t->token_type, "Bearer");
     cr_assert_eq(t->expires_in, 900);
     cr_assert_str_eq(t->user_id, user_id);
-    cr_assert_eq(t->role, SB__MEMBER__ROLE__PLANNER);
+    cr_assert_eq(t->role, SB__COMMON__ROLE__PLANNER);
     sb_jwt_claims_t c;
     verify_ok(t->access_token, &c);
     cr_assert_str_eq(c.sub, user_id);
@@ -299,7 +299,7 @@ Test(auth, login_returns_a_verifiable_access_token_and_a_hashed_refresh_token)
 Test(auth, bootstrap_admin_logs_in_as_admin)
 {
     Sb__Auth__TokenResponse *t = login_ok(getenv(ENV_ADMIN), PASSWORD);
-    cr_assert_eq(t->role, SB__MEMBER__ROLE__ADMIN);
+    cr_assert_eq(t->role, SB__COMMON__ROLE__ADMIN);
     sb_jwt_claims_t c;
     verify_ok(t->access_token, &c);
     cr_assert_str_eq(c.role, "ADMIN");
@@ -308,7 +308,7 @@ Test(auth, bootstrap_admin_logs_in_as_admin)
 Test(auth, wrong_password_and_unknown_login_id_get_the_same_answer)
 {
     char *login_id, *user_id;
-    signup(SB__MEMBER__ROLE__USER, &login_id, &user_id);
+    signup(SB__COMMON__ROLE__USER, &login_id, &user_id);
     sb_buf_t e1 = SB_BUF_INIT, e2 = SB_BUF_INIT;
     Sb__Auth__TokenResponse *resp;
 
@@ -335,7 +335,7 @@ Test(auth, wrong_password_and_unknown_login_id_get_the_same_answer)
 Test(auth, refresh_rotates_and_reuse_revokes_the_whole_family)
 {
     char *user_id;
-    Sb__Auth__TokenResponse *t1 = new_session(SB__MEMBER__ROLE__USER, &user_id);
+    Sb__Auth__TokenResponse *t1 = new_session(SB__COMMON__ROLE__USER, &user_id);
     sb_buf_t err = SB_BUF_INIT;
 
     Sb__Auth__TokenResponse *t2;
@@ -343,7 +343,7 @@ Test(auth, refresh_rotates_and_reuse_revokes_the_whole_family)
     cr_assert_str_neq(t2->refresh_token, t1->refresh_token);
     cr_assert_str_neq(t2->access_token, t1->access_token);
     cr_assert_str_eq(t2->user_id, user_id);
-    cr_assert_eq(t2->role, SB__MEMBER__ROLE__USER);
+    cr_assert_eq(t2->role, SB__COMMON__ROLE__USER);
     cr_assert_str_eq(t2->token_type, "Bearer");
     sb_jwt_claims_t c1, c2;
     verify_ok(t1->access_token, &c1);
@@ -371,7 +371,7 @@ Test(auth, refresh_rotates_and_reuse_revokes_the_whole_family)
 Test(auth, reuse_revokes_only_its_own_session)
 {
     char *login_id, *user_id;
-    signup(SB__MEMBER__ROLE__USER, &login_id, &user_id);
+    signup(SB__COMMON__ROLE__USER, &login_id, &user_id);
     Sb__Auth__TokenResponse *a = login_ok(login_id, PASSWORD);
     Sb__Auth__TokenResponse *b = login_ok(login_id, PASSWORD);
     sb_buf_t err = SB_BUF_INIT;
@@ -385,7 +385,7 @@ Test(auth, reuse_revokes_only_its_own_session)
 Test(auth, logout_denylists_the_access_token_and_revokes_the_refresh_family)
 {
     char *user_id;
-    Sb__Auth__TokenResponse *t = new_session(SB__MEMBER__ROLE__USER, &user_id);
+    Sb__Auth__TokenResponse *t = new_session(SB__COMMON__ROLE__USER, &user_id);
     sb_jwt_claims_t c;
     verify_ok(t->access_token, &c);
     sb_buf_t err = SB_BUF_INIT;
@@ -398,7 +398,7 @@ Test(auth, logout_denylists_the_access_token_and_revokes_the_refresh_family)
     cr_assert_eq(AUTH("Logout", &req, &resp, NULL, &err), SB_UNAUTHENTICATED, "%s", err.buf);
     /* someone else's refresh token */
     char *other_id;
-    Sb__Auth__TokenResponse *other = new_session(SB__MEMBER__ROLE__USER, &other_id);
+    Sb__Auth__TokenResponse *other = new_session(SB__COMMON__ROLE__USER, &other_id);
     req.refresh_token = other->refresh_token;
     sb_call_opts_t me = {.user_id = user_id, .user_role = "USER"};
     cr_assert_eq(AUTH("Logout", &req, &resp, &me, &err), SB_PERMISSION_DENIED, "%s", err.buf);
@@ -425,7 +425,7 @@ Test(auth, logout_denylists_the_access_token_and_revokes_the_refresh_family)
 Test(auth, authorize_follows_the_route_table)
 {
     char *user_id;
-    Sb__Auth__TokenResponse *t = new_session(SB__MEMBER__ROLE__USER, &user_id);
+    Sb__Auth__TokenResponse *t = new_session(SB__COMMON__ROLE__USER, &user_id);
     sb_buf_t err = SB_BUF_INIT;
     Sb__Auth__AuthorizeResponse *r;
 
@@ -433,7 +433,7 @@ Test(auth, authorize_follows_the_route_table)
     cr_assert_eq(authorize(t->access_token, action, &r, &err), SB_OK, "%s", err.buf);
     cr_assert(r->allowed, "%s", r->reason);
     cr_assert_str_eq(r->principal, user_id);
-    cr_assert_eq(r->role, SB__MEMBER__ROLE__USER);
+    cr_assert_eq(r->role, SB__COMMON__ROLE__USER);
 
     cr_assert_eq(authorize(t->access_token, "POST /performances/abc/approve", &r, &err), SB_OK,
                  "%s", err.buf);
@@ -457,14 +457,14 @@ Test(auth, authorize_follows_the_route_table)
     cr_assert_eq(authorize(adm->access_token, "POST /performances/abc/approve", &r, &err), SB_OK,
                  "%s", err.buf);
     cr_assert(r->allowed, "%s", r->reason);
-    cr_assert_eq(r->role, SB__MEMBER__ROLE__ADMIN);
+    cr_assert_eq(r->role, SB__COMMON__ROLE__ADMIN);
     sb_buf_release(&err);
 }
 
 Test(auth, authorize_refuses_tampered_unsigned_and_expired_tokens)
 {
     char *user_id;
-    Sb__Auth__TokenResponse *t = new_session(SB__MEMBER__ROLE__USER, &user_id);
+    Sb__Auth__TokenResponse *t = new_session(SB__COMMON__ROLE__USER, &user_id);
     sb_buf_t err = SB_BUF_INIT;
     Sb__Auth__AuthorizeResponse *r;
     int64_t now = sb_now_ms() / 1000;
@@ -548,7 +548,7 @@ static sb_status_t deliver(const char *event_id, const char *type, const char *u
 Test(auth, member_withdrawn_ends_every_session_of_the_member)
 {
     char *login_id, *user_id;
-    signup(SB__MEMBER__ROLE__USER, &login_id, &user_id);
+    signup(SB__COMMON__ROLE__USER, &login_id, &user_id);
     Sb__Auth__TokenResponse *a = login_ok(login_id, PASSWORD);
     Sb__Auth__TokenResponse *b = login_ok(login_id, PASSWORD);
     cr_assert_eq(live_tokens(user_id), 2);
@@ -592,7 +592,7 @@ Test(auth, member_withdrawn_ends_every_session_of_the_member)
 Test(auth, password_change_revokes_refresh_tokens_and_unknown_events_are_ignored)
 {
     char *user_id;
-    Sb__Auth__TokenResponse *t = new_session(SB__MEMBER__ROLE__USER, &user_id);
+    Sb__Auth__TokenResponse *t = new_session(SB__COMMON__ROLE__USER, &user_id);
     sb_buf_t err = SB_BUF_INIT;
     Sb__Events__DeliverEventResponse *resp;
     char event_id[SB_UUID_LEN + 1];
@@ -668,7 +668,7 @@ Test(auth, a_rotation_racing_a_revocation_does_not_outlive_it)
 {
     for (int round = 0; round < 5; round++) {
         char *user_id;
-        Sb__Auth__TokenResponse *t = new_session(SB__MEMBER__ROLE__USER, &user_id);
+        Sb__Auth__TokenResponse *t = new_session(SB__COMMON__ROLE__USER, &user_id);
         struct rotator r = {t->refresh_token, SB_OK, 0};
         pthread_t th;
         pthread_create(&th, NULL, rotate_until_refused, &r);

@@ -93,6 +93,10 @@ static void setup(void)
 {
     sb_log_init("test-member");
     sb_log_set_level(SB_LOG_WARN);
+    /* CheckCredentials admits the auth service only: these tests call as it
+     * (a claimed name, x-caller-service, until mTLS). No other member RPC
+     * admits a service, so the rest see an end user or nobody as before. */
+    sb_rpc_set_service_name("auth");
     char target[64];
     snprintf(target, sizeof target, "127.0.0.1:%d", grpc_port());
     ch = sb_channel_get(target);
@@ -149,7 +153,7 @@ static const char *fresh_login(const char *tag)
     return sb_arena_printf(arena, "%s%02x%02x%02x%02x", tag, r[0], r[1], r[2], r[3]);
 }
 
-static Sb__Member__SignupRequest signup_req(const char *login, Sb__Member__Role role)
+static Sb__Member__SignupRequest signup_req(const char *login, Sb__Common__Role role)
 {
     Sb__Member__SignupRequest req = SB__MEMBER__SIGNUP_REQUEST__INIT;
     req.login_id = (char *)login;
@@ -162,7 +166,7 @@ static Sb__Member__SignupRequest signup_req(const char *login, Sb__Member__Role 
 }
 
 /* Signs up a new member and returns it (asserting success). */
-static Sb__Member__Member *new_member(const char *tag, Sb__Member__Role role)
+static Sb__Member__Member *new_member(const char *tag, Sb__Common__Role role)
 {
     sb_buf_t err = SB_BUF_INIT;
     Sb__Member__SignupRequest req = signup_req(fresh_login(tag), role);
@@ -175,7 +179,7 @@ static Sb__Member__Member *new_member(const char *tag, Sb__Member__Role role)
 
 static who_t self(const Sb__Member__Member *m)
 {
-    return (who_t){m->user_id, m->role == SB__MEMBER__ROLE__PLANNER ? "PLANNER" : "USER"};
+    return (who_t){m->user_id, m->role == SB__COMMON__ROLE__PLANNER ? "PLANNER" : "USER"};
 }
 
 static sb_status_t check_credentials(const char *login, const char *password,
@@ -193,7 +197,7 @@ static who_t admin(void)
     Sb__Member__CheckCredentialsResponse *resp = NULL;
     sb_status_t st = check_credentials(ADMIN_LOGIN, ADMIN_PASSWORD, &resp, &err);
     cr_assert_eq(st, SB_OK, "bootstrap admin login: %s %s", sb_status_name(st), err.buf);
-    cr_assert_eq(resp->role, SB__MEMBER__ROLE__ADMIN);
+    cr_assert_eq(resp->role, SB__COMMON__ROLE__ADMIN);
     sb_buf_release(&err);
     return (who_t){resp->user_id, "ADMIN"};
 }
@@ -251,7 +255,7 @@ Test(member, signup_returns_the_member_with_folded_login_id)
 {
     sb_buf_t err = SB_BUF_INIT;
     const char *login = fresh_login("Su.Mixed-");
-    Sb__Member__SignupRequest req = signup_req(login, SB__MEMBER__ROLE__PLANNER);
+    Sb__Member__SignupRequest req = signup_req(login, SB__COMMON__ROLE__PLANNER);
     Sb__Member__Member *m = NULL;
     cr_assert_eq(call("Signup", &req.base, &m, anonymous, &err), SB_OK, "%s", err.buf);
     cr_assert_eq(strlen(m->user_id), SB_UUID_LEN, "userId %s", m->user_id);
@@ -264,13 +268,13 @@ Test(member, signup_returns_the_member_with_folded_login_id)
     cr_assert_str_eq(m->name, "김 관객");
     cr_assert_str_eq(m->email, "fan@example.com");
     cr_assert_str_eq(m->phone, "+82 10-1234-5678");
-    cr_assert_eq(m->role, SB__MEMBER__ROLE__PLANNER);
+    cr_assert_eq(m->role, SB__COMMON__ROLE__PLANNER);
     cr_assert_eq(strlen(m->created_at), 24, "createdAt %s", m->created_at);
     cr_assert_eq(m->created_at[10], 'T');
     cr_assert_eq(m->created_at[23], 'Z');
 
     /* the same login id in other letter case is the same login id */
-    Sb__Member__SignupRequest again = signup_req(lower, SB__MEMBER__ROLE__USER);
+    Sb__Member__SignupRequest again = signup_req(lower, SB__COMMON__ROLE__USER);
     cr_assert_eq(call("Signup", &again.base, &m, anonymous, &err), SB_ALREADY_EXISTS, "%s", err.buf);
     cr_assert_str_eq(err.buf, "login id already taken");
 
@@ -318,7 +322,7 @@ Test(member, signup_rejects_bad_fields_with_a_named_field)
     sb_buf_t err = SB_BUF_INIT;
     for (size_t i = 0; i < sizeof bad_signups / sizeof bad_signups[0]; i++) {
         const struct bad_signup *b = &bad_signups[i];
-        Sb__Member__SignupRequest req = signup_req(fresh_login("bad"), SB__MEMBER__ROLE__USER);
+        Sb__Member__SignupRequest req = signup_req(fresh_login("bad"), SB__COMMON__ROLE__USER);
         if (!strcmp(b->field, "loginId"))
             req.login_id = (char *)b->value;
         else if (!strcmp(b->field, "password"))
@@ -341,7 +345,7 @@ Test(member, signup_rejects_bad_fields_with_a_named_field)
 Test(member, signup_never_creates_an_admin)
 {
     sb_buf_t err = SB_BUF_INIT;
-    Sb__Member__Role roles[] = {SB__MEMBER__ROLE__ADMIN, SB__MEMBER__ROLE__ROLE_UNSPECIFIED, 42};
+    Sb__Common__Role roles[] = {SB__COMMON__ROLE__ADMIN, SB__COMMON__ROLE__ROLE_UNSPECIFIED, 42};
     for (size_t i = 0; i < 3; i++) {
         Sb__Member__SignupRequest req = signup_req(fresh_login("adm"), roles[i]);
         Sb__Member__Member *m = NULL;
@@ -354,14 +358,35 @@ Test(member, signup_never_creates_an_admin)
 
 /* ------------------------------------------------ CheckCredentials */
 
+/* CheckCredentials is the auth service's alone: the runtime refuses anyone
+ * else before the handler runs (the policy in member.proto). */
+Test(member, check_credentials_is_for_the_auth_service_only)
+{
+    sb_buf_t err = SB_BUF_INIT;
+    Sb__Member__Member *m = new_member("cs", SB__COMMON__ROLE__USER);
+    Sb__Member__CheckCredentialsResponse *resp = NULL;
+    Sb__Member__CheckCredentialsRequest req = SB__MEMBER__CHECK_CREDENTIALS_REQUEST__INIT;
+    req.login_id = (char *)m->login_id;
+    req.password = PASSWORD;
+
+    sb_rpc_set_service_name("gateway");
+    cr_expect_eq(check_credentials(m->login_id, PASSWORD, &resp, &err), SB_PERMISSION_DENIED, "%s", err.buf);
+    cr_expect_str_eq(err.buf, "only the auth service may call this");
+    sb_rpc_set_service_name(NULL);
+    cr_expect_eq(call("CheckCredentials", &req.base, &resp, self(m), &err), SB_PERMISSION_DENIED, "%s", err.buf);
+    sb_rpc_set_service_name("auth");
+    cr_expect_eq(check_credentials(m->login_id, PASSWORD, &resp, &err), SB_OK, "%s", err.buf);
+    sb_buf_release(&err);
+}
+
 Test(member, check_credentials_same_answer_for_unknown_and_wrong)
 {
     sb_buf_t err = SB_BUF_INIT;
-    Sb__Member__Member *m = new_member("cc", SB__MEMBER__ROLE__USER);
+    Sb__Member__Member *m = new_member("cc", SB__COMMON__ROLE__USER);
     Sb__Member__CheckCredentialsResponse *resp = NULL;
     cr_assert_eq(check_credentials(m->login_id, PASSWORD, &resp, &err), SB_OK, "%s", err.buf);
     cr_assert_str_eq(resp->user_id, m->user_id);
-    cr_assert_eq(resp->role, SB__MEMBER__ROLE__USER);
+    cr_assert_eq(resp->role, SB__COMMON__ROLE__USER);
 
     char upper[64];
     snprintf(upper, sizeof upper, "%s", m->login_id);
@@ -385,10 +410,10 @@ Test(member, bootstrap_admin_exists)
     Sb__Member__Member *m = NULL;
     cr_assert_eq(get_member(a.user_id, a, &m, &err), SB_OK, "%s", err.buf);
     cr_assert_str_eq(m->login_id, ADMIN_LOGIN);
-    cr_assert_eq(m->role, SB__MEMBER__ROLE__ADMIN);
+    cr_assert_eq(m->role, SB__COMMON__ROLE__ADMIN);
     Sb__Member__CheckCredentialsResponse *resp = NULL;
     cr_assert_eq(check_credentials("MEMBER-TEST-ADMIN", ADMIN_PASSWORD, &resp, &err), SB_OK, "%s", err.buf);
-    cr_assert_eq(resp->role, SB__MEMBER__ROLE__ADMIN);
+    cr_assert_eq(resp->role, SB__COMMON__ROLE__ADMIN);
     sb_buf_release(&err);
 }
 
@@ -397,8 +422,8 @@ Test(member, bootstrap_admin_exists)
 Test(member, get_member_self_or_admin_only)
 {
     sb_buf_t err = SB_BUF_INIT;
-    Sb__Member__Member *alice = new_member("ga", SB__MEMBER__ROLE__USER);
-    Sb__Member__Member *bob = new_member("gb", SB__MEMBER__ROLE__PLANNER);
+    Sb__Member__Member *alice = new_member("ga", SB__COMMON__ROLE__USER);
+    Sb__Member__Member *bob = new_member("gb", SB__COMMON__ROLE__PLANNER);
     Sb__Member__Member *m = NULL;
 
     cr_assert_eq(get_member(alice->user_id, self(alice), &m, &err), SB_OK, "%s", err.buf);
@@ -440,8 +465,8 @@ Test(member, get_member_self_or_admin_only)
 Test(member, update_member_profile_fields)
 {
     sb_buf_t err = SB_BUF_INIT;
-    Sb__Member__Member *m = new_member("up", SB__MEMBER__ROLE__USER);
-    Sb__Member__Member *other = new_member("uo", SB__MEMBER__ROLE__USER);
+    Sb__Member__Member *m = new_member("up", SB__COMMON__ROLE__USER);
+    Sb__Member__Member *other = new_member("uo", SB__COMMON__ROLE__USER);
     Sb__Member__Member *out = NULL;
     usleep(20000); /* let updatedAt move past createdAt */
 
@@ -490,7 +515,7 @@ Test(member, update_member_profile_fields)
 Test(member, update_member_password)
 {
     sb_buf_t err = SB_BUF_INIT;
-    Sb__Member__Member *m = new_member("pw", SB__MEMBER__ROLE__USER);
+    Sb__Member__Member *m = new_member("pw", SB__COMMON__ROLE__USER);
     Sb__Member__Member *out = NULL;
     Sb__Member__CheckCredentialsResponse *cc = NULL;
     Sb__Member__UpdateMemberRequest req = SB__MEMBER__UPDATE_MEMBER_REQUEST__INIT;
@@ -535,8 +560,8 @@ Test(member, update_member_password)
 Test(member, delete_member_withdraws_and_frees_the_login_id)
 {
     sb_buf_t err = SB_BUF_INIT;
-    Sb__Member__Member *m = new_member("dl", SB__MEMBER__ROLE__USER);
-    Sb__Member__Member *other = new_member("do", SB__MEMBER__ROLE__USER);
+    Sb__Member__Member *m = new_member("dl", SB__COMMON__ROLE__USER);
+    Sb__Member__Member *other = new_member("do", SB__COMMON__ROLE__USER);
     Sb__Member__DeleteMemberResponse *resp = NULL;
     Sb__Member__CheckCredentialsResponse *cc = NULL;
     Sb__Member__Member *got = NULL;
@@ -592,7 +617,7 @@ Test(member, delete_member_withdraws_and_frees_the_login_id)
     cr_assert_eq(strlen(ev->withdrawn_at), 24, "%s", ev->withdrawn_at);
 
     /* the login id can be signed up again: a new account */
-    Sb__Member__SignupRequest again = signup_req(m->login_id, SB__MEMBER__ROLE__USER);
+    Sb__Member__SignupRequest again = signup_req(m->login_id, SB__COMMON__ROLE__USER);
     Sb__Member__Member *m2 = NULL;
     cr_assert_eq(call("Signup", &again.base, &m2, anonymous, &err), SB_OK, "%s", err.buf);
     cr_assert_str_neq(m2->user_id, m->user_id);
@@ -604,7 +629,7 @@ Test(member, delete_member_withdraws_and_frees_the_login_id)
 Test(member, admin_may_withdraw_anyone)
 {
     sb_buf_t err = SB_BUF_INIT;
-    Sb__Member__Member *m = new_member("da", SB__MEMBER__ROLE__PLANNER);
+    Sb__Member__Member *m = new_member("da", SB__COMMON__ROLE__PLANNER);
     Sb__Member__DeleteMemberResponse *resp = NULL;
     who_t a = admin();
     cr_assert_eq(delete_member(m->user_id, a, &resp, &err), SB_OK, "%s", err.buf);
@@ -685,7 +710,7 @@ Test(member, bootstrap_refuses_bad_settings_at_once)
 
 Test(member, bootstrap_refuses_a_login_id_held_by_a_user)
 {
-    Sb__Member__Member *m = new_member("squat", SB__MEMBER__ROLE__USER);
+    Sb__Member__Member *m = new_member("squat", SB__COMMON__ROLE__USER);
     char *log = temp_log();
     const char *extra[] = {sb_arena_printf(arena, "BOOTSTRAP_ADMIN_LOGIN=%s", m->login_id),
                            "BOOTSTRAP_ADMIN_PASSWORD=whatever-long-1"};
@@ -700,7 +725,7 @@ Test(member, bootstrap_refuses_a_login_id_held_by_a_user)
     sb_buf_t err = SB_BUF_INIT;
     Sb__Member__CheckCredentialsResponse *cc = NULL;
     cr_assert_eq(check_credentials(m->login_id, PASSWORD, &cc, &err), SB_OK, "%s", err.buf);
-    cr_assert_eq(cc->role, SB__MEMBER__ROLE__USER);
+    cr_assert_eq(cc->role, SB__COMMON__ROLE__USER);
     sb_buf_release(&err);
 }
 
@@ -763,7 +788,7 @@ Test(member, bootstrap_is_safe_when_instances_start_together)
     sb_buf_t err = SB_BUF_INIT;
     Sb__Member__CheckCredentialsResponse *cc = NULL;
     cr_assert_eq(check_credentials(login, "race-password-1", &cc, &err), SB_OK, "%s", err.buf);
-    cr_assert_eq(cc->role, SB__MEMBER__ROLE__ADMIN);
+    cr_assert_eq(cc->role, SB__COMMON__ROLE__ADMIN);
     sb_buf_release(&err);
 }
 
@@ -818,7 +843,7 @@ static long service_peak_kib(void)
 Test(member, burst_of_logins_is_answered_within_bounded_memory)
 {
     enum { N = 24 };
-    Sb__Member__Member *m = new_member("burst", SB__MEMBER__ROLE__USER);
+    Sb__Member__Member *m = new_member("burst", SB__COMMON__ROLE__USER);
     struct burst_arg args[N];
     pthread_t threads[N];
     for (int i = 0; i < N; i++) {
@@ -859,7 +884,7 @@ static char *stored_hash(const char *login)
  * own parameters, so both instances keep accepting the password. */
 Test(member, login_rehashes_a_password_with_outdated_parameters)
 {
-    Sb__Member__Member *m = new_member("rh", SB__MEMBER__ROLE__USER);
+    Sb__Member__Member *m = new_member("rh", SB__COMMON__ROLE__USER);
     cr_assert(strstr(stored_hash(m->login_id), "$m=65536,t=2,") != NULL, "%s", stored_hash(m->login_id));
 
     char *log = temp_log();

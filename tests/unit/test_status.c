@@ -1,6 +1,7 @@
 #include <criterion/criterion.h>
 #include <grpc/status.h>
 
+#include "gateway.h"
 #include "sb/status.h"
 
 /* The enum must stay equal to the canonical gRPC codes: a status crosses the
@@ -28,4 +29,22 @@ Test(status, names)
     cr_assert_str_eq(sb_status_name(SB_UNAUTHENTICATED), "UNAUTHENTICATED");
     cr_assert_str_eq(sb_status_name((sb_status_t)99), "UNKNOWN");
     cr_assert_str_eq(sb_status_name((sb_status_t)-1), "UNKNOWN");
+}
+
+/* The gateway's one status -> HTTP table. */
+Test(status, http_table)
+{
+    cr_expect_eq(gw_http_status(SB_OK), 200);
+    cr_expect_eq(gw_http_status(SB_INVALID_ARGUMENT), 400);
+    cr_expect_eq(gw_http_status(SB_UNAUTHENTICATED), 401);
+    cr_expect_eq(gw_http_status(SB_PERMISSION_DENIED), 403);
+    cr_expect_eq(gw_http_status(SB_NOT_FOUND), 404);
+    cr_expect_eq(gw_http_status(SB_ALREADY_EXISTS), 409);
+    cr_expect_eq(gw_http_status(SB_ABORTED), 409);
+    cr_expect_eq(gw_http_status(SB_RESOURCE_EXHAUSTED), 429);
+    cr_expect_eq(gw_http_status(SB_INTERNAL), 500);
+    cr_expect_eq(gw_http_status(SB_UNIMPLEMENTED), 501);
+    cr_expect_eq(gw_http_status(SB_UNAVAILABLE), 503);
+    cr_expect_eq(gw_http_status(SB_DEADLINE_EXCEEDED), 504);
+    cr_expect_eq(gw_http_status((sb_status_t)99), 500);
 }

@@ -1,10 +1,10 @@
 /* Shape checks and parsers shared by the services (common/src/valid.c):
- * UUIDs, UTF-8 text, RFC 3339 timestamps, role names, and the gateway's
+ * UUIDs, UTF-8 text, RFC 3339 timestamps, role names, and the API table's
  * role bit built on them. Cases are data: one row per input. */
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "gateway.h"
+#include "sb/api.h"
 #include "sb/arena.h"
 #include "sb/util.h"
 #include "sb/valid.h"
@@ -294,23 +294,23 @@ Test(valid, rfc3339_round_trip)
 
 struct role_case {
     const char *name;
-    Sb__Member__Role role;
-    unsigned bit; /* gw_role_bit */
+    Sb__Common__Role role;
+    unsigned bit; /* sb_api_role_bit */
 };
 
 static const struct role_case role_cases[] = {
-    {"USER", SB__MEMBER__ROLE__USER, GW_USER},
-    {"PLANNER", SB__MEMBER__ROLE__PLANNER, GW_PLANNER},
-    {"ADMIN", SB__MEMBER__ROLE__ADMIN, GW_ADMIN},
-    {NULL, SB__MEMBER__ROLE__ROLE_UNSPECIFIED, 0},
-    {"", SB__MEMBER__ROLE__ROLE_UNSPECIFIED, 0},
-    {"user", SB__MEMBER__ROLE__ROLE_UNSPECIFIED, 0},
-    {"Admin", SB__MEMBER__ROLE__ROLE_UNSPECIFIED, 0},
-    {"ADMIN ", SB__MEMBER__ROLE__ROLE_UNSPECIFIED, 0},
-    {" USER", SB__MEMBER__ROLE__ROLE_UNSPECIFIED, 0},
-    {"ADMINISTRATOR", SB__MEMBER__ROLE__ROLE_UNSPECIFIED, 0},
-    {"ROLE_UNSPECIFIED", SB__MEMBER__ROLE__ROLE_UNSPECIFIED, 0},
-    {"GUEST", SB__MEMBER__ROLE__ROLE_UNSPECIFIED, 0},
+    {"USER", SB__COMMON__ROLE__USER, SB_ROLE_BIT_USER},
+    {"PLANNER", SB__COMMON__ROLE__PLANNER, SB_ROLE_BIT_PLANNER},
+    {"ADMIN", SB__COMMON__ROLE__ADMIN, SB_ROLE_BIT_ADMIN},
+    {NULL, SB__COMMON__ROLE__ROLE_UNSPECIFIED, 0},
+    {"", SB__COMMON__ROLE__ROLE_UNSPECIFIED, 0},
+    {"user", SB__COMMON__ROLE__ROLE_UNSPECIFIED, 0},
+    {"Admin", SB__COMMON__ROLE__ROLE_UNSPECIFIED, 0},
+    {"ADMIN ", SB__COMMON__ROLE__ROLE_UNSPECIFIED, 0},
+    {" USER", SB__COMMON__ROLE__ROLE_UNSPECIFIED, 0},
+    {"ADMINISTRATOR", SB__COMMON__ROLE__ROLE_UNSPECIFIED, 0},
+    {"ROLE_UNSPECIFIED", SB__COMMON__ROLE__ROLE_UNSPECIFIED, 0},
+    {"GUEST", SB__COMMON__ROLE__ROLE_UNSPECIFIED, 0},
 };
 
 Test(valid, roles)
@@ -319,11 +319,11 @@ Test(valid, roles)
         const struct role_case *c = &role_cases[i];
         const char *shown = c->name ? c->name : "NULL";
         cr_expect_eq(sb_role_parse(c->name), c->role, "case %zu (%s): parse", i, shown);
-        cr_expect_eq(gw_role_bit(c->name), c->bit, "case %zu (%s): route bit", i, shown);
-        if (c->role != SB__MEMBER__ROLE__ROLE_UNSPECIFIED)
+        cr_expect_eq(sb_api_role_bit(c->name), c->bit, "case %zu (%s): role bit", i, shown);
+        if (c->role != SB__COMMON__ROLE__ROLE_UNSPECIFIED)
             cr_expect_str_eq(sb_role_name(c->role), c->name, "case %zu: name", i);
     }
-    cr_expect_null(sb_role_name(SB__MEMBER__ROLE__ROLE_UNSPECIFIED));
-    cr_expect_null(sb_role_name((Sb__Member__Role)99));
-    cr_expect_null(sb_role_name((Sb__Member__Role)-1));
+    cr_expect_null(sb_role_name(SB__COMMON__ROLE__ROLE_UNSPECIFIED));
+    cr_expect_null(sb_role_name((Sb__Common__Role)99));
+    cr_expect_null(sb_role_name((Sb__Common__Role)-1));
 }

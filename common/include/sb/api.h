@@ -10,6 +10,10 @@
 #include <stddef.h>
 #include <protobuf-c/protobuf-c.h>
 
+#include "sb/arena.h"
+#include "sb/buf.h"
+#include "sb/status.h"
+
 /* Role bits of a policy (Sb__Common__Role values as bits). */
 enum {
     SB_ROLE_BIT_USER = 1u << 0,
@@ -18,20 +22,30 @@ enum {
     SB_ROLE_BITS_ALL = SB_ROLE_BIT_USER | SB_ROLE_BIT_PLANNER | SB_ROLE_BIT_ADMIN,
 };
 
+/* The role bit of a role name as carried in a token and in x-user-role
+ * ("USER", "PLANNER", "ADMIN" exactly); 0 for NULL or anything else, so an
+ * unknown role is admitted by no role clause. */
+unsigned sb_api_role_bit(const char *role);
+
 /* Who may call an RPC. Deny by default: a method whose policy says nothing
  * admits no one (the unit test refuses such a table).
  *   public:      anyone, no identity needed
  *   roles:       signed-in callers whose role bit is set ("signed in" = all)
  *   owner_field: callers not admitted by `roles` are admitted when they are
  *                signed in and their user id equals this request field
- *                ("user_id"): "self, admin" is roles=ADMIN, owner_field=user_id
+ *                ("user_id"): "self, admin" is roles=ADMIN, owner_field=user_id.
+ *                The field holds a user id, a UUID: compared ignoring case,
+ *                and a value that is no UUID is INVALID_ARGUMENT
  *   services:    calling services (by their certificate name) admitted
- *                whatever the end user; NULL-terminated, NULL when none */
+ *                whatever the end user; NULL-terminated, NULL when none
+ *   refusal:     what a caller refused by the policy reads; NULL: a message
+ *                made from the policy */
 typedef struct sb_api_access {
     bool public_;
     unsigned roles;
     const char *owner_field;
     const char *const *services;
+    const char *refusal;
 } sb_api_access_t;
 
 /* One HTTP binding: verb, path template ("/members/{user_id}", proto field
@@ -50,7 +64,8 @@ typedef struct sb_api_header {
 
 typedef struct sb_api_method {
     const ProtobufCServiceDescriptor *service; /* "sb.member.MemberService" */
-    const ProtobufCMethodDescriptor *rpc;
+    const ProtobufCMethodDescriptor *rpc; /* name, input, output (a copy of the
+                                             service's entry: compare by name) */
     const char *backend;           /* short service name: "member" */
     sb_api_access_t access;
     int ok_status;                 /* HTTP status on success: 200, or 201 (created) */
@@ -67,6 +82,10 @@ typedef struct sb_api_method {
 
 extern const sb_api_method_t sb_api_methods[];
 extern const size_t sb_api_n_methods;
+/* Every service compiled into sb_proto, grpc.health.v1.Health included
+ * (which has no rows: the runtime's own, open to all). */
+extern const ProtobufCServiceDescriptor *const sb_api_services[];
+extern const size_t sb_api_n_services;
 
 /* The row of "/pkg.Service/Method" or of (service full name, method name);
  * NULL when none. */
@@ -79,11 +98,11 @@ const sb_api_method_t *sb_api_find(const char *service, const char *method);
  *   service:        the calling service's name ("" when not a service)
  *   req:            the unpacked request (for owner_field)
  * SB_OK when m's policy admits the caller; UNAUTHENTICATED when the method
- * needs a signed-in caller and there is none; PERMISSION_DENIED otherwise
- * (also for m == NULL: deny by default). why receives a message fit for the
- * client ("sign in first", "this action needs the ADMIN role", ...). */
-#include "sb/buf.h"
-#include "sb/status.h"
+ * needs a signed-in caller and there is none; INVALID_ARGUMENT when the
+ * decision rests on owner_field and its value is no UUID; PERMISSION_DENIED
+ * otherwise (also for m == NULL: deny by default). why receives a message fit
+ * for the client ("sign in first", "this action needs the ADMIN role", ...).
+ * req may be NULL only when m's policy has no owner_field. */
 sb_status_t sb_api_authorize(const sb_api_method_t *m, const char *user_id, const char *role,
                              const char *service, const ProtobufCMessage *req, sb_buf_t *why);
 
@@ -104,5 +123,11 @@ typedef struct sb_api_match {
     bool path_known;
 } sb_api_match_t;
 bool sb_api_match(const char *verb, const char *path, sb_api_match_t *m);
+
+/* A request message of m's RPC, allocated in a, with its string fields set
+ * from m's path variables (others stay default): what sb_api_authorize needs
+ * to decide on an owner_field before the request is otherwise built (the
+ * gateway's early check, POST /auth). */
+ProtobufCMessage *sb_api_match_request(const sb_api_match_t *m, sb_arena_t *a);
 
 #endif

@@ -4,8 +4,9 @@
  * Server: sb_server_add_service() registers every method of a service;
  * methods without a handler answer UNIMPLEMENTED. Worker threads each own a
  * completion queue and run one call at a time: receive the request bytes,
- * unpack them into the call's arena (malformed -> INVALID_ARGUMENT), call the
- * handler, pack the response or send the status with its message.
+ * unpack them into the call's arena (malformed -> INVALID_ARGUMENT), check the
+ * caller against the method's access policy (the API table, sb/api.h), call
+ * the handler, pack the response or send the status with its message.
  *
  * Handlers never see sockets, queues or byte buffers:
  *
@@ -33,6 +34,10 @@
 #define SB_MD_TRACE_ID "x-trace-id"
 #define SB_MD_USER_ID "x-user-id"
 #define SB_MD_USER_ROLE "x-user-role"
+/* The calling service's name ("auth"), for the services clause of access
+ * policies (sb/api.h). Claimed, not verified: any client may send it. The
+ * mTLS issue replaces it with the name in the peer's certificate. */
+#define SB_MD_CALLER_SERVICE "x-caller-service"
 
 typedef struct sb_rpc_ctx {
     sb_arena_t *arena;       /* the call's arena: response strings, scratch */
@@ -41,6 +46,7 @@ typedef struct sb_rpc_ctx {
     const char *trace_id;    /* from metadata, or generated; never NULL */
     const char *user_id;     /* caller identity from metadata; "" when anonymous */
     const char *user_role;   /* "USER", "PLANNER", "ADMIN" or "" */
+    const char *caller_service; /* the calling service's claimed name; "" when none */
     void *service_data;      /* the pointer given to sb_server_add_service */
     sb_buf_t err;            /* status message for non-OK answers */
 } sb_rpc_ctx_t;
@@ -88,6 +94,11 @@ void sb_server_shutdown(sb_server_t *s, int grace_ms);
 void sb_server_free(sb_server_t *s);
 
 /* ---- client ---- */
+
+/* The name this process calls other services as (sent in
+ * SB_MD_CALLER_SERVICE by every sb_rpc_call): sb_service_main sets the
+ * service's name, the gateway "gateway". Copied; call before the first RPC. */
+void sb_rpc_set_service_name(const char *name);
 
 typedef struct sb_channel sb_channel_t;
 

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "member.pb-c.h"
+#include "common.pb-c.h"
 #include "sb/arena.h"
 
 /* true when s is a textual UUID: exactly SB_UUID_LEN (36) characters, hex
@@ -45,9 +45,9 @@ bool sb_parse_rfc3339(const char *s, int64_t *unix_ms);
 
 /* "USER", "PLANNER" or "ADMIN" (static strings); NULL for ROLE_UNSPECIFIED
  * and anything else. */
-const char *sb_role_name(Sb__Member__Role r);
+const char *sb_role_name(Sb__Common__Role r);
 /* The role named exactly (case-sensitively) by name; ROLE_UNSPECIFIED for
  * NULL or any other string. */
-Sb__Member__Role sb_role_parse(const char *name);
+Sb__Common__Role sb_role_parse(const char *name);
 
 #endif
