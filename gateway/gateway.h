@@ -63,7 +63,7 @@ bool gw_route_match(const char *method, const char *path, gw_match_t *m);
  * any other string, so an unknown role matches no route but the public ones. */
 unsigned gw_role_bit(const char *role);
 
-/* HTTP status for a status code (the one table). */
+/* HTTP status for a status code: sb_status_http (the one table, sb/status.h). */
 int gw_http_status(sb_status_t st);
 
 /* Appends the OpenAPI 3 document of every route to out. */

@@ -1,4 +1,4 @@
-/* Route matching and the status table: pure functions, unit tested. */
+/* Route matching: pure functions, unit tested. */
 #include <string.h>
 
 #include "gateway.h"
@@ -29,26 +29,7 @@ unsigned gw_role_bit(const char *role)
 
 int gw_http_status(sb_status_t st)
 {
-    switch (st) {
-    case SB_OK: return 200;
-    case SB_CANCELLED: return 499;
-    case SB_INVALID_ARGUMENT: return 400;
-    case SB_DEADLINE_EXCEEDED: return 504;
-    case SB_NOT_FOUND: return 404;
-    case SB_ALREADY_EXISTS: return 409;
-    case SB_PERMISSION_DENIED: return 403;
-    case SB_RESOURCE_EXHAUSTED: return 429;
-    case SB_FAILED_PRECONDITION: return 400;
-    case SB_ABORTED: return 409;
-    case SB_OUT_OF_RANGE: return 400;
-    case SB_UNIMPLEMENTED: return 501;
-    case SB_UNAVAILABLE: return 503;
-    case SB_UNAUTHENTICATED: return 401;
-    case SB_UNKNOWN:
-    case SB_INTERNAL:
-    case SB_DATA_LOSS: return 500;
-    }
-    return 500;
+    return sb_status_http(st); /* the one table: SB_STATUS_TABLE in sb/status.h */
 }
 
 /* Next segment of *p (after a '/'), length in *len; advances *p. */

@@ -1,6 +1,9 @@
+/* The status table (sb/status.h) and enum names through descriptors (sb/enum.h). */
 #include <criterion/criterion.h>
 #include <grpc/status.h>
 
+#include "kitchen.pb-c.h"
+#include "sb/enum.h"
 #include "sb/status.h"
 
 /* The enum must stay equal to the canonical gRPC codes: a status crosses the
@@ -28,4 +31,32 @@ Test(status, names)
     cr_assert_str_eq(sb_status_name(SB_UNAUTHENTICATED), "UNAUTHENTICATED");
     cr_assert_str_eq(sb_status_name((sb_status_t)99), "UNKNOWN");
     cr_assert_str_eq(sb_status_name((sb_status_t)-1), "UNKNOWN");
+}
+
+Test(status, http_comes_from_the_same_table)
+{
+    cr_expect_str_eq(sb_status_name(SB_OK), "OK");
+    cr_expect_str_eq(sb_status_name(SB_FAILED_PRECONDITION), "FAILED_PRECONDITION");
+    cr_expect_str_eq(sb_status_name(SB_UNAUTHENTICATED), "UNAUTHENTICATED");
+    cr_expect_str_eq(sb_status_name((sb_status_t)99), "UNKNOWN");
+    cr_expect_str_eq(sb_status_name((sb_status_t)-1), "UNKNOWN");
+    cr_expect_eq(SB_UNAUTHENTICATED, 16, "the gRPC code");
+    cr_expect_eq(sb_status_http(SB_OK), 200);
+    cr_expect_eq(sb_status_http(SB_FAILED_PRECONDITION), 400);
+    cr_expect_eq(sb_status_http(SB_ALREADY_EXISTS), 409);
+    cr_expect_eq(sb_status_http(SB_ABORTED), 409);
+    cr_expect_eq(sb_status_http(SB_CANCELLED), 499);
+    cr_expect_eq(sb_status_http(SB_DATA_LOSS), 500);
+    cr_expect_eq(sb_status_http((sb_status_t)99), 500);
+}
+
+Test(status, enum_names_through_descriptors)
+{
+    cr_expect_str_eq(sb_enum_name(&sb__test__grade__descriptor, SB__TEST__GRADE__VIP), "VIP");
+    cr_expect_str_eq(sb_enum_name(&sb__test__grade__descriptor, SB__TEST__GRADE__R), "R");
+    cr_expect_null(sb_enum_name(&sb__test__grade__descriptor, 42));
+    cr_expect_eq(sb_enum_value(&sb__test__grade__descriptor, "R", -1), SB__TEST__GRADE__R);
+    cr_expect_eq(sb_enum_value(&sb__test__grade__descriptor, "r", -1), -1, "case-sensitive");
+    cr_expect_eq(sb_enum_value(&sb__test__grade__descriptor, "SB__TEST__GRADE__R", -1), -1, "the .proto name only");
+    cr_expect_eq(sb_enum_value(&sb__test__grade__descriptor, NULL, -1), -1);
 }
