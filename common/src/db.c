@@ -130,6 +130,11 @@ sb_pg_conn_t *sb_db_conn(sb_db_t *db, sb_status_t *st)
     return *st == SB_OK ? db->conn : NULL;
 }
 
+sb_db_t sb_db_outside(const sb_db_t *db)
+{
+    return (sb_db_t){.arena = db->arena, .detail = db->detail, .pool = db->pool, .deadline_ms = db->deadline_ms};
+}
+
 sb_status_t sb_db_commit(sb_db_t *db)
 {
     if (!db->pool) {

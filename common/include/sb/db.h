@@ -62,6 +62,10 @@ sb_status_t sb_db_sql(sb_db_t *db, const char *sql, PGresult **out);
  * now if no statement did yet: for APIs that take a connection
  * (sb_outbox_add). NULL with the status in *st on failure. */
 sb_pg_conn_t *sb_db_conn(sb_db_t *db, sb_status_t *st);
+/* A db on the same pool, arena and detail whose statements each run on
+ * their own, outside db's transaction: a read ahead of slow work (a password
+ * check, a call to another service) that the transaction re-checks after. */
+sb_db_t sb_db_outside(const sb_db_t *db);
 /* Commits the transaction a db with a pool opened and gives its connection
  * back; OK when none is open. A later statement opens a new one. A
  * transaction in which a statement failed is rolled back instead (ABORTED
