@@ -147,16 +147,23 @@ static void fill_response(sb_rpc_ctx_t *ctx, Sb__Auth__TokenResponse *resp, char
     resp->role = role;
 }
 
-/* Takes the user lock, then the token row's lock (in the call's
- * transaction). *row is the stmt_lock row, or NULL for an unknown token. */
-static sb_status_t lock_token(sb_db_t *db, const char *hash, PGresult **row)
+/* The presented refresh token's row (stmt_lock), locked in the call's
+ * transaction: the user lock first, then the row's; its hash into hash. An
+ * unknown token is refused. */
+static sb_status_t lock_token(sb_rpc_ctx_t *ctx, const char *token, char hash[TOKEN_HASH_HEX], PGresult **row)
 {
+    *row = NULL;
+    if (strlen(token) > REFRESH_TOKEN_MAX)
+        return sb_rpc_fail(ctx, SB_UNAUTHENTICATED, BAD_REFRESH);
+    token_hash(token, hash);
     PGresult *r;
-    sb_status_t st = sb_db_exec(db, &stmt_user_lock_by_token, NULL, hash);
-    if (st == SB_OK)
-        st = sb_db_exec(db, &stmt_lock, &r, hash);
-    *row = st == SB_OK && PQntuples(r) == 1 ? r : NULL;
-    return st;
+    sb_status_t st = sb_db_exec(ctx->db, &stmt_user_lock_by_token, NULL, hash);
+    if (st != SB_OK || (st = sb_db_exec(ctx->db, &stmt_lock, &r, hash)) != SB_OK)
+        return st;
+    if (PQntuples(r) != 1)
+        return sb_rpc_fail(ctx, SB_UNAUTHENTICATED, BAD_REFRESH);
+    *row = r;
+    return SB_OK;
 }
 
 static bool is_true(const PGresult *r, int col)
@@ -247,17 +254,11 @@ sb_status_t auth_refresh(sb_rpc_ctx_t *ctx, const void *in, void *out)
     const Sb__Auth__RefreshRequest *req = in;
     if (!req->refresh_token || !*req->refresh_token)
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "refreshToken is required");
-    if (strlen(req->refresh_token) > REFRESH_TOKEN_MAX)
-        return sb_rpc_fail(ctx, SB_UNAUTHENTICATED, BAD_REFRESH);
-
     char hash[TOKEN_HASH_HEX];
-    token_hash(req->refresh_token, hash);
     PGresult *r, *rv;
-    sb_status_t st = lock_token(ctx->db, hash, &r);
+    sb_status_t st = lock_token(ctx, req->refresh_token, hash, &r);
     if (st != SB_OK)
         return st;
-    if (!r)
-        return sb_rpc_fail(ctx, SB_UNAUTHENTICATED, BAD_REFRESH);
     const char *family = PQgetvalue(r, 0, C_FAMILY), *user_id = PQgetvalue(r, 0, C_USER);
     const char *role = PQgetvalue(r, 0, C_ROLE);
 
@@ -294,16 +295,11 @@ out_wipe:
 /* Revokes the family of the caller's refresh token and commits. */
 static sb_status_t revoke_session(sb_rpc_ctx_t *ctx, const char *refresh_token)
 {
-    if (strlen(refresh_token) > REFRESH_TOKEN_MAX)
-        return sb_rpc_fail(ctx, SB_UNAUTHENTICATED, BAD_REFRESH);
     char hash[TOKEN_HASH_HEX];
-    token_hash(refresh_token, hash);
     PGresult *r, *rv;
-    sb_status_t st = lock_token(ctx->db, hash, &r);
+    sb_status_t st = lock_token(ctx, refresh_token, hash, &r);
     if (st != SB_OK)
         return st;
-    if (!r)
-        return sb_rpc_fail(ctx, SB_UNAUTHENTICATED, BAD_REFRESH);
     if (strcasecmp(PQgetvalue(r, 0, C_USER), ctx->user_id) != 0) {
         sb_warn("user %s tried to log out a refresh token of another user", ctx->user_id);
         return sb_rpc_fail(ctx, SB_PERMISSION_DENIED, "the refresh token belongs to another user");

@@ -117,6 +117,16 @@ static sb_status_t target_member(sb_rpc_ctx_t *ctx, const char *raw_id, bool adm
     return sb_rpc_fail(ctx, SB_PERMISSION_DENIED, "%s", denied);
 }
 
+/* Runs stmt (one row per member) on member id; NOT_FOUND when there is none. */
+static sb_status_t member_row(sb_rpc_ctx_t *ctx, sb_db_t *db, const sb_pg_stmt_t *stmt, const char *id,
+                              PGresult **r)
+{
+    sb_status_t st = sb_db_exec(db, stmt, r, id);
+    if (st == SB_OK && PQntuples(*r) == 0)
+        return sb_rpc_fail(ctx, SB_NOT_FOUND, "member not found");
+    return st;
+}
+
 /* ------------------------------------------------------------------ Signup */
 
 sb_status_t member_signup(sb_rpc_ctx_t *ctx, const void *in, void *out)
@@ -232,10 +242,8 @@ sb_status_t member_get(sb_rpc_ctx_t *ctx, const void *in, void *out)
     char *id;
     PGresult *r;
     sb_status_t st = target_member(ctx, req->user_id, true, "you may only read your own profile", &id);
-    if (st != SB_OK || (st = sb_db_exec(ctx->db, &select_member, &r, id)) != SB_OK)
+    if (st != SB_OK || (st = member_row(ctx, ctx->db, &select_member, id, &r)) != SB_OK)
         return st;
-    if (PQntuples(r) == 0)
-        return sb_rpc_fail(ctx, SB_NOT_FOUND, "member not found");
     fill_member(r, 0, out);
     return SB_OK;
 }
@@ -251,11 +259,9 @@ static sb_status_t new_password(sb_rpc_ctx_t *ctx, const char *id, const char *c
 {
     sb_db_t pre = sb_db_outside(ctx->db);
     PGresult *r;
-    sb_status_t st = sb_db_exec(&pre, &select_hash, &r, id);
+    sb_status_t st = member_row(ctx, &pre, &select_hash, id, &r);
     if (st != SB_OK)
         return st;
-    if (PQntuples(r) == 0)
-        return sb_rpc_fail(ctx, SB_NOT_FOUND, "member not found");
     *old_hash = PQgetvalue(r, 0, 0);
     sb_buf_t err = SB_BUF_INIT;
     bool match = false;
@@ -318,12 +324,8 @@ sb_status_t member_update(sb_rpc_ctx_t *ctx, const void *in, void *out)
         new_hash = hash;
     }
     /* the transaction: from here on */
-    if ((st = sb_db_exec(ctx->db, &lock_member, &r, id)) != SB_OK)
+    if ((st = member_row(ctx, ctx->db, &lock_member, id, &r)) != SB_OK)
         goto out;
-    if (PQntuples(r) == 0) {
-        st = sb_rpc_fail(ctx, SB_NOT_FOUND, "member not found");
-        goto out;
-    }
     if (new_hash && strcmp(PQgetvalue(r, 0, 0), old_hash) != 0) { /* changed since we verified */
         st = sb_rpc_fail(ctx, SB_ABORTED, "the password was changed meanwhile; try again");
         goto out;
@@ -354,10 +356,8 @@ sb_status_t member_delete(sb_rpc_ctx_t *ctx, const void *in, void *out)
     char *id;
     PGresult *r;
     sb_status_t st = target_member(ctx, req->user_id, true, "you may only withdraw your own account", &id);
-    if (st != SB_OK || (st = sb_db_exec(ctx->db, &withdraw_member, &r, id)) != SB_OK)
+    if (st != SB_OK || (st = member_row(ctx, ctx->db, &withdraw_member, id, &r)) != SB_OK)
         return st;
-    if (PQntuples(r) == 0)
-        return sb_rpc_fail(ctx, SB_NOT_FOUND, "member not found");
     Sb__Events__MemberWithdrawn ev = SB__EVENTS__MEMBER_WITHDRAWN__INIT;
     ev.user_id = id;
     ev.withdrawn_at = PQgetvalue(r, 0, 0);

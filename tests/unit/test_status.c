@@ -35,19 +35,17 @@ Test(status, names)
 
 Test(status, http_comes_from_the_same_table)
 {
-    cr_expect_str_eq(sb_status_name(SB_OK), "OK");
+    static const struct {
+        sb_status_t st;
+        int http;
+    } cases[] = {
+        {SB_OK, 200},         {SB_FAILED_PRECONDITION, 400}, {SB_ALREADY_EXISTS, 409},
+        {SB_ABORTED, 409},    {SB_CANCELLED, 499},           {SB_DATA_LOSS, 500},
+        {(sb_status_t)99, 500}, {(sb_status_t)-1, 500},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        cr_expect_eq(sb_status_http(cases[i].st), cases[i].http, "%s", sb_status_name(cases[i].st));
     cr_expect_str_eq(sb_status_name(SB_FAILED_PRECONDITION), "FAILED_PRECONDITION");
-    cr_expect_str_eq(sb_status_name(SB_UNAUTHENTICATED), "UNAUTHENTICATED");
-    cr_expect_str_eq(sb_status_name((sb_status_t)99), "UNKNOWN");
-    cr_expect_str_eq(sb_status_name((sb_status_t)-1), "UNKNOWN");
-    cr_expect_eq(SB_UNAUTHENTICATED, 16, "the gRPC code");
-    cr_expect_eq(sb_status_http(SB_OK), 200);
-    cr_expect_eq(sb_status_http(SB_FAILED_PRECONDITION), 400);
-    cr_expect_eq(sb_status_http(SB_ALREADY_EXISTS), 409);
-    cr_expect_eq(sb_status_http(SB_ABORTED), 409);
-    cr_expect_eq(sb_status_http(SB_CANCELLED), 499);
-    cr_expect_eq(sb_status_http(SB_DATA_LOSS), 500);
-    cr_expect_eq(sb_status_http((sb_status_t)99), 500);
 }
 
 Test(status, enum_names_through_descriptors)
