@@ -6,8 +6,6 @@
 #include "sb/buf.h"
 #include "sb/status.h"
 
-/* HTTP status for a status code (the one table). */
-int gw_http_status(sb_status_t st);
 
 /* Appends a binding's path template as clients know it: variables by their
  * JSON names ("/members/{user_id}" -> "/members/{userId}"). */

@@ -94,7 +94,7 @@ static int error_body(sb_buf_t *out, sb_status_t st, const char *msg)
     sb_buf_adds(out, ",\"message\":");
     sb_buf_add_json_str(out, msg, strlen(msg));
     sb_buf_adds(out, "}}");
-    return gw_http_status(st);
+    return sb_status_http(st);
 }
 
 static bool valid_trace(const char *t)

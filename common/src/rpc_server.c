@@ -3,7 +3,16 @@
  * Threads: each worker owns one completion queue registered with the server
  * and loops request_call -> wait -> handle -> answer. A call is handled
  * synchronously by the worker that received it, so handlers may block on the
- * database; concurrency is the number of workers (SB_GRPC_WORKERS). */
+ * database; concurrency is the number of workers (SB_GRPC_WORKERS).
+ *
+ * dispatch() is the one path of a call: find the row, unpack the request,
+ * run the row, answer for an internal failure (answer_internal), pack. The
+ * row's flags (transaction, idempotency) are the runner's business: a hook
+ * the service layer installs per service (sb_server_add_service_run), not
+ * code here, so this file needs no database, a bare server (the tests', the
+ * health service) runs handlers directly, and the one place that turns an
+ * internal failure into what a client reads stays here, where every call
+ * passes whatever runs it. */
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
@@ -26,7 +35,8 @@
 struct route {
     char *path; /* "/pkg.Service/Method" */
     const ProtobufCMethodDescriptor *md;
-    sb_rpc_handler_fn fn; /* NULL: UNIMPLEMENTED */
+    sb_rpc_method_t row; /* row.fn NULL: UNIMPLEMENTED */
+    sb_rpc_run_fn run;   /* NULL: row.fn is called directly */
     void *service_data;
     const sb_api_method_t *api; /* the method's row in the API table */
     bool policed;         /* check api's access policy before the handler */
@@ -66,6 +76,52 @@ sb_status_t sb_rpc_fail(sb_rpc_ctx_t *ctx, sb_status_t st, const char *fmt, ...)
     return st;
 }
 
+sb_status_t sb_rpc_error(sb_rpc_ctx_t *ctx, sb_status_t st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (ctx->detail.len)
+        sb_buf_adds(&ctx->detail, "; ");
+    sb_buf_vaddf(&ctx->detail, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+/* The last part of the package of "/sb.member.MemberService/X" ("member"),
+ * as *name and *n; "the" when the path has no package. */
+static void package_tail(const char *method, const char **name, int *n)
+{
+    const char *svc = method + (*method == '/');
+    const char *end = strchr(svc, '/');
+    if (!end)
+        end = svc + strlen(svc);
+    const char *dot = end; /* the dot before "MemberService" */
+    while (dot > svc && *dot != '.')
+        dot--;
+    const char *start = dot;
+    while (start > svc && start[-1] != '.')
+        start--;
+    *name = dot > start ? start : "the";
+    *n = dot > start ? (int)(dot - start) : 3;
+}
+
+/* The one place an internal failure (a non-OK status without a refusal
+ * message) becomes what the client reads; logged once, with the detail. */
+static sb_status_t answer_internal(sb_rpc_ctx_t *ctx, sb_status_t st)
+{
+    sb_error("%s failed (%s): %s", ctx->method, sb_status_name(st),
+             ctx->detail.len ? ctx->detail.buf : "no detail");
+    if (st == SB_UNAVAILABLE || st == SB_ABORTED || st == SB_DEADLINE_EXCEEDED) {
+        const char *name;
+        int n;
+        package_tail(ctx->method, &name, &n);
+        sb_buf_addf(&ctx->err, "%.*s service unavailable; try again", n, name);
+        return st;
+    }
+    sb_buf_adds(&ctx->err, "internal error");
+    return SB_INTERNAL;
+}
+
 int64_t sb_rpc_remaining_ms(const sb_rpc_ctx_t *ctx)
 {
     if (ctx->deadline_ms == INT64_MAX)
@@ -99,6 +155,13 @@ static bool known_service(const ProtobufCServiceDescriptor *desc)
 void sb_server_add_service(sb_server_t *s, const ProtobufCServiceDescriptor *desc,
                            const sb_rpc_method_t *methods, size_t n_methods, void *service_data)
 {
+    sb_server_add_service_run(s, desc, methods, n_methods, service_data, NULL);
+}
+
+void sb_server_add_service_run(sb_server_t *s, const ProtobufCServiceDescriptor *desc,
+                               const sb_rpc_method_t *methods, size_t n_methods,
+                               void *service_data, sb_rpc_run_fn run)
+{
     s->routes = sb_realloc(s->routes, (s->n_routes + desc->n_methods) * sizeof *s->routes);
     for (unsigned i = 0; i < desc->n_methods; i++) {
         struct route *r = &s->routes[s->n_routes++];
@@ -106,13 +169,14 @@ void sb_server_add_service(sb_server_t *s, const ProtobufCServiceDescriptor *des
         sb_buf_addf(&p, "/%s/%s", desc->name, desc->methods[i].name);
         r->path = sb_buf_detach(&p, NULL);
         r->md = &desc->methods[i];
-        r->fn = NULL;
+        r->row = (sb_rpc_method_t){.name = desc->methods[i].name};
+        r->run = run;
         r->service_data = service_data;
         r->api = sb_api_find_path(r->path);
         r->policed = r->api || known_service(desc);
         for (size_t j = 0; j < n_methods; j++)
             if (strcmp(methods[j].name, desc->methods[i].name) == 0)
-                r->fn = methods[j].fn;
+                r->row = methods[j];
     }
     for (size_t j = 0; j < n_methods; j++)
         if (!protobuf_c_service_descriptor_get_method_by_name(desc, methods[j].name))
@@ -163,13 +227,13 @@ static int64_t deadline_to_ms(gpr_timespec d)
     return (int64_t)r.tv_sec * 1000 + r.tv_nsec / 1000000;
 }
 
-/* Runs the handler for one request payload; fills *out_bytes on OK. */
+/* Runs the row for one request payload; fills *out_bytes on OK. */
 static sb_status_t dispatch(const struct route *r, sb_rpc_ctx_t *ctx, const uint8_t *data,
                             size_t len, sb_buf_t *out_bytes)
 {
     if (!r)
         return sb_rpc_fail(ctx, SB_UNIMPLEMENTED, "unknown method %s", ctx->method);
-    if (!r->fn)
+    if (!r->row.fn)
         return sb_rpc_fail(ctx, SB_UNIMPLEMENTED, "%s is not implemented yet", ctx->method);
     ProtobufCMessage *req =
         protobuf_c_message_unpack(r->md->input, sb_arena_pb_allocator(ctx->arena), len, data);
@@ -185,15 +249,15 @@ static sb_status_t dispatch(const struct route *r, sb_rpc_ctx_t *ctx, const uint
         if (st != SB_OK)
             return st;
     }
+    ctx->service_data = r->service_data;
+    ctx->row = &r->row;
+
     ProtobufCMessage *resp = sb_arena_alloc(ctx->arena, r->md->output->sizeof_message);
     protobuf_c_message_init(r->md->output, resp);
-    ctx->service_data = r->service_data;
-    sb_status_t st = r->fn(ctx, req, resp);
-    if (st != SB_OK) {
-        if (!ctx->err.len)
-            sb_buf_adds(&ctx->err, sb_status_name(st));
-        return st;
-    }
+    sb_status_t st = r->run ? r->run(ctx, &r->row, req, resp) : r->row.fn(ctx, req, resp);
+    if (st != SB_OK)
+        return ctx->err.len ? st : answer_internal(ctx, st);
+
     size_t n = protobuf_c_message_get_packed_size(resp);
     sb_buf_grow(out_bytes, n);
     protobuf_c_message_pack(resp, (uint8_t *)out_bytes->buf);
@@ -205,7 +269,7 @@ static void handle_call(sb_server_t *s, struct worker *w, grpc_call *call,
                         grpc_call_details *details, grpc_metadata_array *md)
 {
     int64_t t0 = sb_mono_ns();
-    sb_rpc_ctx_t ctx = {.arena = sb_arena_new(), .err = SB_BUF_INIT};
+    sb_rpc_ctx_t ctx = {.arena = sb_arena_new(), .err = SB_BUF_INIT, .detail = SB_BUF_INIT};
     sb_buf_t out = SB_BUF_INIT;
     const struct route *r = find_route(s, details->method);
     ctx.method = r ? r->path
@@ -295,6 +359,7 @@ out_answer : {
     sb_log_set_trace(NULL);
     sb_buf_release(&out);
     sb_buf_release(&ctx.err);
+    sb_buf_release(&ctx.detail);
     sb_arena_free(ctx.arena);
 }
 

@@ -27,6 +27,23 @@ static bool is_ready(void *arg)
     return ok && sb_redis_ping(svc->redis);
 }
 
+/* An idempotent row whose request has no idempotency_key string field is
+ * never idempotent: say so at start-up. */
+static void check_rows(const sb_service_def_t *def)
+{
+    for (size_t i = 0; i < def->n_methods; i++) {
+        const sb_rpc_method_t *row = &def->methods[i];
+        const ProtobufCMethodDescriptor *md =
+            protobuf_c_service_descriptor_get_method_by_name(def->descriptor, row->name);
+        const ProtobufCFieldDescriptor *f =
+            md && row->idempotent ? protobuf_c_message_descriptor_get_field_by_name(md->input, "idempotency_key")
+                                  : NULL;
+        if (md && row->idempotent && (!f || f->type != PROTOBUF_C_TYPE_STRING))
+            sb_warn("%s is idempotent but %s has no string field idempotency_key", row->name,
+                    md->input->name);
+    }
+}
+
 int sb_service_main(const sb_service_def_t *def)
 {
     sb_log_init(def->name);
@@ -71,7 +88,7 @@ int sb_service_main(const sb_service_def_t *def)
     svc.pg = sb_pg_pool_new(db_url, dbname, (int)pool_size, &err);
     if (!svc.pg)
         goto out;
-    if (sb_events_migrate(svc.pg, &err) != SB_OK ||
+    if (sb_events_migrate(svc.pg, &err) != SB_OK || sb_idempotency_migrate(svc.pg, &err) != SB_OK ||
         sb_pg_migrate(svc.pg, def->name, def->migrations->items, def->migrations->n, &err) != SB_OK)
         goto out_pg;
     svc.redis = sb_redis_new(redis_url, &err);
@@ -100,7 +117,9 @@ int sb_service_main(const sb_service_def_t *def)
             goto out_relay;
     }
     svc.server = sb_server_new(addr, (int)workers);
-    sb_server_add_service(svc.server, def->descriptor, def->methods, def->n_methods, &svc);
+    check_rows(def);
+    sb_server_add_service_run(svc.server, def->descriptor, def->methods, def->n_methods, &svc,
+                              sb_service_call);
     if (sb_server_start(svc.server, &err) != SB_OK)
         goto out_server;
     admin = sb_admin_start((int)admin_port, is_ready, &svc, &err);

@@ -39,7 +39,11 @@ sb_status_t sb_service_deliver_event(sb_rpc_ctx_t *ctx, const void *in, void *ou
     sb_buf_t err = SB_BUF_INIT;
     sb_status_t st = sb_inbox_handle(svc->pg, bytes, len, svc->def->on_event, svc, &dup, &err);
     if (st != SB_OK) {
-        st = sb_rpc_fail(ctx, st, "event %.64s: %s", req->event_id, err.buf);
+        /* an event the service refuses is the admin's to know; a failure is internal */
+        if (st == SB_INVALID_ARGUMENT || st == SB_FAILED_PRECONDITION)
+            st = sb_rpc_fail(ctx, st, "event %.64s: %s", req->event_id, err.buf);
+        else
+            st = sb_rpc_error(ctx, st, "event %.64s: %s", req->event_id, err.buf);
         sb_buf_release(&err);
         return st;
     }
@@ -61,9 +65,10 @@ sb_status_t sb_service_replay(sb_rpc_ctx_t *ctx, const void *in, void *out, cons
     sb_status_t st = sb_outbox_replay(sb_service_of(ctx)->pg, type_prefix, req->since, &n, &err);
     if (st != SB_OK) {
         /* a malformed `since` is the caller's mistake, not ours */
-        if (st == SB_INTERNAL && strstr(err.buf, "timestamp"))
-            st = SB_INVALID_ARGUMENT;
-        st = sb_rpc_fail(ctx, st, "replay %s: %s", type_prefix, err.buf);
+        if ((st == SB_INTERNAL || st == SB_INVALID_ARGUMENT) && strstr(err.buf, "timestamp"))
+            st = sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "since: must be a timestamp such as 2030-01-31T19:30:00Z");
+        else
+            st = sb_rpc_error(ctx, st, "replay %s: %s", type_prefix, err.buf);
         sb_buf_release(&err);
         return st;
     }

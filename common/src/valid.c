@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "sb/enum.h"
 #include "sb/util.h"
 
 /* ASCII only, whatever the locale. */
@@ -174,25 +175,14 @@ bool sb_parse_rfc3339(const char *s, int64_t *unix_ms)
 
 /* ------------------------------------------------------------------ roles */
 
+/* Through the enum's descriptor (sb/enum.h); the zero value is "no role". */
 const char *sb_role_name(Sb__Common__Role r)
 {
-    switch (r) {
-    case SB__COMMON__ROLE__USER: return "USER";
-    case SB__COMMON__ROLE__PLANNER: return "PLANNER";
-    case SB__COMMON__ROLE__ADMIN: return "ADMIN";
-    default: return NULL;
-    }
+    return r == SB__COMMON__ROLE__ROLE_UNSPECIFIED ? NULL : sb_enum_name(&sb__common__role__descriptor, r);
 }
 
 Sb__Common__Role sb_role_parse(const char *name)
 {
-    if (!name)
-        return SB__COMMON__ROLE__ROLE_UNSPECIFIED;
-    if (!strcmp(name, "USER"))
-        return SB__COMMON__ROLE__USER;
-    if (!strcmp(name, "PLANNER"))
-        return SB__COMMON__ROLE__PLANNER;
-    if (!strcmp(name, "ADMIN"))
-        return SB__COMMON__ROLE__ADMIN;
-    return SB__COMMON__ROLE__ROLE_UNSPECIFIED;
+    return (Sb__Common__Role)sb_enum_value(&sb__common__role__descriptor, name,
+                                           SB__COMMON__ROLE__ROLE_UNSPECIFIED);
 }

@@ -35,8 +35,8 @@ static sb_status_t auth_init(sb_service_t *svc, sb_buf_t *err)
 
 static const sb_rpc_method_t methods[] = {
     {"Login", auth_login},
-    {"Refresh", auth_refresh},
-    {"Logout", auth_logout},
+    {"Refresh", auth_refresh, .tx = SB_TX},
+    {"Logout", auth_logout, .tx = SB_TX},
     {"Authorize", auth_authorize},
     {"DeliverEvent", sb_service_deliver_event},
 };

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "member.h"
+#include "sb/db.h"
 #include "sb/config.h"
 #include "sb/log.h"
 #include "sb/util.h"
@@ -46,15 +47,13 @@ sb_status_t member_bootstrap_check(sb_buf_t *err)
     return SB_OK;
 }
 
-/* The role of login_id's account into role (n bytes), "" when there is none. */
-static sb_status_t role_of(sb_pg_conn_t *c, const char *login, char *role, size_t n, sb_buf_t *err)
+/* The role of login_id's account into *role (in db's arena), "" when there is none. */
+static sb_status_t role_of(sb_db_t *db, const char *login, const char **role)
 {
-    const char *params[] = {login};
-    PGresult *r = sb_pg_exec(c, &select_role, 1, params);
-    sb_status_t st = sb_pg_check(c, r, err);
+    PGresult *r;
+    sb_status_t st = sb_db_exec(db, &select_role, &r, login);
     if (st == SB_OK)
-        snprintf(role, n, "%s", PQntuples(r) ? PQgetvalue(r, 0, 0) : "");
-    PQclear(r);
+        *role = PQntuples(r) ? PQgetvalue(r, 0, 0) : "";
     return st;
 }
 
@@ -86,47 +85,35 @@ sb_status_t member_bootstrap_admin(sb_pg_pool_t *pool, pw_hasher_t *pw, sb_buf_t
         sb_info("BOOTSTRAP_ADMIN_LOGIN/BOOTSTRAP_ADMIN_PASSWORD not set: no admin account ensured");
         return SB_OK;
     }
-    char login[64], role[16];
+    char login[64];
+    const char *role;
     snprintf(login, sizeof login, "%s", login_raw);
     for (char *p = login; *p; p++)
         if (*p >= 'A' && *p <= 'Z')
             *p = (char)(*p - 'A' + 'a');
 
-    /* Look first: an existing admin costs no hashing. */
-    sb_pg_conn_t *c = sb_pg_acquire(pool, 10000, err);
-    if (!c)
-        return SB_UNAVAILABLE;
-    st = role_of(c, login, role, sizeof role, err);
-    sb_pg_release(pool, c);
-    if (st != SB_OK)
-        return st;
-    if (*role)
-        return existing(login, role, "already exists", err);
-
-    /* Hash without holding a connection, then insert; a concurrent instance
-     * inserting the same login id makes ours a no-op. */
-    char hash[PW_HASH_MAX];
-    st = pw_hash(pw, password, hash, sb_now_ms() + BOOTSTRAP_WAIT_MS, err);
-    if (st != SB_OK)
-        return st;
-    c = sb_pg_acquire(pool, 10000, err);
-    if (!c) {
-        st = SB_UNAVAILABLE;
-        goto out_wipe;
+    /* Statements on their own: look first (an existing admin costs no
+     * hashing), hash without holding a connection, then insert; a concurrent
+     * instance inserting the same login id makes ours a no-op. */
+    sb_arena_t *arena = sb_arena_new();
+    sb_db_t db = {.pool = pool, .arena = arena, .detail = err, .deadline_ms = sb_now_ms() + BOOTSTRAP_WAIT_MS};
+    char hash[PW_HASH_MAX] = "";
+    PGresult *r;
+    if ((st = role_of(&db, login, &role)) != SB_OK)
+        goto out;
+    if (*role) {
+        st = existing(login, role, "already exists", err);
+        goto out;
     }
-    const char *params[] = {login, hash};
-    PGresult *r = sb_pg_exec(c, &insert_admin, 2, params);
-    st = sb_pg_check(c, r, err);
-    if (st == SB_OK && PQntuples(r) == 1) {
+    if ((st = pw_hash(pw, password, hash, sb_now_ms() + BOOTSTRAP_WAIT_MS, err)) != SB_OK ||
+        (st = sb_db_exec(&db, &insert_admin, &r, login, hash)) != SB_OK)
+        goto out;
+    if (PQntuples(r) == 1)
         sb_info("bootstrap admin '%s' created (user id %s)", login, PQgetvalue(r, 0, 0));
-    } else if (st == SB_OK) {
-        st = role_of(c, login, role, sizeof role, err);
-        if (st == SB_OK)
-            st = existing(login, role, "was created by another instance", err);
-    }
-    PQclear(r);
-    sb_pg_release(pool, c);
-out_wipe:
+    else if ((st = role_of(&db, login, &role)) == SB_OK)
+        st = existing(login, role, "was created by another instance", err);
+out:
     sodium_memzero(hash, sizeof hash);
+    sb_arena_free(arena);
     return st;
 }

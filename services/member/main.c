@@ -14,11 +14,14 @@
 
 SB_SERVICE_MIGRATIONS(member);
 
+/* Signup, GetMember and CheckCredentials are one statement each (plus a
+ * best-effort rehash); UpdateMember and DeleteMember write the outbox with
+ * the change. */
 static const sb_rpc_method_t methods[] = {
     {"Signup", member_signup},
     {"GetMember", member_get},
-    {"UpdateMember", member_update},
-    {"DeleteMember", member_delete},
+    {"UpdateMember", member_update, .tx = SB_TX},
+    {"DeleteMember", member_delete, .tx = SB_TX},
     {"CheckCredentials", member_check_credentials},
 };
 

@@ -1,20 +1,21 @@
 /* member service RPC handlers (proto/member.proto, SPEC §3 and §6).
  *
  * A request enters as an unpacked message, is validated field by field, has
- * its password hashed or verified (password.c, outside any transaction and
- * without holding a pooled connection), then touches table `members` in one
- * statement or one transaction. State changes other services care about
- * (withdrawal, password change) are written to the outbox in the same
- * transaction. Messages returned to callers never carry SQL text or stored
- * data; database details go to the log. */
+ * its password hashed or verified (password.c) before any statement, so
+ * without holding a pooled connection, then touches table `members` in one
+ * statement or in the transaction its row asks for (main.c: the runtime
+ * opens it at the first statement, commits it, and retries conflicts).
+ * State changes other services care about (withdrawal, password change) are
+ * written to the outbox in that transaction. Refusals are the only messages
+ * callers read; a database failure is returned as is and answered for by
+ * the runtime. */
 #include <string.h>
 
 #include "member.h"
+#include "sb/db.h"
 #include "sb/events.h"
 #include "sb/log.h"
 #include "sb/service.h"
-
-#define DB_WAIT_MS 5000
 
 /* RFC 3339 UTC with milliseconds, like sb_time_rfc3339. */
 #define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
@@ -77,51 +78,30 @@ static const char *str(const char *s)
     return s ? s : "";
 }
 
-/* Copies row `row` of a MEMBER_COLS result into m, in arena a. */
-static void fill_member(sb_arena_t *a, const PGresult *r, int row, Sb__Member__Member *m)
+/* Row `row` of a MEMBER_COLS result into m; the strings stay in r, which the
+ * call's arena owns. */
+static void fill_member(const PGresult *r, int row, Sb__Member__Member *m)
 {
-    m->user_id = sb_arena_strdup(a, PQgetvalue(r, row, 0));
-    m->login_id = sb_arena_strdup(a, PQgetvalue(r, row, 1));
-    m->name = sb_arena_strdup(a, PQgetvalue(r, row, 2));
-    m->email = sb_arena_strdup(a, PQgetvalue(r, row, 3));
-    m->phone = sb_arena_strdup(a, PQgetvalue(r, row, 4));
+    m->user_id = PQgetvalue(r, row, 0);
+    m->login_id = PQgetvalue(r, row, 1);
+    m->name = PQgetvalue(r, row, 2);
+    m->email = PQgetvalue(r, row, 3);
+    m->phone = PQgetvalue(r, row, 4);
     m->role = sb_role_parse(PQgetvalue(r, row, 5));
-    m->created_at = sb_arena_strdup(a, PQgetvalue(r, row, 6));
-    m->updated_at = sb_arena_strdup(a, PQgetvalue(r, row, 7));
+    m->created_at = PQgetvalue(r, row, 6);
+    m->updated_at = PQgetvalue(r, row, 7);
 }
 
-/* A database failure: the detail goes to the log, the caller gets a status
- * and a message without SQL or data in it. */
-static sb_status_t db_fail(sb_rpc_ctx_t *ctx, sb_status_t st, const sb_buf_t *err, const char *what)
+/* A password hashing or verification failure: a full hasher or the deadline
+ * is the caller's to know (the message is written for it), anything else is
+ * internal. */
+static sb_status_t pw_failed(sb_rpc_ctx_t *ctx, sb_status_t st, const sb_buf_t *err, const char *what)
 {
-    sb_error("%s: database: %s", what, err->buf);
-    if (st == SB_UNAVAILABLE || st == SB_DEADLINE_EXCEEDED || st == SB_ABORTED)
-        return sb_rpc_fail(ctx, st, "%s: the member store is unavailable; try again", what);
-    return sb_rpc_fail(ctx, SB_INTERNAL, "%s failed", what);
+    if (st == SB_RESOURCE_EXHAUSTED || st == SB_DEADLINE_EXCEEDED)
+        return sb_rpc_fail(ctx, st, "%s: %s", what, err->buf);
+    return sb_rpc_error(ctx, st, "%s: %s", what, err->buf);
 }
 
-/* Runs one statement on a pooled connection, outside a transaction. On OK
- * *res is the result (caller PQclears); otherwise *res is NULL. */
-static sb_status_t run1(sb_pg_pool_t *pool, const sb_pg_stmt_t *stmt, int n,
-                        const char *const *params, PGresult **res, sb_buf_t *err)
-{
-    *res = NULL;
-    sb_pg_conn_t *c = sb_pg_acquire(pool, DB_WAIT_MS, err);
-    if (!c)
-        return SB_UNAVAILABLE;
-    PGresult *r = sb_pg_exec(c, stmt, n, params);
-    sb_status_t st = sb_pg_check(c, r, err);
-    sb_pg_release(pool, c);
-    if (st != SB_OK) {
-        PQclear(r);
-        return st;
-    }
-    *res = r;
-    return SB_OK;
-}
-
-/* The caller's identity for a per-member path: signed in, and self (or an
- * admin where admin_ok). */
 /* The member a Get/Update/Delete is about: raw_id normalised into *id (arena),
  * and the caller must be that member (or an admin when admin_ok). The UUID is
  * checked first so a malformed id never reaches SQL. */
@@ -135,6 +115,16 @@ static sb_status_t target_member(sb_rpc_ctx_t *ctx, const char *raw_id, bool adm
     if (sb_rpc_is_self(ctx, *id) || (admin_ok && sb_rpc_is_admin(ctx)))
         return SB_OK;
     return sb_rpc_fail(ctx, SB_PERMISSION_DENIED, "%s", denied);
+}
+
+/* Runs stmt (one row per member) on member id; NOT_FOUND when there is none. */
+static sb_status_t member_row(sb_rpc_ctx_t *ctx, sb_db_t *db, const sb_pg_stmt_t *stmt, const char *id,
+                              PGresult **r)
+{
+    sb_status_t st = sb_db_exec(db, stmt, r, id);
+    if (st == SB_OK && PQntuples(*r) == 0)
+        return sb_rpc_fail(ctx, SB_NOT_FOUND, "member not found");
+    return st;
 }
 
 /* ------------------------------------------------------------------ Signup */
@@ -162,24 +152,19 @@ sb_status_t member_signup(sb_rpc_ctx_t *ctx, const void *in, void *out)
 
     sb_buf_t err = SB_BUF_INIT;
     char hash[PW_HASH_MAX];
+    PGresult *r;
     sb_status_t st = pw_hash(hasher(ctx), req->password, hash, ctx->deadline_ms, &err);
     if (st != SB_OK) {
-        st = sb_rpc_fail(ctx, st, "sign-up: %s", err.buf);
+        st = pw_failed(ctx, st, &err, "sign-up");
         goto out;
     }
-    const char *params[] = {login, hash, req->name, req->email, req->phone, sb_role_name(req->role)};
-    PGresult *r;
-    st = run1(sb_service_of(ctx)->pg, &insert_member, 6, params, &r, &err);
-    if (st == SB_ALREADY_EXISTS) { /* the unique login_id: a taken id, or a sign-up racing ours */
+    st = sb_db_exec(ctx->db, &insert_member, &r, login, hash, req->name, req->email, req->phone,
+                    sb_role_name(req->role));
+    if (st == SB_ALREADY_EXISTS) /* the unique login_id: a taken id, or a sign-up racing ours */
         st = sb_rpc_fail(ctx, st, "login id already taken");
+    if (st != SB_OK)
         goto out;
-    }
-    if (st != SB_OK) {
-        st = db_fail(ctx, st, &err, "sign-up");
-        goto out;
-    }
-    fill_member(ctx->arena, r, 0, resp);
-    PQclear(r);
+    fill_member(r, 0, resp);
     sb_info("member %s signed up as %s", resp->user_id, sb_role_name(resp->role));
 out:
     sodium_memzero(hash, sizeof hash);
@@ -194,15 +179,11 @@ static void rehash(sb_rpc_ctx_t *ctx, const char *user_id, const char *old_hash,
 {
     sb_buf_t err = SB_BUF_INIT;
     char hash[PW_HASH_MAX];
-    PGresult *r = NULL;
-    if (pw_hash(hasher(ctx), password, hash, ctx->deadline_ms, &err) == SB_OK) {
-        const char *params[] = {user_id, old_hash, hash};
-        if (run1(sb_service_of(ctx)->pg, &rehash_member, 3, params, &r, &err) == SB_OK)
-            sb_info("member %s: password rehashed with the current parameters", user_id);
-        PQclear(r);
-    }
-    if (err.len)
-        sb_warn("member %s: rehash skipped: %s", user_id, err.buf);
+    if (pw_hash(hasher(ctx), password, hash, ctx->deadline_ms, &err) == SB_OK &&
+        sb_db_exec(ctx->db, &rehash_member, NULL, user_id, old_hash, hash) == SB_OK)
+        sb_info("member %s: password rehashed with the current parameters", user_id);
+    else
+        sb_warn("member %s: rehash skipped: %s", user_id, err.len ? err.buf : ctx->detail.buf);
     sodium_memzero(hash, sizeof hash);
     sb_buf_release(&err);
 }
@@ -225,12 +206,8 @@ sb_status_t member_check_credentials(sb_rpc_ctx_t *ctx, const void *in, void *ou
         why = "malformed login id or password";
         password = ""; /* the dummy verification below still runs, on bounded input */
     } else {
-        const char *params[] = {login};
-        st = run1(sb_service_of(ctx)->pg, &select_credentials, 1, params, &r, &err);
-        if (st != SB_OK) {
-            st = db_fail(ctx, st, &err, "credentials check");
+        if ((st = sb_db_exec(ctx->db, &select_credentials, &r, login)) != SB_OK)
             goto out;
-        }
         if (PQntuples(r) == 1)
             hash = PQgetvalue(r, 0, 2);
     }
@@ -239,7 +216,7 @@ sb_status_t member_check_credentials(sb_rpc_ctx_t *ctx, const void *in, void *ou
      * account: an unknown login id costs as long as a wrong password. */
     st = pw_verify(hasher(ctx), hash, password, &match, ctx->deadline_ms, &err);
     if (st != SB_OK) {
-        st = sb_rpc_fail(ctx, st, "credentials check: %s", err.buf);
+        st = pw_failed(ctx, st, &err, "credentials check");
         goto out;
     }
     if (!match) {
@@ -247,14 +224,12 @@ sb_status_t member_check_credentials(sb_rpc_ctx_t *ctx, const void *in, void *ou
         st = sb_rpc_fail(ctx, SB_UNAUTHENTICATED, "%s", bad_credentials);
         goto out;
     }
-    resp->user_id = sb_arena_strdup(ctx->arena, PQgetvalue(r, 0, 0));
+    resp->user_id = PQgetvalue(r, 0, 0);
     resp->role = sb_role_parse(PQgetvalue(r, 0, 1));
     if (pw_needs_rehash(hasher(ctx), hash))
         rehash(ctx, resp->user_id, hash, password);
     sb_debug("credentials accepted for member %s", resp->user_id);
-    st = SB_OK;
 out:
-    PQclear(r);
     sb_buf_release(&err);
     return st;
 }
@@ -264,102 +239,69 @@ out:
 sb_status_t member_get(sb_rpc_ctx_t *ctx, const void *in, void *out)
 {
     const Sb__Member__GetMemberRequest *req = in;
-    Sb__Member__Member *resp = out;
     char *id;
-    sb_status_t st = target_member(ctx, req->user_id, true, "you may only read your own profile", &id);
-    if (st != SB_OK)
-        return st;
-
-    sb_buf_t err = SB_BUF_INIT;
     PGresult *r;
-    const char *params[] = {id};
-    st = run1(sb_service_of(ctx)->pg, &select_member, 1, params, &r, &err);
-    if (st != SB_OK) {
-        st = db_fail(ctx, st, &err, "profile read");
-    } else if (PQntuples(r) == 0) {
-        st = sb_rpc_fail(ctx, SB_NOT_FOUND, "member not found");
-    } else {
-        fill_member(ctx->arena, r, 0, resp);
-    }
-    PQclear(r);
-    sb_buf_release(&err);
-    return st;
+    sb_status_t st = target_member(ctx, req->user_id, true, "you may only read your own profile", &id);
+    if (st != SB_OK || (st = member_row(ctx, ctx->db, &select_member, id, &r)) != SB_OK)
+        return st;
+    fill_member(r, 0, out);
+    return SB_OK;
 }
 
 /* ------------------------------------------------------------ UpdateMember */
 
-struct update_job {
-    const char *id;
-    const char *name, *email, *phone; /* NULL = unchanged */
-    const char *old_hash;             /* the hash current_password was verified against */
-    const char *new_hash;             /* NULL = password unchanged */
-    sb_arena_t *arena;
-    Sb__Member__Member *out;
-    bool not_found, raced;
-};
-
-static sb_status_t update_tx(sb_pg_conn_t *c, void *arg, sb_buf_t *err)
+/* The new password's hash into new_hash, once current was verified against
+ * the stored hash (*old_hash, arena). The read runs outside the call's
+ * transaction and both hash computations hold no connection; the
+ * transaction then checks the hash did not change meanwhile. */
+static sb_status_t new_password(sb_rpc_ctx_t *ctx, const char *id, const char *current, const char *fresh,
+                                const char **old_hash, char new_hash[PW_HASH_MAX])
 {
-    struct update_job *job = arg;
-    const char *id_param[] = {job->id};
-    PGresult *r = sb_pg_exec(c, &lock_member, 1, id_param);
-    sb_status_t st = sb_pg_check(c, r, err);
+    sb_db_t pre = sb_db_outside(ctx->db);
+    PGresult *r;
+    sb_status_t st = member_row(ctx, &pre, &select_hash, id, &r);
     if (st != SB_OK)
-        goto out_clear;
-    if (PQntuples(r) == 0) {
-        job->not_found = true;
-        st = SB_NOT_FOUND;
-        goto out_clear;
-    }
-    if (job->new_hash && strcmp(PQgetvalue(r, 0, 0), job->old_hash) != 0) {
-        job->raced = true; /* changed since we verified current_password */
-        st = SB_ABORTED;
-        goto out_clear;
-    }
-    PQclear(r);
-
-    const char *params[] = {job->id, job->name, job->email, job->phone, job->new_hash};
-    r = sb_pg_exec(c, &update_member, 5, params);
-    if ((st = sb_pg_check(c, r, err)) != SB_OK)
-        goto out_clear;
-    fill_member(job->arena, r, 0, job->out);
-    if (job->new_hash) {
-        Sb__Events__MemberPasswordChanged ev = SB__EVENTS__MEMBER_PASSWORD_CHANGED__INIT;
-        ev.user_id = job->out->user_id;
-        ev.changed_at = job->out->updated_at;
-        st = sb_outbox_add(c, "member.password_changed", job->id, &ev.base, NULL, err);
-    }
-out_clear:
-    PQclear(r);
+        return st;
+    *old_hash = PQgetvalue(r, 0, 0);
+    sb_buf_t err = SB_BUF_INIT;
+    bool match = false;
+    if ((st = pw_verify(hasher(ctx), *old_hash, current, &match, ctx->deadline_ms, &err)) != SB_OK)
+        st = pw_failed(ctx, st, &err, "profile update");
+    else if (!match)
+        st = sb_rpc_fail(ctx, SB_PERMISSION_DENIED, "current password is incorrect");
+    else if ((st = pw_hash(hasher(ctx), fresh, new_hash, ctx->deadline_ms, &err)) != SB_OK)
+        st = pw_failed(ctx, st, &err, "profile update");
+    sb_buf_release(&err);
     return st;
 }
 
 sb_status_t member_update(sb_rpc_ctx_t *ctx, const void *in, void *out)
 {
     const Sb__Member__UpdateMemberRequest *req = in;
+    Sb__Member__Member *resp = out;
     const char *problem;
     char *id;
     sb_status_t st = target_member(ctx, req->user_id, false, "you may only change your own profile", &id);
     if (st != SB_OK)
         return st;
 
-    struct update_job job = {.id = id, .arena = ctx->arena, .out = out};
-    const char *name = str(req->name), *email = str(req->email), *phone = str(req->phone);
+    /* NULL: unchanged */
+    const char *name = NULL, *email = NULL, *phone = NULL, *old_hash = NULL, *new_hash = NULL;
     const char *current = str(req->current_password), *fresh = str(req->new_password);
-    if (*name) {
-        if ((problem = member_name_problem(name)))
+    if (*str(req->name)) {
+        if ((problem = member_name_problem(req->name)))
             return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "name %s", problem);
-        job.name = name;
+        name = req->name;
     }
-    if (*email) {
-        if ((problem = member_email_problem(email)))
+    if (*str(req->email)) {
+        if ((problem = member_email_problem(req->email)))
             return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "email %s", problem);
-        job.email = email;
+        email = req->email;
     }
-    if (*phone) {
-        if ((problem = member_phone_problem(phone)))
+    if (*str(req->phone)) {
+        if ((problem = member_phone_problem(req->phone)))
             return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "phone %s", problem);
-        job.phone = phone;
+        phone = req->phone;
     }
     if (*fresh) {
         if ((problem = member_password_problem(fresh)))
@@ -370,112 +312,60 @@ sb_status_t member_update(sb_rpc_ctx_t *ctx, const void *in, void *out)
         if (strlen(current) > PW_MAX_BYTES)
             return sb_rpc_fail(ctx, SB_PERMISSION_DENIED, "current password is incorrect");
     }
-    if (!job.name && !job.email && !job.phone && !*fresh)
+    if (!name && !email && !phone && !*fresh)
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT,
                            "nothing to update: give name, email, phone or newPassword");
 
-    sb_buf_t err = SB_BUF_INIT;
-    char new_hash[PW_HASH_MAX] = "";
-    PGresult *r = NULL;
-    sb_pg_pool_t *pool = sb_service_of(ctx)->pg;
+    char hash[PW_HASH_MAX] = "";
+    PGresult *r;
     if (*fresh) {
-        const char *params[] = {id};
-        st = run1(pool, &select_hash, 1, params, &r, &err);
-        if (st != SB_OK) {
-            st = db_fail(ctx, st, &err, "profile update");
+        if ((st = new_password(ctx, id, current, fresh, &old_hash, hash)) != SB_OK)
             goto out;
-        }
-        if (PQntuples(r) == 0) {
-            st = sb_rpc_fail(ctx, SB_NOT_FOUND, "member not found");
-            goto out;
-        }
-        job.old_hash = PQgetvalue(r, 0, 0);
-        bool match = false;
-        if ((st = pw_verify(hasher(ctx), job.old_hash, current, &match, ctx->deadline_ms, &err)) != SB_OK) {
-            st = sb_rpc_fail(ctx, st, "profile update: %s", err.buf);
-            goto out;
-        }
-        if (!match) {
-            st = sb_rpc_fail(ctx, SB_PERMISSION_DENIED, "current password is incorrect");
-            goto out;
-        }
-        if ((st = pw_hash(hasher(ctx), fresh, new_hash, ctx->deadline_ms, &err)) != SB_OK) {
-            st = sb_rpc_fail(ctx, st, "profile update: %s", err.buf);
-            goto out;
-        }
-        job.new_hash = new_hash;
+        new_hash = hash;
     }
-
-    st = sb_pg_tx(pool, SB_PG_READ_COMMITTED, update_tx, &job, &err);
-    if (job.not_found)
-        st = sb_rpc_fail(ctx, SB_NOT_FOUND, "member not found");
-    else if (job.raced)
+    /* the transaction: from here on */
+    if ((st = member_row(ctx, ctx->db, &lock_member, id, &r)) != SB_OK)
+        goto out;
+    if (new_hash && strcmp(PQgetvalue(r, 0, 0), old_hash) != 0) { /* changed since we verified */
         st = sb_rpc_fail(ctx, SB_ABORTED, "the password was changed meanwhile; try again");
-    else if (st != SB_OK)
-        st = db_fail(ctx, st, &err, "profile update");
-    else
-        sb_info("member %s updated%s%s%s%s", id, job.name ? " name" : "", job.email ? " email" : "",
-                job.phone ? " phone" : "", job.new_hash ? " password" : "");
+        goto out;
+    }
+    if ((st = sb_db_exec(ctx->db, &update_member, &r, id, name, email, phone, new_hash)) != SB_OK)
+        goto out;
+    fill_member(r, 0, resp);
+    if (new_hash) {
+        Sb__Events__MemberPasswordChanged ev = SB__EVENTS__MEMBER_PASSWORD_CHANGED__INIT;
+        ev.user_id = resp->user_id;
+        ev.changed_at = resp->updated_at;
+        if ((st = sb_outbox_add(ctx->db->conn, "member.password_changed", id, &ev.base, NULL, &ctx->detail)) != SB_OK)
+            goto out;
+    }
+    sb_info("member %s updated%s%s%s%s", id, name ? " name" : "", email ? " email" : "", phone ? " phone" : "",
+            new_hash ? " password" : "");
 out:
-    sodium_memzero(new_hash, sizeof new_hash);
-    PQclear(r);
-    sb_buf_release(&err);
+    sodium_memzero(hash, sizeof hash);
     return st;
 }
 
 /* ------------------------------------------------------------ DeleteMember */
-
-struct withdraw_job {
-    const char *id;
-    const char *by;
-    bool not_found;
-};
-
-static sb_status_t withdraw_tx(sb_pg_conn_t *c, void *arg, sb_buf_t *err)
-{
-    struct withdraw_job *job = arg;
-    const char *params[] = {job->id};
-    PGresult *r = sb_pg_exec(c, &withdraw_member, 1, params);
-    sb_status_t st = sb_pg_check(c, r, err);
-    if (st != SB_OK)
-        goto out_clear;
-    if (PQntuples(r) == 0) {
-        job->not_found = true;
-        st = SB_NOT_FOUND;
-        goto out_clear;
-    }
-    Sb__Events__MemberWithdrawn ev = SB__EVENTS__MEMBER_WITHDRAWN__INIT;
-    ev.user_id = (char *)job->id;
-    ev.withdrawn_at = PQgetvalue(r, 0, 0);
-    ev.withdrawn_by = (char *)job->by;
-    st = sb_outbox_add(c, "member.withdrawn", job->id, &ev.base, NULL, err);
-out_clear:
-    PQclear(r);
-    return st;
-}
 
 sb_status_t member_delete(sb_rpc_ctx_t *ctx, const void *in, void *out)
 {
     const Sb__Member__DeleteMemberRequest *req = in;
     Sb__Member__DeleteMemberResponse *resp = out;
     char *id;
+    PGresult *r;
     sb_status_t st = target_member(ctx, req->user_id, true, "you may only withdraw your own account", &id);
-    if (st != SB_OK)
+    if (st != SB_OK || (st = member_row(ctx, ctx->db, &withdraw_member, id, &r)) != SB_OK)
         return st;
-
-    struct withdraw_job job = {.id = id, .by = ctx->user_id};
-    sb_buf_t err = SB_BUF_INIT;
-    st = sb_pg_tx(sb_service_of(ctx)->pg, SB_PG_READ_COMMITTED, withdraw_tx, &job, &err);
-    if (job.not_found) {
-        st = sb_rpc_fail(ctx, SB_NOT_FOUND, "member not found");
-    } else if (st != SB_OK) {
-        st = db_fail(ctx, st, &err, "withdrawal");
-    } else {
-        resp->user_id = id;
-        resp->status = "WITHDRAWN";
-        sb_info("member %s withdrawn by %s%s", id, ctx->user_id,
-                sb_rpc_is_self(ctx, id) ? " (self)" : " (admin)");
-    }
-    sb_buf_release(&err);
-    return st;
+    Sb__Events__MemberWithdrawn ev = SB__EVENTS__MEMBER_WITHDRAWN__INIT;
+    ev.user_id = id;
+    ev.withdrawn_at = PQgetvalue(r, 0, 0);
+    ev.withdrawn_by = (char *)ctx->user_id;
+    if ((st = sb_outbox_add(ctx->db->conn, "member.withdrawn", id, &ev.base, NULL, &ctx->detail)) != SB_OK)
+        return st;
+    resp->user_id = id;
+    resp->status = "WITHDRAWN";
+    sb_info("member %s withdrawn by %s%s", id, ctx->user_id, sb_rpc_is_self(ctx, id) ? " (self)" : " (admin)");
+    return SB_OK;
 }

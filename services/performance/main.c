@@ -13,14 +13,15 @@
 
 SB_SERVICE_MIGRATIONS(performance);
 
+/* Reads take one snapshot across the performance, its schedules and grades. */
 static const sb_rpc_method_t methods[] = {
-    {"CreatePerformance", perf_create},
-    {"UpdatePerformance", perf_update},
-    {"GetPerformance", perf_get},
-    {"ListPerformances", perf_list_rpc},
-    {"ApprovePerformance", perf_approve},
-    {"RejectPerformance", perf_reject},
-    {"CancelPerformance", perf_cancel},
+    {"CreatePerformance", perf_create, .tx = SB_TX},
+    {"UpdatePerformance", perf_update, .tx = SB_TX},
+    {"GetPerformance", perf_get, .tx = SB_TX_READ, .iso = SB_PG_REPEATABLE_READ},
+    {"ListPerformances", perf_list_rpc, .tx = SB_TX_READ, .iso = SB_PG_REPEATABLE_READ},
+    {"ApprovePerformance", perf_approve, .tx = SB_TX},
+    {"RejectPerformance", perf_reject, .tx = SB_TX},
+    {"CancelPerformance", perf_cancel, .tx = SB_TX},
     /* Consumes nothing: answers FAILED_PRECONDITION (admins) as the contract asks. */
     {"DeliverEvent", sb_service_deliver_event},
 };

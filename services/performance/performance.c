@@ -1,25 +1,22 @@
 /* performance service RPC handlers (proto/performance.proto, SPEC §1, §3, §6).
  *
  * A request enters as an unpacked message, passes the caller's role and the
- * stateless field checks (validate.c), then runs as one transaction that
- * locks the performance row (SELECT ... FOR UPDATE) before deciding from its
- * stored state, so two admins approving, or an approve racing a cancel, are
- * serialised and only one wins. Events other services build on
- * (performance.approved / .changed / .cancelled) are written to the outbox
- * in that same transaction.
+ * stateless field checks (validate.c), then runs in its row's transaction
+ * (main.c; the runtime opens it at the first statement, commits it, and runs
+ * the handler again after a serialization failure or deadlock). A state
+ * change locks the performance row (SELECT ... FOR UPDATE) before deciding
+ * from its stored state, so two admins approving, or an approve racing a
+ * cancel, are serialised and only one wins; a refusal rolls everything back.
+ * Events other services build on (performance.approved / .changed /
+ * .cancelled) are written to the outbox in that same transaction.
  *
  * One edit needs another service: changing the price or seat count of a
  * grade of an APPROVED performance, or removing the grade, is refused while
  * any seat of it is held or sold, which only the reservation service knows.
- * That question is asked outside the transaction (no row lock held across a
- * network call); the transaction then re-checks that the performance did not
- * change meanwhile (its revision) and asks again if it did.
- *
- * Domain refusals inside a transaction are recorded on the job and the
- * transaction function returns SB_CANCELLED, which rolls back without being
- * taken for a retryable conflict. Messages to callers never carry SQL; the
- * database detail goes to the log. */
-#include <stdarg.h>
+ * That question is asked outside the transaction (the handler rolls back
+ * first, so no row lock is held across a network call); the next
+ * transaction then re-checks that the performance did not change meanwhile
+ * (its revision) and asks again if it did. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -31,7 +28,6 @@
 #include "sb/util.h"
 #include "sb/valid.h"
 
-#define REFUSED SB_CANCELLED /* a tx function's "see job->refusal" */
 #define SUMMARY_MAX 1000
 #define SALES_ROUNDS 3
 
@@ -90,58 +86,6 @@ static const sb_pg_stmt_t cancel_perf = {
 
 /* ------------------------------------------------------------- helpers */
 
-/* What a transaction function decided against the caller. */
-typedef struct job {
-    sb_arena_t *a;
-    sb_status_t refusal; /* SB_OK: none */
-    char *why;
-} job_t;
-
-static sb_status_t refuse(job_t *j, sb_status_t st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static sb_status_t refuse(job_t *j, sb_status_t st, const char *fmt, ...)
-{
-    sb_buf_t b = SB_BUF_INIT;
-    va_list ap;
-    va_start(ap, fmt);
-    sb_buf_vaddf(&b, fmt, ap);
-    va_end(ap);
-    j->refusal = st;
-    j->why = sb_arena_strdup(j->a, b.buf);
-    sb_buf_release(&b);
-    return REFUSED;
-}
-
-static void job_reset(job_t *j)
-{
-    j->refusal = SB_OK;
-    j->why = NULL;
-}
-
-/* The outcome of sb_pg_tx for the caller: the job's refusal, or a database
- * failure (detail to the log, a plain message to the caller). */
-static sb_status_t finish(sb_rpc_ctx_t *ctx, sb_status_t st, const job_t *j, const sb_buf_t *err,
-                          const char *what)
-{
-    if (j->refusal != SB_OK)
-        return sb_rpc_fail(ctx, j->refusal, "%s", j->why);
-    if (st == SB_OK)
-        return SB_OK;
-    sb_error("%s: database: %s", what, err->buf);
-    if (st == SB_UNAVAILABLE || st == SB_DEADLINE_EXCEEDED || st == SB_ABORTED)
-        return sb_rpc_fail(ctx, st, "%s: the performance store is unavailable; try again", what);
-    return sb_rpc_fail(ctx, SB_INTERNAL, "%s failed", what);
-}
-
-static sb_status_t exec_ok(sb_pg_conn_t *c, const sb_pg_stmt_t *s, int n, const char *const *params,
-                           sb_buf_t *err)
-{
-    PGresult *r = sb_pg_exec(c, s, n, params);
-    sb_status_t st = sb_pg_check(c, r, err);
-    PQclear(r);
-    return st;
-}
-
 static bool is_role(const sb_rpc_ctx_t *ctx, const char *role)
 {
     return ctx->user_role && !strcmp(ctx->user_role, role);
@@ -159,12 +103,18 @@ static bool owns(const sb_rpc_ctx_t *ctx, const perf_row_t *row)
     return ctx->user_id && *ctx->user_id && !strcasecmp(ctx->user_id, row->pb->planner_id);
 }
 
+static bool has_status(const perf_row_t *row, Sb__Performance__PerformanceStatus s)
+{
+    return row->pb->status == s;
+}
+#define STATUS(name) SB__PERFORMANCE__PERFORMANCE_STATUS__##name
+
 /* PENDING_APPROVAL and REJECTED performances are the planner's and the
  * admins' business only. */
 static bool visible(const sb_rpc_ctx_t *ctx, const perf_row_t *row)
 {
-    return !strcmp(row->status, "APPROVED") || !strcmp(row->status, "CANCELLED") ||
-           sb_rpc_is_admin(ctx) || owns(ctx, row);
+    return has_status(row, STATUS(APPROVED)) || has_status(row, STATUS(CANCELLED)) || sb_rpc_is_admin(ctx) ||
+           owns(ctx, row);
 }
 
 /* The API view for this caller: an admin's reject reason is for the planner
@@ -222,8 +172,17 @@ static void cap_utf8(sb_buf_t *b, size_t max)
     sb_buf_adds(b, "...");
 }
 
+/* A stateless check's verdict (msg) as the refusal. */
+static sb_status_t checked(sb_rpc_ctx_t *ctx, sb_status_t st, sb_buf_t *msg)
+{
+    if (st != SB_OK)
+        st = sb_rpc_fail(ctx, st, "%s", msg->buf);
+    sb_buf_release(msg);
+    return st;
+}
+
 /* The request's grades of performance id, in the order given. */
-static sb_status_t insert_grades(sb_pg_conn_t *c, const char *id, const perf_in_t *in, sb_buf_t *err)
+static sb_status_t insert_grades(sb_db_t *db, const char *id, const perf_in_t *in)
 {
     sb_status_t st = SB_OK;
     for (size_t i = 0; st == SB_OK && i < in->n_gr; i++) {
@@ -231,45 +190,20 @@ static sb_status_t insert_grades(sb_pg_conn_t *c, const char *id, const perf_in_
         snprintf(price, sizeof price, "%lld", (long long)in->gr[i].price);
         snprintf(seats, sizeof seats, "%d", in->gr[i].seats);
         snprintf(pos, sizeof pos, "%zu", i);
-        const char *gp[] = {id, in->gr[i].grade, price, seats, pos};
-        st = exec_ok(c, &insert_grade, 5, gp, err);
+        st = sb_db_exec(db, &insert_grade, NULL, id, in->gr[i].grade, price, seats, pos);
     }
     return st;
+}
+
+static sb_status_t insert_schedule_at(sb_db_t *db, const char *perf_id, int64_t at_ms, const char *venue)
+{
+    char sid[SB_UUID_LEN + 1], at[32];
+    sb_uuid_v4(sid);
+    sb_time_rfc3339(at_ms, at);
+    return sb_db_exec(db, &insert_schedule, NULL, sid, perf_id, at, venue);
 }
 
 /* ------------------------------------------------------- CreatePerformance */
-
-struct create_job {
-    job_t j;
-    const char *planner;
-    const perf_in_t *in;
-    perf_row_t result;
-};
-
-static sb_status_t create_tx(sb_pg_conn_t *c, void *arg, sb_buf_t *err)
-{
-    struct create_job *job = arg;
-    const perf_in_t *in = job->in;
-    job_reset(&job->j);
-    char id[SB_UUID_LEN + 1], minutes[16];
-    sb_uuid_v4(id);
-    snprintf(minutes, sizeof minutes, "%d", in->running_minutes);
-    const char *p[] = {id, job->planner, in->title, in->description, in->venue, in->category, minutes};
-    sb_status_t st = exec_ok(c, &insert_perf, 7, p, err);
-    for (size_t i = 0; st == SB_OK && i < in->n_sch; i++) {
-        char sid[SB_UUID_LEN + 1], at[32];
-        sb_uuid_v4(sid);
-        sb_time_rfc3339(in->sch[i].at_ms, at);
-        const char *sp[] = {sid, id, at, in->sch[i].venue};
-        st = exec_ok(c, &insert_schedule, 4, sp, err);
-    }
-    if (st == SB_OK)
-        st = insert_grades(c, id, in, err);
-    bool found;
-    if (st == SB_OK)
-        st = perf_load(c, job->j.a, id, false, &job->result, &found, err);
-    return st;
-}
 
 sb_status_t perf_create(sb_rpc_ctx_t *ctx, const void *in, void *out)
 {
@@ -279,77 +213,48 @@ sb_status_t perf_create(sb_rpc_ctx_t *ctx, const void *in, void *out)
         return st;
     if (!is_role(ctx, "PLANNER"))
         return sb_rpc_fail(ctx, SB_PERMISSION_DENIED, "only a planner may register performances");
-
-    sb_buf_t err = SB_BUF_INIT;
+    sb_buf_t msg = SB_BUF_INIT;
     perf_in_t pin;
-    if ((st = perf_check_create(ctx->arena, req, sb_now_ms(), &pin, &err)) != SB_OK) {
-        st = sb_rpc_fail(ctx, st, "%s", err.buf);
-        goto out;
-    }
-    struct create_job job = {.j = {.a = ctx->arena}, .planner = caller_id(ctx), .in = &pin};
-    st = sb_pg_tx(sb_service_of(ctx)->pg, SB_PG_READ_COMMITTED, create_tx, &job, &err);
-    if ((st = finish(ctx, st, &job.j, &err, "registration")) == SB_OK) {
-        present(ctx, &job.result, out);
-        sb_info("performance %s registered by planner %s: %zu schedules, %zu grades",
-                job.result.pb->performance_id, job.planner, pin.n_sch, pin.n_gr);
-    }
-out:
-    sb_buf_release(&err);
-    return st;
+    if ((st = checked(ctx, perf_check_create(ctx->arena, req, sb_now_ms(), &pin, &msg), &msg)) != SB_OK)
+        return st;
+
+    const char *planner = caller_id(ctx);
+    char id[SB_UUID_LEN + 1], minutes[16];
+    sb_uuid_v4(id);
+    snprintf(minutes, sizeof minutes, "%d", pin.running_minutes);
+    st = sb_db_exec(ctx->db, &insert_perf, NULL, id, planner, pin.title, pin.description, pin.venue,
+                    pin.category, minutes);
+    for (size_t i = 0; st == SB_OK && i < pin.n_sch; i++)
+        st = insert_schedule_at(ctx->db, id, pin.sch[i].at_ms, pin.sch[i].venue);
+    perf_row_t row;
+    bool found;
+    if (st != SB_OK || (st = insert_grades(ctx->db, id, &pin)) != SB_OK ||
+        (st = perf_load(ctx->db, id, false, &row, &found)) != SB_OK)
+        return st;
+    present(ctx, &row, out);
+    sb_info("performance %s registered by planner %s: %zu schedules, %zu grades", id, planner, pin.n_sch,
+            pin.n_gr);
+    return SB_OK;
 }
 
 /* ---------------------------------------------------------- GetPerformance */
-
-struct get_job {
-    job_t j;
-    const char *id;
-    perf_row_t result;
-    bool found;
-};
-
-static sb_status_t get_tx(sb_pg_conn_t *c, void *arg, sb_buf_t *err)
-{
-    struct get_job *job = arg;
-    job_reset(&job->j);
-    return perf_load(c, job->j.a, job->id, false, &job->result, &job->found, err);
-}
 
 sb_status_t perf_get(sb_rpc_ctx_t *ctx, const void *in, void *out)
 {
     const Sb__Performance__GetPerformanceRequest *req = in;
     char *id;
+    perf_row_t row;
+    bool found;
     sb_status_t st = need_performance_id(ctx, req->performance_id, &id);
-    if (st != SB_OK)
+    if (st != SB_OK || (st = perf_load(ctx->db, id, false, &row, &found)) != SB_OK)
         return st;
-    sb_buf_t err = SB_BUF_INIT;
-    struct get_job job = {.j = {.a = ctx->arena}, .id = id};
-    st = sb_pg_tx(sb_service_of(ctx)->pg, SB_PG_REPEATABLE_READ, get_tx, &job, &err);
-    if ((st = finish(ctx, st, &job.j, &err, "performance read")) == SB_OK) {
-        if (!job.found || !visible(ctx, &job.result))
-            st = sb_rpc_fail(ctx, SB_NOT_FOUND, "performance not found");
-        else
-            present(ctx, &job.result, out);
-    }
-    sb_buf_release(&err);
-    return st;
+    if (!found || !visible(ctx, &row))
+        return sb_rpc_fail(ctx, SB_NOT_FOUND, "performance not found");
+    present(ctx, &row, out);
+    return SB_OK;
 }
 
 /* -------------------------------------------------------- ListPerformances */
-
-struct list_job {
-    job_t j;
-    const perf_query_t *q;
-    perf_row_t *rows;
-    size_t n;
-    bool more;
-};
-
-static sb_status_t list_tx(sb_pg_conn_t *c, void *arg, sb_buf_t *err)
-{
-    struct list_job *job = arg;
-    job_reset(&job->j);
-    return perf_list(c, job->j.a, job->q, &job->rows, &job->n, &job->more, err);
-}
 
 static sb_status_t list_time(sb_rpc_ctx_t *ctx, const char *field, const char *s, int64_t *ms,
                              const char **out)
@@ -377,8 +282,7 @@ sb_status_t perf_list_rpc(sb_rpc_ctx_t *ctx, const void *in, void *out)
 
     if (req->planner_id && *req->planner_id && !(q.planner = sb_uuid_norm(ctx->arena, req->planner_id)))
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "plannerId: must be a UUID");
-    if (req->status != SB__PERFORMANCE__PERFORMANCE_STATUS__PERFORMANCE_STATUS_UNSPECIFIED &&
-        !*(q.status = perf_status_name(req->status)))
+    if (req->status != STATUS(PERFORMANCE_STATUS_UNSPECIFIED) && !(q.status = perf_status_name(req->status)))
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT,
                            "status: must be PENDING_APPROVAL, APPROVED, REJECTED or CANCELLED");
     if (req->category && *req->category) {
@@ -408,43 +312,37 @@ sb_status_t perf_list_rpc(sb_rpc_ctx_t *ctx, const void *in, void *out)
         q.after_id = after_id;
     }
 
-    sb_buf_t err = SB_BUF_INIT;
-    struct list_job job = {.j = {.a = ctx->arena}, .q = &q};
-    st = sb_pg_tx(sb_service_of(ctx)->pg, SB_PG_REPEATABLE_READ, list_tx, &job, &err);
-    if ((st = finish(ctx, st, &job.j, &err, "performance listing")) == SB_OK) {
-        resp->n_performances = job.n;
-        resp->performances = sb_arena_alloc(ctx->arena, (job.n ? job.n : 1) * sizeof *resp->performances);
-        for (size_t i = 0; i < job.n; i++) {
-            Sb__Performance__Performance *p = sb_arena_alloc(ctx->arena, sizeof *p);
-            present(ctx, &job.rows[i], p);
-            resp->performances[i] = p;
-        }
-        if (job.more && job.n > 0) {
-            const perf_row_t *last = &job.rows[job.n - 1];
-            resp->next_page_token = perf_page_token(ctx->arena, last->created_us, last->pb->performance_id);
-        }
+    perf_row_t *rows;
+    size_t n;
+    bool more;
+    if ((st = perf_list(ctx->db, &q, &rows, &n, &more)) != SB_OK)
+        return st;
+    resp->n_performances = n;
+    resp->performances = SB_ARENA_NEW(ctx->arena, Sb__Performance__Performance *, n);
+    for (size_t i = 0; i < n; i++) {
+        resp->performances[i] = SB_ARENA_NEW(ctx->arena, Sb__Performance__Performance, 1);
+        present(ctx, &rows[i], resp->performances[i]);
     }
-    sb_buf_release(&err);
-    return st;
+    if (more && n > 0)
+        resp->next_page_token = perf_page_token(ctx->arena, rows[n - 1].created_us, rows[n - 1].pb->performance_id);
+    return SB_OK;
 }
 
 /* ------------------------------------------------------- UpdatePerformance */
 
-struct update_job {
-    job_t j;
+/* What an edit is about: the checked request and the moment it is judged at. */
+typedef struct edit {
     const char *id;
-    const char *caller; /* canonical user id of the caller */
     const perf_in_t *in;
     int64_t now_ms;
     /* The reservation service's answer, valid while the revision is sales_rev. */
     bool have_sales;
     int64_t sales_rev;
     perf_sales_t sales;
-    /* Set when the transaction needs (a fresh) answer first. */
-    bool need_sales;
+    bool need_sales; /* set when the transaction needs (a fresh) answer first */
     perf_row_t result;
     bool event; /* performance.changed written */
-};
+} edit_t;
 
 /* The performance after the edit, schedule by schedule, before writing. */
 typedef struct sched_final {
@@ -479,20 +377,20 @@ static const grade_in_t *find_grade_in(const perf_in_t *in, const char *name)
 }
 
 /* The new schedule list: the request's when given, else the stored one. */
-static sb_status_t plan_schedules(struct update_job *job, const perf_row_t *cur, sched_final_t **out,
-                                  size_t *n, sb_buf_t *msg)
+static sb_status_t plan_schedules(sb_rpc_ctx_t *ctx, const edit_t *e, const perf_row_t *cur,
+                                  sched_final_t **out, size_t *n, sb_buf_t *msg)
 {
-    const perf_in_t *in = job->in;
+    const perf_in_t *in = e->in;
     if (!in->has_schedules) {
         *n = cur->n_sch;
-        *out = sb_arena_alloc(job->j.a, (*n ? *n : 1) * sizeof **out);
+        *out = SB_ARENA_NEW(ctx->arena, sched_final_t, *n);
         for (size_t i = 0; i < *n; i++)
             (*out)[i] = (sched_final_t){cur->sch[i].id, cur->sch[i].at_ms, cur->sch[i].venue, &cur->sch[i]};
         return SB_OK;
     }
     *n = in->n_sch;
-    sched_final_t *f = sb_arena_alloc(job->j.a, *n * sizeof *f);
-    int64_t *times = sb_arena_alloc(job->j.a, *n * sizeof *times);
+    sched_final_t *f = SB_ARENA_NEW(ctx->arena, sched_final_t, *n);
+    int64_t *times = SB_ARENA_NEW(ctx->arena, int64_t, *n);
     for (size_t i = 0; i < *n; i++) {
         const sched_in_t *s = &in->sch[i];
         if (!s->id) {
@@ -500,22 +398,21 @@ static sb_status_t plan_schedules(struct update_job *job, const perf_row_t *cur,
         } else {
             const sched_row_t *old = find_sched(cur, s->id);
             if (!old)
-                return refuse(&job->j, SB_INVALID_ARGUMENT,
-                              "schedules[%zu].scheduleId: no such schedule in this performance", i);
+                return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT,
+                                   "schedules[%zu].scheduleId: no such schedule in this performance", i);
             f[i] = (sched_final_t){old->id, s->has_time ? s->at_ms : old->at_ms,
                                    s->venue ? s->venue : old->venue, old};
             bool moved = f[i].at_ms != old->at_ms, rehoused = !str_eq(f[i].venue, old->venue);
-            if ((moved || rehoused) && old->at_ms <= job->now_ms)
-                return refuse(&job->j, SB_FAILED_PRECONDITION,
-                              "schedules[%zu]: the schedule has already started and cannot change", i);
-            if (moved && f[i].at_ms <= job->now_ms)
-                return refuse(&job->j, SB_INVALID_ARGUMENT,
-                              "schedules[%zu].startsAt: must be in the future", i);
+            if ((moved || rehoused) && old->at_ms <= e->now_ms)
+                return sb_rpc_fail(ctx, SB_FAILED_PRECONDITION,
+                                   "schedules[%zu]: the schedule has already started and cannot change", i);
+            if (moved && f[i].at_ms <= e->now_ms)
+                return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "schedules[%zu].startsAt: must be in the future", i);
         }
         times[i] = f[i].at_ms;
     }
     if (perf_check_distinct_times(times, *n, msg) != SB_OK)
-        return refuse(&job->j, SB_INVALID_ARGUMENT, "%s", msg->buf);
+        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "%s", msg->buf);
     *out = f;
     return SB_OK;
 }
@@ -528,30 +425,30 @@ static bool in_final(const sched_final_t *f, size_t n, const char *id)
     return false;
 }
 
-static sb_status_t update_tx(sb_pg_conn_t *c, void *arg, sb_buf_t *err)
+/* One try of the edit in the call's transaction. Sets e->need_sales (and
+ * writes nothing) when it needs the reservation service's answer for the
+ * performance's current revision first. */
+static sb_status_t edit_tx(sb_rpc_ctx_t *ctx, edit_t *e)
 {
-    struct update_job *job = arg;
-    const perf_in_t *in = job->in;
-    sb_arena_t *a = job->j.a;
-    job_reset(&job->j);
-    job->need_sales = false;
-    job->event = false;
+    const perf_in_t *in = e->in;
+    sb_db_t *db = ctx->db;
+    sb_arena_t *a = ctx->arena;
+    e->need_sales = false;
+    e->event = false;
 
     perf_row_t cur;
     bool found;
-    sb_status_t st = perf_load(c, a, job->id, true, &cur, &found, err);
+    sb_status_t st = perf_load(db, e->id, true, &cur, &found);
     if (st != SB_OK)
         return st;
     const Sb__Performance__Performance *old = cur.pb;
     if (!found)
-        return refuse(&job->j, SB_NOT_FOUND, "performance not found");
-    if (strcmp(old->planner_id, job->caller) != 0)
-        return refuse(&job->j, SB_PERMISSION_DENIED,
-                      "only the planner who registered this performance may edit it");
-    if (!strcmp(cur.status, "CANCELLED"))
-        return refuse(&job->j, SB_FAILED_PRECONDITION,
-                      "the performance is CANCELLED and can no longer be edited");
-    bool approved = !strcmp(cur.status, "APPROVED");
+        return sb_rpc_fail(ctx, SB_NOT_FOUND, "performance not found");
+    if (!owns(ctx, &cur))
+        return sb_rpc_fail(ctx, SB_PERMISSION_DENIED, "only the planner who registered this performance may edit it");
+    if (has_status(&cur, STATUS(CANCELLED)))
+        return sb_rpc_fail(ctx, SB_FAILED_PRECONDITION, "the performance is CANCELLED and can no longer be edited");
+    bool approved = has_status(&cur, STATUS(APPROVED));
     const char *venue = in->venue ? in->venue : old->venue;
 
     sb_buf_t summary = SB_BUF_INIT, msg = SB_BUF_INIT;
@@ -576,24 +473,24 @@ static sb_status_t update_tx(sb_pg_conn_t *c, void *arg, sb_buf_t *err)
     /* Schedules: the new list; removals; which existing ones moved. */
     sched_final_t *f = NULL;
     size_t nf = 0;
-    if ((st = plan_schedules(job, &cur, &f, &nf, &msg)) != SB_OK)
+    if ((st = plan_schedules(ctx, e, &cur, &f, &nf, &msg)) != SB_OK)
         goto out;
     size_t removed = 0;
     for (size_t i = 0; i < cur.n_sch; i++) {
         if (in_final(f, nf, cur.sch[i].id))
             continue;
         if (approved) {
-            st = refuse(&job->j, SB_FAILED_PRECONDITION,
-                        "schedules: schedule %s cannot be removed from an approved performance;"
-                        " cancel the performance instead",
-                        cur.sch[i].id);
+            st = sb_rpc_fail(ctx, SB_FAILED_PRECONDITION,
+                             "schedules: schedule %s cannot be removed from an approved performance;"
+                             " cancel the performance instead",
+                             cur.sch[i].id);
             goto out;
         }
         removed++;
     }
     if (removed)
         NOTE("%zu schedule%s removed", removed, removed == 1 ? "" : "s");
-    char **changed_ids = sb_arena_alloc(a, (nf ? nf : 1) * sizeof *changed_ids);
+    char **changed_ids = SB_ARENA_NEW(a, char *, nf);
     size_t n_changed = 0;
     for (size_t i = 0; i < nf; i++) {
         if (!f[i].old) {
@@ -642,87 +539,69 @@ static sb_status_t update_tx(sb_pg_conn_t *c, void *arg, sb_buf_t *err)
         if (same_set && !same_order)
             NOTE("grades reordered");
         if (approved && touches_sales) {
-            if (!job->have_sales || job->sales_rev != cur.revision) {
-                job->need_sales = true;
-                job->sales_rev = cur.revision;
-                st = REFUSED;
-                goto out;
+            if (!e->have_sales || e->sales_rev != cur.revision) {
+                e->need_sales = true;
+                e->sales_rev = cur.revision;
+                goto out; /* st is OK: nothing written yet */
             }
             for (size_t i = 0; i < old->n_grades; i++) {
                 const Sb__Performance__SeatGrade *g = old->grades[i];
                 const grade_in_t *ng = find_grade_in(in, g->grade);
                 if (ng && ng->price == g->price && ng->seats == g->seat_count)
                     continue;
-                int64_t taken = perf_sales_taken(&job->sales, g->grade);
+                int64_t taken = perf_sales_taken(&e->sales, g->grade);
                 if (taken > 0) {
-                    st = refuse(&job->j, SB_FAILED_PRECONDITION,
-                                "grades: %lld seat%s of grade %s %s held or sold; its price and seat"
-                                " count cannot change and it cannot be removed",
-                                (long long)taken, taken == 1 ? "" : "s", g->grade, taken == 1 ? "is" : "are");
+                    st = sb_rpc_fail(ctx, SB_FAILED_PRECONDITION,
+                                     "grades: %lld seat%s of grade %s %s held or sold; its price and seat"
+                                     " count cannot change and it cannot be removed",
+                                     (long long)taken, taken == 1 ? "" : "s", g->grade, taken == 1 ? "is" : "are");
                     goto out;
                 }
             }
         }
     }
 
-    bool rejected = !strcmp(cur.status, "REJECTED");
+    bool rejected = has_status(&cur, STATUS(REJECTED));
     if (!summary.len && !rejected) { /* nothing differs: nothing to write */
-        job->result = cur;
-        st = SB_OK;
+        e->result = cur;
         goto out;
     }
     bool bump = approved && summary.len;
     char minutes[16], version[24];
     snprintf(minutes, sizeof minutes, "%d", in->running_minutes);
     snprintf(version, sizeof version, "%lld", (long long)(cur.version + (bump ? 1 : 0)));
-    const char *up[] = {job->id, in->title, in->description, in->venue, in->category,
-                        in->running_minutes ? minutes : NULL,
-                        rejected ? "PENDING_APPROVAL" : cur.status, version};
-    if ((st = exec_ok(c, &update_perf, 8, up, err)) != SB_OK)
+    if ((st = sb_db_exec(db, &update_perf, NULL, e->id, in->title, in->description, in->venue, in->category,
+                         in->running_minutes ? minutes : NULL,
+                         perf_status_name(rejected ? STATUS(PENDING_APPROVAL) : old->status), version)) != SB_OK)
         goto out;
-    for (size_t i = 0; i < cur.n_sch; i++) {
-        if (in_final(f, nf, cur.sch[i].id))
-            continue;
-        const char *dp[] = {cur.sch[i].id};
-        if ((st = exec_ok(c, &delete_schedule, 1, dp, err)) != SB_OK)
+    for (size_t i = 0; i < cur.n_sch; i++)
+        if (!in_final(f, nf, cur.sch[i].id) && (st = sb_db_exec(db, &delete_schedule, NULL, cur.sch[i].id)) != SB_OK)
             goto out;
-    }
-    for (size_t i = 0; i < nf; i++) {
+    for (size_t i = 0; i < nf && st == SB_OK; i++) {
         char at[32];
         sb_time_rfc3339(f[i].at_ms, at);
-        if (f[i].old) {
-            if (f[i].at_ms == f[i].old->at_ms && str_eq(f[i].venue, f[i].old->venue))
-                continue;
-            const char *sp[] = {f[i].id, at, f[i].venue};
-            st = exec_ok(c, &update_schedule, 3, sp, err);
-        } else {
-            char sid[SB_UUID_LEN + 1];
-            sb_uuid_v4(sid);
-            const char *sp[] = {sid, job->id, at, f[i].venue};
-            st = exec_ok(c, &insert_schedule, 4, sp, err);
-        }
-        if (st != SB_OK)
-            goto out;
+        if (!f[i].old)
+            st = insert_schedule_at(db, e->id, f[i].at_ms, f[i].venue);
+        else if (f[i].at_ms != f[i].old->at_ms || !str_eq(f[i].venue, f[i].old->venue))
+            st = sb_db_exec(db, &update_schedule, NULL, f[i].id, at, f[i].venue);
     }
-    if (in->has_grades) {
-        const char *dp[] = {job->id};
-        if ((st = exec_ok(c, &delete_grades, 1, dp, err)) != SB_OK)
-            goto out;
-        if ((st = insert_grades(c, job->id, in, err)) != SB_OK)
-            goto out;
-    }
-    if ((st = perf_load(c, a, job->id, false, &job->result, &found, err)) != SB_OK)
+    if (st != SB_OK)
+        goto out;
+    if (in->has_grades && ((st = sb_db_exec(db, &delete_grades, NULL, e->id)) != SB_OK ||
+                           (st = insert_grades(db, e->id, in)) != SB_OK))
+        goto out;
+    if ((st = perf_load(db, e->id, false, &e->result, &found)) != SB_OK)
         goto out;
 
     if (bump) {
         cap_utf8(&summary, SUMMARY_MAX);
         Sb__Events__PerformanceChanged ev = SB__EVENTS__PERFORMANCE_CHANGED__INIT;
-        ev.performance = perf_snapshot(a, &job->result);
+        ev.performance = perf_snapshot(a, &e->result);
         ev.changed_schedule_ids = changed_ids;
         ev.n_changed_schedule_ids = n_changed;
         ev.summary = summary.buf;
-        st = sb_outbox_add(c, "performance.changed", job->id, &ev.base, NULL, err);
-        job->event = st == SB_OK;
+        st = sb_outbox_add(db->conn, "performance.changed", e->id, &ev.base, NULL, db->detail);
+        e->event = st == SB_OK;
     }
 out:
 #undef NOTE
@@ -741,153 +620,103 @@ sb_status_t perf_update(sb_rpc_ctx_t *ctx, const void *in, void *out)
     if (!is_role(ctx, "PLANNER"))
         return sb_rpc_fail(ctx, SB_PERMISSION_DENIED,
                            "only the planner who registered this performance may edit it");
-
-    sb_buf_t err = SB_BUF_INIT;
+    sb_buf_t msg = SB_BUF_INIT;
     perf_in_t pin;
-    if ((st = perf_check_update(ctx->arena, req, sb_now_ms(), &pin, &err)) != SB_OK) {
-        st = sb_rpc_fail(ctx, st, "%s", err.buf);
-        goto out;
-    }
-    struct update_job job = {.j = {.a = ctx->arena}, .id = id, .in = &pin, .now_ms = sb_now_ms()};
-    job.caller = caller_id(ctx);
+    if ((st = checked(ctx, perf_check_update(ctx->arena, req, sb_now_ms(), &pin, &msg), &msg)) != SB_OK)
+        return st;
+
+    edit_t e = {.id = id, .in = &pin, .now_ms = sb_now_ms()};
     for (int round = 0;; round++) {
-        sb_buf_reset(&err);
-        st = sb_pg_tx(sb_service_of(ctx)->pg, SB_PG_READ_COMMITTED, update_tx, &job, &err);
-        if (!job.need_sales)
+        if ((st = edit_tx(ctx, &e)) != SB_OK || !e.need_sales)
             break;
-        if (round == SALES_ROUNDS) {
-            st = sb_rpc_fail(ctx, SB_ABORTED, "the performance kept changing meanwhile; try again");
-            goto out;
-        }
-        sb_buf_t msg = SB_BUF_INIT;
-        if (perf_sales_fetch(ctx, id, &job.sales, &msg) != SB_OK) {
-            st = sb_rpc_fail(ctx, SB_UNAVAILABLE, "%s", msg.buf);
-            sb_buf_release(&msg);
-            goto out;
-        }
-        sb_buf_release(&msg);
-        job.have_sales = true;
+        sb_db_rollback(ctx->db); /* no row lock across the call */
+        if (round == SALES_ROUNDS)
+            return sb_rpc_fail(ctx, SB_ABORTED, "the performance kept changing meanwhile; try again");
+        if ((st = perf_sales_fetch(ctx, id, &e.sales)) != SB_OK)
+            return st;
+        e.have_sales = true;
     }
-    if ((st = finish(ctx, st, &job.j, &err, "performance edit")) == SB_OK) {
-        present(ctx, &job.result, out);
-        sb_info("performance %s edited by %s%s", id, ctx->user_id,
-                job.event ? ": performance.changed written" : "");
-    }
-out:
-    sb_buf_release(&err);
-    return st;
+    if (st != SB_OK)
+        return st;
+    present(ctx, &e.result, out);
+    sb_info("performance %s edited by %s%s", id, ctx->user_id, e.event ? ": performance.changed written" : "");
+    return SB_OK;
 }
 
 /* ------------------------------------------ Approve / Reject / Cancel */
 
 enum transition { APPROVE, REJECT, CANCEL };
 
-struct transition_job {
-    job_t j;
-    enum transition op;
-    const char *id;
-    const char *reason;
-    sb_rpc_ctx_t *ctx; /* identity only: read, never failed through */
-    int64_t now_ms;
-    char from[24]; /* the status before */
-    perf_row_t result;
-    const char *event; /* the event type written, or NULL */
-};
-
-static sb_status_t transition_tx(sb_pg_conn_t *c, void *arg, sb_buf_t *err)
+/* The state change itself, decided on the locked row cur. */
+static sb_status_t apply(sb_rpc_ctx_t *ctx, enum transition op, const perf_row_t *cur, const char *reason,
+                         const char *by)
 {
-    struct transition_job *job = arg;
-    sb_arena_t *a = job->j.a;
-    job_reset(&job->j);
-    job->event = NULL;
-
-    perf_row_t cur;
-    bool found;
-    sb_status_t st = perf_load(c, a, job->id, true, &cur, &found, err);
-    if (st != SB_OK)
-        return st;
-    if (!found)
-        return refuse(&job->j, SB_NOT_FOUND, "performance not found");
-    snprintf(job->from, sizeof job->from, "%s", cur.status);
-    bool approved = !strcmp(cur.status, "APPROVED");
-    const char *by = caller_id(job->ctx); /* need_signed_in made sure it is a UUID */
-
-    switch (job->op) {
+    const char *id = cur->pb->performance_id;
+    switch (op) {
     case APPROVE:
-    case REJECT: {
-        const char *verb = job->op == APPROVE ? "approved" : "rejected";
-        if (strcmp(cur.status, "PENDING_APPROVAL") != 0)
-            return refuse(&job->j, SB_FAILED_PRECONDITION,
-                          "the performance is %s; only a PENDING_APPROVAL performance can be %s",
-                          cur.status, verb);
-        if (job->op == REJECT) {
-            const char *p[] = {job->id, job->reason};
-            st = exec_ok(c, &reject_perf, 2, p, err);
-            break;
-        }
+    case REJECT:
+        if (!has_status(cur, STATUS(PENDING_APPROVAL)))
+            return sb_rpc_fail(ctx, SB_FAILED_PRECONDITION,
+                               "the performance is %s; only a PENDING_APPROVAL performance can be %s",
+                               perf_status_name(cur->pb->status), op == APPROVE ? "approved" : "rejected");
+        if (op == REJECT)
+            return sb_db_exec(ctx->db, &reject_perf, NULL, id, reason);
+        int64_t now = sb_now_ms();
         bool ahead = false;
-        for (size_t i = 0; i < cur.n_sch && !ahead; i++)
-            ahead = cur.sch[i].at_ms > job->now_ms;
+        for (size_t i = 0; i < cur->n_sch && !ahead; i++)
+            ahead = cur->sch[i].at_ms > now;
         if (!ahead)
-            return refuse(&job->j, SB_FAILED_PRECONDITION,
-                          "no schedule of the performance starts in the future; it cannot be approved");
-        const char *p[] = {job->id};
-        st = exec_ok(c, &approve_perf, 1, p, err);
-        break;
+            return sb_rpc_fail(ctx, SB_FAILED_PRECONDITION,
+                               "no schedule of the performance starts in the future; it cannot be approved");
+        return sb_db_exec(ctx->db, &approve_perf, NULL, id);
+    case CANCEL:
+        if (!sb_rpc_is_admin(ctx) && !owns(ctx, cur))
+            return sb_rpc_fail(ctx, SB_PERMISSION_DENIED,
+                               "only the planner who registered this performance or an admin may cancel it");
+        if (has_status(cur, STATUS(CANCELLED)))
+            return sb_rpc_fail(ctx, SB_FAILED_PRECONDITION, "the performance is already CANCELLED");
+        return sb_db_exec(ctx->db, &cancel_perf, NULL, id, reason, by, has_status(cur, STATUS(APPROVED)) ? "1" : "0");
     }
-    case CANCEL: {
-        if (!sb_rpc_is_admin(job->ctx) && !owns(job->ctx, &cur))
-            return refuse(&job->j, SB_PERMISSION_DENIED,
-                          "only the planner who registered this performance or an admin may cancel it");
-        if (!strcmp(cur.status, "CANCELLED"))
-            return refuse(&job->j, SB_FAILED_PRECONDITION, "the performance is already CANCELLED");
-        const char *p[] = {job->id, job->reason, by, approved ? "1" : "0"};
-        st = exec_ok(c, &cancel_perf, 4, p, err);
-        break;
-    }
-    }
-    if (st == SB_OK)
-        st = perf_load(c, a, job->id, false, &job->result, &found, err);
-    if (st != SB_OK)
-        return st;
-
-    if (job->op == APPROVE) {
-        Sb__Events__PerformanceApproved ev = SB__EVENTS__PERFORMANCE_APPROVED__INIT;
-        ev.performance = perf_snapshot(a, &job->result);
-        job->event = "performance.approved";
-        st = sb_outbox_add(c, job->event, job->id, &ev.base, NULL, err);
-    } else if (job->op == CANCEL && approved) {
-        Sb__Events__PerformanceCancelled ev = SB__EVENTS__PERFORMANCE_CANCELLED__INIT;
-        ev.performance_id = job->result.pb->performance_id;
-        ev.planner_id = job->result.pb->planner_id;
-        ev.version = job->result.version;
-        ev.reason = job->result.pb->cancel_reason;
-        ev.cancelled_by = (char *)by;
-        job->event = "performance.cancelled";
-        st = sb_outbox_add(c, job->event, job->id, &ev.base, NULL, err);
-    }
-    return st;
+    return SB_INTERNAL;
 }
 
-static sb_status_t transition(sb_rpc_ctx_t *ctx, enum transition op, const char *raw_id,
-                              const char *reason, void *out)
+static sb_status_t transition(sb_rpc_ctx_t *ctx, enum transition op, const char *raw_id, const char *reason,
+                              void *out)
 {
-    static const char *const what[] = {"approval", "rejection", "cancellation"};
     char *id;
+    perf_row_t cur, row;
+    bool found;
     sb_status_t st = need_performance_id(ctx, raw_id, &id);
+    if (st != SB_OK || (st = perf_load(ctx->db, id, true, &cur, &found)) != SB_OK)
+        return st;
+    if (!found)
+        return sb_rpc_fail(ctx, SB_NOT_FOUND, "performance not found");
+    const char *by = caller_id(ctx); /* need_signed_in made sure it is a UUID */
+    if ((st = apply(ctx, op, &cur, reason, by)) != SB_OK || (st = perf_load(ctx->db, id, false, &row, &found)) != SB_OK)
+        return st;
+
+    const char *event = NULL;
+    if (op == APPROVE) {
+        Sb__Events__PerformanceApproved ev = SB__EVENTS__PERFORMANCE_APPROVED__INIT;
+        ev.performance = perf_snapshot(ctx->arena, &row);
+        event = "performance.approved";
+        st = sb_outbox_add(ctx->db->conn, event, id, &ev.base, NULL, &ctx->detail);
+    } else if (op == CANCEL && has_status(&cur, STATUS(APPROVED))) {
+        Sb__Events__PerformanceCancelled ev = SB__EVENTS__PERFORMANCE_CANCELLED__INIT;
+        ev.performance_id = row.pb->performance_id;
+        ev.planner_id = row.pb->planner_id;
+        ev.version = row.version;
+        ev.reason = row.pb->cancel_reason;
+        ev.cancelled_by = (char *)by;
+        event = "performance.cancelled";
+        st = sb_outbox_add(ctx->db->conn, event, id, &ev.base, NULL, &ctx->detail);
+    }
     if (st != SB_OK)
         return st;
-    sb_buf_t err = SB_BUF_INIT;
-    struct transition_job job = {.j = {.a = ctx->arena}, .op = op, .id = id, .reason = reason,
-                                 .ctx = ctx, .now_ms = sb_now_ms()};
-    st = sb_pg_tx(sb_service_of(ctx)->pg, SB_PG_READ_COMMITTED, transition_tx, &job, &err);
-    if ((st = finish(ctx, st, &job.j, &err, what[op])) == SB_OK) {
-        present(ctx, &job.result, out);
-        sb_info("performance %s: %s -> %s by %s%s%s", id, job.from, job.result.status, ctx->user_id,
-                job.event ? ", event " : "", job.event ? job.event : "");
-    }
-    sb_buf_release(&err);
-    return st;
+    present(ctx, &row, out);
+    sb_info("performance %s: %s -> %s by %s%s%s", id, perf_status_name(cur.pb->status),
+            perf_status_name(row.pb->status), ctx->user_id, event ? ", event " : "", event ? event : "");
+    return SB_OK;
 }
 
 sb_status_t perf_approve(sb_rpc_ctx_t *ctx, const void *in, void *out)

@@ -19,7 +19,8 @@
 #include "performance.pb-c.h"
 #include "sb/arena.h"
 #include "sb/buf.h"
-#include "sb/pg.h"
+#include "sb/db.h"
+#include "sb/enum.h"
 #include "sb/rpc.h"
 #include "sb/status.h"
 
@@ -89,8 +90,12 @@ const char *perf_reason_problem(const char *s, bool required);
 char *perf_page_token(sb_arena_t *a, int64_t created_us, const char *id);
 bool perf_page_token_parse(sb_arena_t *a, const char *token, int64_t *created_us, char **id);
 
-const char *perf_status_name(Sb__Performance__PerformanceStatus s); /* "" if unknown */
-Sb__Performance__PerformanceStatus perf_status_parse(const char *s);
+/* "APPROVED"...: the name in the .proto, through the enum's descriptor; NULL
+ * when s is not a value. */
+static inline const char *perf_status_name(Sb__Performance__PerformanceStatus s)
+{
+    return sb_enum_name(&sb__performance__performance_status__descriptor, (int)s);
+}
 
 /* ---- store.c ---- */
 
@@ -102,10 +107,10 @@ typedef struct sched_row {
 } sched_row_t;
 
 /* A performance as stored, with its schedules (by time) and grades (in the
- * planner's order). pb is the API view; the rest is what the handlers need. */
+ * planner's order). pb is the API view (its status included); the rest is
+ * what the handlers need. */
 typedef struct perf_row {
     Sb__Performance__Performance *pb;
-    char *status;        /* "APPROVED"... */
     int64_t version;
     int64_t revision;
     int64_t created_us;  /* the keyset of listings */
@@ -114,10 +119,9 @@ typedef struct perf_row {
     size_t n_sch;
 } perf_row_t;
 
-/* Loads performance id on c (locking its row FOR UPDATE when lock). OK with
- * *found false when there is none. Everything lives in a. */
-sb_status_t perf_load(sb_pg_conn_t *c, sb_arena_t *a, const char *id, bool lock, perf_row_t *out,
-                      bool *found, sb_buf_t *err);
+/* Loads performance id (locking its row FOR UPDATE when lock). OK with
+ * *found false when there is none. Everything lives in db's arena. */
+sb_status_t perf_load(sb_db_t *db, const char *id, bool lock, perf_row_t *out, bool *found);
 
 /* ListPerformances' query after the argument checks. */
 typedef struct perf_query {
@@ -134,8 +138,7 @@ typedef struct perf_query {
 } perf_query_t;
 
 /* Up to q->limit rows (newest first); *more tells whether another page exists. */
-sb_status_t perf_list(sb_pg_conn_t *c, sb_arena_t *a, const perf_query_t *q, perf_row_t **rows,
-                      size_t *n, bool *more, sb_buf_t *err);
+sb_status_t perf_list(sb_db_t *db, const perf_query_t *q, perf_row_t **rows, size_t *n, bool *more);
 
 /* ---- sales.c ---- */
 
@@ -151,10 +154,9 @@ typedef struct perf_sales {
 } perf_sales_t;
 
 /* Asks the reservation service (RESERVATION_ADDR) with the caller's
- * identity and trace id. UNAVAILABLE (msg set) when it cannot answer;
- * a performance it does not know has no sales. Result in ctx->arena. */
-sb_status_t perf_sales_fetch(sb_rpc_ctx_t *ctx, const char *performance_id, perf_sales_t *out,
-                             sb_buf_t *msg);
+ * identity and trace id. An UNAVAILABLE refusal when it cannot answer; a
+ * performance it does not know has no sales. Result in ctx->arena. */
+sb_status_t perf_sales_fetch(sb_rpc_ctx_t *ctx, const char *performance_id, perf_sales_t *out);
 /* Held + sold of grade (0 when not listed). */
 int64_t perf_sales_taken(const perf_sales_t *s, const char *grade);
 

@@ -12,17 +12,14 @@
 
 #define SALES_TIMEOUT_MS 3000
 
-sb_status_t perf_sales_fetch(sb_rpc_ctx_t *ctx, const char *performance_id, perf_sales_t *out,
-                             sb_buf_t *msg)
+sb_status_t perf_sales_fetch(sb_rpc_ctx_t *ctx, const char *performance_id, perf_sales_t *out)
 {
     memset(out, 0, sizeof *out);
     const char *addr = sb_registry_addr("reservation");
     int64_t left = sb_rpc_remaining_ms(ctx);
     int64_t timeout = left < SALES_TIMEOUT_MS ? left - 100 : SALES_TIMEOUT_MS;
-    if (timeout <= 0) {
-        sb_buf_adds(msg, "no time left to ask the reservation service for held and sold seats");
-        return SB_UNAVAILABLE;
-    }
+    if (timeout <= 0)
+        return sb_rpc_fail(ctx, SB_UNAVAILABLE, "no time left to ask the reservation service for held and sold seats");
     Sb__Reservation__GetPerformanceReservationsRequest req =
         SB__RESERVATION__GET_PERFORMANCE_RESERVATIONS_REQUEST__INIT;
     req.performance_id = (char *)performance_id;
@@ -47,17 +44,18 @@ sb_status_t perf_sales_fetch(sb_rpc_ctx_t *ctx, const char *performance_id, perf
     if (st != SB_OK) {
         sb_warn("GetPerformanceReservations(%s) at %s: %s %s", performance_id, addr,
                 sb_status_name(st), err.buf);
-        sb_buf_addf(msg, "cannot confirm with the reservation service that no seat of the grade is"
-                         " held or sold (%s); try again later", sb_status_name(st));
         sb_buf_release(&err);
-        return SB_UNAVAILABLE;
+        return sb_rpc_fail(ctx, SB_UNAVAILABLE,
+                           "cannot confirm with the reservation service that no seat of the grade is"
+                           " held or sold (%s); try again later",
+                           sb_status_name(st));
     }
     sb_buf_release(&err);
 
     size_t cap = 0;
     for (size_t i = 0; i < resp->n_schedules; i++)
         cap += resp->schedules[i]->n_grades;
-    out->g = sb_arena_alloc(ctx->arena, (cap ? cap : 1) * sizeof *out->g);
+    out->g = SB_ARENA_NEW(ctx->arena, grade_sales_t, cap);
     for (size_t i = 0; i < resp->n_schedules; i++) {
         const Sb__Reservation__ScheduleSales *s = resp->schedules[i];
         for (size_t j = 0; j < s->n_grades; j++) {

@@ -2,10 +2,13 @@
  * time) and `grades` (in the planner's order), turned into the API message
  * plus the fields the handlers decide with. Listings read a page of rows
  * and then the schedules and grades of the whole page in two queries. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "performance.h"
+#include "sb/db.h"
+#include "sb/enum.h"
 #include "sb/util.h"
 
 /* Unix milliseconds of a timestamptz (NULL stays NULL). */
@@ -61,30 +64,31 @@ static char *time_str(sb_arena_t *a, const PGresult *r, int row, int col)
     return sb_arena_strdup(a, ts);
 }
 
-static char *nullable(sb_arena_t *a, const PGresult *r, int row, int col)
+static char *nullable(const PGresult *r, int row, int col)
 {
-    return PQgetisnull(r, row, col) ? "" : sb_arena_strdup(a, PQgetvalue(r, row, col));
+    return PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col);
 }
 
-/* Row `row` of a PERF_COLS result into out (schedules and grades come later). */
+/* Row `row` of a PERF_COLS result into out (schedules and grades come
+ * later). Strings stay in r, which the unit of work's arena owns. */
 static void fill_row(sb_arena_t *a, const PGresult *r, int row, perf_row_t *out)
 {
-    Sb__Performance__Performance *p = sb_arena_alloc(a, sizeof *p);
+    Sb__Performance__Performance *p = SB_ARENA_NEW(a, Sb__Performance__Performance, 1);
     sb__performance__performance__init(p);
-    p->performance_id = sb_arena_strdup(a, PQgetvalue(r, row, 0));
-    p->planner_id = sb_arena_strdup(a, PQgetvalue(r, row, 1));
-    p->title = sb_arena_strdup(a, PQgetvalue(r, row, 2));
-    p->description = sb_arena_strdup(a, PQgetvalue(r, row, 3));
-    p->venue = sb_arena_strdup(a, PQgetvalue(r, row, 4));
-    p->category = sb_arena_strdup(a, PQgetvalue(r, row, 5));
+    p->performance_id = PQgetvalue(r, row, 0);
+    p->planner_id = PQgetvalue(r, row, 1);
+    p->title = PQgetvalue(r, row, 2);
+    p->description = PQgetvalue(r, row, 3);
+    p->venue = PQgetvalue(r, row, 4);
+    p->category = PQgetvalue(r, row, 5);
     p->running_minutes = atoi(PQgetvalue(r, row, 6));
-    out->status = sb_arena_strdup(a, PQgetvalue(r, row, 7));
-    p->status = perf_status_parse(out->status);
+    p->status = sb_enum_value(&sb__performance__performance_status__descriptor, PQgetvalue(r, row, 7),
+                              SB__PERFORMANCE__PERFORMANCE_STATUS__PERFORMANCE_STATUS_UNSPECIFIED);
     out->version = strtoll(PQgetvalue(r, row, 8), NULL, 10);
     out->revision = strtoll(PQgetvalue(r, row, 9), NULL, 10);
-    p->reject_reason = nullable(a, r, row, 10);
-    p->cancel_reason = nullable(a, r, row, 11);
-    out->cancelled_by = nullable(a, r, row, 12);
+    p->reject_reason = nullable(r, row, 10);
+    p->cancel_reason = nullable(r, row, 11);
+    out->cancelled_by = nullable(r, row, 12);
     p->created_at = time_str(a, r, row, 13);
     p->updated_at = time_str(a, r, row, 14);
     p->approved_at = time_str(a, r, row, 15);
@@ -102,22 +106,24 @@ static perf_row_t *find_row(perf_row_t *rows, size_t n, const char *id)
 
 /* Counts the rows of r per performance into the rows' arrays, then fills
  * them: schedules (with the effective venue in the API view) and grades. */
-static sb_status_t load_children(sb_pg_conn_t *c, sb_arena_t *a, perf_row_t *rows, size_t n,
-                                 sb_buf_t *err)
+static sb_status_t load_children(sb_db_t *db, perf_row_t *rows, size_t n)
 {
     if (n == 0)
         return SB_OK;
+    sb_arena_t *a = db->arena;
     sb_buf_t ids = SB_BUF_INIT;
     sb_buf_addch(&ids, '{');
     for (size_t i = 0; i < n; i++)
         sb_buf_addf(&ids, "%s%s", i ? "," : "", rows[i].pb->performance_id);
     sb_buf_addch(&ids, '}');
-    const char *params[] = {ids.buf};
-
-    PGresult *r = sb_pg_exec(c, &select_schedules, 1, params);
-    sb_status_t st = sb_pg_check(c, r, err);
+    PGresult *r, *g;
+    sb_status_t st = sb_db_exec(db, &select_schedules, &r, ids.buf);
+    if (st == SB_OK)
+        st = sb_db_exec(db, &select_grades, &g, ids.buf);
+    sb_buf_release(&ids);
     if (st != SB_OK)
-        goto out_clear;
+        return st;
+
     int nt = PQntuples(r);
     for (int k = 0; k < nt; k++) {
         perf_row_t *row = find_row(rows, n, PQgetvalue(r, k, 0));
@@ -125,9 +131,8 @@ static sb_status_t load_children(sb_pg_conn_t *c, sb_arena_t *a, perf_row_t *row
             row->pb->n_schedules++;
     }
     for (size_t i = 0; i < n; i++) {
-        size_t m = rows[i].pb->n_schedules;
-        rows[i].pb->schedules = sb_arena_alloc(a, (m ? m : 1) * sizeof *rows[i].pb->schedules);
-        rows[i].sch = sb_arena_alloc(a, (m ? m : 1) * sizeof *rows[i].sch);
+        rows[i].pb->schedules = SB_ARENA_NEW(a, Sb__Performance__Schedule *, rows[i].pb->n_schedules);
+        rows[i].sch = SB_ARENA_NEW(a, sched_row_t, rows[i].pb->n_schedules);
         rows[i].pb->n_schedules = 0;
     }
     for (int k = 0; k < nt; k++) {
@@ -135,69 +140,55 @@ static sb_status_t load_children(sb_pg_conn_t *c, sb_arena_t *a, perf_row_t *row
         if (!row)
             continue;
         sched_row_t *s = &row->sch[row->n_sch++];
-        s->id = sb_arena_strdup(a, PQgetvalue(r, k, 1));
+        s->id = PQgetvalue(r, k, 1);
         s->at_ms = strtoll(PQgetvalue(r, k, 2), NULL, 10);
-        s->venue = PQgetisnull(r, k, 3) ? NULL : sb_arena_strdup(a, PQgetvalue(r, k, 3));
-        Sb__Performance__Schedule *ps = sb_arena_alloc(a, sizeof *ps);
+        s->venue = PQgetisnull(r, k, 3) ? NULL : PQgetvalue(r, k, 3);
+        Sb__Performance__Schedule *ps = SB_ARENA_NEW(a, Sb__Performance__Schedule, 1);
         sb__performance__schedule__init(ps);
         ps->schedule_id = s->id;
         ps->starts_at = time_str(a, r, k, 2);
         ps->venue = s->venue ? s->venue : row->pb->venue;
         row->pb->schedules[row->pb->n_schedules++] = ps;
     }
-    PQclear(r);
 
-    r = sb_pg_exec(c, &select_grades, 1, params);
-    if ((st = sb_pg_check(c, r, err)) != SB_OK)
-        goto out_clear;
-    nt = PQntuples(r);
+    nt = PQntuples(g);
     for (int k = 0; k < nt; k++) {
-        perf_row_t *row = find_row(rows, n, PQgetvalue(r, k, 0));
+        perf_row_t *row = find_row(rows, n, PQgetvalue(g, k, 0));
         if (row)
             row->pb->n_grades++;
     }
     for (size_t i = 0; i < n; i++) {
-        size_t m = rows[i].pb->n_grades;
-        rows[i].pb->grades = sb_arena_alloc(a, (m ? m : 1) * sizeof *rows[i].pb->grades);
+        rows[i].pb->grades = SB_ARENA_NEW(a, Sb__Performance__SeatGrade *, rows[i].pb->n_grades);
         rows[i].pb->n_grades = 0;
     }
     for (int k = 0; k < nt; k++) {
-        perf_row_t *row = find_row(rows, n, PQgetvalue(r, k, 0));
+        perf_row_t *row = find_row(rows, n, PQgetvalue(g, k, 0));
         if (!row)
             continue;
-        Sb__Performance__SeatGrade *g = sb_arena_alloc(a, sizeof *g);
-        sb__performance__seat_grade__init(g);
-        g->grade = sb_arena_strdup(a, PQgetvalue(r, k, 1));
-        g->price = strtoll(PQgetvalue(r, k, 2), NULL, 10);
-        g->seat_count = atoi(PQgetvalue(r, k, 3));
-        row->pb->grades[row->pb->n_grades++] = g;
+        Sb__Performance__SeatGrade *sg = SB_ARENA_NEW(a, Sb__Performance__SeatGrade, 1);
+        sb__performance__seat_grade__init(sg);
+        sg->grade = PQgetvalue(g, k, 1);
+        sg->price = strtoll(PQgetvalue(g, k, 2), NULL, 10);
+        sg->seat_count = atoi(PQgetvalue(g, k, 3));
+        row->pb->grades[row->pb->n_grades++] = sg;
     }
-out_clear:
-    PQclear(r);
-    sb_buf_release(&ids);
-    return st;
+    return SB_OK;
 }
 
-sb_status_t perf_load(sb_pg_conn_t *c, sb_arena_t *a, const char *id, bool lock, perf_row_t *out,
-                      bool *found, sb_buf_t *err)
+sb_status_t perf_load(sb_db_t *db, const char *id, bool lock, perf_row_t *out, bool *found)
 {
     memset(out, 0, sizeof *out);
     *found = false;
-    const char *params[] = {id};
-    PGresult *r = sb_pg_exec(c, lock ? &lock_perf : &select_perf, 1, params);
-    sb_status_t st = sb_pg_check(c, r, err);
-    if (st == SB_OK && PQntuples(r) == 1) {
-        fill_row(a, r, 0, out);
-        *found = true;
-    }
-    PQclear(r);
-    if (st == SB_OK && *found)
-        st = load_children(c, a, out, 1, err);
-    return st;
+    PGresult *r;
+    sb_status_t st = sb_db_exec(db, lock ? &lock_perf : &select_perf, &r, id);
+    if (st != SB_OK || PQntuples(r) != 1)
+        return st;
+    fill_row(db->arena, r, 0, out);
+    *found = true;
+    return load_children(db, out, 1);
 }
 
-sb_status_t perf_list(sb_pg_conn_t *c, sb_arena_t *a, const perf_query_t *q, perf_row_t **rows,
-                      size_t *n, bool *more, sb_buf_t *err)
+sb_status_t perf_list(sb_db_t *db, const perf_query_t *q, perf_row_t **rows, size_t *n, bool *more)
 {
     *rows = NULL;
     *n = 0;
@@ -205,32 +196,21 @@ sb_status_t perf_list(sb_pg_conn_t *c, sb_arena_t *a, const perf_query_t *q, per
     char after[24], limit[16];
     snprintf(after, sizeof after, "%lld", (long long)q->after_us);
     snprintf(limit, sizeof limit, "%d", q->limit + 1); /* one more: is there a next page? */
-    const char *params[] = {q->admin ? "true" : "false",
-                            q->viewer,
-                            q->planner,
-                            q->status,
-                            q->category,
-                            q->from,
-                            q->to,
-                            q->after_set ? after : NULL,
-                            q->after_set ? q->after_id : NULL,
-                            limit};
-    PGresult *r = sb_pg_exec(c, &list_perfs, 10, params);
-    sb_status_t st = sb_pg_check(c, r, err);
-    if (st != SB_OK) {
-        PQclear(r);
+    PGresult *r;
+    sb_status_t st = sb_db_exec(db, &list_perfs, &r, q->admin ? "true" : "false", q->viewer, q->planner,
+                                q->status, q->category, q->from, q->to, q->after_set ? after : NULL,
+                                q->after_set ? q->after_id : NULL, limit);
+    if (st != SB_OK)
         return st;
-    }
     size_t nt = (size_t)PQntuples(r);
     if (nt > (size_t)q->limit) {
         *more = true;
         nt = (size_t)q->limit;
     }
-    perf_row_t *out = sb_arena_alloc(a, (nt ? nt : 1) * sizeof *out);
+    perf_row_t *out = SB_ARENA_NEW(db->arena, perf_row_t, nt);
     for (size_t i = 0; i < nt; i++)
-        fill_row(a, r, (int)i, &out[i]);
-    PQclear(r);
-    if ((st = load_children(c, a, out, nt, err)) != SB_OK)
+        fill_row(db->arena, r, (int)i, &out[i]);
+    if ((st = load_children(db, out, nt)) != SB_OK)
         return st;
     *rows = out;
     *n = nt;

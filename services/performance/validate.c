@@ -305,34 +305,3 @@ bool perf_page_token_parse(sb_arena_t *a, const char *token, int64_t *created_us
     *created_us = us;
     return true;
 }
-
-/* ---------------------------------------------------------------- status */
-
-const char *perf_status_name(Sb__Performance__PerformanceStatus s)
-{
-    switch (s) {
-    case SB__PERFORMANCE__PERFORMANCE_STATUS__PENDING_APPROVAL:
-        return "PENDING_APPROVAL";
-    case SB__PERFORMANCE__PERFORMANCE_STATUS__APPROVED:
-        return "APPROVED";
-    case SB__PERFORMANCE__PERFORMANCE_STATUS__REJECTED:
-        return "REJECTED";
-    case SB__PERFORMANCE__PERFORMANCE_STATUS__CANCELLED:
-        return "CANCELLED";
-    default:
-        return "";
-    }
-}
-
-Sb__Performance__PerformanceStatus perf_status_parse(const char *s)
-{
-    if (!strcmp(s, "PENDING_APPROVAL"))
-        return SB__PERFORMANCE__PERFORMANCE_STATUS__PENDING_APPROVAL;
-    if (!strcmp(s, "APPROVED"))
-        return SB__PERFORMANCE__PERFORMANCE_STATUS__APPROVED;
-    if (!strcmp(s, "REJECTED"))
-        return SB__PERFORMANCE__PERFORMANCE_STATUS__REJECTED;
-    if (!strcmp(s, "CANCELLED"))
-        return SB__PERFORMANCE__PERFORMANCE_STATUS__CANCELLED;
-    return SB__PERFORMANCE__PERFORMANCE_STATUS__PERFORMANCE_STATUS_UNSPECIFIED;
-}

@@ -11,18 +11,19 @@
  *                               per-grade counts (reservations: booking issue)
  *
  * Counts are one GROUP BY per schedule over seats, answered from the index
- * on (schedule_id, grade, status). Response strings point into the query
- * results, which the call's arena frees after the response is sent. */
+ * on (schedule_id, grade, status). The two RPCs of two queries read one
+ * snapshot (REPEATABLE READ rows, main.c). Response strings point into the
+ * query results, which the call's arena frees after the response is sent. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "reservation.h"
-#include "sb/log.h"
+#include "sb/db.h"
+#include "sb/enum.h"
 #include "sb/service.h"
 #include "sb/util.h"
 
-#define DB_WAIT_MS 5000
 #define PAGE_DEFAULT 20
 #define PAGE_MAX 100
 #define CATEGORY_MAX_BYTES 100
@@ -101,38 +102,6 @@ enum { C_PERF, C_SCHEDULE, C_STARTS, C_VENUE, C_GRADE, C_PRICE, C_TOTAL, C_FREE,
 
 /* ------------------------------------------------------------------ helpers */
 
-static void clear_result(void *r)
-{
-    PQclear(r);
-}
-
-/* A database failure: the detail goes to the log, the caller gets a status
- * and a message without SQL or data in it. */
-static sb_status_t db_fail(sb_rpc_ctx_t *ctx, sb_status_t st, const sb_buf_t *err, const char *what)
-{
-    sb_error("%s: database: %s", what, err->buf);
-    if (st == SB_UNAVAILABLE || st == SB_DEADLINE_EXCEEDED || st == SB_ABORTED)
-        return sb_rpc_fail(ctx, st, "%s: the inventory is unavailable; try again", what);
-    return sb_rpc_fail(ctx, SB_INTERNAL, "%s failed", what);
-}
-
-/* Runs stmt on c. On OK the result belongs to ctx's arena (cleared when the
- * call ends) and goes to *res. */
-static sb_status_t query(sb_rpc_ctx_t *ctx, sb_pg_conn_t *c, const sb_pg_stmt_t *stmt, int n,
-                         const char *const *params, PGresult **res, sb_buf_t *err)
-{
-    PGresult *r = sb_pg_exec(c, stmt, n, params);
-    sb_status_t st = sb_pg_check(c, r, err);
-    if (st != SB_OK) {
-        PQclear(r);
-        *res = NULL;
-        return st;
-    }
-    sb_arena_on_free(ctx->arena, clear_result, r);
-    *res = r;
-    return SB_OK;
-}
-
 /* A value of r, borrowed for the call (NULL for SQL NULL). */
 static char *val(const PGresult *r, int row, int col)
 {
@@ -151,13 +120,8 @@ static int64_t int64_val(const PGresult *r, int row, int col)
 
 static Sb__Reservation__SeatStatus seat_status(const char *s)
 {
-    if (!strcmp(s, "AVAILABLE"))
-        return SB__RESERVATION__SEAT_STATUS__AVAILABLE;
-    if (!strcmp(s, "HELD"))
-        return SB__RESERVATION__SEAT_STATUS__HELD;
-    if (!strcmp(s, "SOLD"))
-        return SB__RESERVATION__SEAT_STATUS__SOLD;
-    return SB__RESERVATION__SEAT_STATUS__SEAT_STATUS_UNSPECIFIED;
+    return sb_enum_value(&sb__reservation__seat_status__descriptor, s,
+                         SB__RESERVATION__SEAT_STATUS__SEAT_STATUS_UNSPECIFIED);
 }
 
 /* The end of the rows [from, to) of a SCHEDULE_GRADES result that belong to
@@ -185,8 +149,8 @@ static Sb__Reservation__GradeAvailability **fill_grades(sb_arena_t *a, const PGr
     *n = 0;
     if (PQgetisnull(r, from, C_GRADE))
         return NULL; /* a schedule without grades: its one row has no grade */
-    Sb__Reservation__GradeAvailability **out = sb_arena_alloc(a, (size_t)(to - from) * sizeof *out);
-    Sb__Reservation__GradeAvailability *g = sb_arena_alloc(a, (size_t)(to - from) * sizeof *g);
+    Sb__Reservation__GradeAvailability **out = SB_ARENA_NEW(a, Sb__Reservation__GradeAvailability *, to - from);
+    Sb__Reservation__GradeAvailability *g = SB_ARENA_NEW(a, Sb__Reservation__GradeAvailability, to - from);
     for (int i = from; i < to; i++, g++) {
         sb__reservation__grade_availability__init(g);
         g->grade = val(r, i, C_GRADE);
@@ -210,49 +174,33 @@ sb_status_t resv_get_seat_map(sb_rpc_ctx_t *ctx, const void *in, void *out)
     if (!id)
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "scheduleId must be a UUID");
 
-    sb_pg_pool_t *pool = sb_service_of(ctx)->pg;
-    sb_buf_t err = SB_BUF_INIT;
-    sb_status_t st;
-    sb_pg_conn_t *c = sb_pg_acquire(pool, DB_WAIT_MS, &err);
-    if (!c) {
-        st = db_fail(ctx, SB_UNAVAILABLE, &err, "seat map");
-        goto out;
-    }
     PGresult *r;
-    const char *p[] = {id};
-    st = query(ctx, c, &stmt_seat_map, 1, p, &r, &err);
-    sb_pg_release(pool, c);
-    if (st != SB_OK) {
-        st = db_fail(ctx, st, &err, "seat map");
-        goto out;
-    }
+    sb_status_t st = sb_db_exec(ctx->db, &stmt_seat_map, &r, id);
+    if (st != SB_OK)
+        return st;
     int n = PQntuples(r);
-    if (n == 0) {
-        st = sb_rpc_fail(ctx, SB_NOT_FOUND, "schedule not found");
-        goto out;
-    }
+    if (n == 0)
+        return sb_rpc_fail(ctx, SB_NOT_FOUND, "schedule not found");
     resp->schedule_id = id;
     resp->performance_id = val(r, 0, 0);
     resp->starts_at = val(r, 0, 1);
     if (PQgetisnull(r, 0, 2))
-        goto out; /* a schedule without seats */
-    resp->seats = sb_arena_alloc(ctx->arena, (size_t)n * sizeof *resp->seats);
-    Sb__Reservation__Seat *seats = sb_arena_alloc(ctx->arena, (size_t)n * sizeof *seats);
+        return SB_OK; /* a schedule without seats */
+    resp->seats = SB_ARENA_NEW(ctx->arena, Sb__Reservation__Seat *, n);
+    Sb__Reservation__Seat *seats = SB_ARENA_NEW(ctx->arena, Sb__Reservation__Seat, n);
     for (int i = 0; i < n; i++) {
-        Sb__Reservation__Seat *s = &seats[i];
-        sb__reservation__seat__init(s);
-        s->seat_id = val(r, i, 2);
-        s->grade = val(r, i, 3);
-        s->row = val(r, i, 4);
-        s->number = int_val(r, i, 5);
-        s->price = int64_val(r, i, 6);
-        s->status = seat_status(PQgetvalue(r, i, 7));
-        resp->seats[i] = s;
+        Sb__Reservation__Seat *seat = &seats[i];
+        sb__reservation__seat__init(seat);
+        seat->seat_id = val(r, i, 2);
+        seat->grade = val(r, i, 3);
+        seat->row = val(r, i, 4);
+        seat->number = int_val(r, i, 5);
+        seat->price = int64_val(r, i, 6);
+        seat->status = seat_status(PQgetvalue(r, i, 7));
+        resp->seats[i] = seat;
     }
     resp->n_seats = (size_t)n;
-out:
-    sb_buf_release(&err);
-    return st;
+    return SB_OK;
 }
 
 /* ------------------------------------------------------------ ListBookable */
@@ -270,8 +218,8 @@ static void fill_bookable(sb_arena_t *a, const PGresult *r, int *row,
     perf->n_schedules = count_schedules(r, from, to);
     if (!perf->n_schedules)
         return;
-    perf->schedules = sb_arena_alloc(a, perf->n_schedules * sizeof *perf->schedules);
-    Sb__Reservation__BookableSchedule *s = sb_arena_alloc(a, perf->n_schedules * sizeof *s);
+    perf->schedules = SB_ARENA_NEW(a, Sb__Reservation__BookableSchedule *, perf->n_schedules);
+    Sb__Reservation__BookableSchedule *s = SB_ARENA_NEW(a, Sb__Reservation__BookableSchedule, perf->n_schedules);
     size_t k = 0;
     for (int i = from; i < to; s++) {
         int end = schedule_end(r, i, to);
@@ -307,38 +255,30 @@ sb_status_t resv_list_bookable(sb_rpc_ctx_t *ctx, const void *in, void *out)
     char now[32], limit[16];
     sb_time_rfc3339(sb_now_ms(), now); /* one instant for both queries */
     snprintf(limit, sizeof limit, "%d", size + 1);
-    sb_pg_pool_t *pool = sb_service_of(ctx)->pg;
-    sb_buf_t err = SB_BUF_INIT, ids = SB_BUF_INIT;
-    sb_status_t st;
-    sb_pg_conn_t *c = sb_pg_acquire(pool, DB_WAIT_MS, &err);
-    if (!c) {
-        st = db_fail(ctx, SB_UNAVAILABLE, &err, "bookable list");
-        goto out;
-    }
     PGresult *page, *sched;
-    const char *pp[] = {after, now, limit, category};
-    st = query(ctx, c, *category ? &stmt_bookable_page_category : &stmt_bookable_page,
-               *category ? 4 : 3, pp, &page, &err);
+    sb_status_t st = *category ? sb_db_exec(ctx->db, &stmt_bookable_page_category, &page, after, now, limit, category)
+                               : sb_db_exec(ctx->db, &stmt_bookable_page, &page, after, now, limit);
     if (st != SB_OK)
-        goto out_release;
+        return st;
     int n = PQntuples(page);
     bool more = n > size;
     if (more)
         n = size;
     if (n == 0)
-        goto out_release;
+        return SB_OK;
 
-    const char **id_list = sb_arena_alloc(ctx->arena, (size_t)n * sizeof *id_list);
+    const char **id_list = SB_ARENA_NEW(ctx->arena, const char *, n);
     for (int i = 0; i < n; i++)
         id_list[i] = PQgetvalue(page, i, 0);
+    sb_buf_t ids = SB_BUF_INIT;
     resv_pg_array(&ids, id_list, (size_t)n);
-    const char *sp[] = {ids.buf, now};
-    if ((st = query(ctx, c, &stmt_bookable_schedules, 2, sp, &sched, &err)) != SB_OK)
-        goto out_release;
+    st = sb_db_exec(ctx->db, &stmt_bookable_schedules, &sched, ids.buf, now);
+    sb_buf_release(&ids);
+    if (st != SB_OK)
+        return st;
 
-    resp->performances = sb_arena_alloc(ctx->arena, (size_t)n * sizeof *resp->performances);
-    Sb__Reservation__BookablePerformance *perfs =
-        sb_arena_alloc(ctx->arena, (size_t)n * sizeof *perfs);
+    resp->performances = SB_ARENA_NEW(ctx->arena, Sb__Reservation__BookablePerformance *, n);
+    Sb__Reservation__BookablePerformance *perfs = SB_ARENA_NEW(ctx->arena, Sb__Reservation__BookablePerformance, n);
     int row = 0;
     for (int i = 0; i < n; i++) {
         Sb__Reservation__BookablePerformance *p = &perfs[i];
@@ -349,21 +289,12 @@ sb_status_t resv_list_bookable(sb_rpc_ctx_t *ctx, const void *in, void *out)
         p->category = val(page, i, 3);
         p->running_minutes = int_val(page, i, 4);
         fill_bookable(ctx->arena, sched, &row, p);
-        /* Its last future schedule went between the two queries: skipped
-         * (the page token still moves past it). */
-        if (p->n_schedules)
+        if (p->n_schedules) /* always, in one snapshot; a guard all the same */
             resp->performances[resp->n_performances++] = p;
     }
     if (more)
         resp->next_page_token = (char *)id_list[n - 1];
-out_release:
-    sb_pg_release(pool, c);
-    if (st != SB_OK)
-        st = db_fail(ctx, st, &err, "bookable list");
-out:
-    sb_buf_release(&ids);
-    sb_buf_release(&err);
-    return st;
+    return SB_OK;
 }
 
 /* ---------------------------------------------- GetPerformanceReservations */
@@ -378,54 +309,31 @@ sb_status_t resv_get_performance_reservations(sb_rpc_ctx_t *ctx, const void *in,
     if (!id)
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "performanceId must be a UUID");
 
-    sb_pg_pool_t *pool = sb_service_of(ctx)->pg;
-    sb_buf_t err = SB_BUF_INIT;
-    sb_status_t st;
     PGresult *owner, *r;
-    sb_pg_conn_t *c = sb_pg_acquire(pool, DB_WAIT_MS, &err);
-    if (!c) {
-        st = db_fail(ctx, SB_UNAVAILABLE, &err, "performance sales");
-        goto out;
-    }
-    const char *p[] = {id};
-    if ((st = query(ctx, c, &stmt_performance_owner, 1, p, &owner, &err)) != SB_OK) {
-        st = db_fail(ctx, st, &err, "performance sales");
-        goto out_release;
-    }
-    if (PQntuples(owner) == 0) {
-        st = sb_rpc_fail(ctx, SB_NOT_FOUND, "performance not found");
-        goto out_release;
-    }
-    if (!sb_rpc_is_admin(ctx) && !sb_rpc_is_self(ctx, PQgetvalue(owner, 0, 0))) {
-        st = sb_rpc_fail(ctx, SB_PERMISSION_DENIED,
-                         "only the performance's planner or an admin may see its reservations");
-        goto out_release;
-    }
-    if ((st = query(ctx, c, &stmt_performance_schedules, 1, p, &r, &err)) != SB_OK) {
-        st = db_fail(ctx, st, &err, "performance sales");
-        goto out_release;
-    }
+    sb_status_t st = sb_db_exec(ctx->db, &stmt_performance_owner, &owner, id);
+    if (st != SB_OK)
+        return st;
+    if (PQntuples(owner) == 0)
+        return sb_rpc_fail(ctx, SB_NOT_FOUND, "performance not found");
+    if (!sb_rpc_is_admin(ctx) && !sb_rpc_is_self(ctx, PQgetvalue(owner, 0, 0)))
+        return sb_rpc_fail(ctx, SB_PERMISSION_DENIED,
+                           "only the performance's planner or an admin may see its reservations");
+    if ((st = sb_db_exec(ctx->db, &stmt_performance_schedules, &r, id)) != SB_OK)
+        return st;
     resp->performance_id = id;
     int n = PQntuples(r);
     resp->n_schedules = count_schedules(r, 0, n);
-    if (resp->n_schedules) {
-        resp->schedules = sb_arena_alloc(ctx->arena, resp->n_schedules * sizeof *resp->schedules);
-        Sb__Reservation__ScheduleSales *s =
-            sb_arena_alloc(ctx->arena, resp->n_schedules * sizeof *s);
-        size_t k = 0;
-        for (int i = 0; i < n; s++) {
-            int end = schedule_end(r, i, n);
-            sb__reservation__schedule_sales__init(s);
-            s->schedule_id = val(r, i, C_SCHEDULE);
-            s->starts_at = val(r, i, C_STARTS);
-            s->grades = fill_grades(ctx->arena, r, i, end, &s->n_grades);
-            resp->schedules[k++] = s;
-            i = end;
-        }
+    resp->schedules = SB_ARENA_NEW(ctx->arena, Sb__Reservation__ScheduleSales *, resp->n_schedules);
+    Sb__Reservation__ScheduleSales *s = SB_ARENA_NEW(ctx->arena, Sb__Reservation__ScheduleSales, resp->n_schedules);
+    size_t k = 0;
+    for (int i = 0; i < n; s++) {
+        int end = schedule_end(r, i, n);
+        sb__reservation__schedule_sales__init(s);
+        s->schedule_id = val(r, i, C_SCHEDULE);
+        s->starts_at = val(r, i, C_STARTS);
+        s->grades = fill_grades(ctx->arena, r, i, end, &s->n_grades);
+        resp->schedules[k++] = s;
+        i = end;
     }
-out_release:
-    sb_pg_release(pool, c);
-out:
-    sb_buf_release(&err);
-    return st;
+    return SB_OK;
 }

@@ -10,8 +10,9 @@ SB_SERVICE_MIGRATIONS(reservation);
 
 static const sb_rpc_method_t methods[] = {
     {"GetSeatMap", resv_get_seat_map},
-    {"ListBookable", resv_list_bookable},
-    {"GetPerformanceReservations", resv_get_performance_reservations},
+    {"ListBookable", resv_list_bookable, .tx = SB_TX_READ, .iso = SB_PG_REPEATABLE_READ},
+    {"GetPerformanceReservations", resv_get_performance_reservations, .tx = SB_TX_READ,
+     .iso = SB_PG_REPEATABLE_READ},
     {"DeliverEvent", sb_service_deliver_event},
     {"ReplayEvents", sb_service_replay_events},
 };

@@ -8,17 +8,37 @@
  * caller against the method's access policy (the API table, sb/api.h), call
  * the handler, pack the response or send the status with its message.
  *
- * Handlers never see sockets, queues or byte buffers:
+ * Handlers never see sockets, queues or byte buffers, nor BEGIN or COMMIT:
  *
  *     static sb_status_t get_member(sb_rpc_ctx_t *ctx, const void *in, void *out)
  *     {
  *         const Sb__Member__GetMemberRequest *req = in;
  *         Sb__Member__Member *resp = out;   // already initialised
+ *         PGresult *r;
+ *         sb_status_t st = sb_db_exec(ctx->db, &select_member, &r, req->user_id);
+ *         if (st != SB_OK)
+ *             return st;                    // internal: the runtime answers for it
+ *         if (PQntuples(r) == 0)
+ *             return sb_rpc_fail(ctx, SB_NOT_FOUND, "member %s not found", req->user_id);
  *         ...
- *         return sb_rpc_fail(ctx, SB_NOT_FOUND, "member %s not found", req->user_id);
  *     }
- *     static const sb_rpc_method_t methods[] = { {"GetMember", get_member}, ... };
- */
+ *     static const sb_rpc_method_t methods[] = {
+ *         {"GetMember", get_member, .tx = SB_TX_READ},
+ *         {"UpdateMember", update_member, .tx = SB_TX},
+ *         {"CreateReservation", resv_create, .tx = SB_TX, .idempotent = true},
+ *     };
+ *
+ * Two kinds of message leave a handler. A refusal (sb_rpc_fail) is the
+ * status and text the client reads. Anything else non-OK is an internal
+ * failure: its detail (SQL errors, library errors) goes to ctx->detail, which
+ * only the log reads, and the server answers for it in one place, logged
+ * once with the trace id: UNAVAILABLE, ABORTED and DEADLINE_EXCEEDED keep
+ * their status with "<service> service unavailable; try again", anything
+ * else becomes INTERNAL "internal error".
+ *
+ * The flags of a row (transaction, isolation, idempotency) are carried out
+ * by the runner the service layer registers with sb_server_add_service_run
+ * (sb/service.h: sb_service_call); this layer knows nothing of PostgreSQL. */
 #ifndef SB_RPC_H
 #define SB_RPC_H
 #include <stdbool.h>
@@ -39,6 +59,9 @@
  * mTLS issue replaces it with the name in the peer's certificate. */
 #define SB_MD_CALLER_SERVICE "x-caller-service"
 
+typedef struct sb_db sb_db_t; /* sb/db.h */
+typedef struct sb_rpc_method sb_rpc_method_t;
+
 typedef struct sb_rpc_ctx {
     sb_arena_t *arena;       /* the call's arena: response strings, scratch */
     const char *method;      /* "/pkg.Service/Method" */
@@ -48,20 +71,49 @@ typedef struct sb_rpc_ctx {
     const char *user_role;   /* "USER", "PLANNER", "ADMIN" or "" */
     const char *caller_service; /* the calling service's claimed name; "" when none */
     void *service_data;      /* the pointer given to sb_server_add_service */
-    sb_buf_t err;            /* status message for non-OK answers */
+    const sb_rpc_method_t *row; /* the row being run */
+    sb_db_t *db;             /* the call's database (sb/db.h), set by the service
+                                runner: inside the row's transaction for a tx row;
+                                NULL on a server without one */
+    sb_buf_t err;            /* the refusal the client reads; set by sb_rpc_fail only */
+    sb_buf_t detail;         /* internal detail for the log only (never sent) */
 } sb_rpc_ctx_t;
 
 /* in: the unpacked request (owned by the call); out: the response message,
  * initialised, allocated in ctx->arena; fill it with arena memory. */
 typedef sb_status_t (*sb_rpc_handler_fn)(sb_rpc_ctx_t *ctx, const void *in, void *out);
 
-typedef struct sb_rpc_method {
+/* What the runner wraps a handler in. */
+typedef enum sb_tx {
+    SB_TX_NONE = 0, /* no transaction: each statement borrows a connection
+                       for itself alone (autocommit) */
+    SB_TX,          /* one transaction around the handler: committed when it
+                       returns OK, rolled back otherwise, run again on a
+                       serialization failure or deadlock */
+    SB_TX_READ,     /* the same, READ ONLY: one snapshot across statements */
+} sb_tx_t;
+
+struct sb_rpc_method {
     const char *name; /* method name as written in the .proto */
     sb_rpc_handler_fn fn;
-} sb_rpc_method_t;
+    sb_tx_t tx;
+    int iso;          /* the transaction's sb_pg_isolation_t (sb/pg.h); 0 = READ COMMITTED */
+    bool idempotent;  /* a request carrying an idempotency_key field gets the first
+                         answer given to that key again (see sb_service_call) */
+};
 
-/* Sets ctx->err to the formatted message, logs it, and returns st. */
+/* Runs row->fn for one call with whatever the row's flags ask for; returns
+ * the handler's status. Installed per service by sb_server_add_service_run. */
+typedef sb_status_t (*sb_rpc_run_fn)(sb_rpc_ctx_t *ctx, const sb_rpc_method_t *row,
+                                     const ProtobufCMessage *in, ProtobufCMessage *out);
+
+/* A refusal: sets ctx->err (what the client reads) to the formatted message,
+ * logs it, and returns st. */
 sb_status_t sb_rpc_fail(sb_rpc_ctx_t *ctx, sb_status_t st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* An internal failure: appends the formatted detail to ctx->detail (the log
+ * only) and returns st, which the server then answers for (see above). */
+sb_status_t sb_rpc_error(sb_rpc_ctx_t *ctx, sb_status_t st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* The caller's role, from the identity metadata the gateway sets. */
 static inline bool sb_rpc_is_admin(const sb_rpc_ctx_t *ctx)
@@ -81,9 +133,14 @@ typedef struct sb_server sb_server_t;
 /* addr like "0.0.0.0:50051" or "127.0.0.1:0" (ephemeral). Caller frees with
  * sb_server_free. Includes grpc.health.v1.Health. */
 sb_server_t *sb_server_new(const char *addr, int workers);
-/* descriptor and methods are borrowed and must outlive the server. */
+/* descriptor is borrowed and must outlive the server; the rows are copied.
+ * Handlers are called directly (the flags of the rows are not looked at). */
 void sb_server_add_service(sb_server_t *s, const ProtobufCServiceDescriptor *desc,
                            const sb_rpc_method_t *methods, size_t n_methods, void *service_data);
+/* The same with every call of these methods going through run. */
+void sb_server_add_service_run(sb_server_t *s, const ProtobufCServiceDescriptor *desc,
+                               const sb_rpc_method_t *methods, size_t n_methods,
+                               void *service_data, sb_rpc_run_fn run);
 /* Binds and starts the workers. */
 sb_status_t sb_server_start(sb_server_t *s, sb_buf_t *err);
 int sb_server_port(const sb_server_t *s); /* the bound port after start */

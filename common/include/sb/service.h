@@ -2,6 +2,10 @@
  *
  *     int main(void) { return sb_service_main(&member_service); }
  *
+ * Every RPC runs through sb_service_call, which carries out the flags of its
+ * method row (sb/rpc.h): ctx->db on the service's pool, the row's
+ * transaction with its retries, idempotency keys (service_call.c).
+ *
  * sb_service_main reads the configuration, opens the service's own database
  * (created if missing) and applies the common and the service's migrations,
  * connects Redis and the Kafka producer, starts the outbox relay, the event
@@ -55,6 +59,16 @@ static inline sb_service_t *sb_service_of(const sb_rpc_ctx_t *ctx)
 {
     return (sb_service_t *)ctx->service_data;
 }
+
+/* The runner of every service RPC (sb_server_add_service_run with the
+ * sb_service_t as service data): sets ctx->db up on svc->pg and runs row->fn
+ * as its flags ask (service_call.c has the model). Public for tests and
+ * servers built by hand. */
+sb_status_t sb_service_call(sb_rpc_ctx_t *ctx, const sb_rpc_method_t *row, const ProtobufCMessage *in,
+                            ProtobufCMessage *out);
+/* The table idempotent rows keep their answers in (sb_idempotency); every
+ * service's database gets it at start-up. */
+sb_status_t sb_idempotency_migrate(sb_pg_pool_t *pool, sb_buf_t *err);
 
 /* Handlers every service can list as they are (admin only):
  *   {"DeliverEvent", sb_service_deliver_event}: one event through the service's
