@@ -83,6 +83,106 @@ static const char *shape_error(const char *token)
     return dots == 2 ? NULL : "malformed token";
 }
 
+#define HEADER_MAX 1024 /* decoded JOSE header */
+#define SIG_HS256 43    /* base64url characters of a 32-byte HMAC */
+#define SIG_ES256 86    /* of a 64-byte R||S */
+
+static bool kid_valid(const char *kid, size_t n)
+{
+    if (n == 0 || n > SB_JWT_MAX_KID)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!b64url_char(kid[i]))
+            return false;
+    return true;
+}
+
+static int b64url_val(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '-' ? 62 : c == '_' ? 63 : -1;
+}
+
+/* Decodes n base64url characters (unpadded) into out[cap]; the decoded
+ * length, or -1 when malformed or too long. */
+static long b64url_decode(const char *in, size_t n, unsigned char *out, size_t cap)
+{
+    if (n % 4 == 1)
+        return -1;
+    size_t o = 0;
+    unsigned acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = b64url_val(in[i]);
+        if (v < 0)
+            return -1;
+        acc = (acc << 6 | (unsigned)v) & 0xffffff;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (o >= cap)
+                return -1;
+            out[o++] = (unsigned char)(acc >> bits & 0xff);
+        }
+    }
+    return (long)o;
+}
+
+/* Decodes and checks the JOSE header and the signature's length before any
+ * signature work, so libjwt only ever verifies the pinned algorithm: "alg"
+ * exactly `alg`, an optional "typ":"JWT", no "crit" (extensions we would
+ * have to understand), a signature of sig_len base64url characters (libjwt
+ * 1.10 overruns its buffer decoding an empty one), and, when kid is given, a
+ * valid "kid" copied into it. NULL when acceptable, else why not. */
+static const char *header_check(const char *token, const char *alg, size_t sig_len,
+                                char kid[SB_JWT_MAX_KID + 1])
+{
+    const char *dot = strchr(token, '.');
+    unsigned char raw[HEADER_MAX];
+    long n = b64url_decode(token, (size_t)(dot - token), raw, sizeof raw);
+    if (n <= 0)
+        return "malformed token header";
+    json_t *h = json_loadb((const char *)raw, (size_t)n, JSON_REJECT_DUPLICATES, NULL);
+    const char *why = NULL;
+    if (!json_is_object(h)) {
+        why = "malformed token header";
+        goto out;
+    }
+    const char *a = json_string_value(json_object_get(h, "alg"));
+    if (!a || strcmp(a, alg) != 0) {
+        why = "token algorithm not accepted";
+        goto out;
+    }
+    json_t *typ = json_object_get(h, "typ");
+    if (typ && (!json_is_string(typ) || strcasecmp(json_string_value(typ), "JWT") != 0)) {
+        why = "token type not accepted";
+        goto out;
+    }
+    if (json_object_get(h, "crit")) {
+        why = "token header extensions not accepted";
+        goto out;
+    }
+    if (kid) {
+        json_t *k = json_object_get(h, "kid");
+        const char *ks = json_string_value(k);
+        if (!ks || !kid_valid(ks, json_string_length(k))) {
+            why = "token without a valid kid";
+            goto out;
+        }
+        memcpy(kid, ks, json_string_length(k) + 1);
+    }
+    if (strlen(strrchr(token, '.') + 1) != sig_len)
+        why = "invalid token signature";
+out:
+    json_decref(h);
+    return why;
+}
+
 static bool copy_claim(jwt_t *j, const char *name, char *out, size_t n)
 {
     const char *v = jwt_get_grant(j, name);
@@ -141,13 +241,15 @@ sb_status_t sb_jwt_verify(const char *secret, const char *token, int64_t now, sb
 {
     memset(out, 0, sizeof *out);
     const char *why = shape_error(token);
+    if (!why)
+        why = header_check(token, "HS256", SIG_HS256, NULL);
     if (why)
         return deny(err, why);
     jwt_t *j = NULL;
     if (jwt_decode(&j, token, (const unsigned char *)secret, (int)strlen(secret)) != 0 || !j)
         return deny(err, "invalid token signature");
     sb_status_t st = SB_UNAUTHENTICATED;
-    /* pinned algorithm: checked after decode, whatever the header claimed */
+    /* pinned again after decode, whatever libjwt made of the header */
     if (jwt_get_alg(j) != JWT_ALG_HS256) {
         sb_buf_adds(err, "token algorithm not accepted");
         goto out_free;
@@ -179,7 +281,6 @@ const char *sb_jwt_secret_from_env(void)
 /* ---- ES256: signer, keyset, JWKS ---- */
 
 #define KEY_FILE_MAX 8192 /* a PEM EC key is ~250 bytes */
-#define HEADER_MAX 1024   /* decoded JOSE header */
 
 struct sb_jwt_signer {
     char kid[SB_JWT_MAX_KID + 1];
@@ -203,16 +304,6 @@ struct sb_jwt_keyset {
     int64_t last_reload_ms;
     int64_t reload_min_ms;
 };
-
-static bool kid_valid(const char *kid, size_t n)
-{
-    if (n == 0 || n > SB_JWT_MAX_KID)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!b64url_char(kid[i]))
-            return false;
-    return true;
-}
 
 /* Appends the content of path (at most max bytes) to out. */
 static bool read_small(const char *path, size_t max, sb_buf_t *out, sb_buf_t *err)
@@ -263,42 +354,6 @@ static void b64url(const unsigned char *in, size_t n, char *out)
         out[o++] = tab[v >> 6 & 63];
     }
     out[o] = 0;
-}
-
-static int b64url_val(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '-' ? 62 : c == '_' ? 63 : -1;
-}
-
-/* Decodes n base64url characters (unpadded) into out[cap]; the decoded
- * length, or -1 when malformed or too long. */
-static long b64url_decode(const char *in, size_t n, unsigned char *out, size_t cap)
-{
-    if (n % 4 == 1)
-        return -1;
-    size_t o = 0;
-    unsigned acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64url_val(in[i]);
-        if (v < 0)
-            return -1;
-        acc = (acc << 6 | (unsigned)v) & 0xffffff;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o >= cap)
-                return -1;
-            out[o++] = (unsigned char)(acc >> bits & 0xff);
-        }
-    }
-    return (long)o;
 }
 
 /* true when pk is an EC key on P-256. */
@@ -597,48 +652,6 @@ void sb_jwt_keyset_jwks(sb_jwt_keyset_t *ks, sb_buf_t *out)
     pthread_rwlock_unlock(&ks->lock);
 }
 
-/* Decodes and checks the JOSE header before any signature work: exactly
- * {"alg":"ES256","kid":<valid kid>} plus an optional "typ":"JWT"; "crit"
- * (extensions we would have to understand) is refused. */
-static const char *header_check(const char *token, char kid[SB_JWT_MAX_KID + 1])
-{
-    const char *dot = strchr(token, '.');
-    unsigned char raw[HEADER_MAX];
-    long n = b64url_decode(token, (size_t)(dot - token), raw, sizeof raw);
-    if (n <= 0)
-        return "malformed token header";
-    json_t *h = json_loadb((const char *)raw, (size_t)n, JSON_REJECT_DUPLICATES, NULL);
-    const char *why = NULL;
-    if (!json_is_object(h)) {
-        why = "malformed token header";
-        goto out;
-    }
-    const char *alg = json_string_value(json_object_get(h, "alg"));
-    if (!alg || strcmp(alg, "ES256") != 0) {
-        why = "token algorithm not accepted";
-        goto out;
-    }
-    json_t *typ = json_object_get(h, "typ");
-    if (typ && (!json_is_string(typ) || strcasecmp(json_string_value(typ), "JWT") != 0)) {
-        why = "token type not accepted";
-        goto out;
-    }
-    if (json_object_get(h, "crit")) {
-        why = "token header extensions not accepted";
-        goto out;
-    }
-    json_t *k = json_object_get(h, "kid");
-    const char *ks = json_string_value(k);
-    if (!ks || !kid_valid(ks, json_string_length(k))) {
-        why = "token without a valid kid";
-        goto out;
-    }
-    memcpy(kid, ks, json_string_length(k) + 1);
-out:
-    json_decref(h);
-    return why;
-}
-
 static const struct jwt_key *key_find(const sb_jwt_keyset_t *ks, const char *kid)
 {
     struct jwt_key probe;
@@ -668,7 +681,7 @@ sb_status_t sb_jwt_verify_es256(sb_jwt_keyset_t *ks, const char *token, int64_t 
     if (why)
         return deny(err, why);
     char kid[SB_JWT_MAX_KID + 1];
-    if ((why = header_check(token, kid)) != NULL)
+    if ((why = header_check(token, "ES256", SIG_ES256, kid)) != NULL)
         return deny(err, why);
 
     jwt_t *j = NULL;

@@ -113,7 +113,10 @@ Test(jwt, garbage_is_refused)
 {
     sb_jwt_claims_t c;
     sb_buf_t err = SB_BUF_INIT;
-    const char *bad[] = {"", "a.b", "a.b.c.d", "not a token", "a.b.c", "....", "eyJ.eyJ.@@@"};
+    const char *bad[] = {"", "a.b", "a.b.c.d", "not a token", "a.b.c", "....", "eyJ.eyJ.@@@",
+                         /* empty signatures: libjwt 1.10 overruns a buffer decoding them
+                          * (valgrind sees it), so they must not reach it */
+                         "eyJhbGciOiJSUzI1NiJ9.e30.", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.e30.", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.e30.AAAA"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         cr_assert_eq(verify(bad[i], &c, &err), SB_UNAUTHENTICATED, "%s accepted", bad[i]);
     char *huge = malloc(SB_JWT_MAX_TOKEN + 10);
@@ -508,6 +511,8 @@ Test(jwt_es256, garbage_is_refused)
         "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsyMDI2MTIwMi1hYWFhIn0.e30.AAAA",
         /* [1,2] */
         "WzEsMl0.e30.AAAA",
+        /* {"alg":"ES256","kid":"k20261202-aaaa"} with an empty signature */
+        "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsyMDI2MTIwMi1hYWFhIn0.e30.",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         cr_assert_eq(verify_es(ks, bad[i], &c, &err), SB_UNAUTHENTICATED, "%s accepted", bad[i]);
