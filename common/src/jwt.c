@@ -387,8 +387,8 @@ sb_jwt_signer_t *sb_jwt_signer_load(const char *key_file, sb_buf_t *err)
     BIO *bio = NULL;
     EVP_PKEY *pk = NULL;
     if (!kid_of(key_file, ".key", s->kid)) {
-        sb_buf_addf(err, "%s: a signing key file is named <kid>.key, kid [A-Za-z0-9_-]{1,%d}",
-                    key_file, SB_JWT_MAX_KID);
+        sb_buf_addf(err, "%s: a signing key file is named <kid>.key, kid [A-Za-z0-9_-]{1,%d}", key_file,
+                    SB_JWT_MAX_KID);
         goto out_fail;
     }
     if (!read_small(key_file, KEY_FILE_MAX, &pem, err))

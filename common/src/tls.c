@@ -218,8 +218,9 @@ grpc_server_credentials *sb_tls_server_creds(sb_buf_t *err)
     f->next = fetchers;
     fetchers = f;
     pthread_mutex_unlock(&fetchers_mu);
-    grpc_ssl_server_credentials_options *o = grpc_ssl_server_credentials_create_options_using_config_fetcher(
-        GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY, fetch, f);
+    grpc_ssl_server_credentials_options *o =
+        grpc_ssl_server_credentials_create_options_using_config_fetcher(
+            GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY, fetch, f);
     return grpc_ssl_server_credentials_create_with_options(o); /* takes o */
 out_fail:
     for (int i = 0; i < 3; i++)
@@ -240,8 +241,8 @@ grpc_channel_credentials *sb_tls_channel_creds(sb_buf_t *err)
         return NULL;
     bool has_cert = env(SB_TLS_ENV_CERT), has_key = env(SB_TLS_ENV_KEY);
     if (has_cert != has_key) {
-        sb_buf_addf(err, "%s and %s go together (a client certificate needs its key)",
-                    SB_TLS_ENV_CERT, SB_TLS_ENV_KEY);
+        sb_buf_addf(err, "%s and %s go together (a client certificate needs its key)", SB_TLS_ENV_CERT,
+                    SB_TLS_ENV_KEY);
         goto out_free;
     }
     if (has_cert && (!(cert = read_pem(SB_TLS_ENV_CERT, err)) || !(key = read_pem(SB_TLS_ENV_KEY, err))))
@@ -272,8 +273,8 @@ static bool name_ok(const char *v, size_t n)
         return false;
     for (size_t i = 0; i < n; i++) {
         char c = v[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '.' || c == '_'))
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+              c == '.' || c == '_'))
             return false;
     }
     return true;
@@ -303,7 +304,8 @@ const char *sb_tls_peer_service(grpc_call *call, sb_arena_t *a)
         goto out_release;
     p = first_prop(ctx, GRPC_X509_CN_PROPERTY_NAME);
     if (!p || p->value_length == 0) {
-        grpc_auth_property_iterator it = grpc_auth_context_find_properties_by_name(ctx, GRPC_X509_SAN_PROPERTY_NAME);
+        grpc_auth_property_iterator it =
+            grpc_auth_context_find_properties_by_name(ctx, GRPC_X509_SAN_PROPERTY_NAME);
         while ((p = grpc_auth_property_iterator_next(&it)) && is_ip(p->value, p->value_length))
             ;
     }

@@ -191,8 +191,12 @@ static grpc_channel *channel(int port, grpc_channel_credentials *creds, const ch
     char target[32];
     snprintf(target, sizeof target, "127.0.0.1:%d", port);
     grpc_arg args[2] = {
-        {.type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, .value.integer = 1},
-        {.type = GRPC_ARG_STRING, .key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG, .value.string = (char *)name},
+        {.type = GRPC_ARG_INTEGER,
+         .key = (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL,
+         .value.integer = 1},
+        {.type = GRPC_ARG_STRING,
+         .key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG,
+         .value.string = (char *)name},
     };
     grpc_channel_args ca = {.num_args = name ? 2 : 1, .args = args};
     grpc_channel *ch = grpc_channel_create(target, creds, &ca);
@@ -216,8 +220,10 @@ static grpc_status_code call(grpc_channel *ch, const char *path, sb_buf_t *resp)
 {
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
     grpc_slice method = grpc_slice_from_copied_string(path);
-    gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis(5000, GPR_TIMESPAN));
-    grpc_call *c = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method, NULL, deadline, NULL);
+    gpr_timespec deadline =
+        gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis(5000, GPR_TIMESPAN));
+    grpc_call *c =
+        grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method, NULL, deadline, NULL);
     grpc_slice_unref(method);
     grpc_slice empty = grpc_empty_slice();
     grpc_byte_buffer *req = grpc_raw_byte_buffer_create(&empty, 1);

@@ -68,14 +68,16 @@ Test(jwt, tampered_token_is_refused)
     free(t);
     /* a role escalated by re-signing with another key */
     t = issue(now, now + 900, "ADMIN");
-    cr_assert_eq(sb_jwt_verify("another-secret-another-secret-xx", t, now, &c, &err), SB_UNAUTHENTICATED);
+    cr_assert_eq(sb_jwt_verify("another-secret-another-secret-xx", t, now, &c, &err),
+                 SB_UNAUTHENTICATED);
     free(t);
     sb_buf_release(&err);
 }
 
 Test(jwt, alg_none_is_refused)
 {
-    /* {"alg":"none","typ":"JWT"} . {"iss":"showbook-auth","sub":"x","role":"ADMIN","jti":"j","iat":..,"exp":..} . "" */
+    /* {"alg":"none","typ":"JWT"} .
+     * {"iss":"showbook-auth","sub":"x","role":"ADMIN","jti":"j","iat":..,"exp":..} . "" */
     jwt_t *j;
     jwt_new(&j);
     jwt_add_grant(j, "iss", SB_JWT_ISSUER);
@@ -116,7 +118,8 @@ Test(jwt, garbage_is_refused)
     const char *bad[] = {"", "a.b", "a.b.c.d", "not a token", "a.b.c", "....", "eyJ.eyJ.@@@",
                          /* empty signatures: libjwt 1.10 overruns a buffer decoding them
                           * (valgrind sees it), so they must not reach it */
-                         "eyJhbGciOiJSUzI1NiJ9.e30.", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.e30.", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.e30.AAAA"};
+                         "eyJhbGciOiJSUzI1NiJ9.e30.", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.e30.",
+                         "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.e30.AAAA"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         cr_assert_eq(verify(bad[i], &c, &err), SB_UNAUTHENTICATED, "%s accepted", bad[i]);
     char *huge = malloc(SB_JWT_MAX_TOKEN + 10);
@@ -418,7 +421,8 @@ Test(jwt_es256, other_algorithms_are_refused)
     char *pub = read_file(keydir, "k20261202-aaaa.pub.pem", &plen);
     t = forge(JWT_ALG_HS256, pub, plen, "k20261202-aaaa", SB_JWT_AUDIENCE);
     jwt_t *j = NULL;
-    cr_assert_eq(jwt_decode(&j, t, (unsigned char *)pub, (int)plen), 0, "the attack needs libjwt to accept it");
+    cr_assert_eq(jwt_decode(&j, t, (unsigned char *)pub, (int)plen), 0,
+                 "the attack needs libjwt to accept it");
     jwt_free(j);
     cr_assert_eq(verify_es(ks, t, &c, &err), SB_UNAUTHENTICATED, "HS256 key confusion accepted!");
     cr_assert_str_eq(err.buf, "token algorithm not accepted");
@@ -502,7 +506,12 @@ Test(jwt_es256, garbage_is_refused)
     sb_jwt_claims_t c;
     sb_buf_t err = SB_BUF_INIT;
     const char *bad[] = {
-        "", "a.b", "a.b.c.d", "a.b.c", "....", "eyJ.eyJ.@@@",
+        "",
+        "a.b",
+        "a.b.c.d",
+        "a.b.c",
+        "....",
+        "eyJ.eyJ.@@@",
         /* {"alg":"ES256","kid":"k20261202-aaaa","crit":["exp"]} */
         "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsyMDI2MTIwMi1hYWFhIiwiY3JpdCI6WyJleHAiXX0.e30.AAAA",
         /* {"alg":"ES256","kid":"../../etc/passwd"} */

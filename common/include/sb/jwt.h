@@ -29,15 +29,15 @@
 
 #define SB_JWT_ISSUER "showbook-auth"
 #define SB_JWT_AUDIENCE "showbook" /* aud of ES256 tokens */
-#define SB_JWT_MIN_SECRET 32 /* bytes: 256 bits */
+#define SB_JWT_MIN_SECRET 32       /* bytes: 256 bits */
 #define SB_JWT_MAX_TOKEN 4096
-#define SB_JWT_MAX_KID 64   /* [A-Za-z0-9_-]{1,64} */
-#define SB_JWT_MAX_KEYS 32  /* public keys in a keyset */
+#define SB_JWT_MAX_KID 64  /* [A-Za-z0-9_-]{1,64} */
+#define SB_JWT_MAX_KEYS 32 /* public keys in a keyset */
 
 typedef struct sb_jwt_claims {
-    char sub[64];  /* user id */
-    char role[16]; /* USER, PLANNER, ADMIN */
-    char jti[64];  /* token id (denylist key) */
+    char sub[64];     /* user id */
+    char role[16];    /* USER, PLANNER, ADMIN */
+    char jti[64];     /* token id (denylist key) */
     int64_t iat, exp; /* unix seconds */
 } sb_jwt_claims_t;
 
