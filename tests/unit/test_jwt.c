@@ -135,6 +135,7 @@ Test(jwt, garbage_is_refused)
 #include <dirent.h>
 #include <jansson.h>
 #include <openssl/core_names.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -397,6 +398,16 @@ Test(jwt_es256, tampered_payload_is_refused)
     dot[5] = was;
     cr_assert_eq(verify_es(ks, t, &c, &err), SB_OK, "%s", err.buf);
     char *sig = strrchr(t, '.') + 1;
+    /* the same signature bytes spelt another way (the last character's 4
+     * unused bits set): refused, one token has one spelling */
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    char last = sig[85];
+    int v = (int)(strchr(tab, last) - tab);
+    cr_assert_eq(v & 15, 0, "a canonical encoding leaves the unused bits clear");
+    sig[85] = tab[v | 1];
+    cr_assert_eq(verify_es(ks, t, &c, &err), SB_UNAUTHENTICATED);
+    sig[85] = last;
+    cr_assert_eq(verify_es(ks, t, &c, &err), SB_OK, "%s", err.buf);
     sig[10] = sig[10] == 'A' ? 'B' : 'A';
     cr_assert_eq(verify_es(ks, t, &c, &err), SB_UNAUTHENTICATED);
     free(t);
@@ -496,6 +507,73 @@ Test(jwt_es256, wrong_audience_and_expiry_are_refused)
     cr_assert_eq(verify_es(ks, t, &c, &err), SB_UNAUTHENTICATED);
     free(t);
     sb_jwt_signer_free(s);
+    sb_buf_release(&err);
+    sb_jwt_keyset_free(ks);
+}
+
+Test(jwt_es256, duplicate_claims_are_refused)
+{
+    /* {"role":"USER",...,"role":"ADMIN"}: parsers disagree on which wins */
+    sb_jwt_keyset_t *ks = keyset(keydir);
+    BIO *bio = BIO_new(BIO_s_mem());
+    PEM_write_bio_PrivateKey(bio, key_a, NULL, NULL, 0, NULL, NULL);
+    char *pem;
+    long n = BIO_get_mem_data(bio, &pem);
+    jwt_t *j;
+    jwt_new(&j);
+    jwt_add_header(j, "kid", "k20261202-aaaa");
+    cr_assert_eq(jwt_add_grants_json(j, "{\"iss\":\"" SB_JWT_ISSUER "\",\"aud\":\"" SB_JWT_AUDIENCE
+                                        "\",\"sub\":\"u\",\"role\":\"USER\",\"jti\":\"j\","
+                                        "\"iat\":1795510800,\"exp\":1795511700}"),
+                 0);
+    jwt_set_alg(j, JWT_ALG_ES256, (unsigned char *)pem, (int)n);
+    char *t = jwt_encode_str(j);
+    jwt_free(j);
+    sb_jwt_claims_t c;
+    sb_buf_t err = SB_BUF_INIT;
+    cr_assert_eq(verify_es(ks, t, &c, &err), SB_OK, "%s", err.buf); /* the helper is sound */
+    free(t);
+    /* the same claims with role twice, signed by hand */
+    const char *hdr = "{\"alg\":\"ES256\",\"kid\":\"k20261202-aaaa\"}";
+    const char *body = "{\"iss\":\"" SB_JWT_ISSUER "\",\"aud\":\"" SB_JWT_AUDIENCE
+                       "\",\"sub\":\"u\",\"role\":\"USER\",\"jti\":\"j\",\"iat\":1795510800,"
+                       "\"exp\":1795511700,\"role\":\"ADMIN\"}";
+    unsigned char b64h[256], b64b[512];
+    int hl = EVP_EncodeBlock(b64h, (const unsigned char *)hdr, (int)strlen(hdr));
+    int bl = EVP_EncodeBlock(b64b, (const unsigned char *)body, (int)strlen(body));
+    sb_buf_t tok = SB_BUF_INIT;
+    for (int i = 0; i < hl; i++)
+        if (b64h[i] != '=')
+            sb_buf_addch(&tok, b64h[i] == '+' ? '-' : b64h[i] == '/' ? '_' : (char)b64h[i]);
+    sb_buf_addch(&tok, '.');
+    for (int i = 0; i < bl; i++)
+        if (b64b[i] != '=')
+            sb_buf_addch(&tok, b64b[i] == '+' ? '-' : b64b[i] == '/' ? '_' : (char)b64b[i]);
+    /* ES256 over the signing input, R || S */
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned char der[128];
+    size_t dlen = sizeof der;
+    cr_assert(EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key_a) == 1 &&
+              EVP_DigestSign(md, der, &dlen, (unsigned char *)tok.buf, tok.len) == 1);
+    EVP_MD_CTX_free(md);
+    const unsigned char *dp = der;
+    ECDSA_SIG *sig = d2i_ECDSA_SIG(NULL, &dp, (long)dlen);
+    unsigned char rs[64];
+    BN_bn2binpad(ECDSA_SIG_get0_r(sig), rs, 32);
+    BN_bn2binpad(ECDSA_SIG_get0_s(sig), rs + 32, 32);
+    ECDSA_SIG_free(sig);
+    unsigned char b64s[100];
+    int sl = EVP_EncodeBlock(b64s, rs, 64);
+    sb_buf_addch(&tok, '.');
+    for (int i = 0; i < sl; i++)
+        if (b64s[i] != '=')
+            sb_buf_addch(&tok, b64s[i] == '+' ? '-' : b64s[i] == '/' ? '_' : (char)b64s[i]);
+    cr_assert_eq(verify_es(ks, tok.buf, &c, &err), SB_UNAUTHENTICATED, "duplicate role accepted as %s",
+                 c.role);
+    /* refused for its claims, so its signature did verify: the test is sound */
+    cr_assert_str_eq(err.buf, "malformed token claims");
+    sb_buf_release(&tok);
+    BIO_free(bio);
     sb_buf_release(&err);
     sb_jwt_keyset_free(ks);
 }

@@ -9,9 +9,11 @@
  * The algorithm is pinned before any signature is checked: the header is
  * decoded here and must say "alg":"ES256" with a kid of the set, so "none",
  * HS256 (including HS256 "signed" with the PEM public key as the HMAC secret,
- * the classic key-confusion attack) and RS* never reach libjwt's verifier.
- * libjwt 1.10 checks no claims (and skips the signature entirely when given
- * no key), so exp, iat, iss, aud, sub, role and jti are checked here by hand.
+ * the classic key-confusion attack) and RS* never reach a verifier. ES256
+ * signatures are checked with OpenSSL against keys parsed once at load
+ * (libjwt 1.10 would parse the PEM on every token); libjwt 1.10 checks no
+ * claims (and skips the signature entirely when given no key), so exp, iat,
+ * iss, aud, sub, role and jti are checked here by hand.
  *
  * The signature's length is checked too (86 base64url characters for ES256,
  * 43 for HS256): libjwt 1.10 writes past its buffer decoding an empty one.
