@@ -1,5 +1,6 @@
-/* gRPC unary client: one cached channel per target; each call uses its own
- * pluck completion queue so callers on any thread can block on it. */
+/* gRPC unary client: one cached channel per (target, expected server name),
+ * over TLS (sb/tls.h); each call uses its own pluck completion queue so
+ * callers on any thread can block on it. */
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
@@ -12,11 +13,14 @@
 
 #include "sb/alloc.h"
 #include "sb/log.h"
+#include "sb/registry.h"
 #include "sb/rpc.h"
+#include "sb/tls.h"
 
 struct sb_channel {
     struct sb_channel *next;
     char *target;
+    char *service; /* the name the server's certificate must carry; NULL: the target's host */
     grpc_channel *ch;
 };
 
@@ -32,24 +36,72 @@ void sb_rpc_set_service_name(const char *name)
     snprintf(service_name, sizeof service_name, "%s", name ? name : "");
 }
 
-sb_channel_t *sb_channel_get(const char *target)
+static bool str_eq(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* A new channel to target over sb_tls_channel_creds; with TLS, the server's
+ * certificate must name `service` (when given). A TLS misconfiguration gives
+ * a lame channel: every call fails UNAVAILABLE with the reason. */
+static grpc_channel *channel_new(const char *target, const char *service)
+{
+    sb_buf_t err = SB_BUF_INIT;
+    grpc_channel *ch;
+    grpc_channel_credentials *creds = sb_tls_channel_creds(&err);
+    if (!creds) {
+        sb_error("grpc channel to %s: %s", target, err.buf);
+        ch = grpc_lame_client_channel_create(target, GRPC_STATUS_UNAVAILABLE, "TLS is misconfigured");
+        sb_buf_release(&err);
+        return ch;
+    }
+    grpc_arg arg = {.type = GRPC_ARG_STRING,
+                    .key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG,
+                    .value.string = (char *)service};
+    grpc_channel_args args = {.num_args = 1, .args = &arg};
+    ch = grpc_channel_create(target, creds, service && !sb_tls_insecure() ? &args : NULL);
+    grpc_channel_credentials_release(creds);
+    return ch;
+}
+
+sb_channel_t *sb_channel_get_for(const char *target, const char *service)
 {
     pthread_mutex_lock(&channels_mu);
     struct sb_channel *c = channels;
-    while (c && strcmp(c->target, target) != 0)
+    while (c && !(strcmp(c->target, target) == 0 && str_eq(c->service, service)))
         c = c->next;
     if (!c) {
         grpc_init();
         c = sb_calloc(1, sizeof *c);
         c->target = sb_strdup(target);
-        grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-        c->ch = grpc_channel_create(target, creds, NULL);
-        grpc_channel_credentials_release(creds);
+        c->service = service ? sb_strdup(service) : NULL;
+        c->ch = channel_new(target, service);
         c->next = channels;
         channels = c;
     }
     pthread_mutex_unlock(&channels_mu);
     return c;
+}
+
+sb_channel_t *sb_channel_get_service(const char *name)
+{
+    const char *target = sb_registry_addr(name);
+    if (!target) {
+        sb_error("grpc: no service %s in the registry", name);
+        return NULL;
+    }
+    return sb_channel_get_for(target, name);
+}
+
+sb_channel_t *sb_channel_get(const char *target)
+{
+    /* the registry's service at that address, if any, names the certificate */
+    for (size_t i = 0; i < sb_registry_n; i++) {
+        const char *addr = sb_registry_addr(sb_registry[i].name);
+        if (addr && strcmp(addr, target) == 0)
+            return sb_channel_get_for(target, sb_registry[i].name);
+    }
+    return sb_channel_get_for(target, NULL);
 }
 
 void sb_channels_free_all(void)
@@ -59,6 +111,7 @@ void sb_channels_free_all(void)
         struct sb_channel *n = channels->next;
         grpc_channel_destroy(channels->ch);
         free(channels->target);
+        free(channels->service);
         free(channels);
         channels = n;
         grpc_shutdown();

@@ -30,6 +30,7 @@
 #include "sb/log.h"
 #include "sb/metrics.h"
 #include "sb/rpc.h"
+#include "sb/tls.h"
 #include "sb/util.h"
 
 struct route {
@@ -398,7 +399,9 @@ sb_status_t sb_server_start(sb_server_t *s, sb_buf_t *err)
         grpc_server_register_completion_queue(s->server, s->workers[i].cq, NULL);
     }
     s->shutdown_cq = grpc_completion_queue_create_for_pluck(NULL);
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    grpc_server_credentials *creds = sb_tls_server_creds(err); /* TLS unless GRPC_INSECURE */
+    if (!creds)
+        return SB_UNAVAILABLE;
     s->port = grpc_server_add_http2_port(s->server, s->addr, creds);
     grpc_server_credentials_release(creds);
     if (s->port <= 0) {
@@ -409,7 +412,8 @@ sb_status_t sb_server_start(sb_server_t *s, sb_buf_t *err)
     for (int i = 0; i < s->n_workers; i++)
         pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
     s->started = true;
-    sb_info("gRPC server listening on %s (port %d, %d workers)", s->addr, s->port, s->n_workers);
+    sb_info("gRPC server listening on %s (port %d, %d workers, %s)", s->addr, s->port, s->n_workers,
+            sb_tls_insecure() ? "plaintext" : "TLS");
     return SB_OK;
 }
 

@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config git
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler
-  libpq-dev libhiredis-dev librdkafka-dev libjwt-dev libsodium-dev
+  libpq-dev libhiredis-dev librdkafka-dev libjwt-dev libsodium-dev libssl-dev openssl
   libcriterion-dev libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev
   postgresql redis-server
   libprotobuf-dev python3 python3-protobuf python3-grpcio python3-grpc-tools clang-format kcat curl wrk valgrind clang libclang-rt-14-dev

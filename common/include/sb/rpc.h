@@ -159,8 +159,22 @@ void sb_rpc_set_service_name(const char *name);
 
 typedef struct sb_channel sb_channel_t;
 
-/* One channel per target, cached for the life of the process (thread-safe).
- * Borrowed; freed by sb_channels_free_all at exit. */
+/* Channels are TLS (sb/tls.h: TLS_CA_FILE, and this process's certificate
+ * when set), one per (target, server name), cached for the life of the
+ * process (thread-safe). Borrowed; freed by sb_channels_free_all at exit.
+ *
+ * The server's certificate must carry the expected name:
+ *   sb_channel_get_service("member")  target from the registry ($MEMBER_ADDR or
+ *                                     127.0.0.1:<port>); the certificate must name
+ *                                     "member" (SSL target name override), whatever
+ *                                     the address. NULL for a name not in the registry.
+ *   sb_channel_get_for(target, name)  the same with an explicit target; name NULL:
+ *                                     the target's host is checked (a DNS SAN, or the
+ *                                     IP SAN of an address such as 127.0.0.1).
+ *   sb_channel_get(target)            the registry service whose address is target
+ *                                     names the certificate; otherwise the target's host. */
+sb_channel_t *sb_channel_get_service(const char *name);
+sb_channel_t *sb_channel_get_for(const char *target, const char *service);
 sb_channel_t *sb_channel_get(const char *target);
 void sb_channels_free_all(void);
 
