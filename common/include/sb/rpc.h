@@ -48,16 +48,17 @@
 
 #include "sb/arena.h"
 #include "sb/buf.h"
+#include "sb/jwt.h"
 #include "sb/status.h"
 
 /* Metadata keys carried between services (and set by the gateway). */
 #define SB_MD_TRACE_ID "x-trace-id"
-#define SB_MD_USER_ID "x-user-id"
-#define SB_MD_USER_ROLE "x-user-role"
-/* The calling service's name ("auth"), for the services clause of access
- * policies (sb/api.h). Claimed, not verified: any client may send it. The
- * mTLS issue replaces it with the name in the peer's certificate. */
-#define SB_MD_CALLER_SERVICE "x-caller-service"
+/* The end user's proof: "authorization: Bearer <ES256 access token>". The
+ * server verifies it before any handler runs (sb_server_set_authenticator);
+ * identity metadata a caller writes itself (x-user-id, x-user-role, ...) is
+ * never read. A calling service is known by its verified TLS client
+ * certificate only (sb/tls.h). */
+#define SB_MD_AUTHORIZATION "authorization"
 
 typedef struct sb_db sb_db_t; /* sb/db.h */
 typedef struct sb_rpc_method sb_rpc_method_t;
@@ -67,9 +68,11 @@ typedef struct sb_rpc_ctx {
     const char *method;      /* "/pkg.Service/Method" */
     int64_t deadline_ms;     /* unix ms; INT64_MAX when the caller set none */
     const char *trace_id;    /* from metadata, or generated; never NULL */
-    const char *user_id;     /* caller identity from metadata; "" when anonymous */
-    const char *user_role;   /* "USER", "PLANNER", "ADMIN" or "" */
-    const char *caller_service; /* the calling service's claimed name; "" when none */
+    const char *user_id;     /* the end user, from the verified access token; "" when anonymous */
+    const char *user_role;   /* "USER", "PLANNER", "ADMIN" (verified) or "" */
+    const char *token;       /* the verified access token as received (to pass on); "" when none */
+    const char *caller_service; /* the calling service: its verified client certificate's
+                                   name; "" when the peer presented none */
     void *service_data;      /* the pointer given to sb_server_add_service */
     const sb_rpc_method_t *row; /* the row being run */
     sb_db_t *db;             /* the call's database (sb/db.h), set by the service
@@ -115,7 +118,7 @@ sb_status_t sb_rpc_fail(sb_rpc_ctx_t *ctx, sb_status_t st, const char *fmt, ...)
  * only) and returns st, which the server then answers for (see above). */
 sb_status_t sb_rpc_error(sb_rpc_ctx_t *ctx, sb_status_t st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* The caller's role, from the identity metadata the gateway sets. */
+/* The caller's role, from the verified access token. */
 static inline bool sb_rpc_is_admin(const sb_rpc_ctx_t *ctx)
 {
     return ctx->user_role && __builtin_strcmp(ctx->user_role, "ADMIN") == 0;
@@ -146,6 +149,11 @@ sb_status_t sb_server_start(sb_server_t *s, sb_buf_t *err);
 int sb_server_port(const sb_server_t *s); /* the bound port after start */
 /* Health status reported for the service name ("" = the whole server). */
 void sb_server_set_serving(sb_server_t *s, bool serving);
+/* The end-user check every call passes before its handler: fn verifies the
+ * bearer token of the call's authorization metadata (sb_authn_verify); a call
+ * without one is anonymous. Without an authenticator every call is anonymous. */
+typedef sb_status_t (*sb_rpc_authn_fn)(void *arg, const char *token, sb_jwt_claims_t *out, sb_buf_t *err);
+void sb_server_set_authenticator(sb_server_t *s, sb_rpc_authn_fn fn, void *arg);
 /* Stops accepting, lets calls in flight finish for up to grace_ms, then cancels. */
 void sb_server_shutdown(sb_server_t *s, int grace_ms);
 void sb_server_free(sb_server_t *s);
@@ -181,8 +189,8 @@ void sb_channels_free_all(void);
 typedef struct sb_call_opts {
     int64_t timeout_ms;    /* 0 = default (5000) */
     const char *trace_id;  /* NULL = the thread's current trace id */
-    const char *user_id;   /* identity to pass on, or NULL */
-    const char *user_role;
+    const char *token;     /* an end user's access token to pass on (sent as
+                              authorization: Bearer), or NULL */
 } sb_call_opts_t;
 
 /* Unary call of desc's method `method`. On OK *resp is unpacked into arena
