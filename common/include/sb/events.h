@@ -16,6 +16,7 @@
  * ("reservation.created" -> "sb.reservation"). */
 #ifndef SB_EVENTS_H
 #define SB_EVENTS_H
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -52,8 +53,23 @@ typedef struct sb_producer sb_producer_t;
  * sb_producer_free, which flushes. NULL with err on bad configuration. */
 sb_producer_t *sb_producer_new(const char *brokers, sb_buf_t *err);
 void sb_producer_free(sb_producer_t *p);
-/* Produces one message (x-trace-id header when trace_id is non-empty) and
- * waits for its delivery report up to timeout_ms. */
+/* One message of a batch: borrowed for the call. */
+typedef struct sb_kafka_msg {
+    const char *topic;
+    const char *key;
+    const void *val;
+    size_t len;
+    const char *trace_id; /* sent as the x-trace-id header when non-empty */
+    int64_t delivered_us; /* out: wall clock (us since the epoch) of its delivery report, 0 if none */
+} sb_kafka_msg_t;
+/* Produces msgs in order and waits for their delivery reports up to
+ * timeout_ms, or until *cancel becomes true (NULL: never). Returns how many
+ * of msgs, from the first, were delivered; err says why the next one was
+ * not. Nothing of the batch is left in the producer when it returns. */
+size_t sb_producer_send_batch(sb_producer_t *p, sb_kafka_msg_t *msgs, size_t n, int timeout_ms,
+                              const atomic_bool *cancel, sb_buf_t *err);
+/* Produces one message and waits for its delivery report up to timeout_ms:
+ * OK, or UNAVAILABLE with err. */
 sb_status_t sb_producer_send(sb_producer_t *p, const char *topic, const char *key,
                              const void *val, size_t len, const char *trace_id, int timeout_ms,
                              sb_buf_t *err);
