@@ -18,12 +18,13 @@
 #include "sb/alloc.h"
 #include "sb/arena.h"
 #include "sb/events.h"
+#include "sb/locks.h"
 #include "sb/log.h"
 #include "sb/metrics.h"
 
 int sb_outbox_relay_once(sb_pg_pool_t *pool, sb_producer_t *p, int max, sb_buf_t *err)
 {
-    static const sb_pg_stmt_t lock = {"sb_relay_lock", "SELECT pg_try_advisory_xact_lock(7311002)"};
+    static const sb_pg_stmt_t lock = {"sb_relay_lock", "SELECT pg_try_advisory_xact_lock(" SB_LOCK_OUTBOX_RELAY ")"};
     static const sb_pg_stmt_t pending = {
         "sb_relay_pending",
         "SELECT id::text, topic, aggregate_id, envelope FROM sb_outbox"

@@ -30,6 +30,7 @@
 #include <strings.h>
 
 #include "reservation.h"
+#include "sb/locks.h"
 #include "sb/log.h"
 #include "sb/service.h"
 
@@ -44,7 +45,7 @@
 #define MAX_CATEGORY_BYTES 100
 
 static const sb_pg_stmt_t stmt_lock = {
-    "inv_event_lock", "SELECT pg_advisory_xact_lock(hashtextextended('sb-inv:' || $1::text, 0))"};
+    "inv_event_lock", "SELECT pg_advisory_xact_lock(" SB_LOCK_INV_PERFORMANCE("$1::text") ")"};
 
 static const sb_pg_stmt_t stmt_select_perf = {
     "inv_event_select_perf",
