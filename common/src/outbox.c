@@ -10,6 +10,10 @@
  * delivers at COMMIT (once per transaction however many events it wrote),
  * wakes the relay at once; its polling is only the fallback.
  *
+ * The payload must be the message the platform pairs with the type
+ * (event_types.c): a mismatch is the producer's bug, refused here rather than
+ * dead-lettered by every consumer later.
+ *
  * The tables themselves are common migrations (common/migrations/NNNN_what.sql,
  * embedded as sb_common_migrations), applied to every service's database
  * before the service's own. */
@@ -37,6 +41,15 @@ sb_status_t sb_outbox_add(sb_pg_conn_t *tx, const char *type, const char *aggreg
                           const ProtobufCMessage *payload, char *event_id_out, sb_buf_t *err)
 {
     char topic[128], id[SB_UUID_LEN + 1], ts[32];
+    const ProtobufCMessageDescriptor *want = sb_event_payload_of(type);
+    if (!want) {
+        sb_buf_addf(err, "event type %s is not an event of the platform (event_types.c)", type);
+        return SB_INTERNAL;
+    }
+    if (payload->descriptor != want) {
+        sb_buf_addf(err, "event type %s carries %s, not %s", type, want->name, payload->descriptor->name);
+        return SB_INTERNAL;
+    }
     if (!sb_event_topic(type, topic, sizeof topic)) {
         sb_buf_addf(err, "event type %s has no topic prefix", type);
         return SB_INTERNAL;

@@ -40,7 +40,10 @@ static const sb_rpc_method_t methods[] = {
     {"DeliverEvent", sb_service_deliver_event},
 };
 
-static const char *const topics[] = {"sb.member", NULL};
+static const sb_event_handler_t events[] = {
+    {"member.withdrawn", &sb__events__member_withdrawn__descriptor, auth_on_member_withdrawn},
+    {"member.password_changed", &sb__events__member_password_changed__descriptor, auth_on_password_changed},
+};
 
 static const sb_service_def_t def = {
     .name = "auth",
@@ -50,8 +53,8 @@ static const sb_service_def_t def = {
     .migrations = &sb_auth_migrations,
     .default_grpc_port = 50052,
     .default_admin_port = 9102,
-    .topics = topics,
-    .on_event = auth_on_event,
+    .events = events,
+    .n_events = sizeof events / sizeof events[0],
     .init = auth_init,
 };
 

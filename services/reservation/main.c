@@ -16,6 +16,12 @@ static const sb_rpc_method_t methods[] = {
     {"ReplayEvents", sb_service_replay_events},
 };
 
+static const sb_event_handler_t events[] = {
+    {"performance.approved", &sb__events__performance_approved__descriptor, resv_on_performance_approved},
+    {"performance.changed", &sb__events__performance_changed__descriptor, resv_on_performance_changed},
+    {"performance.cancelled", &sb__events__performance_cancelled__descriptor, resv_on_performance_cancelled},
+};
+
 static const sb_service_def_t def = {
     .name = "reservation",
     .descriptor = &sb__reservation__reservation_service__descriptor,
@@ -24,8 +30,8 @@ static const sb_service_def_t def = {
     .migrations = &sb_reservation_migrations,
     .default_grpc_port = 50054,
     .default_admin_port = 9104,
-    .topics = (const char *const[]){"sb.performance", NULL},
-    .on_event = resv_on_performance_event,
+    .events = events,
+    .n_events = sizeof events / sizeof events[0],
 };
 
 int main(void)

@@ -5,7 +5,7 @@
  * sb_service_main reads the configuration, opens the service's own database
  * (created if missing) and applies the common and the service's migrations,
  * connects Redis and the Kafka producer, starts the outbox relay, the event
- * consumer (when on_event is set), the admin HTTP listener (/metrics,
+ * consumer (when the service has event rows), the admin HTTP listener (/metrics,
  * /healthz, /readyz) and the gRPC server, then waits for SIGTERM/SIGINT and
  * shuts down in reverse order, letting calls in flight finish. */
 #ifndef SB_SERVICE_H
@@ -28,8 +28,11 @@ typedef struct sb_service_def {
     const sb_migration_set_t *migrations; /* SB_SERVICE_MIGRATIONS(name) */
     int default_grpc_port;  /* GRPC_PORT overrides */
     int default_admin_port; /* ADMIN_PORT overrides */
-    const char *const *topics; /* consumed topics (NULL-terminated), with on_event */
-    sb_event_fn on_event;
+    /* The event table: {"member.withdrawn", &sb__events__member_withdrawn__descriptor,
+     * on_withdrawn} rows (sb/events.h); the consumer reads the topics of their
+     * types. Handlers get the sb_service_t as ev->arg (sb_event_service). */
+    const sb_event_handler_t *events;
+    size_t n_events;
     /* Optional hooks: init runs after the infrastructure is up and before
      * serving (non-OK aborts start-up); fini runs after the server stopped. */
     sb_status_t (*init)(sb_service_t *svc, sb_buf_t *err);
@@ -58,9 +61,16 @@ static inline sb_service_t *sb_service_of(const sb_rpc_ctx_t *ctx)
     return (sb_service_t *)ctx->service_data;
 }
 
+/* The service an event handler runs in. */
+static inline sb_service_t *sb_event_service(const sb_event_ctx_t *ev)
+{
+    return (sb_service_t *)ev->arg;
+}
+
 /* Handlers every service can list as they are (admin only):
  *   {"DeliverEvent", sb_service_deliver_event}: one event through the service's
- *       inbox and on_event, as if it came from Kafka (a known id is dropped);
+ *       inbox and event table, as if it came from Kafka (a known id is
+ *       dropped; a malformed event is a dead letter and INVALID_ARGUMENT);
  *   {"ReplayEvents", sb_service_replay_events}: marks the service's published
  *       "<name>." events (since an optional time) for the relay to publish again.
  * sb_service_replay is the same with another type prefix. */
