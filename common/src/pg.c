@@ -118,6 +118,25 @@ PGconn *sb_pg_pool_connect(sb_pg_pool_t *p, sb_buf_t *err)
     return connect_db(p->url, p->dbname, err);
 }
 
+sb_pg_conn_t *sb_pg_conn_new(sb_pg_pool_t *p, sb_buf_t *err)
+{
+    PGconn *conn = connect_db(p->url, p->dbname, err);
+    if (!conn)
+        return NULL;
+    sb_pg_conn_t *c = sb_calloc(1, sizeof *c);
+    c->conn = conn;
+    c->in_use = true;
+    return c;
+}
+
+void sb_pg_conn_free(sb_pg_conn_t *c)
+{
+    if (!c)
+        return;
+    PQfinish(c->conn);
+    free(c);
+}
+
 void sb_pg_pool_free(sb_pg_pool_t *p)
 {
     if (!p)

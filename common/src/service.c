@@ -75,7 +75,10 @@ int sb_service_main(const sb_service_def_t *def)
     svc.producer = sb_producer_new(brokers, &err);
     if (!svc.producer)
         goto out_redis;
-    svc.relay = sb_relay_start(svc.pg, svc.producer, (int)sb_cfg_int("OUTBOX_POLL_MS", 100, 5, 60000));
+    sb_job_t relay = sb_outbox_relay_job((int)sb_cfg_int("OUTBOX_POLL_MS", 100, 5, 60000));
+    svc.relay = sb_jobs_start(svc.pg, &relay, 1, svc.producer, &err);
+    if (!svc.relay)
+        goto out_producer;
     if (def->init && def->init(&svc, &err) != SB_OK)
         goto out_relay;
     if (def->n_events) {
@@ -84,6 +87,8 @@ int sb_service_main(const sb_service_def_t *def)
         if (!svc.consumer)
             goto out_relay;
     }
+    if (def->n_jobs && !(svc.jobs = sb_jobs_start(svc.pg, def->jobs, def->n_jobs, &svc, &err)))
+        goto out_relay;
     svc.server = sb_server_new(addr, (int)workers);
     sb_server_add_service(svc.server, def->descriptor, def->methods, def->n_methods, &svc);
     if (sb_server_start(svc.server, &err) != SB_OK)
@@ -107,7 +112,9 @@ out_server:
         def->fini(&svc);
 out_relay:
     sb_consumer_stop(svc.consumer); /* first: its handlers may still write events */
-    sb_relay_stop(svc.relay);       /* then publish what is left */
+    sb_jobs_stop(svc.jobs);         /* so may the service's jobs */
+    sb_jobs_stop(svc.relay);        /* then publish what is left */
+out_producer:
     sb_producer_free(svc.producer);
 out_redis:
     sb_redis_free(svc.redis);

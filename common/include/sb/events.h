@@ -49,6 +49,7 @@
 #include "sb/arena.h"
 #include "sb/buf.h"
 #include "sb/db.h"
+#include "sb/jobs.h"
 #include "sb/pg.h"
 #include "sb/status.h"
 
@@ -133,17 +134,15 @@ sb_status_t sb_outbox_replay(sb_pg_pool_t *pool, const char *type_prefix, const 
 /* ---- relay (relay.c) ---- */
 /* PostgreSQL channel sb_outbox_add notifies (at commit) and the relay listens on. */
 #define SB_OUTBOX_CHANNEL "sb_outbox"
-/* One round of the relay: publishes up to max unsent rows; returns how many
- * were published, or -1 with err set. Only one relay per database works at a
- * time (0 when another one holds the relay lock). */
+/* The relay's row for a job runner (sb/jobs.h) whose arg is the
+ * sb_producer_t: a session job under SB_LOCK_OUTBOX_RELAY (one relay per
+ * database), woken by SB_OUTBOX_CHANNEL, at the latest every every_ms, with a
+ * final round at stop. Every service runs it (sb_service_main). */
+sb_job_t sb_outbox_relay_job(int every_ms);
+/* One round of the relay on a connection of its own: publishes up to max
+ * unsent rows; returns how many were published, or -1 with err set; 0 when
+ * another relay of the database holds the relay lock. */
 int sb_outbox_relay_once(sb_pg_pool_t *pool, sb_producer_t *p, int max, sb_buf_t *err);
-
-typedef struct sb_relay sb_relay_t;
-/* Background thread running sb_outbox_relay_once when woken by a NOTIFY on
- * SB_OUTBOX_CHANNEL, and at the latest every poll_ms (at once when a batch
- * was full). Borrowed pool and producer must outlive it. */
-sb_relay_t *sb_relay_start(sb_pg_pool_t *pool, sb_producer_t *p, int poll_ms);
-void sb_relay_stop(sb_relay_t *r); /* publishes what is left once, joins, frees */
 
 /* ---- event tables, inbox (inbox.c) ---- */
 

@@ -4,8 +4,8 @@
  *
  * sb_service_main reads the configuration, opens the service's own database
  * (created if missing) and applies the common and the service's migrations,
- * connects Redis and the Kafka producer, starts the outbox relay, the event
- * consumer (when the service has event rows), the admin HTTP listener (/metrics,
+ * connects Redis and the Kafka producer, starts the outbox relay (a job), the
+ * event consumer (when the service has event rows), its jobs, the admin HTTP listener (/metrics,
  * /healthz, /readyz) and the gRPC server, then waits for SIGTERM/SIGINT and
  * shuts down in reverse order, letting calls in flight finish. */
 #ifndef SB_SERVICE_H
@@ -14,6 +14,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "sb/events.h"
+#include "sb/jobs.h"
 #include "sb/pg.h"
 #include "sb/redis.h"
 #include "sb/rpc.h"
@@ -33,6 +34,12 @@ typedef struct sb_service_def {
      * types. Handlers get the sb_service_t as ev->arg (sb_event_service). */
     const sb_event_handler_t *events;
     size_t n_events;
+    /* The job table: {"hold-expiry", expire_holds, .every_ms = 1000} rows
+     * (sb/jobs.h), each on a thread of its own, one replica at a time; job->arg
+     * is the sb_service_t (sb_job_service). The outbox relay is not listed: every
+     * service runs it. */
+    const sb_job_t *jobs;
+    size_t n_jobs;
     /* Optional hooks: init runs after the infrastructure is up and before
      * serving (non-OK aborts start-up); fini runs after the server stopped. */
     sb_status_t (*init)(sb_service_t *svc, sb_buf_t *err);
@@ -44,7 +51,8 @@ struct sb_service {
     sb_pg_pool_t *pg;
     sb_redis_t *redis;
     sb_producer_t *producer;
-    sb_relay_t *relay;
+    sb_jobs_t *relay; /* the outbox relay (sb_outbox_relay_job) */
+    sb_jobs_t *jobs;  /* the service's job table */
     sb_consumer_t *consumer;
     sb_server_t *server;
     void *user; /* the service's own state, set by init */
@@ -61,6 +69,11 @@ static inline sb_service_t *sb_service_of(const sb_rpc_ctx_t *ctx)
     return (sb_service_t *)ctx->service_data;
 }
 
+/* The service a job runs in. */
+static inline sb_service_t *sb_job_service(const sb_job_ctx_t *job)
+{
+    return (sb_service_t *)job->arg;
+}
 /* The service an event handler runs in. */
 static inline sb_service_t *sb_event_service(const sb_event_ctx_t *ev)
 {
