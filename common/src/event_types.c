@@ -64,7 +64,7 @@ sb_status_t sb_event_table_check(const sb_event_table_t *t, sb_buf_t *err)
         }
         if (row->payload != want) {
             sb_buf_addf(err, "event row %s: its payload is %s, the platform's is %s", row->type,
-                        row->payload ? row->payload->name : "(none)", want->name);
+                        row->payload ? row->payload->short_name : "(none)", want->short_name);
             return SB_INVALID_ARGUMENT;
         }
         if (!row->fn) {

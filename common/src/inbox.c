@@ -160,7 +160,7 @@ sb_status_t sb_inbox_handle(sb_pg_pool_t *pool, const sb_event_table_t *t, const
         j.payload = protobuf_c_message_unpack(desc, sb_arena_pb_allocator(arena), env->payload.len,
                                               env->payload.data);
         if (!j.payload) {
-            sb_buf_addf(&res->reason, "undecodable %s payload (%zu bytes) of %s", desc->name,
+            sb_buf_addf(&res->reason, "undecodable %s payload (%zu bytes) of %s", desc->short_name,
                         env->payload.len, env->type);
             st = dead_letter(pool, source, topic, bytes, len, res);
             goto out_trace;

@@ -47,7 +47,8 @@ sb_status_t sb_outbox_add(sb_pg_conn_t *tx, const char *type, const char *aggreg
         return SB_INTERNAL;
     }
     if (payload->descriptor != want) {
-        sb_buf_addf(err, "event type %s carries %s, not %s", type, want->name, payload->descriptor->name);
+        sb_buf_addf(err, "event type %s carries %s, not %s", type, want->short_name,
+                    payload->descriptor->short_name);
         return SB_INTERNAL;
     }
     if (!sb_event_topic(type, topic, sizeof topic)) {
