@@ -70,8 +70,6 @@ int sb_service_main(const sb_service_def_t *def)
     sb_admin_t *admin = NULL;
     sb_buf_t err = SB_BUF_INIT;
     int rc = 1;
-    char **topics = NULL;
-    size_t n_topics = 0;
 
     const char *ns = sb_cfg_str("SB_NAMESPACE", "");
     if (!sb_namespace_set(ns)) {
@@ -97,25 +95,20 @@ int sb_service_main(const sb_service_def_t *def)
     svc.producer = sb_producer_new(brokers, &err);
     if (!svc.producer)
         goto out_redis;
-    svc.relay = sb_relay_start(svc.pg, svc.producer, (int)sb_cfg_int("OUTBOX_POLL_MS", 100, 5, 60000));
+    sb_job_t relay = sb_outbox_relay_job((int)sb_cfg_int("OUTBOX_POLL_MS", 100, 5, 60000));
+    svc.relay = sb_jobs_start(svc.pg, &relay, 1, svc.producer, &err);
+    if (!svc.relay)
+        goto out_producer;
     if (def->init && def->init(&svc, &err) != SB_OK)
         goto out_relay;
-    if (def->topics && def->on_event) {
-        while (def->topics[n_topics])
-            n_topics++;
-        topics = sb_calloc(n_topics, sizeof *topics);
-        for (size_t i = 0; i < n_topics; i++) {
-            char t[128];
-            sb_topic_name(def->topics[i], t, sizeof t);
-            topics[i] = sb_strdup(t);
-        }
-        if (sb_kafka_ensure_topics(brokers, (const char *const *)topics, n_topics, 3, &err) != SB_OK)
-            goto out_relay;
-        svc.consumer = sb_consumer_start(brokers, group, (const char *const *)topics, n_topics, svc.pg,
-                                         def->on_event, &svc, &err);
+    if (def->n_events) {
+        sb_event_table_t events = {def->events, def->n_events, &svc};
+        svc.consumer = sb_consumer_start(brokers, group, svc.pg, &events, &err);
         if (!svc.consumer)
             goto out_relay;
     }
+    if (def->n_jobs && !(svc.jobs = sb_jobs_start(svc.pg, def->jobs, def->n_jobs, &svc, &err)))
+        goto out_relay;
     svc.server = sb_server_new(addr, (int)workers);
     check_rows(def);
     sb_server_add_service_run(svc.server, def->descriptor, def->methods, def->n_methods, &svc,
@@ -141,7 +134,9 @@ out_server:
         def->fini(&svc);
 out_relay:
     sb_consumer_stop(svc.consumer); /* first: its handlers may still write events */
-    sb_relay_stop(svc.relay);       /* then publish what is left */
+    sb_jobs_stop(svc.jobs);         /* so may the service's jobs */
+    sb_jobs_stop(svc.relay);        /* then publish what is left */
+out_producer:
     sb_producer_free(svc.producer);
 out_redis:
     sb_redis_free(svc.redis);
@@ -151,9 +146,6 @@ out:
     if (rc != 0)
         sb_error("%s service failed to start: %s", def->name, err.buf);
     sb_channels_free_all();
-    for (size_t i = 0; i < n_topics; i++)
-        free(topics[i]);
-    free(topics);
     sb_buf_release(&err);
     sb_info("%s service stopped", def->name);
     return rc;

@@ -41,7 +41,10 @@ static const sb_rpc_method_t methods[] = {
     {"DeliverEvent", sb_service_deliver_event},
 };
 
-static const char *const topics[] = {"sb.member", NULL};
+static const sb_event_handler_t events[] = {
+    {"member.withdrawn", &sb__events__member_withdrawn__descriptor, auth_on_member_withdrawn},
+    {"member.password_changed", &sb__events__member_password_changed__descriptor, auth_on_password_changed},
+};
 
 static const sb_service_def_t def = {
     .name = "auth",
@@ -49,8 +52,8 @@ static const sb_service_def_t def = {
     .methods = methods,
     .n_methods = sizeof methods / sizeof methods[0],
     .migrations = &sb_auth_migrations,
-    .topics = topics,
-    .on_event = auth_on_event,
+    .events = events,
+    .n_events = sizeof events / sizeof events[0],
     .init = auth_init,
 };
 
