@@ -64,7 +64,7 @@ int sb_service_main(const sb_service_def_t *def)
     long admin_port = sb_cfg_int("ADMIN_PORT", reg ? reg->admin_port : 0, 0, 65535);
     long workers = sb_cfg_int("GRPC_WORKERS", 8, 1, 256);
     long pool_size = sb_cfg_int("DB_POOL_SIZE", 8, 1, 128);
-    const char *bind = sb_cfg_str("GRPC_BIND", "0.0.0.0");
+    const char *bind = sb_cfg_str("GRPC_BIND", "127.0.0.1");
 
     sb_service_t svc = {.def = def};
     sb_admin_t *admin = NULL;
