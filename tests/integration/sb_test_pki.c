@@ -104,6 +104,12 @@ char *sb_test_token_claims(sb_arena_t *a, const sb_jwt_claims_t *c)
     return copy;
 }
 
+const char *sb_test_token_kid(void)
+{
+    pthread_once(&signer_once, signer_load);
+    return sb_jwt_signer_kid(signer);
+}
+
 char *sb_test_token(sb_arena_t *a, const char *user_id, const char *role)
 {
     int64_t now = sb_now_ms() / 1000;

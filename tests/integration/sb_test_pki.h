@@ -44,6 +44,9 @@ size_t sb_test_pki_child_env(const char *svc, char out[][SB_TEST_PKI_VAR_MAX], s
 char *sb_test_token(sb_arena_t *a, const char *user_id, const char *role);
 /* The same with the claims exactly as given (an expired token, a known jti). */
 char *sb_test_token_claims(sb_arena_t *a, const sb_jwt_claims_t *c);
+/* The kid those tokens are signed with (its public key is
+ * <dir>/jwt/<kid>.pub.pem). */
+const char *sb_test_token_kid(void);
 
 /* A channel to target presenting the certificate of service as_service
  * (<dir>/<as_service>/tls.crt): the callee knows the call as that service's.
