@@ -20,6 +20,7 @@
 #include "sb/events.h"
 #include "sb/jobs.h"
 #include "sb/pg.h"
+#include "sb/authn.h"
 #include "sb/redis.h"
 #include "sb/rpc.h"
 
@@ -52,6 +53,7 @@ struct sb_service {
     const sb_service_def_t *def;
     sb_pg_pool_t *pg;
     sb_redis_t *redis;
+    sb_authn_t *authn; /* verifies end users' access tokens (sb/authn.h) */
     sb_producer_t *producer;
     sb_jobs_t *relay; /* the outbox relay (sb_outbox_relay_job) */
     sb_jobs_t *jobs;  /* the service's job table */
