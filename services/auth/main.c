@@ -53,11 +53,9 @@ static const sb_event_handler_t events[] = {
 static const sb_service_def_t def = {
     .name = "auth",
     .descriptor = &sb__auth__auth_service__descriptor,
-    .methods = methods,
-    .n_methods = sizeof methods / sizeof methods[0],
+    SB_METHODS(methods),
     .migrations = &sb_auth_migrations,
-    .events = events,
-    .n_events = sizeof events / sizeof events[0],
+    SB_EVENTS(events),
     .init = auth_init,
     .fini = auth_fini,
 };

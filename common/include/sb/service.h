@@ -62,6 +62,13 @@ struct sb_service {
     void *user; /* the service's own state, set by init */
 };
 
+/* Table fields of a definition from an array:
+ *   static const sb_service_def_t def = {.name = "member", ..., SB_METHODS(methods)}; */
+#define SB_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+#define SB_METHODS(a) .methods = (a), .n_methods = SB_COUNT(a)
+#define SB_EVENTS(a) .events = (a), .n_events = SB_COUNT(a)
+#define SB_JOBS(a) .jobs = (a), .n_jobs = SB_COUNT(a)
+
 /* Declares the migrations embedded from services/<name>/migrations. */
 #define SB_SERVICE_MIGRATIONS(name) extern const sb_migration_set_t sb_##name##_migrations
 
