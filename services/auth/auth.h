@@ -7,12 +7,13 @@
 
 #include "auth.pb-c.h"
 #include "member.pb-c.h"
+#include "sb/jwt.h"
 #include "sb/service.h"
 #include "sb/valid.h" /* role names, UUIDs */
 
 /* Read by auth_init before serving; read-only afterwards (so no locking). */
 typedef struct auth_config {
-    const char *jwt_secret;  /* borrowed from the environment */
+    sb_jwt_signer_t *signer; /* JWT_SIGNING_KEY_FILE: the only private key of access tokens */
     long access_ttl_s;       /* ACCESS_TOKEN_TTL_S */
     long refresh_ttl_s;      /* REFRESH_TOKEN_TTL_S */
     const char *member_addr; /* MEMBER_ADDR: where CheckCredentials lives */

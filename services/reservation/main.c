@@ -26,11 +26,9 @@ static const sb_event_handler_t events[] = {
 static const sb_service_def_t def = {
     .name = "reservation",
     .descriptor = &sb__reservation__reservation_service__descriptor,
-    .methods = methods,
-    .n_methods = sizeof methods / sizeof methods[0],
+    SB_METHODS(methods),
     .migrations = &sb_reservation_migrations,
-    .events = events,
-    .n_events = sizeof events / sizeof events[0],
+    SB_EVENTS(events),
 };
 
 int main(void)

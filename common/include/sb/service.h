@@ -20,6 +20,7 @@
 #include "sb/events.h"
 #include "sb/jobs.h"
 #include "sb/pg.h"
+#include "sb/authn.h"
 #include "sb/redis.h"
 #include "sb/rpc.h"
 
@@ -52,6 +53,7 @@ struct sb_service {
     const sb_service_def_t *def;
     sb_pg_pool_t *pg;
     sb_redis_t *redis;
+    sb_authn_t *authn; /* verifies end users' access tokens (sb/authn.h) */
     sb_producer_t *producer;
     sb_jobs_t *relay; /* the outbox relay (sb_outbox_relay_job) */
     sb_jobs_t *jobs;  /* the service's job table */
@@ -59,6 +61,13 @@ struct sb_service {
     sb_server_t *server;
     void *user; /* the service's own state, set by init */
 };
+
+/* Table fields of a definition from an array:
+ *   static const sb_service_def_t def = {.name = "member", ..., SB_METHODS(methods)}; */
+#define SB_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+#define SB_METHODS(a) .methods = (a), .n_methods = SB_COUNT(a)
+#define SB_EVENTS(a) .events = (a), .n_events = SB_COUNT(a)
+#define SB_JOBS(a) .jobs = (a), .n_jobs = SB_COUNT(a)
 
 /* Declares the migrations embedded from services/<name>/migrations. */
 #define SB_SERVICE_MIGRATIONS(name) extern const sb_migration_set_t sb_##name##_migrations
