@@ -26,14 +26,21 @@ eval "$infra_env"
 export DATABASE_URL REDIS_URL KAFKA_BROKERS SB_INFRA_STARTED
 export BOOTSTRAP_ADMIN_LOGIN="${BOOTSTRAP_ADMIN_LOGIN:-admin}"
 export BOOTSTRAP_ADMIN_PASSWORD="${BOOTSTRAP_ADMIN_PASSWORD:-admin-change-me}"
-# The HS256 secret shared by auth (signs) and the gateway (verifies): kept in
-# .cache/run so tokens stay valid across restarts; 256 random bits.
-if [ -z "${JWT_SECRET:-}" ]; then
-  mkdir -p "$ROOT/.cache/run"
-  [ -s "$ROOT/.cache/run/jwt_secret" ] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$ROOT/.cache/run/jwt_secret"
-  JWT_SECRET="$(cat "$ROOT/.cache/run/jwt_secret")"
-fi
-export JWT_SECRET
+# Zero trust: the local PKI in .cache/pki (deploy/local/pki.sh: a CA, a
+# certificate per service and for the gateway, the access-token signing key;
+# created once, renewed when close to expiry, so tokens and certificates
+# survive restarts). Every process gets the CA and the public keys, its own
+# certificate (identity_env), and auth alone the signing key.
+PKI="$ROOT/.cache/pki"
+deploy/local/pki.sh ensure "$PKI"
+unset JWT_SECRET JWT_SIGNING_KEY_FILE TLS_CERT_FILE TLS_KEY_FILE
+export TLS_CA_FILE="$PKI/ca.crt" JWT_PUBLIC_KEYS_DIR="$PKI/jwt"
+# identity_env <name>: the env(1) assignments of process <name>
+identity_env() {
+  local e=("TLS_CERT_FILE=$PKI/$1/tls.crt" "TLS_KEY_FILE=$PKI/$1/tls.key")
+  [ "$1" = auth ] && e+=("JWT_SIGNING_KEY_FILE=$PKI/jwt/$(head -n1 "$PKI/jwt/current").key")
+  printf '%s\n' "${e[@]}"
+}
 GATEWAY_PORT="${GATEWAY_PORT:-8080}"
 
 mkdir -p "$LOGDIR"
@@ -51,11 +58,13 @@ trap 'stop_all 0' INT TERM   # Ctrl-C / SIGTERM: a clean stop
 trap 'stop_all $?' EXIT      # a service died or start-up failed: keep the error
 
 for s in "${SERVICES[@]}"; do
-  "$BUILD/services/$s/sb-$s" 2>"$LOGDIR/$s.log" &   # default ports: the registry's
+  mapfile -t id_env < <(identity_env "$s")
+  env "${id_env[@]}" "$BUILD/services/$s/sb-$s" 2>"$LOGDIR/$s.log" &   # default ports: the registry's
   pids+=($!)
 done
 
-GATEWAY_PORT="$GATEWAY_PORT" "$BUILD/gateway/sb-gateway" 2>"$LOGDIR/gateway.log" &
+mapfile -t id_env < <(identity_env gateway)
+env "${id_env[@]}" GATEWAY_PORT="$GATEWAY_PORT" "$BUILD/gateway/sb-gateway" 2>"$LOGDIR/gateway.log" &
 pids+=($!)
 
 # wait until every service is ready and the gateway answers (or something died)
@@ -83,6 +92,7 @@ done
   for s in "${SERVICES[@]}"; do
     printf '  %-14s %-22s %s\n' "$s" "gRPC 127.0.0.1:${GRPC_PORT_OF[$s]}" "admin http://127.0.0.1:${ADMIN_PORT_OF[$s]}/metrics  $LOGDIR/$s.log"
   done
+  printf '  %-14s %s\n' gRPC "mutual TLS: CA $TLS_CA_FILE, certificates $PKI/<name>/tls.{crt,key}; clients send Bearer tokens"
   printf '  %-14s %-22s %s\n' gateway "http://127.0.0.1:$GATEWAY_PORT" "REST API, /openapi.json, /metrics  $LOGDIR/gateway.log"
   printf '  %-14s %s\n' admin "login $BOOTSTRAP_ADMIN_LOGIN / $BOOTSTRAP_ADMIN_PASSWORD"
   printf '  %-14s %s\n' PostgreSQL "$DATABASE_URL (a database per service: sb_<service>)"
