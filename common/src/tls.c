@@ -36,9 +36,6 @@ bool sb_tls_insecure(void)
     const char *why = NULL;
     if (sb_cfg_bool(SB_TLS_ENV_INSECURE, false))
         why = "GRPC_INSECURE=1: gRPC runs in plaintext, without peer authentication (debugging only)";
-    else if (!env(SB_TLS_ENV_CA) && !env(SB_TLS_ENV_CERT) && !env(SB_TLS_ENV_KEY))
-        why = "TLS_CA_FILE, TLS_CERT_FILE and TLS_KEY_FILE are unset: gRPC runs in plaintext "
-              "(deploy/local/pki.sh env prints them)";
     if (why && !atomic_exchange(&warned, true))
         sb_warn("%s", why);
     return why != NULL;
@@ -84,7 +81,9 @@ static char *read_pem(const char *name, sb_buf_t *err)
 {
     const char *path = env(name);
     if (!path) {
-        sb_buf_addf(err, "%s is not set", name);
+        sb_buf_addf(err, "%s is not set (deploy/local/pki.sh env prints the TLS variables; GRPC_INSECURE=1 "
+                         "runs plaintext)",
+                    name);
         return NULL;
     }
     return read_pem_at(name, path, err);

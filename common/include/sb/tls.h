@@ -22,14 +22,8 @@
  * certificate (pki.sh, cert-manager) is served without a restart. Channels
  * keep the credentials they were created with.
  *
- * TODO(zero-trust wiring): while TLS_CA_FILE, TLS_CERT_FILE and TLS_KEY_FILE
- * are all unset, this module runs plaintext as if GRPC_INSECURE=1 (with a
- * warning) so the suite keeps running until certificates are wired into
- * scripts/test.sh, scripts/run.sh and the test harnesses
- * (tests/integration/sb_test_proc.c, tests/e2e/sbplatform.py). Once they are,
- * unset TLS variables without GRPC_INSECURE=1 must fail start-up: make
- * sb_tls_insecure() return GRPC_INSECURE only and let the credentials
- * functions report the missing variables. */
+ * Unset TLS variables are an error (start-up fails naming them), never a
+ * quiet fallback to plaintext: only GRPC_INSECURE=1 turns TLS off. */
 #ifndef SB_TLS_H
 #define SB_TLS_H
 #include <stdbool.h>
@@ -44,8 +38,8 @@
 #define SB_TLS_ENV_KEY "TLS_KEY_FILE"
 #define SB_TLS_ENV_INSECURE "GRPC_INSECURE"
 
-/* true when gRPC runs plaintext: GRPC_INSECURE=1 (or, for now, no TLS_*
- * variable set; see the TODO above). Logs a warning the first time. */
+/* true when gRPC runs plaintext: GRPC_INSECURE=1. Logs a warning the first
+ * time. */
 bool sb_tls_insecure(void);
 
 /* Listener credentials: SSL with this process's certificate, client
