@@ -90,10 +90,16 @@ static void on_notice(void *arg, const PGresult *r)
 static PGconn *connect_db(const char *url, const char *dbname, struct sb_pg_conn *owner,
                           sb_buf_t *err)
 {
-    const char *keys[] = {"dbname", "connect_timeout", "application_name", "options", "dbname", NULL};
-    const char *vals[] = {url, "5", "showbook", "-c client_min_messages=warning", dbname, NULL};
+    /* TCP keepalives and a user timeout: a server that vanished without
+     * closing (a host down, a partition) fails a round trip within about
+     * 10 s instead of hanging it until the kernel gives up. */
+    const char *keys[] = {"dbname", "connect_timeout", "application_name", "options",
+                          "keepalives_idle", "keepalives_interval", "keepalives_count",
+                          "tcp_user_timeout", "dbname", NULL};
+    const char *vals[] = {url, "5", "showbook", "-c client_min_messages=warning", "30", "10", "3",
+                          "10000", dbname, NULL};
     if (!dbname)
-        keys[4] = NULL; /* keep the URL's own database */
+        keys[8] = NULL; /* keep the URL's own database */
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (PQstatus(c) != CONNECTION_OK) {
         sb_buf_addf(err, "cannot connect to PostgreSQL database %s: %s", dbname ? dbname : "(url)",
@@ -412,7 +418,7 @@ static PGresult *run(sb_pg_conn_t *c, const call_t *k)
             sb_error("%s", err.buf); /* r, the original failure, is reported */
         } else if (before == PQTRANS_INTRANS) {
             PGresult *o = PQexec(c->conn, opener);
-            if (PQresultStatus(o) != PGRES_COMMAND_OK) {
+            if (PQresultStatus(o) != PGRES_COMMAND_OK || PQtransactionStatus(c->conn) != PQTRANS_INTRANS) {
                 PQclear(r);
                 r = o;
             } else {
@@ -435,10 +441,11 @@ static PGresult *run(sb_pg_conn_t *c, const call_t *k)
         c->tx_stmts = 0;
     } else if (before == PQTRANS_IDLE) {
         /* this statement opened the transaction: remember it for a replay
-         * (plain SQL without parameters that fits; otherwise no replay) */
-        const char *sql = !k->stmt && k->nparams == 0 ? k->sql : "";
+         * when it was only that (one plain BEGIN/START TRANSACTION, nothing
+         * the caller could have read a result of); otherwise no replay */
+        const char *sql = !k->stmt && k->nparams == 0 && !strcmp(PQcmdStatus(r), "BEGIN") ? k->sql : "";
         size_t n = strlen(sql);
-        if (n >= sizeof c->opener)
+        if (n >= sizeof c->opener || memchr(sql, ';', n))
             n = 0;
         memcpy(c->opener, sql, n);
         c->opener[n] = '\0';
