@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # make run: the whole platform on this machine, in the foreground.
-# Installs what is missing, builds, brings up PostgreSQL/Redis/Kafka (reusing
-# running ones), starts every service, prints where each part listens, follows
-# their logs, and on Ctrl-C (or SIGTERM) stops everything it started.
+# Installs what is missing, builds what it runs, brings up PostgreSQL/Redis/
+# Kafka (reusing running ones), makes the local PKI (deploy/local/pki.sh:
+# each process gets its certificate, auth the token signing key), starts every
+# service, prints where each part listens, follows their logs, and on Ctrl-C
+# (or SIGTERM) stops everything it started.
 #
 # Supervision: once the platform is up, a service or the gateway that exits
 # (a crash, kill -9) is started again after a backoff (0.5 s doubling to 10 s;
@@ -26,7 +28,8 @@ LOGDIR="$ROOT/.cache/run/logs"
 
 deploy/local/setup.sh
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$BUILD" -j"$(nproc)"
+# only what runs: a test that does not compile does not keep the platform from starting
+cmake --build "$BUILD" -j"$(nproc)" --target sb-gateway "${SERVICES[@]/#/sb-}"
 
 infra_env="$(deploy/local/infra.sh up)"
 eval "$infra_env"
@@ -44,6 +47,7 @@ export JWT_SECRET
 GATEWAY_PORT="${GATEWAY_PORT:-8080}"
 
 mkdir -p "$LOGDIR"
+deploy/local/pki.sh ensure   # the platform CA, a certificate per process, the token signing key
 # the supervised processes: name -> pid, start time, next backoff, restart due
 PROCS=("${SERVICES[@]}" gateway)
 declare -A PID_OF STARTED_MS BACKOFF_MS RESTART_AT_MS
@@ -51,12 +55,11 @@ tail_pid=""
 now_ms() { local t="${EPOCHREALTIME//[.,]/}"; echo $((10#$t / 1000)); }
 
 start_proc() { # name: starts it in the background, its stderr appended to its log
-  local name="$1"
-  if [ "$name" = gateway ]; then
-    GATEWAY_PORT="$GATEWAY_PORT" "$BUILD/gateway/sb-gateway" 2>>"$LOGDIR/gateway.log" &
-  else
-    "$BUILD/services/$name/sb-$name" 2>>"$LOGDIR/$name.log" &   # default ports: the registry's
-  fi
+  local name="$1" bin="$BUILD/services/$1/sb-$1"   # default ports: the registry's
+  [ "$name" = gateway ] && bin="$BUILD/gateway/sb-gateway"
+  # its certificate and the token keys (.cache/pki, deploy/local/pki.sh);
+  # exec: the pid is the process's own
+  (eval "$(deploy/local/pki.sh env "" "$name")" && GATEWAY_PORT="$GATEWAY_PORT" exec "$bin") 2>>"$LOGDIR/$name.log" &
   PID_OF[$name]=$!
   STARTED_MS[$name]=$(now_ms)
 }
