@@ -33,8 +33,9 @@ static const char *need_dir(void)
 {
     const char *d = sb_test_pki_dir();
     if (!d)
-        die("the tests' PKI", SB_TEST_PKI_ENV " is not set (run the tests through ctest, whose fixture "
-                              "pki/ensure makes <build>/pki, or export it; see tests/CMakeLists.txt)");
+        die("the tests' PKI",
+            SB_TEST_PKI_ENV " is not set (run the tests through ctest, whose fixture "
+                            "pki/ensure makes <build>/pki, or export it; see tests/CMakeLists.txt)");
     return d;
 }
 
