@@ -1,9 +1,9 @@
 /* Load generator for the direct gRPC path of the identity benchmark:
  * N threads (one per "connection") each call MemberService/GetMember in a
- * loop for D seconds with the caller identity in metadata, as the gateway
- * would. Prints requests/s and the p50/p99 latency.
+ * loop for D seconds with the user's access token (SB_BENCH_TOKEN) as its
+ * bearer, as the gateway would. Prints requests/s and the p50/p99 latency.
  *
- *   bench-grpc-get-member <target> <user-id> [threads=64] [seconds=10]
+ *   SB_BENCH_TOKEN=<access token> bench-grpc-get-member <target> <user-id> [threads=64] [seconds=10]
  *
  * Every thread uses the process's one channel to the target (HTTP/2
  * multiplexes the calls), like the gateway does. */
@@ -32,7 +32,7 @@ static void *worker(void *arg)
     sb_channel_t *ch = sb_channel_get(target);
     Sb__Member__GetMemberRequest req = SB__MEMBER__GET_MEMBER_REQUEST__INIT;
     req.user_id = (char *)user_id;
-    sb_call_opts_t o = {.timeout_ms = 5000, .user_id = user_id, .user_role = "USER"};
+    sb_call_opts_t o = {.timeout_ms = 5000, .token = getenv("SB_BENCH_TOKEN")};
     uint32_t *mine = malloc(sizeof(uint32_t) * (MAX_SAMPLES / 64));
     size_t n = 0;
     unsigned long errs = 0;

@@ -10,7 +10,8 @@
  * .proto options. The policy check here is a convenience (an early, cheap
  * refusal): every service checks the same policy again before its handler.
  *
- * Paths handled here rather than routed: /healthz /readyz /metrics /openapi.json. */
+ * Paths handled here rather than routed: /healthz /readyz /metrics /openapi.json
+ * /.well-known/jwks.json. */
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -26,6 +27,7 @@
 #include "sb/alloc.h"
 #include "sb/api.h"
 #include "sb/config.h"
+#include "sb/authn.h"
 #include "sb/jwt.h"
 #include "sb/log.h"
 #include "sb/metrics.h"
@@ -42,7 +44,7 @@
 #define N_BACKENDS sb_registry_n
 
 static struct {
-    const char *jwt_secret;
+    sb_authn_t *authn; /* verifies access tokens (ES256, JWT_PUBLIC_KEYS_DIR) */
     sb_redis_t *redis;
     int64_t timeout_ms;
     long login_limit; /* attempts per IP per minute */
@@ -154,66 +156,6 @@ typedef struct principal {
     bool present;
 } principal_t;
 
-/* Verified-token cache. libjwt's decode costs about a quarter of the
- * gateway's instructions per request (callgrind: it zeroes ~90 KB per call),
- * and a client sends the same token many times. A slot keeps a token that
- * passed sb_jwt_verify with its claims; a later request with the byte-same
- * token reuses the claims after re-checking the time-dependent part (expiry),
- * which is all that can change for the same bytes and the same secret.
- * Revocation is not cached: the Redis denylist is asked on every request. */
-#define TOKEN_CACHE_SLOTS 1024
-static struct token_slot {
-    pthread_mutex_t mu;
-    char *token; /* heap copy, NULL when empty */
-    sb_jwt_claims_t claims;
-} token_cache[TOKEN_CACHE_SLOTS];
-
-static uint64_t token_hash(const char *t)
-{
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (; *t; t++)
-        h = (h ^ (unsigned char)*t) * 1099511628211ULL;
-    return h;
-}
-
-static sb_status_t verify_token(const char *token, int64_t now, sb_jwt_claims_t *out, sb_buf_t *err)
-{
-    struct token_slot *slot = &token_cache[token_hash(token) % TOKEN_CACHE_SLOTS];
-    pthread_mutex_lock(&slot->mu);
-    bool hit = slot->token && strcmp(slot->token, token) == 0 && now < slot->claims.exp;
-    if (hit)
-        *out = slot->claims;
-    pthread_mutex_unlock(&slot->mu);
-    if (hit)
-        return SB_OK;
-    sb_status_t st = sb_jwt_verify(gw.jwt_secret, token, now, out, err);
-    if (st == SB_OK) {
-        char *copy = sb_strdup(token);
-        pthread_mutex_lock(&slot->mu);
-        char *old = slot->token;
-        slot->token = copy;
-        slot->claims = *out;
-        pthread_mutex_unlock(&slot->mu);
-        free(old);
-    }
-    return st;
-}
-
-static void token_cache_init(void)
-{
-    for (size_t i = 0; i < TOKEN_CACHE_SLOTS; i++)
-        pthread_mutex_init(&token_cache[i].mu, NULL);
-}
-
-static void token_cache_free(void)
-{
-    for (size_t i = 0; i < TOKEN_CACHE_SLOTS; i++) {
-        free(token_cache[i].token);
-        token_cache[i].token = NULL;
-        pthread_mutex_destroy(&token_cache[i].mu);
-    }
-}
-
 static sb_status_t authenticate(struct MHD_Connection *c, principal_t *p, sb_buf_t *err)
 {
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
@@ -227,25 +169,10 @@ static sb_status_t authenticate(struct MHD_Connection *c, principal_t *p, sb_buf
         return SB_UNAUTHENTICATED;
     }
     p->token = h + 7;
-    sb_status_t st = verify_token(p->token, sb_now_ms() / 1000, &p->claims, err);
+    /* the early check (a convenience: every service verifies the token again) */
+    sb_status_t st = sb_authn_verify(gw.authn, p->token, &p->claims, err);
     if (st != SB_OK)
         return st;
-    /* logout denylist (auth writes sb:deny:<jti> with the token's remaining lifetime) */
-    sb_buf_t rerr = SB_BUF_INIT;
-    /* sb:deny:<jti> is set by logout, sb:deny-user:<id> when a member withdraws */
-    redisReply *r = sb_redis_cmd(gw.redis, &rerr, "EXISTS sb:deny:%s sb:deny-user:%s", p->claims.jti, p->claims.sub);
-    if (!r) {
-        sb_buf_addf(err, "cannot check token revocation: %s", rerr.buf);
-        sb_buf_release(&rerr);
-        return SB_UNAVAILABLE;
-    }
-    bool denied = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
-    freeReplyObject(r);
-    sb_buf_release(&rerr);
-    if (denied) {
-        sb_buf_adds(err, "token revoked");
-        return SB_UNAUTHENTICATED;
-    }
     p->present = true;
     return SB_OK;
 }
@@ -377,8 +304,7 @@ static int route_request(struct MHD_Connection *c, const sb_api_match_t *mt, str
     ProtobufCMessage *resp = NULL;
     sb_call_opts_t o = {.timeout_ms = gw.timeout_ms,
                         .trace_id = trace,
-                        .user_id = who->present ? who->claims.sub : NULL,
-                        .user_role = who->present ? who->claims.role : NULL};
+                        .token = who->present ? who->token : NULL};
     st = sb_rpc_call(sb_channel_get(sb_registry_addr(sb_registry[backend].name)), r->service, md->name, msg, a, &resp, &o, &err);
     if (st != SB_OK)
         goto out_status;
@@ -438,6 +364,10 @@ static int builtin(const char *method, const char *url, sb_arena_t *a, sb_buf_t 
     if (!strcmp(url, "/metrics")) {
         sb_metrics_render(out);
         *ctype = "text/plain; version=0.0.4";
+        return 200;
+    }
+    if (!strcmp(url, "/.well-known/jwks.json")) {
+        sb_authn_jwks(gw.authn, out); /* the public keys that verify access tokens, by kid */
         return 200;
     }
     if (!strcmp(url, "/openapi.json")) {
@@ -550,7 +480,6 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, en
 int main(void)
 {
     sb_log_init("gateway");
-    sb_rpc_set_service_name("gateway");
     sigset_t stop;
     sigemptyset(&stop);
     sigaddset(&stop, SIGINT);
@@ -558,14 +487,16 @@ int main(void)
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    gw.jwt_secret = sb_jwt_secret_from_env();
-    if (!gw.jwt_secret)
-        return 1;
-    token_cache_init();
     sb_buf_t err = SB_BUF_INIT;
     gw.redis = sb_redis_new(sb_cfg_str("REDIS_URL", "redis://127.0.0.1:6379"), &err);
     if (!gw.redis) {
         sb_error("%s", err.buf);
+        return 1;
+    }
+    gw.authn = sb_authn_from_env(gw.redis, &err);
+    if (!gw.authn) {
+        sb_error("%s", err.buf);
+        sb_redis_free(gw.redis);
         return 1;
     }
     gw.timeout_ms = sb_cfg_int("GATEWAY_TIMEOUT_MS", 5000, 100, 120000);
@@ -606,7 +537,7 @@ int main(void)
     sigwait(&stop, &sig);
     sb_info("signal %d: shutting down", sig);
     MHD_stop_daemon(d);
-    token_cache_free();
+    sb_authn_free(gw.authn);
     sb_redis_free(gw.redis);
     sb_channels_free_all();
     for (size_t i = 0; i < gw.n_keys; i++)

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "sb/alloc.h"
+#include "sb/locks.h"
 #include "sb/log.h"
 #include "sb/util.h"
 
@@ -55,7 +56,7 @@ sb_status_t sb_pg_ensure_database(const char *url, const char *dbname, sb_buf_t 
      * CREATE DATABASE (the loser gets 23505 on pg_database_datname_index, not
      * 42P04). A session-level advisory lock on the maintenance database
      * serialises check-and-create; PQfinish releases it. */
-    PGresult *lk = PQexecParams(c, "SELECT pg_advisory_lock(hashtext('sb:create-database:' || $1))", 1,
+    PGresult *lk = PQexecParams(c, "SELECT pg_advisory_lock(" SB_LOCK_CREATE_DATABASE("$1") ")", 1,
                                 NULL, params, NULL, NULL, 0);
     if (PQresultStatus(lk) != PGRES_TUPLES_OK) {
         sb_buf_addf(err, "cannot lock database creation: %s", PQerrorMessage(c));
@@ -115,6 +116,25 @@ sb_pg_pool_t *sb_pg_pool_new(const char *url, const char *dbname, int size, sb_b
 PGconn *sb_pg_pool_connect(sb_pg_pool_t *p, sb_buf_t *err)
 {
     return connect_db(p->url, p->dbname, err);
+}
+
+sb_pg_conn_t *sb_pg_conn_new(sb_pg_pool_t *p, sb_buf_t *err)
+{
+    PGconn *conn = connect_db(p->url, p->dbname, err);
+    if (!conn)
+        return NULL;
+    sb_pg_conn_t *c = sb_calloc(1, sizeof *c);
+    c->conn = conn;
+    c->in_use = true;
+    return c;
+}
+
+void sb_pg_conn_free(sb_pg_conn_t *c)
+{
+    if (!c)
+        return;
+    PQfinish(c->conn);
+    free(c);
 }
 
 void sb_pg_pool_free(sb_pg_pool_t *p)
@@ -334,7 +354,7 @@ sb_status_t sb_pg_migrate(sb_pg_pool_t *p, const char *component, const sb_migra
     sb_status_t st;
     /* The advisory lock serialises migrators of this database (replicas
      * starting together); CREATE TABLE IF NOT EXISTS alone can race. */
-    if ((st = simple(c, "SELECT pg_advisory_lock(7311001)", err)) != SB_OK)
+    if ((st = simple(c, "SELECT pg_advisory_lock(" SB_LOCK_MIGRATE ")", err)) != SB_OK)
         goto out_release;
     if ((st = simple(c, ddl, err)) != SB_OK)
         goto out_unlock;
@@ -371,7 +391,7 @@ sb_status_t sb_pg_migrate(sb_pg_pool_t *p, const char *component, const sb_migra
         sb_info("applied migration %s/%04d_%s", component, m[i].version, m[i].name);
     }
 out_unlock:
-    PQclear(PQexec(c->conn, "SELECT pg_advisory_unlock(7311001)"));
+    PQclear(PQexec(c->conn, "SELECT pg_advisory_unlock(" SB_LOCK_MIGRATE ")"));
 out_release:
     sb_pg_release(p, c);
     return st;

@@ -27,15 +27,6 @@ struct sb_channel {
 static pthread_mutex_t channels_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct sb_channel *channels;
 
-/* Claimed identity, sent as SB_MD_CALLER_SERVICE. Not a credential: the
- * next issue (mTLS) has the server read the peer certificate's name instead. */
-static char service_name[64];
-
-void sb_rpc_set_service_name(const char *name)
-{
-    snprintf(service_name, sizeof service_name, "%s", name ? name : "");
-}
-
 static bool str_eq(const char *a, const char *b)
 {
     return a == b || (a && b && strcmp(a, b) == 0);
@@ -135,16 +126,20 @@ sb_status_t sb_rpc_call_raw(sb_channel_t *ch, const char *path, const void *req,
     int64_t timeout = o.timeout_ms > 0 ? o.timeout_ms : 5000;
     const char *trace = o.trace_id ? o.trace_id : sb_log_trace();
 
-    grpc_metadata md[4];
+    /* the end user's proof travels as is; this process is known to the
+     * server by its TLS client certificate (the channel's credentials) */
+    grpc_metadata md[2];
     size_t nmd = 0;
+    char *bearer = NULL;
     if (trace && *trace)
         md[nmd++] = md_pair(SB_MD_TRACE_ID, trace);
-    if (o.user_id && *o.user_id)
-        md[nmd++] = md_pair(SB_MD_USER_ID, o.user_id);
-    if (o.user_role && *o.user_role)
-        md[nmd++] = md_pair(SB_MD_USER_ROLE, o.user_role);
-    if (service_name[0])
-        md[nmd++] = md_pair(SB_MD_CALLER_SERVICE, service_name);
+    if (o.token && *o.token) {
+        size_t n = strlen(o.token) + 8;
+        bearer = sb_malloc(n);
+        snprintf(bearer, n, "Bearer %s", o.token);
+        md[nmd++] = md_pair(SB_MD_AUTHORIZATION, bearer);
+        free(bearer);
+    }
 
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
     grpc_slice method = grpc_slice_from_copied_string(path);

@@ -23,6 +23,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "health.pb-c.h"
 #include "sb/alloc.h"
@@ -60,6 +61,8 @@ struct sb_server {
     size_t n_routes;
     atomic_bool serving;
     bool started;
+    sb_rpc_authn_fn authn; /* verifies bearer tokens; NULL: calls are anonymous */
+    void *authn_arg;
 };
 
 static sb_status_t health_check(sb_rpc_ctx_t *ctx, const void *in, void *out);
@@ -194,7 +197,10 @@ static const struct route *find_route(const sb_server_t *s, grpc_slice method)
     return NULL;
 }
 
-static const char *md_get(sb_arena_t *a, const grpc_metadata_array *md, const char *key)
+/* The value of metadata key, copied into a; NULL when absent. *too_long is
+ * set (and NULL returned) when the value exceeds max bytes. */
+static const char *md_get(sb_arena_t *a, const grpc_metadata_array *md, const char *key, size_t max,
+                          bool *too_long)
 {
     size_t klen = strlen(key);
     for (size_t i = 0; i < md->count; i++) {
@@ -202,12 +208,52 @@ static const char *md_get(sb_arena_t *a, const grpc_metadata_array *md, const ch
         if (GRPC_SLICE_LENGTH(k) == klen && memcmp(GRPC_SLICE_START_PTR(k), key, klen) == 0) {
             grpc_slice v = md->metadata[i].value;
             size_t vlen = GRPC_SLICE_LENGTH(v);
-            if (vlen > 128)
-                vlen = 128; /* ids and roles are short; bound what we copy */
+            if (vlen > max) {
+                if (too_long)
+                    *too_long = true;
+                return NULL;
+            }
             return sb_arena_strndup(a, (const char *)GRPC_SLICE_START_PTR(v), vlen);
         }
     }
     return NULL;
+}
+
+/* Who is calling, from proof only: the calling service from the verified TLS
+ * client certificate, the end user from the verified bearer token. Anything
+ * else a caller writes in metadata about itself is never read. OK with the
+ * identity in ctx (anonymous when no token was sent); UNAUTHENTICATED when a
+ * token was sent and does not verify; UNAVAILABLE when revocation cannot be
+ * checked. The refusal message is in ctx->err. */
+static sb_status_t authenticate(sb_server_t *s, grpc_call *call, const grpc_metadata_array *md,
+                                sb_rpc_ctx_t *ctx)
+{
+    const char *peer = sb_tls_peer_service(call, ctx->arena);
+    ctx->caller_service = peer ? peer : "";
+    ctx->user_id = ctx->user_role = ctx->token = "";
+    bool too_long = false;
+    const char *h = md_get(ctx->arena, md, SB_MD_AUTHORIZATION, SB_JWT_MAX_TOKEN + 7, &too_long);
+    if (too_long)
+        return sb_rpc_fail(ctx, SB_UNAUTHENTICATED, "token too long");
+    if (!h)
+        return SB_OK;
+    if (strncasecmp(h, "Bearer ", 7) != 0)
+        return sb_rpc_fail(ctx, SB_UNAUTHENTICATED, "authorization must be a Bearer token");
+    if (!s->authn)
+        return sb_rpc_fail(ctx, SB_UNAUTHENTICATED, "this server accepts no tokens");
+    sb_jwt_claims_t c;
+    sb_buf_t why = SB_BUF_INIT;
+    sb_status_t st = s->authn(s->authn_arg, h + 7, &c, &why);
+    if (st != SB_OK) {
+        st = sb_rpc_fail(ctx, st == SB_UNAVAILABLE ? SB_UNAVAILABLE : SB_UNAUTHENTICATED, "%s", why.buf);
+        sb_buf_release(&why);
+        return st;
+    }
+    sb_buf_release(&why);
+    ctx->user_id = sb_arena_strdup(ctx->arena, c.sub);
+    ctx->user_role = sb_arena_strdup(ctx->arena, c.role);
+    ctx->token = h + 7;
+    return SB_OK;
 }
 
 static bool wait_op(grpc_completion_queue *cq, void *tag)
@@ -279,20 +325,15 @@ static void handle_call(sb_server_t *s, struct worker *w, grpc_call *call,
                                           ? 200
                                           : GRPC_SLICE_LENGTH(details->method));
     ctx.deadline_ms = deadline_to_ms(details->deadline);
-    const char *trace = md_get(ctx.arena, md, SB_MD_TRACE_ID);
+    const char *trace = md_get(ctx.arena, md, SB_MD_TRACE_ID, 64, NULL);
     if (!trace || !*trace) {
         char *t = sb_arena_alloc(ctx.arena, SB_UUID_LEN + 1);
         sb_uuid_v4(t);
         trace = t;
     }
     ctx.trace_id = trace;
-    const char *uid = md_get(ctx.arena, md, SB_MD_USER_ID);
-    const char *role = md_get(ctx.arena, md, SB_MD_USER_ROLE);
-    const char *caller = md_get(ctx.arena, md, SB_MD_CALLER_SERVICE);
-    ctx.user_id = uid ? uid : "";
-    ctx.user_role = role ? role : "";
-    ctx.caller_service = caller ? caller : "";
     sb_log_set_trace(trace);
+    sb_status_t who = authenticate(s, call, md, &ctx);
 
     /* 1: receive the request message */
     grpc_byte_buffer *payload = NULL;
@@ -311,6 +352,8 @@ static void handle_call(sb_server_t *s, struct worker *w, grpc_call *call,
         st = sb_rpc_fail(&ctx, SB_DEADLINE_EXCEEDED, "deadline passed before handling");
         goto out_free_payload;
     }
+    if ((st = who) != SB_OK) /* a token that does not verify: no handler runs */
+        goto out_free_payload;
     {
         grpc_byte_buffer_reader reader;
         if (!grpc_byte_buffer_reader_init(&reader, payload)) {
@@ -420,6 +463,12 @@ sb_status_t sb_server_start(sb_server_t *s, sb_buf_t *err)
 int sb_server_port(const sb_server_t *s)
 {
     return s->port;
+}
+
+void sb_server_set_authenticator(sb_server_t *s, sb_rpc_authn_fn fn, void *arg)
+{
+    s->authn = fn;
+    s->authn_arg = arg;
 }
 
 void sb_server_set_serving(sb_server_t *s, bool serving)

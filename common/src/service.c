@@ -10,6 +10,7 @@
 #include "sb/config.h"
 #include "sb/log.h"
 #include "sb/registry.h"
+#include "sb/authn.h"
 
 static bool is_ready(void *arg)
 {
@@ -44,10 +45,14 @@ static void check_rows(const sb_service_def_t *def)
     }
 }
 
+static sb_status_t verify_token(void *arg, const char *token, sb_jwt_claims_t *out, sb_buf_t *err)
+{
+    return sb_authn_verify(arg, token, out, err);
+}
+
 int sb_service_main(const sb_service_def_t *def)
 {
     sb_log_init(def->name);
-    sb_rpc_set_service_name(def->name);
     /* Block the stop signals in every thread; the main thread waits for them. */
     sigset_t stop;
     sigemptyset(&stop);
@@ -64,14 +69,12 @@ int sb_service_main(const sb_service_def_t *def)
     long admin_port = sb_cfg_int("ADMIN_PORT", reg ? reg->admin_port : 0, 0, 65535);
     long workers = sb_cfg_int("GRPC_WORKERS", 8, 1, 256);
     long pool_size = sb_cfg_int("DB_POOL_SIZE", 8, 1, 128);
-    const char *bind = sb_cfg_str("GRPC_BIND", "0.0.0.0");
+    const char *bind = sb_cfg_str("GRPC_BIND", "127.0.0.1"); /* pods set 0.0.0.0 */
 
     sb_service_t svc = {.def = def};
     sb_admin_t *admin = NULL;
     sb_buf_t err = SB_BUF_INIT;
     int rc = 1;
-    char **topics = NULL;
-    size_t n_topics = 0;
 
     const char *ns = sb_cfg_str("SB_NAMESPACE", "");
     if (!sb_namespace_set(ns)) {
@@ -94,32 +97,31 @@ int sb_service_main(const sb_service_def_t *def)
     svc.redis = sb_redis_new(redis_url, &err);
     if (!svc.redis)
         goto out_pg;
+    svc.authn = sb_authn_from_env(svc.redis, &err);
+    if (!svc.authn)
+        goto out_redis;
     svc.producer = sb_producer_new(brokers, &err);
     if (!svc.producer)
-        goto out_redis;
-    svc.relay = sb_relay_start(svc.pg, svc.producer, (int)sb_cfg_int("OUTBOX_POLL_MS", 100, 5, 60000));
+        goto out_authn;
+    sb_job_t relay = sb_outbox_relay_job((int)sb_cfg_int("OUTBOX_POLL_MS", 100, 5, 60000));
+    svc.relay = sb_jobs_start(svc.pg, &relay, 1, svc.producer, &err);
+    if (!svc.relay)
+        goto out_producer;
     if (def->init && def->init(&svc, &err) != SB_OK)
         goto out_relay;
-    if (def->topics && def->on_event) {
-        while (def->topics[n_topics])
-            n_topics++;
-        topics = sb_calloc(n_topics, sizeof *topics);
-        for (size_t i = 0; i < n_topics; i++) {
-            char t[128];
-            sb_topic_name(def->topics[i], t, sizeof t);
-            topics[i] = sb_strdup(t);
-        }
-        if (sb_kafka_ensure_topics(brokers, (const char *const *)topics, n_topics, 3, &err) != SB_OK)
-            goto out_relay;
-        svc.consumer = sb_consumer_start(brokers, group, (const char *const *)topics, n_topics, svc.pg,
-                                         def->on_event, &svc, &err);
+    if (def->n_events) {
+        sb_event_table_t events = {def->events, def->n_events, &svc};
+        svc.consumer = sb_consumer_start(brokers, group, svc.pg, &events, &err);
         if (!svc.consumer)
             goto out_relay;
     }
+    if (def->n_jobs && !(svc.jobs = sb_jobs_start(svc.pg, def->jobs, def->n_jobs, &svc, &err)))
+        goto out_relay;
     svc.server = sb_server_new(addr, (int)workers);
     check_rows(def);
     sb_server_add_service_run(svc.server, def->descriptor, def->methods, def->n_methods, &svc,
                               sb_service_call);
+    sb_server_set_authenticator(svc.server, verify_token, svc.authn);
     if (sb_server_start(svc.server, &err) != SB_OK)
         goto out_server;
     admin = sb_admin_start((int)admin_port, is_ready, &svc, &err);
@@ -141,8 +143,12 @@ out_server:
         def->fini(&svc);
 out_relay:
     sb_consumer_stop(svc.consumer); /* first: its handlers may still write events */
-    sb_relay_stop(svc.relay);       /* then publish what is left */
+    sb_jobs_stop(svc.jobs);         /* so may the service's jobs */
+    sb_jobs_stop(svc.relay);        /* then publish what is left */
+out_producer:
     sb_producer_free(svc.producer);
+out_authn:
+    sb_authn_free(svc.authn);
 out_redis:
     sb_redis_free(svc.redis);
 out_pg:
@@ -151,9 +157,6 @@ out:
     if (rc != 0)
         sb_error("%s service failed to start: %s", def->name, err.buf);
     sb_channels_free_all();
-    for (size_t i = 0; i < n_topics; i++)
-        free(topics[i]);
-    free(topics);
     sb_buf_release(&err);
     sb_info("%s service stopped", def->name);
     return rc;

@@ -16,11 +16,11 @@ sb_status_t sb_service_deliver_event(sb_rpc_ctx_t *ctx, const void *in, void *ou
     sb_service_t *svc = sb_service_of(ctx);
     if (!sb_rpc_is_admin(ctx))
         return sb_rpc_fail(ctx, SB_PERMISSION_DENIED, "only an admin may deliver events");
-    if (!svc->def->on_event)
+    if (!svc->def->n_events)
         return sb_rpc_fail(ctx, SB_FAILED_PRECONDITION, "the %s service consumes no events", svc->def->name);
-    if (!req->event_id || !*req->event_id || !req->type || !*req->type)
-        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "eventId (a UUID) and type are required");
 
+    /* the envelope the producer would have written; the inbox checks it
+     * exactly as one from Kafka (sb/events.h) */
     char ts[32];
     sb_time_rfc3339(sb_now_ms(), ts);
     sb_event_envelope_t env = SB__EVENTS__EVENT_ENVELOPE__INIT;
@@ -35,23 +35,23 @@ sb_status_t sb_service_deliver_event(sb_rpc_ctx_t *ctx, const void *in, void *ou
     uint8_t *bytes = sb_arena_alloc(ctx->arena, len ? len : 1);
     sb__events__event_envelope__pack(&env, bytes);
 
-    bool dup = false;
-    sb_buf_t err = SB_BUF_INIT;
-    sb_status_t st = sb_inbox_handle(svc->pg, bytes, len, svc->def->on_event, svc, &dup, &err);
-    if (st != SB_OK) {
-        /* an event the service refuses is the admin's to know; a failure is internal */
-        if (st == SB_INVALID_ARGUMENT || st == SB_FAILED_PRECONDITION)
-            st = sb_rpc_fail(ctx, st, "event %.64s: %s", req->event_id, err.buf);
-        else
-            st = sb_rpc_error(ctx, st, "event %.64s: %s", req->event_id, err.buf);
-        sb_buf_release(&err);
-        return st;
+    sb_event_table_t events = {svc->def->events, svc->def->n_events, svc};
+    sb_inbox_result_t res = SB_INBOX_RESULT_INIT;
+    sb_status_t st = sb_inbox_handle(svc->pg, &events, "DeliverEvent", NULL, bytes, len, &res);
+    if (res.outcome == SB_EVENT_DEAD_LETTER)
+        st = sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "%s (kept in the dead letters; the event id stays free)",
+                         res.reason.buf);
+    else if (st != SB_OK)
+        st = sb_rpc_error(ctx, st, "event %.64s: %s", req->event_id, res.reason.buf);
+    if (st == SB_OK) {
+        bool dup = res.outcome == SB_EVENT_DUPLICATE;
+        sb_info("event %s %s delivered by %s%s", req->type, req->event_id, ctx->user_id,
+                dup ? " (duplicate)" : res.outcome == SB_EVENT_SKIPPED ? " (not for this service)" : "");
+        resp->event_id = sb_arena_strdup(ctx->arena, req->event_id);
+        resp->duplicate = dup;
     }
-    sb_buf_release(&err);
-    sb_info("event %s %s delivered by %s%s", req->type, req->event_id, ctx->user_id, dup ? " (duplicate)" : "");
-    resp->event_id = sb_arena_strdup(ctx->arena, req->event_id);
-    resp->duplicate = dup;
-    return SB_OK;
+    sb_inbox_result_release(&res);
+    return st;
 }
 
 sb_status_t sb_service_replay(sb_rpc_ctx_t *ctx, const void *in, void *out, const char *type_prefix)

@@ -7,12 +7,13 @@
 
 #include "auth.pb-c.h"
 #include "member.pb-c.h"
+#include "sb/jwt.h"
 #include "sb/service.h"
 #include "sb/valid.h" /* role names, UUIDs */
 
 /* Read by auth_init before serving; read-only afterwards (so no locking). */
 typedef struct auth_config {
-    const char *jwt_secret;  /* borrowed from the environment */
+    sb_jwt_signer_t *signer; /* JWT_SIGNING_KEY_FILE: the only private key of access tokens */
     long access_ttl_s;       /* ACCESS_TOKEN_TTL_S */
     long refresh_ttl_s;      /* REFRESH_TOKEN_TTL_S */
     const char *member_addr; /* MEMBER_ADDR: where CheckCredentials lives */
@@ -32,8 +33,8 @@ sb_status_t auth_authorize(sb_rpc_ctx_t *ctx, const void *in, void *out); /* aut
 /* Serialises revocations and rotations of one user's tokens (tokens.c). */
 sb_status_t auth_lock_user(sb_pg_conn_t *c, const char *user_id, sb_buf_t *err);
 
-/* sb.member events (member_events.c); arg is the sb_service_t. */
-sb_status_t auth_on_event(sb_pg_conn_t *tx, const sb_event_envelope_t *ev, void *arg,
-                          sb_buf_t *err);
+/* sb.member event handlers (member_events.c), rows of main.c's event table. */
+sb_status_t auth_on_member_withdrawn(sb_event_ctx_t *ev, const void *payload);
+sb_status_t auth_on_password_changed(sb_event_ctx_t *ev, const void *payload);
 
 #endif

@@ -19,18 +19,22 @@ static sb_status_t auth_init(sb_service_t *svc, sb_buf_t *err)
         sb_buf_adds(err, "libsodium failed to initialise");
         return SB_INTERNAL;
     }
-    config.jwt_secret = sb_jwt_secret_from_env();
-    if (!config.jwt_secret) {
-        sb_buf_adds(err, "JWT_SECRET must be set to at least 256 bits");
+    config.signer = sb_jwt_signer_from_env(err);
+    if (!config.signer)
         return SB_FAILED_PRECONDITION;
-    }
     config.access_ttl_s = sb_cfg_int("ACCESS_TOKEN_TTL_S", 900, 10, 86400);
     config.refresh_ttl_s = sb_cfg_int("REFRESH_TOKEN_TTL_S", 1209600, 60, 31536000);
     config.member_addr = sb_registry_addr("member");
     svc->user = &config;
-    sb_info("access tokens live %lds, refresh tokens %lds; member service at %s",
-            config.access_ttl_s, config.refresh_ttl_s, config.member_addr);
+    sb_info("access tokens (ES256, kid %s) live %lds, refresh tokens %lds; member service at %s",
+            sb_jwt_signer_kid(config.signer), config.access_ttl_s, config.refresh_ttl_s, config.member_addr);
     return SB_OK;
+}
+
+static void auth_fini(sb_service_t *svc)
+{
+    sb_jwt_signer_free(config.signer);
+    config.signer = NULL;
 }
 
 static const sb_rpc_method_t methods[] = {
@@ -41,17 +45,19 @@ static const sb_rpc_method_t methods[] = {
     {"DeliverEvent", sb_service_deliver_event},
 };
 
-static const char *const topics[] = {"sb.member", NULL};
+static const sb_event_handler_t events[] = {
+    {"member.withdrawn", &sb__events__member_withdrawn__descriptor, auth_on_member_withdrawn},
+    {"member.password_changed", &sb__events__member_password_changed__descriptor, auth_on_password_changed},
+};
 
 static const sb_service_def_t def = {
     .name = "auth",
     .descriptor = &sb__auth__auth_service__descriptor,
-    .methods = methods,
-    .n_methods = sizeof methods / sizeof methods[0],
+    SB_METHODS(methods),
     .migrations = &sb_auth_migrations,
-    .topics = topics,
-    .on_event = auth_on_event,
+    SB_EVENTS(events),
     .init = auth_init,
+    .fini = auth_fini,
 };
 
 int main(void)

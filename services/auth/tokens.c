@@ -1,7 +1,8 @@
 /* Login, Refresh and Logout.
  *
- * Access tokens are short-lived HS256 JWTs (sb/jwt.h) that every service and
- * the gateway verify on their own; logout puts the token's jti on the Redis
+ * Access tokens are short-lived ES256 JWTs (sb/jwt.h) signed with the
+ * platform's one private key, which only this service holds; every service
+ * and the gateway verify them with the public keys (sb/authn.h); logout puts the token's jti on the Redis
  * denylist (sb:deny:<jti>) for the rest of its lifetime.
  *
  * Refresh tokens are 32 random bytes, base64url, handed out once and stored
@@ -128,7 +129,7 @@ static sb_status_t access_token_new(sb_rpc_ctx_t *ctx, const char *user_id, cons
     c.iat = sb_now_ms() / 1000;
     c.exp = c.iat + cfg->access_ttl_s;
     char *tok = NULL;
-    sb_status_t st = sb_jwt_issue(cfg->jwt_secret, &c, &tok, &ctx->detail);
+    sb_status_t st = sb_jwt_issue_es256(cfg->signer, &c, &tok, &ctx->detail);
     if (st != SB_OK)
         return st;
     *out = sb_arena_strdup(ctx->arena, tok);
@@ -320,12 +321,12 @@ sb_status_t auth_logout(sb_rpc_ctx_t *ctx, const void *in, void *out)
     sb_buf_t err = SB_BUF_INIT;
     sb_status_t st;
 
-    if (!ctx->user_id || !*ctx->user_id)
-        return sb_rpc_fail(ctx, SB_UNAUTHENTICATED, "sign in to log out");
+    /* the policy admits signed-in callers only: ctx->token verified */
     int64_t now = sb_now_ms() / 1000;
     sb_jwt_claims_t claims;
-    if (sb_jwt_verify(auth_config_of(svc)->jwt_secret, req->access_token, now, &claims, &err) != SB_OK) {
-        st = sb_rpc_fail(ctx, SB_UNAUTHENTICATED, "access token: %s", err.buf);
+    const char *access = req->access_token && *req->access_token ? req->access_token : ctx->token;
+    if ((st = sb_authn_verify(svc->authn, access, &claims, &err)) != SB_OK) {
+        st = sb_rpc_fail(ctx, st == SB_UNAVAILABLE ? st : SB_UNAUTHENTICATED, "access token: %s", err.buf);
         goto out;
     }
     if (strcasecmp(claims.sub, ctx->user_id) != 0) {

@@ -61,8 +61,7 @@ static void member_fini(sb_service_t *svc)
 static const sb_service_def_t def = {
     .name = "member",
     .descriptor = &sb__member__member_service__descriptor,
-    .methods = methods,
-    .n_methods = sizeof methods / sizeof methods[0],
+    SB_METHODS(methods),
     .migrations = &sb_member_migrations,
     .init = member_init,
     .fini = member_fini,

@@ -5,15 +5,9 @@
 
 SB_SERVICE_MIGRATIONS(payment);
 
-static const sb_rpc_method_t methods[] = {
-    {NULL, NULL},
-};
-
 static const sb_service_def_t def = {
     .name = "payment",
     .descriptor = &sb__payment__payment_service__descriptor,
-    .methods = methods,
-    .n_methods = 0,
     .migrations = &sb_payment_migrations,
 };
 

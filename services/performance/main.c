@@ -29,8 +29,7 @@ static const sb_rpc_method_t methods[] = {
 static const sb_service_def_t def = {
     .name = "performance",
     .descriptor = &sb__performance__performance_service__descriptor,
-    .methods = methods,
-    .n_methods = sizeof methods / sizeof methods[0],
+    SB_METHODS(methods),
     .migrations = &sb_performance_migrations,
 };
 

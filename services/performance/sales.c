@@ -26,12 +26,11 @@ sb_status_t perf_sales_fetch(sb_rpc_ctx_t *ctx, const char *performance_id, perf
     sb_call_opts_t opts = {
         .timeout_ms = timeout,
         .trace_id = ctx->trace_id,
-        .user_id = ctx->user_id,
-        .user_role = ctx->user_role,
+        .token = ctx->token, /* on the planner's behalf; this service is known by its certificate */
     };
     Sb__Reservation__PerformanceReservations *resp = NULL;
     sb_buf_t err = SB_BUF_INIT;
-    sb_status_t st = sb_rpc_call(sb_channel_get(addr), &sb__reservation__reservation_service__descriptor,
+    sb_status_t st = sb_rpc_call(sb_channel_get_service("reservation"), &sb__reservation__reservation_service__descriptor,
                                  "GetPerformanceReservations", &req.base, ctx->arena,
                                  (ProtobufCMessage **)&resp, &opts, &err);
     if (st == SB_NOT_FOUND) {

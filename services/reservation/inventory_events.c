@@ -20,9 +20,12 @@
  *
  * Events of one performance are serialised by a transaction-scoped advisory
  * lock on its id, so two instances (or DeliverEvent and the consumer) never
- * interleave their steps. A payload that cannot be decoded, or a snapshot
- * that breaks the limits below, is logged as an error and dropped (SB_OK):
- * retrying cannot fix it and it must not block the partition. */
+ * interleave their steps. The runtime hands each handler its decoded payload
+ * (one that cannot be decoded never gets here: it is a dead letter, see
+ * sb/events.h). A snapshot or cancellation that breaks the rules below is
+ * logged as an error and dropped (SB_OK, recorded in the inbox): retrying
+ * cannot fix it and it must not block the partition. Query results belong to
+ * the event's arena. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +33,7 @@
 #include <strings.h>
 
 #include "reservation.h"
+#include "sb/locks.h"
 #include "sb/log.h"
 #include "sb/service.h"
 
@@ -44,7 +48,7 @@
 #define MAX_CATEGORY_BYTES 100
 
 static const sb_pg_stmt_t stmt_lock = {
-    "inv_event_lock", "SELECT pg_advisory_xact_lock(hashtextextended('sb-inv:' || $1::text, 0))"};
+    "inv_event_lock", "SELECT pg_advisory_xact_lock(" SB_LOCK_INV_PERFORMANCE("$1::text") ")"};
 
 static const sb_pg_stmt_t stmt_select_perf = {
     "inv_event_select_perf",
@@ -179,54 +183,26 @@ _Static_assert(RESV_SEATS_PER_ROW == 20, "stmt_add_seats hard-codes rows of 20")
 
 /* ------------------------------------------------------------------ helpers */
 
-/* Runs stmt on tx; on OK hands the result to *res (caller PQclears) or
- * clears it when res is NULL. */
-static sb_status_t run(sb_pg_conn_t *tx, const sb_pg_stmt_t *stmt, int n, const char *const *params,
-                       PGresult **res, sb_buf_t *err)
-{
-    PGresult *r = sb_pg_exec(tx, stmt, n, params);
-    sb_status_t st = sb_pg_check(tx, r, err);
-    if (st != SB_OK || !res) {
-        PQclear(r);
-        if (res)
-            *res = NULL;
-        if (st != SB_OK)
-            sb_buf_addf(err, " (%s)", stmt->name);
-        return st;
-    }
-    *res = r;
-    return SB_OK;
-}
-
-static long long affected(PGresult *r)
-{
-    return atoll(PQcmdTuples(r));
-}
-
 /* Dropped, never retried: the error log is the record (the envelope sits in
  * the inbox under its event id). */
-static sb_status_t drop_event(const sb_event_envelope_t *ev, const char *why)
+static sb_status_t drop_event(const sb_event_ctx_t *ev, const char *why)
 {
-    sb_error("event %s %s dropped: %s", ev->type, ev->event_id, why);
+    sb_error("event %s %s dropped: %s", ev->env->type, ev->env->event_id, why);
     return SB_OK;
 }
 
 /* Takes the performance's event lock and reads its row. *exists tells
  * whether there is one; *version and *cancelled describe it. */
-static sb_status_t lock_performance(sb_pg_conn_t *tx, const char *id, bool *exists,
-                                    int64_t *version, bool *cancelled, sb_buf_t *err)
+static sb_status_t lock_performance(sb_db_t *db, const char *id, bool *exists, int64_t *version,
+                                    bool *cancelled)
 {
-    const char *p[] = {id};
     PGresult *r;
-    sb_status_t st = run(tx, &stmt_lock, 1, p, NULL, err);
-    if (st != SB_OK)
-        return st;
-    if ((st = run(tx, &stmt_select_perf, 1, p, &r, err)) != SB_OK)
+    sb_status_t st = sb_db_exec(db, &stmt_lock, NULL, id);
+    if (st != SB_OK || (st = sb_db_exec(db, &stmt_select_perf, &r, id)) != SB_OK)
         return st;
     *exists = PQntuples(r) == 1;
     *version = *exists ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
     *cancelled = *exists && !strcmp(PQgetvalue(r, 0, 1), "CANCELLED");
-    PQclear(r);
     return SB_OK;
 }
 
@@ -281,19 +257,27 @@ static const char *snapshot_problem(const Sb__Events__PerformanceSnapshot *s)
     return NULL;
 }
 
-/* The snapshot's lists as PostgreSQL array literals. */
+/* The snapshot's lists as PostgreSQL array literals, in the event's arena. */
 struct snapshot_arrays {
-    sb_buf_t ids, starts, venues, grades, prices, counts;
+    const char *ids, *starts, *venues, *grades, *prices, *counts;
 };
+
+/* b's text copied into a; b released. */
+static const char *arena_text(sb_arena_t *a, sb_buf_t *b)
+{
+    const char *s = sb_arena_strndup(a, b->buf, b->len);
+    sb_buf_release(b);
+    return s;
+}
 
 static void snapshot_arrays_build(struct snapshot_arrays *a,
                                   const Sb__Events__PerformanceSnapshot *s, sb_arena_t *arena)
 {
     size_t ns = s->n_schedules, ng = s->n_grades;
-    const char **ids = sb_arena_alloc(arena, (ns + 1) * sizeof *ids);
-    const char **starts = sb_arena_alloc(arena, (ns + 1) * sizeof *starts);
-    const char **venues = sb_arena_alloc(arena, (ns + 1) * sizeof *venues);
-    const char **grades = sb_arena_alloc(arena, (ng + 1) * sizeof *grades);
+    const char **ids = SB_ARENA_NEW(arena, const char *, ns + 1);
+    const char **starts = SB_ARENA_NEW(arena, const char *, ns + 1);
+    const char **venues = SB_ARENA_NEW(arena, const char *, ns + 1);
+    const char **grades = SB_ARENA_NEW(arena, const char *, ng + 1);
     for (size_t i = 0; i < ns; i++) {
         ids[i] = sb_uuid_norm(arena, s->schedules[i]->schedule_id);
         starts[i] = s->schedules[i]->starts_at;
@@ -301,255 +285,183 @@ static void snapshot_arrays_build(struct snapshot_arrays *a,
     }
     for (size_t i = 0; i < ng; i++)
         grades[i] = s->grades[i]->grade;
-    *a = (struct snapshot_arrays){SB_BUF_INIT, SB_BUF_INIT, SB_BUF_INIT,
-                                  SB_BUF_INIT, SB_BUF_INIT, SB_BUF_INIT};
-    resv_pg_array(&a->ids, ids, ns);
-    resv_pg_array(&a->starts, starts, ns);
-    resv_pg_array(&a->venues, venues, ns);
-    resv_pg_array(&a->grades, grades, ng);
-    sb_buf_addch(&a->prices, '{');
-    sb_buf_addch(&a->counts, '{');
-    for (size_t i = 0; i < ng; i++) {
-        sb_buf_addf(&a->prices, "%s%" PRId64, i ? "," : "", s->grades[i]->price);
-        sb_buf_addf(&a->counts, "%s%d", i ? "," : "", (int)s->grades[i]->seat_count);
-    }
-    sb_buf_addch(&a->prices, '}');
-    sb_buf_addch(&a->counts, '}');
-}
-
-static void snapshot_arrays_release(struct snapshot_arrays *a)
-{
-    sb_buf_release(&a->ids);
-    sb_buf_release(&a->starts);
-    sb_buf_release(&a->venues);
-    sb_buf_release(&a->grades);
-    sb_buf_release(&a->prices);
-    sb_buf_release(&a->counts);
+    sb_buf_t b = SB_BUF_INIT;
+    resv_pg_array(&b, ids, ns);
+    a->ids = arena_text(arena, &b);
+    resv_pg_array(&b, starts, ns);
+    a->starts = arena_text(arena, &b);
+    resv_pg_array(&b, venues, ns);
+    a->venues = arena_text(arena, &b);
+    resv_pg_array(&b, grades, ng);
+    a->grades = arena_text(arena, &b);
+    sb_buf_addch(&b, '{');
+    for (size_t i = 0; i < ng; i++)
+        sb_buf_addf(&b, "%s%" PRId64, i ? "," : "", s->grades[i]->price);
+    sb_buf_addch(&b, '}');
+    a->prices = arena_text(arena, &b);
+    sb_buf_addch(&b, '{');
+    for (size_t i = 0; i < ng; i++)
+        sb_buf_addf(&b, "%s%d", i ? "," : "", (int)s->grades[i]->seat_count);
+    sb_buf_addch(&b, '}');
+    a->counts = arena_text(arena, &b);
 }
 
 /* Schedules the snapshot dropped: cleared and deleted when none of their
  * seats is held or sold; otherwise kept (removed, so not bookable) with a
  * warning, for the booking side to settle. */
-static sb_status_t drop_schedules(sb_pg_conn_t *tx, const char *perf, const char *ids,
-                                  sb_buf_t *err)
+static sb_status_t drop_schedules(sb_db_t *db, const char *perf, const char *ids)
 {
-    const char *p[] = {perf, ids};
-    PGresult *gone;
-    sb_status_t st = run(tx, &stmt_remove_schedules, 2, p, &gone, err);
-    if (st != SB_OK)
-        return st;
-    for (int i = 0; i < PQntuples(gone) && st == SB_OK; i++) {
-        const char *sid[] = {PQgetvalue(gone, i, 0)};
-        PGresult *r;
-        if ((st = run(tx, &stmt_schedule_taken, 1, sid, &r, err)) != SB_OK)
+    PGresult *gone, *r;
+    sb_status_t st = sb_db_exec(db, &stmt_remove_schedules, &gone, perf, ids);
+    for (int i = 0; st == SB_OK && i < PQntuples(gone); i++) {
+        const char *sid = PQgetvalue(gone, i, 0);
+        if ((st = sb_db_exec(db, &stmt_schedule_taken, &r, sid)) != SB_OK)
             break;
         long long taken = atoll(PQgetvalue(r, 0, 0));
-        PQclear(r);
         if (taken > 0) {
             sb_warn("performance %s: schedule %s is gone from the snapshot but %lld of its seats"
                     " are held or sold: kept, not bookable",
-                    perf, sid[0], taken);
+                    perf, sid, taken);
             continue;
         }
-        if ((st = run(tx, &stmt_schedule_clear, 1, sid, NULL, err)) == SB_OK &&
-            (st = run(tx, &stmt_schedule_delete, 1, sid, NULL, err)) == SB_OK)
-            sb_info("performance %s: schedule %s removed with its seats", perf, sid[0]);
+        if ((st = sb_db_exec(db, &stmt_schedule_clear, NULL, sid)) == SB_OK &&
+            (st = sb_db_exec(db, &stmt_schedule_delete, NULL, sid)) == SB_OK)
+            sb_info("performance %s: schedule %s removed with its seats", perf, sid);
     }
-    PQclear(gone);
     return st;
 }
 
 /* Grades the snapshot dropped: their rows, their available seats on the
  * current schedules; held or sold ones are kept with a warning. *trimmed
  * counts the seats removed. */
-static sb_status_t drop_grades(sb_pg_conn_t *tx, const char *perf, const char *grades,
-                               long long *trimmed, sb_buf_t *err)
+static sb_status_t drop_grades(sb_db_t *db, const char *perf, const char *grades, long *trimmed)
 {
-    const char *p[] = {perf, grades};
     PGresult *r;
-    sb_status_t st = run(tx, &stmt_drop_grades, 2, p, &r, err);
-    if (st != SB_OK)
+    sb_status_t st = sb_db_exec(db, &stmt_drop_grades, &r, perf, grades);
+    if (st != SB_OK || PQntuples(r) == 0)
         return st;
-    int dropped = PQntuples(r);
-    PQclear(r);
-    if (dropped == 0)
-        return SB_OK;
-    if ((st = run(tx, &stmt_trim_dropped_grades, 1, p, &r, err)) != SB_OK)
+    if ((st = sb_db_exec(db, &stmt_trim_dropped_grades, &r, perf)) != SB_OK)
         return st;
-    *trimmed += affected(r);
-    PQclear(r);
-    if ((st = run(tx, &stmt_kept_dropped_grades, 1, p, &r, err)) != SB_OK)
+    *trimmed += sb_db_affected(r);
+    if ((st = sb_db_exec(db, &stmt_kept_dropped_grades, &r, perf)) != SB_OK)
         return st;
     for (int i = 0; i < PQntuples(r); i++)
         sb_warn("performance %s: schedule %s grade %s is gone from the snapshot but %s of its"
                 " seats are held or sold: kept",
                 perf, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
-    PQclear(r);
     return SB_OK;
 }
 
 /* Seats in line with the grades on every current schedule. */
-static sb_status_t sync_seats(sb_pg_conn_t *tx, const char *perf, long long *added,
-                              long long *trimmed, sb_buf_t *err)
+static sb_status_t sync_seats(sb_db_t *db, const char *perf, long *added, long *trimmed)
 {
-    const char *p[] = {perf};
     PGresult *r;
-    sb_status_t st = run(tx, &stmt_trim_seats, 1, p, &r, err);
+    sb_status_t st = sb_db_exec(db, &stmt_trim_seats, &r, perf);
     if (st != SB_OK)
         return st;
-    *trimmed += affected(r);
-    PQclear(r);
-    if ((st = run(tx, &stmt_kept_seats, 1, p, &r, err)) != SB_OK)
+    *trimmed += sb_db_affected(r);
+    if ((st = sb_db_exec(db, &stmt_kept_seats, &r, perf)) != SB_OK)
         return st;
     for (int i = 0; i < PQntuples(r); i++)
         sb_warn("performance %s: schedule %s grade %s: %s held or sold seats beyond the new seat"
                 " count kept",
                 perf, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
-    PQclear(r);
-    if ((st = run(tx, &stmt_reprice_seats, 1, p, NULL, err)) != SB_OK)
+    if ((st = sb_db_exec(db, &stmt_reprice_seats, NULL, perf)) != SB_OK ||
+        (st = sb_db_exec(db, &stmt_add_seats, &r, perf)) != SB_OK)
         return st;
-    if ((st = run(tx, &stmt_add_seats, 1, p, &r, err)) != SB_OK)
-        return st;
-    *added = affected(r);
-    PQclear(r);
+    *added = sb_db_affected(r);
     return SB_OK;
 }
 
-static sb_status_t apply_snapshot(sb_pg_conn_t *tx, const sb_event_envelope_t *ev,
-                                  const Sb__Events__PerformanceSnapshot *s, sb_buf_t *err)
+/* performance.approved and performance.changed: the snapshot they carry. */
+static sb_status_t apply_snapshot(sb_event_ctx_t *ev, const Sb__Events__PerformanceSnapshot *s)
 {
     const char *problem = snapshot_problem(s);
     if (problem)
         return drop_event(ev, problem);
 
-    sb_arena_t *arena = sb_arena_new();
-    struct snapshot_arrays a;
-    char *perf = sb_uuid_norm(arena, s->performance_id);
-    char *planner = sb_uuid_norm(arena, s->planner_id);
+    sb_db_t *db = ev->db;
+    char *perf = sb_uuid_norm(ev->arena, s->performance_id);
+    char *planner = sb_uuid_norm(ev->arena, s->planner_id);
     bool exists, cancelled;
     int64_t stored;
-    long long added = 0, trimmed = 0;
-    sb_status_t st = lock_performance(tx, perf, &exists, &stored, &cancelled, err);
+    long added = 0, trimmed = 0;
+    sb_status_t st = lock_performance(db, perf, &exists, &stored, &cancelled);
     if (st != SB_OK)
-        goto out_arena;
+        return st;
     if (exists && (cancelled || s->version <= stored)) {
         sb_log(cancelled && s->version > stored ? SB_LOG_WARN : SB_LOG_INFO,
-               "performance %s: %s v%" PRId64 " ignored (have v%" PRId64 "%s)", perf, ev->type,
+               "performance %s: %s v%" PRId64 " ignored (have v%" PRId64 "%s)", perf, ev->env->type,
                s->version, stored, cancelled ? ", cancelled" : "");
-        goto out_arena;
+        return SB_OK;
     }
 
-    snapshot_arrays_build(&a, s, arena);
-    char minutes[16], version[24];
-    snprintf(minutes, sizeof minutes, "%d", (int)s->running_minutes);
-    snprintf(version, sizeof version, "%" PRId64, s->version);
-    const char *pp[] = {perf, planner, s->title, s->venue, s->category, minutes, version};
-    const char *sp[] = {perf, a.ids.buf, a.starts.buf, a.venues.buf};
-    const char *gp[] = {perf, a.grades.buf, a.prices.buf, a.counts.buf};
+    struct snapshot_arrays a;
+    snapshot_arrays_build(&a, s, ev->arena);
+    char *minutes = sb_arena_printf(ev->arena, "%d", (int)s->running_minutes);
+    char *version = sb_arena_printf(ev->arena, "%" PRId64, s->version);
     PGresult *r;
-    if ((st = run(tx, &stmt_upsert_perf, 7, pp, NULL, err)) != SB_OK ||
-        (st = run(tx, &stmt_upsert_schedules, 4, sp, &r, err)) != SB_OK)
-        goto out_arrays;
-    if (affected(r) < (long long)s->n_schedules)
-        sb_warn("performance %s: %lld of its %zu schedule ids belong to another performance:"
+    if ((st = sb_db_exec(db, &stmt_upsert_perf, NULL, perf, planner, s->title, s->venue, s->category,
+                         minutes, version)) != SB_OK ||
+        (st = sb_db_exec(db, &stmt_upsert_schedules, &r, perf, a.ids, a.starts, a.venues)) != SB_OK)
+        return st;
+    if (sb_db_affected(r) < (long)s->n_schedules)
+        sb_warn("performance %s: %ld of its %zu schedule ids belong to another performance:"
                 " ignored",
-                perf, (long long)s->n_schedules - affected(r), s->n_schedules);
-    PQclear(r);
-    if ((st = drop_schedules(tx, perf, a.ids.buf, err)) != SB_OK ||
-        (st = run(tx, &stmt_upsert_grades, 4, gp, NULL, err)) != SB_OK ||
-        (st = drop_grades(tx, perf, a.grades.buf, &trimmed, err)) != SB_OK ||
-        (st = sync_seats(tx, perf, &added, &trimmed, err)) != SB_OK)
-        goto out_arrays;
-    sb_info("performance %s: %s v%" PRId64 " applied (%zu schedules, %zu grades, %lld seats added,"
-            " %lld removed)",
-            perf, ev->type, s->version, s->n_schedules, s->n_grades, added, trimmed);
-out_arrays:
-    snapshot_arrays_release(&a);
-out_arena:
-    sb_arena_free(arena);
-    return st;
+                perf, (long)s->n_schedules - sb_db_affected(r), s->n_schedules);
+    if ((st = drop_schedules(db, perf, a.ids)) != SB_OK ||
+        (st = sb_db_exec(db, &stmt_upsert_grades, NULL, perf, a.grades, a.prices, a.counts)) != SB_OK ||
+        (st = drop_grades(db, perf, a.grades, &trimmed)) != SB_OK ||
+        (st = sync_seats(db, perf, &added, &trimmed)) != SB_OK)
+        return st;
+    sb_info("performance %s: %s v%" PRId64 " applied (%zu schedules, %zu grades, %ld seats added,"
+            " %ld removed)",
+            perf, ev->env->type, s->version, s->n_schedules, s->n_grades, added, trimmed);
+    return SB_OK;
 }
 
-static sb_status_t on_approved(sb_pg_conn_t *tx, const sb_event_envelope_t *ev, sb_buf_t *err)
+sb_status_t resv_on_performance_approved(sb_event_ctx_t *ev, const void *payload)
 {
-    Sb__Events__PerformanceApproved *m =
-        sb__events__performance_approved__unpack(NULL, ev->payload.len, ev->payload.data);
-    if (!m)
-        return drop_event(ev, "undecodable PerformanceApproved payload");
-    sb_status_t st = apply_snapshot(tx, ev, m->performance, err);
-    sb__events__performance_approved__free_unpacked(m, NULL);
-    return st;
+    const Sb__Events__PerformanceApproved *m = payload;
+    return apply_snapshot(ev, m->performance);
 }
 
-static sb_status_t on_changed(sb_pg_conn_t *tx, const sb_event_envelope_t *ev, sb_buf_t *err)
+sb_status_t resv_on_performance_changed(sb_event_ctx_t *ev, const void *payload)
 {
-    Sb__Events__PerformanceChanged *m =
-        sb__events__performance_changed__unpack(NULL, ev->payload.len, ev->payload.data);
-    if (!m)
-        return drop_event(ev, "undecodable PerformanceChanged payload");
-    sb_status_t st = apply_snapshot(tx, ev, m->performance, err);
-    sb__events__performance_changed__free_unpacked(m, NULL);
-    return st;
+    const Sb__Events__PerformanceChanged *m = payload;
+    return apply_snapshot(ev, m->performance);
 }
 
 /* ------------------------------------------------------------ cancellation */
 
-static sb_status_t on_cancelled(sb_pg_conn_t *tx, const sb_event_envelope_t *ev, sb_buf_t *err)
+sb_status_t resv_on_performance_cancelled(sb_event_ctx_t *ev, const void *payload)
 {
-    Sb__Events__PerformanceCancelled *m =
-        sb__events__performance_cancelled__unpack(NULL, ev->payload.len, ev->payload.data);
-    if (!m)
-        return drop_event(ev, "undecodable PerformanceCancelled payload");
-    sb_status_t st = SB_OK;
+    const Sb__Events__PerformanceCancelled *m = payload;
     if (!sb_valid_uuid(m->performance_id) || m->version < 0 ||
-        (*m->planner_id && !sb_valid_uuid(m->planner_id))) {
-        st = drop_event(ev, "PerformanceCancelled needs a performanceId (and plannerId) UUID and"
-                            " a version >= 0");
-        goto out_free;
-    }
-    sb_arena_t *arena = sb_arena_new();
-    char *perf = sb_uuid_norm(arena, m->performance_id);
-    char *planner = *m->planner_id ? sb_uuid_norm(arena, m->planner_id) : NULL;
-    char version[24];
-    snprintf(version, sizeof version, "%" PRId64, m->version);
+        (*m->planner_id && !sb_valid_uuid(m->planner_id)))
+        return drop_event(ev, "PerformanceCancelled needs a performanceId (and plannerId) UUID and"
+                              " a version >= 0");
+    char *perf = sb_uuid_norm(ev->arena, m->performance_id);
+    char *planner = *m->planner_id ? sb_uuid_norm(ev->arena, m->planner_id) : NULL;
+    char *version = sb_arena_printf(ev->arena, "%" PRId64, m->version);
 
     bool exists, cancelled;
     int64_t stored;
-    if ((st = lock_performance(tx, perf, &exists, &stored, &cancelled, err)) != SB_OK)
-        goto out_arena;
+    sb_status_t st = lock_performance(ev->db, perf, &exists, &stored, &cancelled);
+    if (st != SB_OK)
+        return st;
     if (exists && m->version < stored) {
         sb_warn("performance %s: cancellation v%" PRId64 " ignored (have v%" PRId64 "%s)", perf,
                 m->version, stored, cancelled ? ", already cancelled" : "");
-        goto out_arena;
+        return SB_OK;
     }
-    const char *p[] = {perf, planner, version};
-    if ((st = run(tx, &stmt_cancel, 3, p, NULL, err)) != SB_OK)
-        goto out_arena;
+    if ((st = sb_db_exec(ev->db, &stmt_cancel, NULL, perf, planner, version)) != SB_OK)
+        return st;
     if (!exists)
         sb_info("performance %s: cancellation v%" PRId64 " arrived first: tombstone written", perf,
                 m->version);
     else
         sb_info("performance %s: cancelled at v%" PRId64 "%s", perf, m->version,
                 cancelled ? " (again)" : "");
-out_arena:
-    sb_arena_free(arena);
-out_free:
-    sb__events__performance_cancelled__free_unpacked(m, NULL);
-    return st;
-}
-
-/* ---------------------------------------------------------------- dispatch */
-
-sb_status_t resv_on_performance_event(sb_pg_conn_t *tx, const sb_event_envelope_t *ev, void *arg,
-                                      sb_buf_t *err)
-{
-    (void)arg;
-    if (!strcmp(ev->type, "performance.approved"))
-        return on_approved(tx, ev, err);
-    if (!strcmp(ev->type, "performance.changed"))
-        return on_changed(tx, ev, err);
-    if (!strcmp(ev->type, "performance.cancelled"))
-        return on_cancelled(tx, ev, err);
-    sb_debug("event %s %s is not for the reservation service: ignored", ev->type, ev->event_id);
     return SB_OK;
 }

@@ -17,14 +17,18 @@ static const sb_rpc_method_t methods[] = {
     {"ReplayEvents", sb_service_replay_events},
 };
 
+static const sb_event_handler_t events[] = {
+    {"performance.approved", &sb__events__performance_approved__descriptor, resv_on_performance_approved},
+    {"performance.changed", &sb__events__performance_changed__descriptor, resv_on_performance_changed},
+    {"performance.cancelled", &sb__events__performance_cancelled__descriptor, resv_on_performance_cancelled},
+};
+
 static const sb_service_def_t def = {
     .name = "reservation",
     .descriptor = &sb__reservation__reservation_service__descriptor,
-    .methods = methods,
-    .n_methods = sizeof methods / sizeof methods[0],
+    SB_METHODS(methods),
     .migrations = &sb_reservation_migrations,
-    .topics = (const char *const[]){"sb.performance", NULL},
-    .on_event = resv_on_performance_event,
+    SB_EVENTS(events),
 };
 
 int main(void)

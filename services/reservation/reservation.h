@@ -37,11 +37,11 @@ void resv_pg_array(sb_buf_t *out, const char *const *items, size_t n);
 
 /* ---- inventory_events.c ---- */
 
-/* The service's on_event: performance.approved / .changed / .cancelled.
- * Idempotent, and safe against out-of-order delivery (versions). arg is the
- * sb_service_t. */
-sb_status_t resv_on_performance_event(sb_pg_conn_t *tx, const sb_event_envelope_t *ev, void *arg,
-                                      sb_buf_t *err);
+/* Rows of main.c's event table: performance.approved / .changed /
+ * .cancelled. Idempotent, and safe against out-of-order delivery (versions). */
+sb_status_t resv_on_performance_approved(sb_event_ctx_t *ev, const void *payload);
+sb_status_t resv_on_performance_changed(sb_event_ctx_t *ev, const void *payload);
+sb_status_t resv_on_performance_cancelled(sb_event_ctx_t *ev, const void *payload);
 
 /* ---- inventory.c ---- */
 

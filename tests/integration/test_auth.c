@@ -597,13 +597,15 @@ Test(auth, password_change_revokes_refresh_tokens_and_unknown_events_are_ignored
     Sb__Events__DeliverEventResponse *resp;
     char event_id[SB_UUID_LEN + 1];
 
-    /* an event type auth does not handle: accepted, no effect */
-    Sb__Events__MemberWithdrawn other = SB__EVENTS__MEMBER_WITHDRAWN__INIT;
+    /* an event type auth does not handle: accepted, no effect (a platform
+     * type; one the platform does not know is a dead letter, see below) */
+    Sb__Events__ReservationExpired other = SB__EVENTS__RESERVATION_EXPIRED__INIT;
     other.user_id = user_id;
     sb_uuid_v4(event_id);
-    cr_assert_eq(deliver(event_id, "member.something_else", user_id, &other.base, "ADMIN", &resp,
+    cr_assert_eq(deliver(event_id, "reservation.expired", user_id, &other.base, "ADMIN", &resp,
                          &err),
                  SB_OK, "%s", err.buf);
+    cr_assert_not(resp->duplicate);
     cr_assert_eq(live_tokens(user_id), 1);
 
     Sb__Events__MemberPasswordChanged ev = SB__EVENTS__MEMBER_PASSWORD_CHANGED__INIT;
@@ -625,6 +627,77 @@ Test(auth, password_change_revokes_refresh_tokens_and_unknown_events_are_ignored
     cr_assert_eq(deliver(event_id, "member.password_changed", user_id, &empty.base, "ADMIN", &resp,
                          &err),
                  SB_INVALID_ARGUMENT, "%s", err.buf);
+    sb_buf_release(&err);
+}
+
+static long long dead_letters(const char *event_id)
+{
+    return db_count("SELECT count(*) FROM sb_dead_letters WHERE event_id = $1 AND source = 'DeliverEvent'",
+                    event_id);
+}
+
+static long long in_inbox(const char *event_id)
+{
+    return db_count("SELECT count(*) FROM sb_inbox WHERE event_id = $1::uuid", event_id);
+}
+
+/* One policy for what cannot be used (sb/events.h): an unknown type, an
+ * undecodable payload and a payload the handler refuses are dead letters
+ * with the reason (INVALID_ARGUMENT), never recorded in the inbox; so the
+ * sender can correct the event and send it again under the same id. */
+Test(auth, malformed_events_are_dead_letters_and_a_corrected_resend_is_handled)
+{
+    char *user_id;
+    new_session(SB__MEMBER__ROLE__USER, &user_id);
+    sb_buf_t err = SB_BUF_INIT;
+    Sb__Events__DeliverEventResponse *resp;
+    char event_id[SB_UUID_LEN + 1];
+    sb_uuid_v4(event_id);
+    Sb__Events__MemberPasswordChanged ev = SB__EVENTS__MEMBER_PASSWORD_CHANGED__INIT;
+    ev.user_id = user_id;
+    ev.changed_at = "2026-11-24T09:00:00.000Z";
+
+    /* a type the platform does not know */
+    cr_assert_eq(deliver(event_id, "member.something_else", user_id, &ev.base, "ADMIN", &resp, &err),
+                 SB_INVALID_ARGUMENT, "%s", err.buf);
+    cr_assert(strstr(err.buf, "unknown event type"), "%s", err.buf);
+    cr_assert_eq(dead_letters(event_id), 1);
+    cr_assert_eq(db_count("SELECT count(*) FROM sb_dead_letters WHERE event_id = $1"
+                          " AND error LIKE '%unknown event type%' AND type = 'member.something_else'",
+                          event_id),
+                 1);
+
+    /* a payload that does not decode as the type's message */
+    static const uint8_t junk[] = {0x0a, 0x64, 'a', 'b', 'c'};
+    Sb__Events__DeliverEventRequest req = SB__EVENTS__DELIVER_EVENT_REQUEST__INIT;
+    req.service_id = "auth";
+    req.event_id = event_id;
+    req.type = "member.password_changed";
+    req.aggregate_id = user_id;
+    req.payload = (ProtobufCBinaryData){sizeof junk, (uint8_t *)junk};
+    sb_call_opts_t admin = {.user_id = "authtest-operator", .user_role = "ADMIN"};
+    cr_assert_eq(AUTH("DeliverEvent", &req, &resp, &admin, &err), SB_INVALID_ARGUMENT, "%s", err.buf);
+    cr_assert(strstr(err.buf, "undecodable"), "%s", err.buf);
+    cr_assert_eq(dead_letters(event_id), 2);
+
+    /* a payload the handler refuses */
+    Sb__Events__MemberPasswordChanged empty = SB__EVENTS__MEMBER_PASSWORD_CHANGED__INIT;
+    cr_assert_eq(deliver(event_id, "member.password_changed", user_id, &empty.base, "ADMIN", &resp, &err),
+                 SB_INVALID_ARGUMENT, "%s", err.buf);
+    cr_assert(strstr(err.buf, "without a user id"), "%s", err.buf);
+    cr_assert_eq(dead_letters(event_id), 3);
+    cr_assert_eq(in_inbox(event_id), 0, "a dead letter is not recorded as processed");
+    cr_assert_eq(live_tokens(user_id), 1);
+
+    /* the same id, corrected: handled */
+    cr_assert_eq(deliver(event_id, "member.password_changed", user_id, &ev.base, "ADMIN", &resp, &err),
+                 SB_OK, "%s", err.buf);
+    cr_assert_not(resp->duplicate);
+    cr_assert_eq(in_inbox(event_id), 1);
+    cr_assert_eq(live_tokens(user_id), 0);
+    cr_assert_eq(deliver(event_id, "member.password_changed", user_id, &ev.base, "ADMIN", &resp, &err),
+                 SB_OK, "%s", err.buf);
+    cr_assert(resp->duplicate);
     sb_buf_release(&err);
 }
 

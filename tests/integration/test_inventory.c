@@ -799,12 +799,18 @@ Test(inventory, bad_input_is_refused_or_dropped)
                             snapshot_payload("performance.approved", p), &user, NULL, &err),
                  SB_PERMISSION_DENIED);
 
-    /* undecodable payload, unknown type, invalid snapshots: recorded, no effect */
+    /* undecodable payload, unknown type: dead letters (INVALID_ARGUMENT, see
+     * sb/events.h), no effect; invalid snapshots: recorded, no effect */
     static const uint8_t junk[] = {0x0a, 0x64, 'a', 'b', 'c'};
     ProtobufCBinaryData bad = {sizeof junk, (uint8_t *)junk};
-    cr_assert_not(deliver_id(NULL, "performance.approved", p->id, bad));
-    cr_assert_not(deliver_id(NULL, "performance.cancelled", p->id, bad));
-    cr_assert_not(deliver_id(NULL, "performance.archived", p->id, bad));
+    static const char *const refused[] = {"performance.approved", "performance.cancelled",
+                                          "performance.archived"};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        sb_uuid_v4(id);
+        sb_call_opts_t o = admin();
+        cr_assert_eq(deliver_as(id, refused[i], p->id, bad, &o, NULL, &err), SB_INVALID_ARGUMENT,
+                     "%s: %s", refused[i], err.buf);
+    }
     perf_t broken = *p;
     snprintf(broken.starts[0], sizeof broken.starts[0], "next tuesday");
     cr_assert_not(deliver_id(NULL, "performance.approved", p->id,

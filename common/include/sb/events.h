@@ -2,35 +2,76 @@
  *
  * Producer side: a service writes an event with sb_outbox_add() inside the
  * same database transaction as the state change (transactional outbox). The
- * relay (sb_relay_start) publishes unsent rows in id order with the
- * aggregate id as the key, through an idempotent producer (acks=all), and
- * marks them published. A crash between publish and mark re-publishes:
- * delivery is at least once.
+ * relay publishes unsent rows in id order with the aggregate id as the key,
+ * through an idempotent producer (acks=all), and marks the delivered ones
+ * published. A crash between publish and mark re-publishes: delivery is at
+ * least once.
  *
- * Consumer side: sb_consumer_start() joins a consumer group; each event is
- * handled by sb_inbox_handle(), which records the event id in the inbox table
- * and runs the handler in one transaction, so a redelivered event has no
- * second effect. The offset is committed only after that transaction commits.
+ * Consumer side: a service declares an event table, one row per event type
+ * it handles: {"performance.approved", &sb__events__performance_approved__descriptor,
+ * on_approved}. The consumer (sb_consumer_start) joins a consumer group on the
+ * topics of those types; each message goes through sb_inbox_handle(), which
+ * decodes the envelope and the payload into an arena, records the event id in
+ * the inbox and runs the row's handler in one transaction, so a redelivered
+ * event has no second effect. The offset is committed only after that
+ * transaction commits. DeliverEvent (sb/service.h) takes the same path.
+ *
+ * Which event goes where (one policy for Kafka and DeliverEvent):
+ *   a type the service has a row for        handled; recorded in the inbox
+ *   a platform type without a row           skipped; recorded in the inbox
+ *                                           (other events of a topic it reads)
+ *   an undecodable envelope, an envelope    dead letter (sb_dead_letters, with
+ *   without a UUID event id or a type, a    the reason); NOT recorded in the
+ *   type unknown to the platform, an        inbox, so a corrected resend under
+ *   undecodable payload, a handler's        the same id is handled; the Kafka
+ *   refusal (sb_event_refuse)               offset moves on; DeliverEvent
+ *                                           answers INVALID_ARGUMENT
+ *   any other handler or database failure   rolled back and retried (Kafka:
+ *                                           5 attempts with backoff, then a
+ *                                           dead letter; DeliverEvent: the
+ *                                           status, for the caller to retry)
  *
  * Topic of an event: "sb." + the part of its type before the first dot
- * ("reservation.created" -> "sb.reservation"). */
+ * ("reservation.created" -> "sb.reservation").
+ *
+ * Modules: event_types.c (the type <-> payload table, namespace, topics),
+ * producer.c, outbox.c, relay.c, inbox.c (decoding, dispatch, the inbox,
+ * dead letters), consumer.c. */
 #ifndef SB_EVENTS_H
 #define SB_EVENTS_H
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <protobuf-c/protobuf-c.h>
 
 #include "events.pb-c.h"
+#include "sb/arena.h"
 #include "sb/buf.h"
+#include "sb/db.h"
+#include "sb/jobs.h"
 #include "sb/pg.h"
 #include "sb/status.h"
 
 typedef Sb__Events__EventEnvelope sb_event_envelope_t;
 
-/* The common tables (sb_outbox, sb_inbox, sb_dead_letters); every service's
- * database gets them at start-up. */
+/* The common tables (sb_outbox, sb_inbox, sb_dead_letters: the common
+ * migrations, common/migrations/); every service's database gets them at
+ * start-up. */
 sb_status_t sb_events_migrate(sb_pg_pool_t *pool, sb_buf_t *err);
+
+/* ---- event types (event_types.c) ---- */
+
+/* One of the platform's event types and its payload message. */
+typedef struct sb_event_type {
+    const char *type; /* "performance.approved" */
+    const ProtobufCMessageDescriptor *payload;
+} sb_event_type_t;
+/* The platform's table (static; *n receives its length). */
+const sb_event_type_t *sb_event_types(size_t *n);
+/* The payload message of type, or NULL when type is not one of the
+ * platform's. Static. */
+const ProtobufCMessageDescriptor *sb_event_payload_of(const char *type);
 
 /* The namespace (SB_NAMESPACE, "" by default) keeps one run apart from
  * another on shared servers: a service's database is sb_<name>_<ns>, its
@@ -43,17 +84,32 @@ bool sb_namespace_set(const char *name);
 /* Writes "sb.<prefix>[.<namespace>]" for type into out (n bytes). false if
  * type has no prefix. */
 bool sb_event_topic(const char *type, char *out, size_t n);
-/* The same for a topic named in a service definition ("sb.performance"). */
+/* The same for a base topic name ("sb.performance"). */
 bool sb_topic_name(const char *base, char *out, size_t n);
 
-/* ---- producer ---- */
+/* ---- producer (producer.c) ---- */
 typedef struct sb_producer sb_producer_t;
 /* Idempotent producer (enable.idempotence, acks=all). Caller frees with
  * sb_producer_free, which flushes. NULL with err on bad configuration. */
 sb_producer_t *sb_producer_new(const char *brokers, sb_buf_t *err);
 void sb_producer_free(sb_producer_t *p);
-/* Produces one message (x-trace-id header when trace_id is non-empty) and
- * waits for its delivery report up to timeout_ms. */
+/* One message of a batch: borrowed for the call. */
+typedef struct sb_kafka_msg {
+    const char *topic;
+    const char *key;
+    const void *val;
+    size_t len;
+    const char *trace_id; /* sent as the x-trace-id header when non-empty */
+    int64_t delivered_us; /* out: wall clock (us since the epoch) of its delivery report, 0 if none */
+} sb_kafka_msg_t;
+/* Produces msgs in order and waits for their delivery reports up to
+ * timeout_ms, or until *cancel becomes true (NULL: never). Returns how many
+ * of msgs, from the first, were delivered; err says why the next one was
+ * not. Nothing of the batch is left in the producer when it returns. */
+size_t sb_producer_send_batch(sb_producer_t *p, sb_kafka_msg_t *msgs, size_t n, int timeout_ms,
+                              const atomic_bool *cancel, sb_buf_t *err);
+/* Produces one message and waits for its delivery report up to timeout_ms:
+ * OK, or UNAVAILABLE with err. */
 sb_status_t sb_producer_send(sb_producer_t *p, const char *topic, const char *key,
                              const void *val, size_t len, const char *trace_id, int timeout_ms,
                              sb_buf_t *err);
@@ -61,50 +117,117 @@ sb_status_t sb_producer_send(sb_producer_t *p, const char *topic, const char *ke
 sb_status_t sb_kafka_ensure_topics(const char *brokers, const char *const *topics, size_t n,
                                    int partitions, sb_buf_t *err);
 
-/* ---- outbox ---- */
+/* ---- outbox (outbox.c) ---- */
 /* Appends an event to the outbox on tx (which must be inside a transaction).
- * The envelope gets a fresh event id, the current time, the thread's trace id
- * and the service name. event_id_out (37 bytes) receives the id if non-NULL. */
+ * payload must be the type's message (sb_event_payload_of): INTERNAL
+ * otherwise, and for a type the platform does not know. The envelope gets a
+ * fresh event id, the current time, the thread's trace id and the service
+ * name. event_id_out (37 bytes) receives the id if non-NULL. */
 sb_status_t sb_outbox_add(sb_pg_conn_t *tx, const char *type, const char *aggregate_id,
                           const ProtobufCMessage *payload, char *event_id_out, sb_buf_t *err);
-/* Publishes up to max unsent rows; returns how many were published, or -1
- * with err set. Only one relay per database works at a time (advisory lock). */
-int sb_outbox_relay_once(sb_pg_pool_t *pool, sb_producer_t *p, int max, sb_buf_t *err);
 /* Marks published events whose type starts with type_prefix ("" = all) and
  * that occurred at or after since (RFC 3339, NULL = all) as unsent, so the
  * relay publishes them again. *count receives how many. */
 sb_status_t sb_outbox_replay(sb_pg_pool_t *pool, const char *type_prefix, const char *since,
                              int64_t *count, sb_buf_t *err);
 
-typedef struct sb_relay sb_relay_t;
+/* ---- relay (relay.c) ---- */
 /* PostgreSQL channel sb_outbox_add notifies (at commit) and the relay listens on. */
 #define SB_OUTBOX_CHANNEL "sb_outbox"
-/* Background thread running sb_outbox_relay_once when woken by a NOTIFY on
- * SB_OUTBOX_CHANNEL, and at the latest every poll_ms (at once when a batch
- * was full). Borrowed pool and producer must outlive it. */
-sb_relay_t *sb_relay_start(sb_pg_pool_t *pool, sb_producer_t *p, int poll_ms);
-void sb_relay_stop(sb_relay_t *r); /* publishes what is left once, joins, frees */
+/* The relay's row for a job runner (sb/jobs.h) whose arg is the
+ * sb_producer_t: a session job under SB_LOCK_OUTBOX_RELAY (one relay per
+ * database), woken by SB_OUTBOX_CHANNEL, at the latest every every_ms, with a
+ * final round at stop. Every service runs it (sb_service_main). */
+sb_job_t sb_outbox_relay_job(int every_ms);
+/* One round of the relay on a connection of its own: publishes up to max
+ * unsent rows; returns how many were published, or -1 with err set; 0 when
+ * another relay of the database holds the relay lock. */
+int sb_outbox_relay_once(sb_pg_pool_t *pool, sb_producer_t *p, int max, sb_buf_t *err);
 
-/* ---- consumer / inbox ---- */
-/* Runs inside the inbox transaction; returning non-OK rolls it back (the
- * event will be retried). ev and its strings are borrowed for the call. */
-typedef sb_status_t (*sb_event_fn)(sb_pg_conn_t *tx, const sb_event_envelope_t *ev, void *arg,
-                                   sb_buf_t *err);
+/* ---- event tables, inbox (inbox.c) ---- */
 
-/* Handles one packed envelope exactly once per event id: *duplicate is set
- * when the id was already processed (the handler is then not called).
- * INVALID_ARGUMENT for an undecodable or incomplete envelope. */
-sb_status_t sb_inbox_handle(sb_pg_pool_t *pool, const void *bytes, size_t len, sb_event_fn fn,
-                            void *arg, bool *duplicate, sb_buf_t *err);
+/* What a handler gets besides its payload. Everything is borrowed for the
+ * call; the arena is freed after the inbox transaction ended. */
+typedef struct sb_event_ctx {
+    const sb_event_envelope_t *env; /* event id, type, aggregate id, trace id ... */
+    sb_arena_t *arena;              /* the event's: envelope, payload, query results, scratch */
+    sb_db_t *db;                    /* queries run inside the inbox transaction */
+    void *arg;                      /* the table's arg (a service's: its sb_service_t) */
+    sb_buf_t reason;                /* set by sb_event_refuse */
+} sb_event_ctx_t;
 
+/* payload: the decoded payload message of the row's type (owned by the
+ * event's arena). OK commits the effect and the inbox row together; any
+ * other status rolls both back (see the policy above). */
+typedef sb_status_t (*sb_event_handler_fn)(sb_event_ctx_t *ev, const void *payload);
+
+/* A row of a service's event table. */
+typedef struct sb_event_handler {
+    const char *type;                          /* "performance.approved" */
+    const ProtobufCMessageDescriptor *payload; /* the type's payload message */
+    sb_event_handler_fn fn;
+} sb_event_handler_t;
+
+typedef struct sb_event_table {
+    const sb_event_handler_t *rows; /* borrowed; static in a service */
+    size_t n;
+    void *arg; /* handed to every handler as ev->arg */
+} sb_event_table_t;
+
+/* OK when every row names a platform type once, with the platform's payload
+ * for it, and a handler; otherwise INVALID_ARGUMENT and err names the row. */
+sb_status_t sb_event_table_check(const sb_event_table_t *t, sb_buf_t *err);
+/* The row for type, or NULL. */
+const sb_event_handler_t *sb_event_table_find(const sb_event_table_t *t, const char *type);
+
+/* For a handler: the event is malformed in a way no retry fixes (a field it
+ * needs is missing or wrong). Records the reason (a message the sender may
+ * read) and returns INVALID_ARGUMENT, which sends the event to the dead
+ * letters. */
+sb_status_t sb_event_refuse(sb_event_ctx_t *ev, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+typedef enum sb_event_outcome {
+    SB_EVENT_HANDLED,     /* the row's handler ran and committed */
+    SB_EVENT_SKIPPED,     /* a platform type without a row: recorded, no effect */
+    SB_EVENT_DUPLICATE,   /* the event id was already processed: nothing done */
+    SB_EVENT_DEAD_LETTER, /* malformed: written to sb_dead_letters, not to the inbox */
+    SB_EVENT_FAILED,      /* nothing recorded: may be retried */
+} sb_event_outcome_t;
+
+typedef struct sb_inbox_result {
+    sb_event_outcome_t outcome;
+    sb_buf_t reason; /* dead letter or failure: why, for the sender (no SQL) */
+    sb_buf_t detail; /* failure: internal detail (SQL, library), for the log only */
+} sb_inbox_result_t;
+#define SB_INBOX_RESULT_INIT {SB_EVENT_FAILED, SB_BUF_INIT, SB_BUF_INIT}
+void sb_inbox_result_release(sb_inbox_result_t *res);
+
+/* Handles one packed envelope that arrived from source ("kafka",
+ * "DeliverEvent") on topic (NULL: the type's) through table t, exactly once
+ * per event id, under the policy above. OK with outcome HANDLED, SKIPPED or
+ * DUPLICATE; INVALID_ARGUMENT with outcome DEAD_LETTER (reason set); or the
+ * failure's status with outcome FAILED (reason and detail set; a dead letter
+ * that could not be written is a failure too). */
+sb_status_t sb_inbox_handle(sb_pg_pool_t *pool, const sb_event_table_t *t, const char *source,
+                            const char *topic, const void *bytes, size_t len,
+                            sb_inbox_result_t *res);
+/* Writes the packed envelope to sb_dead_letters with why (the event id and
+ * type filled in when it decodes). */
+sb_status_t sb_dead_letter_add(sb_pg_pool_t *pool, const char *source, const char *topic,
+                               const void *bytes, size_t len, const char *why, sb_buf_t *err);
+
+/* ---- consumer (consumer.c) ---- */
 typedef struct sb_consumer sb_consumer_t;
-/* Joins consumer group `group` on the topics and handles events on a
- * background thread. topics are copied. NULL with err on failure. */
-sb_consumer_t *sb_consumer_start(const char *brokers, const char *group, const char *const *topics,
-                                 size_t n_topics, sb_pg_pool_t *pool, sb_event_fn fn, void *arg,
-                                 sb_buf_t *err);
+/* Checks t (sb_event_table_check), creates the topics of its types if
+ * missing, joins consumer group `group` on them and handles events on a
+ * background thread. t is copied; its rows and arg must outlive the
+ * consumer. NULL with err on failure. */
+sb_consumer_t *sb_consumer_start(const char *brokers, const char *group, sb_pg_pool_t *pool,
+                                 const sb_event_table_t *t, sb_buf_t *err);
 void sb_consumer_stop(sb_consumer_t *c); /* leaves the group, joins, frees */
-/* Events this consumer handled, and redelivered ones it dropped, so far. */
+/* Events this consumer handled (skipped ones included), and redelivered ones
+ * it dropped, so far. */
 void sb_consumer_stats(const sb_consumer_t *c, uint64_t *handled, uint64_t *duplicates);
 
 #endif

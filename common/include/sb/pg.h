@@ -28,6 +28,12 @@ void sb_pg_pool_free(sb_pg_pool_t *p);
 /* A new connection outside the pool to the pool's database (LISTEN, long
  * waits). NULL with err on failure; caller frees with PQfinish. */
 PGconn *sb_pg_pool_connect(sb_pg_pool_t *p, sb_buf_t *err);
+/* A connection of its own to the pool's database, outside the pool, with the
+ * same prepared-statement cache as a pooled one (jobs: LISTEN, session-level
+ * locks held across network waits). NULL with err on failure; caller frees
+ * with sb_pg_conn_free, which closes it (and so ends its session locks). */
+sb_pg_conn_t *sb_pg_conn_new(sb_pg_pool_t *p, sb_buf_t *err);
+void sb_pg_conn_free(sb_pg_conn_t *c);
 /* Creates database `dbname` if it does not exist, connecting to `url`'s own database. */
 sb_status_t sb_pg_ensure_database(const char *url, const char *dbname, sb_buf_t *err);
 

@@ -128,6 +128,11 @@ static inline bool sb_rpc_is_self(const sb_rpc_ctx_t *ctx, const char *user_id)
 {
     return ctx->user_id && *ctx->user_id && user_id && __builtin_strcmp(ctx->user_id, user_id) == 0;
 }
+/* true when the call comes from service `name` (its verified certificate). */
+static inline bool sb_rpc_is_service(const sb_rpc_ctx_t *ctx, const char *name)
+{
+    return ctx->caller_service && *ctx->caller_service && __builtin_strcmp(ctx->caller_service, name) == 0;
+}
 /* Milliseconds left before the caller's deadline (INT64_MAX if none; may be <= 0). */
 int64_t sb_rpc_remaining_ms(const sb_rpc_ctx_t *ctx);
 
@@ -160,10 +165,6 @@ void sb_server_free(sb_server_t *s);
 
 /* ---- client ---- */
 
-/* The name this process calls other services as (sent in
- * SB_MD_CALLER_SERVICE by every sb_rpc_call): sb_service_main sets the
- * service's name, the gateway "gateway". Copied; call before the first RPC. */
-void sb_rpc_set_service_name(const char *name);
 
 typedef struct sb_channel sb_channel_t;
 

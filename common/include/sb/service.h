@@ -8,8 +8,8 @@
  *
  * sb_service_main reads the configuration, opens the service's own database
  * (created if missing) and applies the common and the service's migrations,
- * connects Redis and the Kafka producer, starts the outbox relay, the event
- * consumer (when on_event is set), the admin HTTP listener (/metrics,
+ * connects Redis and the Kafka producer, starts the outbox relay (a job), the
+ * event consumer (when the service has event rows), its jobs, the admin HTTP listener (/metrics,
  * /healthz, /readyz) and the gRPC server, then waits for SIGTERM/SIGINT and
  * shuts down in reverse order, letting calls in flight finish. */
 #ifndef SB_SERVICE_H
@@ -18,7 +18,9 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "sb/events.h"
+#include "sb/jobs.h"
 #include "sb/pg.h"
+#include "sb/authn.h"
 #include "sb/redis.h"
 #include "sb/rpc.h"
 
@@ -30,8 +32,17 @@ typedef struct sb_service_def {
     const sb_rpc_method_t *methods;
     size_t n_methods;
     const sb_migration_set_t *migrations; /* SB_SERVICE_MIGRATIONS(name) */
-    const char *const *topics; /* consumed topics (NULL-terminated), with on_event */
-    sb_event_fn on_event;
+    /* The event table: {"member.withdrawn", &sb__events__member_withdrawn__descriptor,
+     * on_withdrawn} rows (sb/events.h); the consumer reads the topics of their
+     * types. Handlers get the sb_service_t as ev->arg (sb_event_service). */
+    const sb_event_handler_t *events;
+    size_t n_events;
+    /* The job table: {"hold-expiry", expire_holds, .every_ms = 1000} rows
+     * (sb/jobs.h), each on a thread of its own, one replica at a time; job->arg
+     * is the sb_service_t (sb_job_service). The outbox relay is not listed: every
+     * service runs it. */
+    const sb_job_t *jobs;
+    size_t n_jobs;
     /* Optional hooks: init runs after the infrastructure is up and before
      * serving (non-OK aborts start-up); fini runs after the server stopped. */
     sb_status_t (*init)(sb_service_t *svc, sb_buf_t *err);
@@ -42,12 +53,21 @@ struct sb_service {
     const sb_service_def_t *def;
     sb_pg_pool_t *pg;
     sb_redis_t *redis;
+    sb_authn_t *authn; /* verifies end users' access tokens (sb/authn.h) */
     sb_producer_t *producer;
-    sb_relay_t *relay;
+    sb_jobs_t *relay; /* the outbox relay (sb_outbox_relay_job) */
+    sb_jobs_t *jobs;  /* the service's job table */
     sb_consumer_t *consumer;
     sb_server_t *server;
     void *user; /* the service's own state, set by init */
 };
+
+/* Table fields of a definition from an array:
+ *   static const sb_service_def_t def = {.name = "member", ..., SB_METHODS(methods)}; */
+#define SB_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+#define SB_METHODS(a) .methods = (a), .n_methods = SB_COUNT(a)
+#define SB_EVENTS(a) .events = (a), .n_events = SB_COUNT(a)
+#define SB_JOBS(a) .jobs = (a), .n_jobs = SB_COUNT(a)
 
 /* Declares the migrations embedded from services/<name>/migrations. */
 #define SB_SERVICE_MIGRATIONS(name) extern const sb_migration_set_t sb_##name##_migrations
@@ -69,10 +89,21 @@ sb_status_t sb_service_call(sb_rpc_ctx_t *ctx, const sb_rpc_method_t *row, const
 /* The table idempotent rows keep their answers in (sb_idempotency); every
  * service's database gets it at start-up. */
 sb_status_t sb_idempotency_migrate(sb_pg_pool_t *pool, sb_buf_t *err);
+/* The service a job runs in. */
+static inline sb_service_t *sb_job_service(const sb_job_ctx_t *job)
+{
+    return (sb_service_t *)job->arg;
+}
+/* The service an event handler runs in. */
+static inline sb_service_t *sb_event_service(const sb_event_ctx_t *ev)
+{
+    return (sb_service_t *)ev->arg;
+}
 
 /* Handlers every service can list as they are (admin only):
  *   {"DeliverEvent", sb_service_deliver_event}: one event through the service's
- *       inbox and on_event, as if it came from Kafka (a known id is dropped);
+ *       inbox and event table, as if it came from Kafka (a known id is
+ *       dropped; a malformed event is a dead letter and INVALID_ARGUMENT);
  *   {"ReplayEvents", sb_service_replay_events}: marks the service's published
  *       "<name>." events (since an optional time) for the relay to publish again.
  * sb_service_replay is the same with another type prefix. */
