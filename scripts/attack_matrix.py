@@ -5,8 +5,9 @@ with the exact gRPC status it must get. Prints the matrix (case, expected,
 got) and exits 1 when any case got something else.
 
 usage (against `make run`, in another terminal):
-  scripts/attack_matrix.py [--host 127.0.0.1] [--pki .cache/pki] [--stubs build/py]
+  scripts/attack_matrix.py [-v] [--host 127.0.0.1] [--pki .cache/pki] [--stubs build/py]
 
+  -v      each answer's message under its line ("token expired", ...)
   ports   the registry's (scripts/registry.py list)
   --pki   the platform's PKI (deploy/local/pki.sh): ca.crt to trust the
           services, <name>/tls.crt|key for the service-certificate cases
@@ -213,7 +214,8 @@ class Matrix:
     def failed(self):
         return [r for r in self.rows if r[2] != r[3]]
 
-    def render(self):
+    def render(self, verbose=False):
+        """The matrix; verbose: each answer's message under its line."""
         w_case = max(len(r[1]) for r in self.rows)
         w_exp = max(len("expected"), *(len(r[2]) for r in self.rows))
         lines = [f"{'case':<{w_case}}  {'expected':<{w_exp}}  got", "-" * (w_case + w_exp + 24)]
@@ -222,8 +224,10 @@ class Matrix:
             if sec != section:
                 lines.append(f"[{sec}]")
                 section = sec
-            mark = "" if exp == got else f"   <-- MISMATCH: {detail}"
+            mark = "" if exp == got else "   <-- MISMATCH"
             lines.append(f"{name:<{w_case}}  {exp:<{w_exp}}  {got}{mark}")
+            if detail and (verbose or exp != got):
+                lines.append(f"{'':<{w_case}}    {detail[:160]}")
         passed = len(self.rows) - len(self.failed())
         lines.append(f"{passed}/{len(self.rows)} cases as expected")
         return "\n".join(lines)
@@ -352,6 +356,7 @@ def main(argv):
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--pki", default=os.path.join(ROOT, ".cache", "pki"))
     ap.add_argument("--stubs", default=os.environ.get("SB_PY_STUBS") or os.path.join(ROOT, "build", "py"))
+    ap.add_argument("-v", "--verbose", action="store_true", help="each answer's message under its line")
     a = ap.parse_args(argv[1:])
     load_stubs(a.stubs)
     ports = {n: g for n, g, _ in registry.load()}
@@ -362,7 +367,7 @@ def main(argv):
         m = run_matrix(t)
     finally:
         t.close()
-    print(m.render())
+    print(m.render(verbose=a.verbose))
     return 1 if m.failed() else 0
 
 

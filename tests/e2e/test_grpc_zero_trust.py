@@ -6,7 +6,8 @@ claimed identity metadata, a USER on ADMIN and service-only RPCs, calls
 without or with the wrong service certificate, plaintext, a certificate of
 another CA) and a well-behaved client (server-side TLS, signup, login through
 the auth service, its own profile, bookable performances), each case with the
-exact gRPC status it must get. Prints the matrix.
+exact gRPC status it must get. Prints the matrix (SB_MATRIX_VERBOSE=1: with
+each answer's message).
 
 Run by CTest with /usr/bin/python3 (Debian's grpcio, protobuf, cryptography)
 and the stubs the build generates from proto/ (SB_PY_STUBS, build/py); the
@@ -44,7 +45,7 @@ def main():
             t.close()
         if m.failed():
             p.dump_logs()
-    print(m.render())
+    print(m.render(verbose=os.environ.get("SB_MATRIX_VERBOSE") == "1"))
     return 1 if m.failed() else 0
 
 
