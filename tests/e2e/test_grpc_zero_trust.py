@@ -24,12 +24,12 @@ from sbplatform import ADMIN_LOGIN, ADMIN_PASSWORD, GRPC_BASE, SERVICES, Platfor
 
 def pki_dir(p):
     """The PKI the platform runs with (deploy/local/pki.sh layout)."""
-    d = getattr(p, "pki", None)
+    d = getattr(p, "pki", None) or p.env.get("SB_TEST_PKI_DIR")
     if d:
         return d
     ca = p.env.get("TLS_CA_FILE")
     if not ca:
-        raise SystemExit("the platform runs without TLS (no TLS_CA_FILE): nothing to test")
+        raise SystemExit("the platform runs without TLS (no SB_TEST_PKI_DIR, TLS_CA_FILE): nothing to test")
     return os.path.dirname(ca)
 
 
