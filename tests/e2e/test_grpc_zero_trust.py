@@ -22,23 +22,12 @@ import attack_matrix  # noqa: E402
 from sbplatform import ADMIN_LOGIN, ADMIN_PASSWORD, GRPC_BASE, SERVICES, Platform  # noqa: E402
 
 
-def pki_dir(p):
-    """The PKI the platform runs with (deploy/local/pki.sh layout)."""
-    d = getattr(p, "pki", None) or p.env.get("SB_TEST_PKI_DIR")
-    if d:
-        return d
-    ca = p.env.get("TLS_CA_FILE")
-    if not ca:
-        raise SystemExit("the platform runs without TLS (no SB_TEST_PKI_DIR, TLS_CA_FILE): nothing to test")
-    return os.path.dirname(ca)
-
-
 def main():
     build = os.environ.get("SB_BUILD_DIR") or os.path.join(HERE, "..", "..", "build")
     attack_matrix.load_stubs(os.environ.get("SB_PY_STUBS") or os.path.join(build, "py"))
     ports = {s: GRPC_BASE + i for i, s in enumerate(SERVICES, start=1)}
     with Platform(["member", "auth", "performance", "reservation"], env={"LOGIN_RATE_LIMIT": "100"}) as p:
-        t = attack_matrix.Target("127.0.0.1", ports, pki_dir(p), (ADMIN_LOGIN, ADMIN_PASSWORD))
+        t = attack_matrix.Target("127.0.0.1", ports, p.pki, (ADMIN_LOGIN, ADMIN_PASSWORD))
         try:
             m = attack_matrix.run_matrix(t)
         finally:
