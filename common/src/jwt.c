@@ -33,33 +33,6 @@
 #include "sb/log.h"
 #include "sb/util.h"
 
-sb_status_t sb_jwt_issue(const char *secret, const sb_jwt_claims_t *c, char **token, sb_buf_t *err)
-{
-    jwt_t *j = NULL;
-    sb_status_t st = SB_INTERNAL;
-    *token = NULL;
-    if (jwt_new(&j) != 0) {
-        sb_buf_adds(err, "jwt: cannot allocate");
-        return SB_INTERNAL;
-    }
-    if (jwt_add_grant(j, "iss", SB_JWT_ISSUER) || jwt_add_grant(j, "sub", c->sub) ||
-        jwt_add_grant(j, "role", c->role) || jwt_add_grant(j, "jti", c->jti) ||
-        jwt_add_grant_int(j, "iat", (long)c->iat) || jwt_add_grant_int(j, "exp", (long)c->exp) ||
-        jwt_set_alg(j, JWT_ALG_HS256, (const unsigned char *)secret, (int)strlen(secret))) {
-        sb_buf_adds(err, "jwt: cannot set claims");
-        goto out_free;
-    }
-    *token = jwt_encode_str(j);
-    if (!*token) {
-        sb_buf_adds(err, "jwt: cannot encode");
-        goto out_free;
-    }
-    st = SB_OK;
-out_free:
-    jwt_free(j);
-    return st;
-}
-
 static sb_status_t deny(sb_buf_t *err, const char *why)
 {
     sb_buf_adds(err, why);
@@ -243,57 +216,6 @@ static bool claims_ok(const json_t *g, int64_t now, bool want_aud, sb_jwt_claims
         return false;
     }
     return true;
-}
-
-sb_status_t sb_jwt_verify(const char *secret, const char *token, int64_t now, sb_jwt_claims_t *out,
-                          sb_buf_t *err)
-{
-    memset(out, 0, sizeof *out);
-    const char *why = shape_error(token);
-    if (!why)
-        why = header_check(token, "HS256", SIG_HS256, NULL);
-    if (why)
-        return deny(err, why);
-    jwt_t *j = NULL;
-    if (jwt_decode(&j, token, (const unsigned char *)secret, (int)strlen(secret)) != 0 || !j)
-        return deny(err, "invalid token signature");
-    sb_status_t st = SB_UNAUTHENTICATED;
-    json_t *grants = NULL;
-    /* pinned again after decode, whatever libjwt made of the header */
-    if (jwt_get_alg(j) != JWT_ALG_HS256) {
-        sb_buf_adds(err, "token algorithm not accepted");
-        goto out_free;
-    }
-    char *gj = jwt_get_grants_json(j, NULL);
-    grants = gj ? json_loads(gj, 0, NULL) : NULL;
-    free(gj);
-    if (!json_is_object(grants)) {
-        sb_buf_adds(err, "malformed token claims");
-        goto out_free;
-    }
-    if (!claims_ok(grants, now, false, out, err))
-        goto out_free;
-    st = SB_OK;
-out_free:
-    json_decref(grants);
-    jwt_free(j);
-    if (st != SB_OK)
-        memset(out, 0, sizeof *out);
-    return st;
-}
-
-const char *sb_jwt_secret_from_env(void)
-{
-    const char *s = sb_cfg_str("JWT_SECRET", NULL);
-    if (!s) {
-        sb_error("JWT_SECRET is not set");
-        return NULL;
-    }
-    if (strlen(s) < SB_JWT_MIN_SECRET) {
-        sb_error("JWT_SECRET is shorter than %d bytes (256 bits)", SB_JWT_MIN_SECRET);
-        return NULL;
-    }
-    return s;
 }
 
 /* ---- ES256: signer, keyset, JWKS ---- */
