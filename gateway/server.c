@@ -176,29 +176,6 @@ static sb_status_t authenticate(struct MHD_Connection *c, principal_t *p, sb_buf
     return SB_OK;
 }
 
-static sb_status_t rate_limit(const char *ip, const char *path, sb_buf_t *err)
-{
-    long minute = (long)(sb_now_ms() / 60000);
-    sb_buf_t rerr = SB_BUF_INIT;
-    redisReply *rep = sb_redis_cmd(gw.redis, &rerr, "EVAL %s 1 sb:rl:%s:%s:%ld 60",
-                                   "local n = redis.call('INCR', KEYS[1]) "
-                                   "if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n",
-                                   path, ip, minute);
-    sb_status_t st = SB_OK;
-    if (!rep) {
-        /* fail closed: without Redis we cannot limit login attempts */
-        sb_buf_addf(err, "rate limiter unavailable: %s", rerr.buf);
-        st = SB_UNAVAILABLE;
-    } else if (rep->type == REDIS_REPLY_INTEGER && rep->integer > gw.login_limit) {
-        sb_buf_addf(err, "too many attempts from %s; try again in a minute", ip);
-        st = SB_RESOURCE_EXHAUSTED;
-    }
-    if (rep)
-        freeReplyObject(rep);
-    sb_buf_release(&rerr);
-    return st;
-}
-
 /* ------------------------------------------------------------ pipeline */
 
 struct qctx {
@@ -256,7 +233,7 @@ static int route_request(struct MHD_Connection *c, const sb_api_match_t *mt, str
                           sb_api_match_request(mt, a), &err);
     if (st != SB_OK)
         goto out_status;
-    if (r->rate_limited && (st = rate_limit(ip, mt->http->path, &err)) != SB_OK)
+    if (r->rate_limited && (st = sb_rate_limit(gw.redis, mt->http->path, ip, gw.login_limit, &err)) != SB_OK)
         goto out_status;
     if ((backend = backend_index(r->backend)) < 0) {
         st = SB_UNIMPLEMENTED;
@@ -303,7 +280,8 @@ static int route_request(struct MHD_Connection *c, const sb_api_match_t *mt, str
     ProtobufCMessage *resp = NULL;
     sb_call_opts_t o = {.timeout_ms = gw.timeout_ms,
                         .trace_id = trace,
-                        .token = who->present ? who->token : NULL};
+                        .token = who->present ? who->token : NULL,
+                        .client_ip = ip};
     st = sb_rpc_call(sb_channel_get(sb_registry_addr(sb_registry[backend].name)), r->service, md->name, msg, a, &resp, &o, &err);
     if (st != SB_OK)
         goto out_status;

@@ -348,6 +348,19 @@ def run_matrix(t: Target) -> Matrix:
     m.case(sec, "cert auth -> CheckCredentials", "OK",
            check_credentials(t.service_channel("member", "auth"), lid=me.login_id, pw=login_pw),
            check=is_user(me.user_id))
+
+    sec = "rate limit (in the service, not only the gateway)"
+
+    def refresh_flood():
+        # LOGIN_RATE_LIMIT (20 by default) attempts per minute per client
+        # address; the last of 60 direct attempts must be turned away
+        for _ in range(59):
+            try:
+                auth(tls["auth"]).Refresh(auth_pb2.RefreshRequest(refresh_token="guess"), timeout=TIMEOUT)
+            except grpc.RpcError:
+                pass
+        return auth(tls["auth"]).Refresh(auth_pb2.RefreshRequest(refresh_token="guess"), timeout=TIMEOUT)
+    m.case(sec, "60 direct AuthService/Refresh guesses in a minute", "RESOURCE_EXHAUSTED", refresh_flood)
     return m
 
 

@@ -25,6 +25,7 @@
 
 #include "sb/alloc.h"
 #include "sb/config.h"
+#include "sb/util.h"
 #include "sb/log.h"
 #include "sb/util.h"
 
@@ -250,4 +251,29 @@ bool sb_redis_ping(sb_redis_t *r)
         freeReplyObject(rep);
     sb_buf_release(&err);
     return ok;
+}
+
+sb_status_t sb_rate_limit(sb_redis_t *r, const char *scope, const char *client, long limit, sb_buf_t *err)
+{
+    long minute = (long)(sb_now_ms() / 60000);
+    sb_buf_t rerr = SB_BUF_INIT;
+    redisReply *rep = NULL;
+    sb_status_t st = sb_redis_call(r, &rep, &rerr, "EVAL %s 1 sb:rl:%s:%s:%ld 60",
+                                   "local n = redis.call('INCR', KEYS[1]) "
+                                   "if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n",
+                                   scope, client, minute);
+    if (st != SB_OK) {
+        sb_buf_addf(err, "rate limiter unavailable: %s", rerr.buf);
+    } else if (rep->type != REDIS_REPLY_INTEGER) {
+        sb_buf_addf(err, "rate limiter unavailable: unexpected reply %s",
+                    rep->type == REDIS_REPLY_ERROR ? rep->str : "");
+        st = SB_UNAVAILABLE;
+    } else if (rep->integer > limit) {
+        sb_buf_addf(err, "too many attempts from %s; try again in a minute", client);
+        st = SB_RESOURCE_EXHAUSTED;
+    }
+    if (rep)
+        freeReplyObject(rep);
+    sb_buf_release(&rerr);
+    return st;
 }

@@ -147,11 +147,13 @@ sb_status_t sb_rpc_call_raw(sb_channel_t *ch, const char *path, const void *req,
 
     /* the end user's proof travels as is; this process is known to the
      * server by its TLS client certificate (the channel's credentials) */
-    grpc_metadata md[2];
+    grpc_metadata md[3];
     size_t nmd = 0;
     char *bearer = NULL;
     if (trace && *trace)
         md[nmd++] = md_pair(SB_MD_TRACE_ID, trace);
+    if (o.client_ip && *o.client_ip)
+        md[nmd++] = md_pair(SB_MD_CLIENT_IP, o.client_ip);
     if (o.token && *o.token) {
         size_t n = strlen(o.token) + 8;
         bearer = sb_malloc(n);

@@ -17,6 +17,7 @@
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -225,11 +226,47 @@ static const char *md_get(sb_arena_t *a, const grpc_metadata_array *md, const ch
  * identity in ctx (anonymous when no token was sent); UNAUTHENTICATED when a
  * token was sent and does not verify; UNAVAILABLE when revocation cannot be
  * checked. The refusal message is in ctx->err. */
+/* "ipv4:127.0.0.1:5555" / "ipv6:[::1]:5555" -> the host part. */
+static const char *peer_host(grpc_call *call, sb_arena_t *a)
+{
+    char *peer = grpc_call_get_peer(call);
+    const char *p = peer ? peer : "unknown";
+    if (!strncmp(p, "ipv4:", 5) || !strncmp(p, "ipv6:", 5))
+        p += 5;
+    size_t n = strlen(p);
+    const char *colon = strrchr(p, ':');
+    if (colon && (p[0] != '[' || colon > strchr(p, ']')))
+        n = (size_t)(colon - p);
+    if (p[0] == '[' && n >= 2 && p[n - 1] == ']') {
+        p++;
+        n -= 2;
+    }
+    char *host = sb_arena_strndup(a, p, n > 64 ? 64 : n);
+    gpr_free(peer);
+    return host;
+}
+
+/* An address the edge reports: digits, hex, '.', ':' only. */
+static bool valid_ip(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 45)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!strchr("0123456789abcdefABCDEF.:", s[i]))
+            return false;
+    return true;
+}
+
 static sb_status_t authenticate(sb_server_t *s, grpc_call *call, const grpc_metadata_array *md,
                                 sb_rpc_ctx_t *ctx)
 {
     const char *peer = sb_tls_peer_service(call, ctx->arena);
     ctx->caller_service = peer ? peer : "";
+    const char *edge_ip = !strcmp(ctx->caller_service, SB_EDGE_SERVICE)
+                              ? md_get(ctx->arena, md, SB_MD_CLIENT_IP, 45, NULL)
+                              : NULL;
+    ctx->client_ip = valid_ip(edge_ip) ? edge_ip : peer_host(call, ctx->arena);
     ctx->user_id = ctx->user_role = ctx->token = "";
     bool too_long = false;
     const char *h = md_get(ctx->arena, md, SB_MD_AUTHORIZATION, SB_JWT_MAX_TOKEN + 7, &too_long);
@@ -298,6 +335,7 @@ static sb_status_t dispatch(const struct route *r, sb_rpc_ctx_t *ctx, const uint
     }
     ctx->service_data = r->service_data;
     ctx->row = &r->row;
+    ctx->api = r->api;
 
     ProtobufCMessage *resp = sb_arena_alloc(ctx->arena, r->md->output->sizeof_message);
     protobuf_c_message_init(r->md->output, resp);

@@ -47,6 +47,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "sb/api.h"
+#include "sb/config.h"
 #include "sb/db.h"
 #include "sb/log.h"
 #include "sb/service.h"
@@ -318,6 +320,24 @@ static long backoff_us(const sb_rpc_ctx_t *ctx, const sb_db_t *db, sb_status_t s
     return us;
 }
 
+/* Rows the contract marks rate_limited (login, refresh) are limited here
+ * too, not only at the gateway: a client calling the service directly gets
+ * the same LOGIN_RATE_LIMIT attempts per minute per client address. */
+static sb_status_t rate_limited(sb_rpc_ctx_t *ctx, sb_service_t *svc)
+{
+    static long limit;
+    if (!ctx->api || !ctx->api->rate_limited)
+        return SB_OK;
+    if (!limit)
+        limit = sb_cfg_int("LOGIN_RATE_LIMIT", 20, 1, 1000000);
+    sb_buf_t why = SB_BUF_INIT;
+    sb_status_t st = sb_rate_limit(svc->redis, ctx->method, ctx->client_ip, limit, &why);
+    if (st != SB_OK)
+        st = sb_rpc_fail(ctx, st, "%s", why.buf);
+    sb_buf_release(&why);
+    return st;
+}
+
 sb_status_t sb_service_call(sb_rpc_ctx_t *ctx, const sb_rpc_method_t *row, const ProtobufCMessage *in,
                             ProtobufCMessage *out)
 {
@@ -330,7 +350,9 @@ sb_status_t sb_service_call(sb_rpc_ctx_t *ctx, const sb_rpc_method_t *row, const
     };
     ctx->db = &db;
     idem_t id;
-    sb_status_t st = idem_prepare(ctx, row, in, &id);
+    sb_status_t st = rate_limited(ctx, svc);
+    if (st == SB_OK)
+        st = idem_prepare(ctx, row, in, &id);
     if (st != SB_OK)
         goto out;
     if (row->tx == SB_TX_NONE && !id.key) {

@@ -81,10 +81,12 @@ ReportHook(PRE_ALL)(struct criterion_test_set *set)
     const char *member_env[] = {db, redis, brokers, admin_login, log_level,
                                 "BOOTSTRAP_ADMIN_PASSWORD=" PASSWORD,
                                 "GRPC_PORT=21061", "ADMIN_PORT=9211", NULL};
-    const char *auth_env[] = {db, redis, brokers, log_level,
+    /* login attempts are limited per client address (LOGIN_RATE_LIMIT), and
+     * every test here logs in from 127.0.0.1: limited_auth tests the limit */
+    const char *auth_env[] = {db, redis, brokers, log_level, "LOGIN_RATE_LIMIT=1000000",
                               "GRPC_PORT=21062", "ADMIN_PORT=9212",
                               "MEMBER_ADDR=" MEMBER_ADDR, NULL};
-    const char *broken_env[] = {db, redis, brokers, log_level,
+    const char *broken_env[] = {db, redis, brokers, log_level, "LOGIN_RATE_LIMIT=1000000",
                                 "GRPC_PORT=21069", "ADMIN_PORT=9219", "MEMBER_ADDR=127.0.0.1:1",
                                 NULL};
     member_pid = sb_test_spawn("member", member_env, NULL);
@@ -803,6 +805,47 @@ Test(auth, unreachable_member_service_is_unavailable)
                  SB_UNAVAILABLE, "%s", err.buf);
     cr_assert_str_eq(err.buf, "member service unavailable");
     sb_buf_release(&err);
+}
+
+/* The contract's rate_limited rows are limited by the service itself, not
+ * only by the gateway: a client calling AuthService directly over gRPC gets
+ * LOGIN_RATE_LIMIT attempts per minute from its address, then
+ * RESOURCE_EXHAUSTED. (The count of this minute is shared with the other
+ * tests' calls from 127.0.0.1, so the limit may be reached on an earlier
+ * attempt, never later.) */
+Test(auth, direct_grpc_refresh_attempts_are_rate_limited)
+{
+    char db[1024], redis_env[1024], brokers[1024];
+    snprintf(db, sizeof db, "DATABASE_URL=%s", test_db_url());
+    snprintf(redis_env, sizeof redis_env, "REDIS_URL=%s", redis_url());
+    snprintf(brokers, sizeof brokers, "KAFKA_BROKERS=%s", test_brokers());
+    const char *env[] = {db, redis_env, brokers, "LOG_LEVEL=error", "LOGIN_RATE_LIMIT=3",
+                         "GRPC_PORT=21068", "ADMIN_PORT=9218", "MEMBER_ADDR=" MEMBER_ADDR, NULL};
+    pid_t pid = sb_test_spawn("auth", env, NULL);
+    const sb_test_child_t kid[] = {{pid, 9218, "sb-auth (limited)"}};
+    sb_test_await_ready("SB_TEST_LIMITED_AUTH", kid, 1, 60 * 1000);
+    cr_assert_null(sb_test_not_ready("SB_TEST_LIMITED_AUTH"), "limited auth did not start");
+    int refused = 0, exhausted = 0;
+    for (int i = 0; i < 5; i++) {
+        Sb__Auth__RefreshRequest req = SB__AUTH__REFRESH_REQUEST__INIT;
+        req.refresh_token = "not-a-refresh-token";
+        Sb__Auth__TokenResponse *x;
+        sb_buf_t err = SB_BUF_INIT;
+        sb_status_t st = call("127.0.0.1:21068", &sb__auth__auth_service__descriptor, "Refresh", &req.base, &x,
+                              NULL, &err);
+        if (st == SB_RESOURCE_EXHAUSTED) {
+            cr_expect(strstr(err.buf, "too many attempts"), "%s", err.buf);
+            exhausted++;
+        } else {
+            cr_expect_eq(st, SB_UNAUTHENTICATED, "%s", err.buf);
+            cr_expect_eq(exhausted, 0, "an attempt was let through after the limit");
+            refused++;
+        }
+        sb_buf_release(&err);
+    }
+    sb_test_stop(pid, "sb-auth (limited)", 20000);
+    cr_assert_geq(exhausted, 2, "5 attempts against a limit of 3: at least the last 2 are refused");
+    cr_assert_leq(refused, 3);
 }
 
 /* Starts sb-auth with env overrides and waits (30 s at most) for it to exit. */

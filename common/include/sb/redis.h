@@ -27,6 +27,13 @@ void sb_redis_free(sb_redis_t *r);
 sb_status_t sb_redis_call(sb_redis_t *r, redisReply **out, sb_buf_t *err, const char *fmt, ...);
 /* The same returning the reply, or NULL (UNAVAILABLE) with err set. */
 redisReply *sb_redis_cmd(sb_redis_t *r, sb_buf_t *err, const char *fmt, ...);
+/* A fixed-window rate limit: counts one attempt of `client` at `scope` in
+ * the current minute (key sb:rl:<scope>:<client>:<minute>). OK while the
+ * count is within limit; RESOURCE_EXHAUSTED beyond ("too many attempts ...");
+ * UNAVAILABLE when Redis cannot count (fail closed: an unlimited login is a
+ * password oracle). The gateway counts per REST path, the services per RPC,
+ * so a direct gRPC caller is held to the same limit as a REST one. */
+sb_status_t sb_rate_limit(sb_redis_t *r, const char *scope, const char *client, long limit, sb_buf_t *err);
 /* PING: true when the server answers (within the timeout). */
 bool sb_redis_ping(sb_redis_t *r);
 

@@ -59,6 +59,11 @@
  * never read. A calling service is known by its verified TLS client
  * certificate only (sb/tls.h). */
 #define SB_MD_AUTHORIZATION "authorization"
+/* The end user's address as the edge saw it, for per-client limits. Read
+ * only from a caller whose certificate names SB_EDGE_SERVICE (the gateway);
+ * anyone else is limited by their own peer address. */
+#define SB_MD_CLIENT_IP "x-client-ip"
+#define SB_EDGE_SERVICE "gateway"
 
 typedef struct sb_db sb_db_t; /* sb/db.h */
 typedef struct sb_rpc_method sb_rpc_method_t;
@@ -75,6 +80,10 @@ typedef struct sb_rpc_ctx {
                                    name; "" when the peer presented none */
     void *service_data;      /* the pointer given to sb_server_add_service */
     const sb_rpc_method_t *row; /* the row being run */
+    const struct sb_api_method *api; /* its API table row (sb/api.h); NULL for services
+                                        the table does not know (health, test fixtures) */
+    const char *client_ip;   /* the end user's address: the edge's x-client-ip when
+                                the caller is SB_EDGE_SERVICE, else the peer's host */
     sb_db_t *db;             /* the call's database (sb/db.h), set by the service
                                 runner: inside the row's transaction for a tx row;
                                 NULL on a server without one */
@@ -199,6 +208,7 @@ typedef struct sb_call_opts {
     const char *trace_id;  /* NULL = the thread's current trace id */
     const char *token;     /* an end user's access token to pass on (sent as
                               authorization: Bearer), or NULL */
+    const char *client_ip; /* the end user's address (the gateway), or NULL */
 } sb_call_opts_t;
 
 /* Unary call of desc's method `method`. On OK *resp is unpacked into arena
