@@ -33,8 +33,12 @@
 #include "sb/log.h"
 #include "sb/util.h"
 
-sb_status_t sb_jwt_issue(const char *secret, const sb_jwt_claims_t *c, char **token, sb_buf_t *err)
+/* Signs c with alg and key into *token (caller frees); an ES256 token also
+ * names its key (kid) and its audience. */
+static sb_status_t issue(const sb_jwt_claims_t *c, jwt_alg_t alg, const void *key, size_t key_len, const char *kid,
+                         char **token, sb_buf_t *err)
 {
+    bool es256 = alg == JWT_ALG_ES256;
     jwt_t *j = NULL;
     sb_status_t st = SB_INTERNAL;
     *token = NULL;
@@ -42,22 +46,28 @@ sb_status_t sb_jwt_issue(const char *secret, const sb_jwt_claims_t *c, char **to
         sb_buf_adds(err, "jwt: cannot allocate");
         return SB_INTERNAL;
     }
-    if (jwt_add_grant(j, "iss", SB_JWT_ISSUER) || jwt_add_grant(j, "sub", c->sub) ||
+    if ((es256 && jwt_add_header(j, "kid", kid)) || jwt_add_grant(j, "iss", SB_JWT_ISSUER) ||
+        (es256 && jwt_add_grant(j, "aud", SB_JWT_AUDIENCE)) || jwt_add_grant(j, "sub", c->sub) ||
         jwt_add_grant(j, "role", c->role) || jwt_add_grant(j, "jti", c->jti) ||
         jwt_add_grant_int(j, "iat", (long)c->iat) || jwt_add_grant_int(j, "exp", (long)c->exp) ||
-        jwt_set_alg(j, JWT_ALG_HS256, (const unsigned char *)secret, (int)strlen(secret))) {
+        jwt_set_alg(j, alg, key, (int)key_len)) {
         sb_buf_adds(err, "jwt: cannot set claims");
         goto out_free;
     }
     *token = jwt_encode_str(j);
     if (!*token) {
-        sb_buf_adds(err, "jwt: cannot encode");
+        sb_buf_adds(err, "jwt: cannot sign");
         goto out_free;
     }
     st = SB_OK;
 out_free:
-    jwt_free(j);
+    jwt_free(j); /* scrubs its copy of the key */
     return st;
+}
+
+sb_status_t sb_jwt_issue(const char *secret, const sb_jwt_claims_t *c, char **token, sb_buf_t *err)
+{
+    return issue(c, JWT_ALG_HS256, secret, strlen(secret), NULL, token, err);
 }
 
 static sb_status_t deny(sb_buf_t *err, const char *why)
@@ -245,6 +255,22 @@ static bool claims_ok(const json_t *g, int64_t now, bool want_aud, sb_jwt_claims
     return true;
 }
 
+/* The claims of grants (a JSON object; anything else, NULL included, is
+ * malformed) into out: OK when they are acceptable, out zeroed otherwise.
+ * Takes grants' reference. */
+static sb_status_t claims_of(json_t *grants, int64_t now, bool want_aud, sb_jwt_claims_t *out, sb_buf_t *err)
+{
+    sb_status_t st = SB_UNAUTHENTICATED;
+    if (!json_is_object(grants))
+        sb_buf_adds(err, "malformed token claims");
+    else if (claims_ok(grants, now, want_aud, out, err))
+        st = SB_OK;
+    json_decref(grants);
+    if (st != SB_OK)
+        memset(out, 0, sizeof *out);
+    return st;
+}
+
 sb_status_t sb_jwt_verify(const char *secret, const char *token, int64_t now, sb_jwt_claims_t *out,
                           sb_buf_t *err)
 {
@@ -257,29 +283,15 @@ sb_status_t sb_jwt_verify(const char *secret, const char *token, int64_t now, sb
     jwt_t *j = NULL;
     if (jwt_decode(&j, token, (const unsigned char *)secret, (int)strlen(secret)) != 0 || !j)
         return deny(err, "invalid token signature");
-    sb_status_t st = SB_UNAUTHENTICATED;
-    json_t *grants = NULL;
     /* pinned again after decode, whatever libjwt made of the header */
-    if (jwt_get_alg(j) != JWT_ALG_HS256) {
-        sb_buf_adds(err, "token algorithm not accepted");
-        goto out_free;
-    }
-    char *gj = jwt_get_grants_json(j, NULL);
-    grants = gj ? json_loads(gj, 0, NULL) : NULL;
-    free(gj);
-    if (!json_is_object(grants)) {
-        sb_buf_adds(err, "malformed token claims");
-        goto out_free;
-    }
-    if (!claims_ok(grants, now, false, out, err))
-        goto out_free;
-    st = SB_OK;
-out_free:
-    json_decref(grants);
+    bool alg_ok = jwt_get_alg(j) == JWT_ALG_HS256;
+    char *gj = alg_ok ? jwt_get_grants_json(j, NULL) : NULL;
     jwt_free(j);
-    if (st != SB_OK)
-        memset(out, 0, sizeof *out);
-    return st;
+    if (!alg_ok)
+        return deny(err, "token algorithm not accepted");
+    json_t *grants = gj ? json_loads(gj, 0, NULL) : NULL;
+    free(gj);
+    return claims_of(grants, now, false, out, err);
 }
 
 const char *sb_jwt_secret_from_env(void)
@@ -397,37 +409,46 @@ static bool kid_of(const char *path, const char *suffix, char kid[SB_JWT_MAX_KID
     return true;
 }
 
+/* Reads the PEM file path into *pem (the caller releases it) and parses the
+ * EC P-256 key in it, private or public; NULL, with err saying why, when
+ * there is none. The caller frees the key with EVP_PKEY_free. */
+static EVP_PKEY *read_p256(const char *path, bool private_key, sb_buf_t *pem, sb_buf_t *err)
+{
+    if (!read_small(path, KEY_FILE_MAX, pem, err))
+        return NULL;
+    BIO *bio = BIO_new_mem_buf(pem->buf, (int)pem->len);
+    EVP_PKEY *pk = !bio         ? NULL
+                   : private_key ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL)
+                                 : PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    if (pk && is_p256(pk))
+        return pk;
+    EVP_PKEY_free(pk);
+    sb_buf_addf(err, "%s is not an EC P-256 %s key (PEM)", path, private_key ? "private" : "public");
+    return NULL;
+}
+
 sb_jwt_signer_t *sb_jwt_signer_load(const char *key_file, sb_buf_t *err)
 {
     sb_jwt_signer_t *s = sb_calloc(1, sizeof *s);
     sb_buf_t pem = SB_BUF_INIT;
-    BIO *bio = NULL;
     EVP_PKEY *pk = NULL;
     if (!kid_of(key_file, ".key", s->kid)) {
         sb_buf_addf(err, "%s: a signing key file is named <kid>.key, kid [A-Za-z0-9_-]{1,%d}", key_file,
                     SB_JWT_MAX_KID);
         goto out_fail;
     }
-    if (!read_small(key_file, KEY_FILE_MAX, &pem, err))
+    if (!(pk = read_p256(key_file, true, &pem, err)))
         goto out_fail;
-    bio = BIO_new_mem_buf(pem.buf, (int)pem.len);
-    pk = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
-    if (!pk || !is_p256(pk)) {
-        sb_buf_addf(err, "%s is not an EC P-256 private key (PEM)", key_file);
-        goto out_fail;
-    }
+    EVP_PKEY_free(pk); /* checked; libjwt signs from the PEM text */
     struct stat st;
     if (stat(key_file, &st) == 0 && (st.st_mode & 077))
         sb_warn("signing key %s is readable by group or others (mode %o)", key_file,
                 (unsigned)(st.st_mode & 0777));
-    EVP_PKEY_free(pk);
-    BIO_free(bio);
     s->pem_len = pem.len;
     s->pem = sb_buf_detach(&pem, NULL);
     return s;
 out_fail:
-    EVP_PKEY_free(pk);
-    BIO_free(bio);
     sb_buf_release(&pem);
     free(s);
     return NULL;
@@ -435,12 +456,8 @@ out_fail:
 
 sb_jwt_signer_t *sb_jwt_signer_from_env(sb_buf_t *err)
 {
-    const char *f = sb_cfg_str("JWT_SIGNING_KEY_FILE", NULL);
-    if (!f || !*f) {
-        sb_buf_adds(err, "JWT_SIGNING_KEY_FILE is not set");
-        return NULL;
-    }
-    return sb_jwt_signer_load(f, err);
+    const char *f = sb_cfg_need("JWT_SIGNING_KEY_FILE", err);
+    return f ? sb_jwt_signer_load(f, err) : NULL;
 }
 
 const char *sb_jwt_signer_kid(const sb_jwt_signer_t *s)
@@ -462,48 +479,18 @@ void sb_jwt_signer_free(sb_jwt_signer_t *s)
 sb_status_t sb_jwt_issue_es256(const sb_jwt_signer_t *s, const sb_jwt_claims_t *c, char **token,
                                sb_buf_t *err)
 {
-    jwt_t *j = NULL;
-    sb_status_t st = SB_INTERNAL;
-    *token = NULL;
-    if (jwt_new(&j) != 0) {
-        sb_buf_adds(err, "jwt: cannot allocate");
-        return SB_INTERNAL;
-    }
-    if (jwt_add_header(j, "kid", s->kid) || jwt_add_grant(j, "iss", SB_JWT_ISSUER) ||
-        jwt_add_grant(j, "aud", SB_JWT_AUDIENCE) || jwt_add_grant(j, "sub", c->sub) ||
-        jwt_add_grant(j, "role", c->role) || jwt_add_grant(j, "jti", c->jti) ||
-        jwt_add_grant_int(j, "iat", (long)c->iat) || jwt_add_grant_int(j, "exp", (long)c->exp) ||
-        jwt_set_alg(j, JWT_ALG_ES256, (const unsigned char *)s->pem, (int)s->pem_len)) {
-        sb_buf_adds(err, "jwt: cannot set claims");
-        goto out_free;
-    }
-    *token = jwt_encode_str(j);
-    if (!*token) {
-        sb_buf_adds(err, "jwt: cannot sign");
-        goto out_free;
-    }
-    st = SB_OK;
-out_free:
-    jwt_free(j); /* scrubs its copy of the key */
-    return st;
+    return issue(c, JWT_ALG_ES256, s->pem, s->pem_len, s->kid, token, err);
 }
 
 /* Loads one public key file into k (kid already set). */
 static bool key_load(const char *path, struct jwt_key *k, sb_buf_t *err)
 {
     sb_buf_t pem = SB_BUF_INIT;
-    BIO *bio = NULL;
-    EVP_PKEY *pk = NULL;
     BIGNUM *x = NULL, *y = NULL;
     bool ok = false;
-    if (!read_small(path, KEY_FILE_MAX, &pem, err))
+    EVP_PKEY *pk = read_p256(path, false, &pem, err);
+    if (!pk)
         goto out;
-    bio = BIO_new_mem_buf(pem.buf, (int)pem.len);
-    pk = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
-    if (!pk || !is_p256(pk)) {
-        sb_buf_addf(err, "%s is not an EC P-256 public key (PEM)", path);
-        goto out;
-    }
     unsigned char bx[32], by[32];
     if (!EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_EC_PUB_X, &x) ||
         !EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_EC_PUB_Y, &y) || BN_bn2binpad(x, bx, 32) != 32 ||
@@ -520,7 +507,6 @@ out:
     BN_free(x);
     BN_free(y);
     EVP_PKEY_free(pk);
-    BIO_free(bio);
     sb_buf_release(&pem);
     return ok;
 }
@@ -600,12 +586,8 @@ sb_jwt_keyset_t *sb_jwt_keyset_load(const char *dir, sb_buf_t *err)
 
 sb_jwt_keyset_t *sb_jwt_keyset_from_env(sb_buf_t *err)
 {
-    const char *d = sb_cfg_str("JWT_PUBLIC_KEYS_DIR", NULL);
-    if (!d || !*d) {
-        sb_buf_adds(err, "JWT_PUBLIC_KEYS_DIR is not set");
-        return NULL;
-    }
-    return sb_jwt_keyset_load(d, err);
+    const char *d = sb_cfg_need("JWT_PUBLIC_KEYS_DIR", err);
+    return d ? sb_jwt_keyset_load(d, err) : NULL;
 }
 
 sb_status_t sb_jwt_keyset_reload(sb_jwt_keyset_t *ks, sb_buf_t *err)
@@ -752,17 +734,5 @@ sb_status_t sb_jwt_verify_es256(sb_jwt_keyset_t *ks, const char *token, int64_t 
     long n = b64url_decode(payload, (size_t)(sig - 1 - payload), raw, sizeof raw);
     json_t *grants =
         n > 0 ? json_loadb((const char *)raw, (size_t)n, JSON_REJECT_DUPLICATES, NULL) : NULL;
-    sb_status_t st = SB_UNAUTHENTICATED;
-    if (!json_is_object(grants)) {
-        sb_buf_adds(err, "malformed token claims");
-        goto out_free;
-    }
-    if (!claims_ok(grants, now, true, out, err))
-        goto out_free;
-    st = SB_OK;
-out_free:
-    json_decref(grants);
-    if (st != SB_OK)
-        memset(out, 0, sizeof *out);
-    return st;
+    return claims_of(grants, now, true, out, err);
 }
