@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Identity benchmark (issue 3): GET /members/{id} with a valid token through
-the gateway, the same RPC called directly over gRPC, and the gateway's own
-/healthz, each at 64 connections. Brings up member, auth and the gateway
+the gateway, the same RPC called directly over gRPC (as an end-user client:
+server-side TLS and the access token, verified by the member service), and
+the gateway's own /healthz, each at 64 connections. Brings up member, auth and the gateway
 (tests/e2e/sbplatform.py) against the running PostgreSQL/Redis/Kafka; prints a
 markdown table of median requests/s and p50/p99 over RUNS runs.
 
@@ -39,9 +40,13 @@ def wrk(url, seconds, token=None):
     return rps, lat["50"], lat["99"]
 
 
-def grpc(build, user_id, seconds):
-    out = subprocess.run([os.path.join(build, "bench", "bench-grpc-get-member"), f"127.0.0.1:{GRPC_BASE + 1}",
-                          user_id, str(CONNS), str(seconds)], capture_output=True, text=True, check=True).stdout
+def grpc(p, user_id, token, seconds):
+    # an end user's client: the platform CA to verify the server, no certificate of its own
+    env = {k: v for k, v in p.env.items() if k not in ("TLS_CERT_FILE", "TLS_KEY_FILE")}
+    env["SB_BENCH_TOKEN"] = token
+    out = subprocess.run([os.path.join(p.build, "bench", "bench-grpc-get-member"), f"127.0.0.1:{GRPC_BASE + 1}",
+                          user_id, str(CONNS), str(seconds)], capture_output=True, text=True, check=True,
+                         env=env).stdout
     r = json.loads(out)
     return r["rps"], r["p50_ms"], r["p99_ms"]
 
@@ -54,7 +59,8 @@ def main():
         url = f"{p.base}/members/{member['userId']}"
         cases = {
             "gateway GET /members/{id} (JWT + denylist + gRPC)": lambda: wrk(url, seconds, tokens["accessToken"]),
-            "direct gRPC MemberService/GetMember": lambda: grpc(p.build, member["userId"], seconds),
+            "direct gRPC MemberService/GetMember (TLS + JWT + denylist)":
+                lambda: grpc(p, member["userId"], tokens["accessToken"], seconds),
             "gateway GET /healthz (no backend)": lambda: wrk(f"{p.base}/healthz", seconds),
         }
         results = {}

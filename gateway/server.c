@@ -10,8 +10,7 @@
  * .proto options. The policy check here is a convenience (an early, cheap
  * refusal): every service checks the same policy again before its handler.
  *
- * Paths handled here rather than routed: /healthz /readyz /metrics /openapi.json
- * /.well-known/jwks.json. */
+ * Paths handled here rather than routed: /healthz /readyz /metrics /openapi.json. */
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -364,10 +363,6 @@ static int builtin(const char *method, const char *url, sb_arena_t *a, sb_buf_t 
     if (!strcmp(url, "/metrics")) {
         sb_metrics_render(out);
         *ctype = "text/plain; version=0.0.4";
-        return 200;
-    }
-    if (!strcmp(url, "/.well-known/jwks.json")) {
-        sb_authn_jwks(gw.authn, out); /* the public keys that verify access tokens, by kid */
         return 200;
     }
     if (!strcmp(url, "/openapi.json")) {

@@ -3,6 +3,10 @@
 (Debian python3-grpcio): a client we did not write. Prints one line per
 service and exits non-zero unless all are SERVING.
 
+The listeners are TLS: it connects as an end-user client does, verifying each
+service's certificate (it must name the service) against the platform CA,
+$TLS_CA_FILE or make run's .cache/pki/ca.crt, and presenting none.
+
 usage: scripts/health.py [host]   (services and ports: services/registry.txt)
 """
 import os
@@ -34,9 +38,13 @@ def decode_status(data: bytes) -> int:
 
 def main() -> int:
     host = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1"
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    with open(os.environ.get("TLS_CA_FILE") or os.path.join(root, ".cache", "pki", "ca.crt"), "rb") as f:
+        creds = grpc.ssl_channel_credentials(root_certificates=f.read())
     ok = True
     for name, port, full in SERVICES:
-        with grpc.insecure_channel(f"{host}:{port}") as ch:
+        with grpc.secure_channel(f"{host}:{port}", creds,
+                                 options=[("grpc.ssl_target_name_override", name)]) as ch:
             check = ch.unary_unary(
                 "/grpc.health.v1.Health/Check",
                 request_serializer=lambda b: b,

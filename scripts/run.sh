@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
 # make run: the whole platform on this machine, in the foreground.
-# Installs what is missing, builds, brings up PostgreSQL/Redis/Kafka (reusing
-# running ones), starts every service, prints where each part listens, follows
-# their logs, and on Ctrl-C (or SIGTERM) stops everything it started.
+# Installs what is missing, builds what it runs, brings up PostgreSQL/Redis/
+# Kafka (reusing running ones), makes the local PKI (deploy/local/pki.sh:
+# each process gets its certificate, auth the token signing key), starts every
+# service, prints where each part listens, follows their logs, and on Ctrl-C
+# (or SIGTERM) stops everything it started.
+#
+# Supervision: once the platform is up, a service or the gateway that exits
+# (a crash, kill -9) is started again after a backoff (0.5 s doubling to 10 s;
+# back to 0.5 s for a process that had stayed up 30 s), said on the terminal,
+# while the rest keep running. A process that exits during start-up stops the
+# run with its log instead (a port taken, a bad setting: restarting would bury
+# the reason). Ctrl-C / SIGTERM stops everything and restarts nothing.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -19,44 +28,52 @@ LOGDIR="$ROOT/.cache/run/logs"
 
 deploy/local/setup.sh
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$BUILD" -j"$(nproc)"
+# only what runs: a test that does not compile does not keep the platform from starting
+cmake --build "$BUILD" -j"$(nproc)" --target sb-gateway "${SERVICES[@]/#/sb-}"
 
 infra_env="$(deploy/local/infra.sh up)"
 eval "$infra_env"
 export DATABASE_URL REDIS_URL KAFKA_BROKERS SB_INFRA_STARTED
 export BOOTSTRAP_ADMIN_LOGIN="${BOOTSTRAP_ADMIN_LOGIN:-admin}"
 export BOOTSTRAP_ADMIN_PASSWORD="${BOOTSTRAP_ADMIN_PASSWORD:-admin-change-me}"
-# The HS256 secret shared by auth (signs) and the gateway (verifies): kept in
-# .cache/run so tokens stay valid across restarts; 256 random bits.
-if [ -z "${JWT_SECRET:-}" ]; then
-  mkdir -p "$ROOT/.cache/run"
-  [ -s "$ROOT/.cache/run/jwt_secret" ] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$ROOT/.cache/run/jwt_secret"
-  JWT_SECRET="$(cat "$ROOT/.cache/run/jwt_secret")"
-fi
-export JWT_SECRET
 GATEWAY_PORT="${GATEWAY_PORT:-8080}"
 
 mkdir -p "$LOGDIR"
-pids=()
+deploy/local/pki.sh ensure   # the platform CA, a certificate per process, the token signing key
+# the supervised processes: name -> pid, start time, next backoff, restart due
+PROCS=("${SERVICES[@]}" gateway)
+declare -A PID_OF STARTED_MS BACKOFF_MS RESTART_AT_MS
+tail_pid=""
+now_ms() { local t="${EPOCHREALTIME//[.,]/}"; echo $((10#$t / 1000)); }
+
+start_proc() { # name: starts it in the background, its stderr appended to its log
+  local name="$1" bin="$BUILD/services/$1/sb-$1"   # default ports: the registry's
+  [ "$name" = gateway ] && bin="$BUILD/gateway/sb-gateway"
+  # its certificate and the token keys (.cache/pki, deploy/local/pki.sh);
+  # exec: the pid is the process's own
+  (eval "$(deploy/local/pki.sh env "" "$name")" && GATEWAY_PORT="$GATEWAY_PORT" exec "$bin") 2>>"$LOGDIR/$name.log" &
+  PID_OF[$name]=$!
+  STARTED_MS[$name]=$(now_ms)
+}
+
 stop_all() {
   trap - INT TERM EXIT
   echo "make run: stopping services..." >&2
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  local p
+  for p in "${PID_OF[@]}" $tail_pid; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PID_OF[@]}" $tail_pid; do wait "$p" 2>/dev/null || true; done
   deploy/local/infra.sh down
   echo "make run: stopped" >&2
   exit "${1:-0}"
 }
 trap 'stop_all 0' INT TERM   # Ctrl-C / SIGTERM: a clean stop
-trap 'stop_all $?' EXIT      # a service died or start-up failed: keep the error
+trap 'stop_all $?' EXIT      # start-up failed: keep the error
 
-for s in "${SERVICES[@]}"; do
-  "$BUILD/services/$s/sb-$s" 2>"$LOGDIR/$s.log" &   # default ports: the registry's
-  pids+=($!)
+for name in "${PROCS[@]}"; do
+  : >"$LOGDIR/$name.log"
+  start_proc "$name"
+  BACKOFF_MS[$name]=500
 done
-
-GATEWAY_PORT="$GATEWAY_PORT" "$BUILD/gateway/sb-gateway" 2>"$LOGDIR/gateway.log" &
-pids+=($!)
 
 # wait until every service is ready and the gateway answers (or something died)
 for n in $(seq 1 100); do
@@ -66,10 +83,10 @@ for n in $(seq 1 100); do
   done
   curl -fsS "http://127.0.0.1:$GATEWAY_PORT/readyz" >/dev/null 2>&1 && ready=$((ready + 1))
   [ "$ready" -gt "${#SERVICES[@]}" ] && break
-  for p in "${pids[@]}"; do
-    if ! kill -0 "$p" 2>/dev/null; then
-      echo "make run: a service exited during start-up; its log:" >&2
-      tail -n 20 "$LOGDIR"/*.log >&2
+  for name in "${PROCS[@]}"; do
+    if ! kill -0 "${PID_OF[$name]}" 2>/dev/null; then
+      echo "make run: $name exited during start-up; its log:" >&2
+      tail -n 20 "$LOGDIR/$name.log" >&2
       exit 1
     fi
   done
@@ -96,14 +113,31 @@ done
 python3 scripts/seed.py "http://127.0.0.1:$GATEWAY_PORT" || echo "make run: seeding demo data failed (see above); the platform is up anyway" >&2
 
 tail -n 0 -qF "$LOGDIR"/*.log &
-pids+=($!)
-# wait for a signal, or for a service to die
+tail_pid=$!
+# supervise until a signal: restart what exits, with backoff
 while :; do
-  for p in "${pids[@]}"; do
-    if ! kill -0 "$p" 2>/dev/null; then
-      echo "make run: process $p exited; stopping" >&2
-      exit 1
+  now=$(now_ms)
+  for name in "${PROCS[@]}"; do
+    pid="${PID_OF[$name]}"
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+      st=0; wait "$pid" 2>/dev/null || st=$?
+      how="status $st"; [ "$st" -gt 128 ] && how="signal $(kill -l $((st - 128)) 2>/dev/null || echo $((st - 128)))"
+      [ $((now - STARTED_MS[$name])) -ge 30000 ] && BACKOFF_MS[$name]=500
+      delay=${BACKOFF_MS[$name]}
+      RESTART_AT_MS[$name]=$((now + delay))
+      next=$((delay * 2)); [ "$next" -gt 10000 ] && next=10000
+      BACKOFF_MS[$name]=$next
+      PID_OF[$name]=""
+      printf 'make run: %s (pid %s) exited (%s) after %d s; restarting in %d.%d s\n' \
+        "$name" "$pid" "$how" $(((now - STARTED_MS[$name]) / 1000)) $((delay / 1000)) $((delay % 1000 / 100)) >&2
+    elif [ -z "$pid" ] && [ "$now" -ge "${RESTART_AT_MS[$name]}" ]; then
+      start_proc "$name"
+      echo "make run: $name restarted (pid ${PID_OF[$name]})" >&2
     fi
   done
-  sleep 1
+  if ! kill -0 "$tail_pid" 2>/dev/null; then
+    tail -n 0 -qF "$LOGDIR"/*.log &
+    tail_pid=$!
+  fi
+  sleep 0.2
 done

@@ -38,6 +38,9 @@ psql "$DATABASE_URL" -qAtX -c "SELECT datname FROM pg_database WHERE datname LIK
     psql "$DATABASE_URL" -qX -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
   done
 
+# The tests' PKI (<build>/pki: CA, a certificate per service, the token
+# signing key) is made by CTest itself, the fixture pki/ensure that every
+# integration and e2e test requires (tests/CMakeLists.txt).
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$ROOT/tests/lsan.supp:print_suppressions=0}"

@@ -1,19 +1,47 @@
+/* Redis client; see sb/redis.h.
+ *
+ * Failing fast. Every wait is bounded by REDIS_TIMEOUT_MS: the connect, each
+ * command's send and reply (socket timeouts), and the wait for the one
+ * connection's mutex (a caller behind a stalled command gives up instead of
+ * queueing behind it). A command that timed out is not retried: the server
+ * is stalled and a retry would double the wait; the connection is dropped
+ * (its reply may still come and would answer the next command).
+ *
+ * Reconnecting. A connection the server closed (restart, CLIENT KILL,
+ * timeout) is replaced at once and the command sent again. After a failure
+ * to connect or a timeout, Redis counts as down: calls fail at once, without
+ * touching the network, until the backoff (100 ms doubling to 1 s) has
+ * passed; then the next call tries again. So a dead Redis costs each call
+ * nothing and a recovered one is used again within a second. */
 #include "sb/redis.h"
 
+#include <errno.h>
 #include <pthread.h>
-#include <stdbool.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sb/alloc.h"
+#include "sb/config.h"
 #include "sb/log.h"
+#include "sb/util.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 1000
 
 struct sb_redis {
     char host[256];
     int port, db;
+    int timeout_ms;
     redisContext *ctx;
     pthread_mutex_t mu;
+    /* down: no connect attempt before retry_at_ns; why in down_reason */
+    bool down;
+    int64_t retry_at_ns;
+    int backoff_ms;
+    char down_reason[192];
 };
 
 static bool parse_url(sb_redis_t *r, const char *url, sb_buf_t *err)
@@ -46,33 +74,82 @@ static bool parse_url(sb_redis_t *r, const char *url, sb_buf_t *err)
     return true;
 }
 
+/* Redis counts as down from now on (first failure logged as an error, the
+ * following ones at debug); the connection, if any, is dropped. */
+static void mark_down(sb_redis_t *r, const char *why, sb_buf_t *err)
+{
+    if (r->ctx) {
+        redisFree(r->ctx);
+        r->ctx = NULL;
+    }
+    if (!r->down)
+        sb_error("redis %s:%d unavailable: %s", r->host, r->port, why);
+    else
+        sb_debug("redis %s:%d still unavailable: %s", r->host, r->port, why);
+    r->down = true;
+    r->backoff_ms = r->backoff_ms ? r->backoff_ms * 2 : BACKOFF_MIN_MS;
+    if (r->backoff_ms > BACKOFF_MAX_MS)
+        r->backoff_ms = BACKOFF_MAX_MS;
+    r->retry_at_ns = sb_mono_ns() + (int64_t)r->backoff_ms * 1000000;
+    snprintf(r->down_reason, sizeof r->down_reason, "%s", why);
+    sb_buf_addf(err, "redis %s:%d unavailable: %s", r->host, r->port, why);
+}
+
+static void mark_up(sb_redis_t *r)
+{
+    if (r->down)
+        sb_info("redis %s:%d reachable again", r->host, r->port);
+    r->down = false;
+    r->backoff_ms = 0;
+}
+
+/* True when the failed context timed out (rather than lost its connection). */
+static bool timed_out(const redisContext *c, int saved_errno)
+{
+    return c->err == REDIS_ERR_IO &&
+           (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK || saved_errno == ETIMEDOUT);
+}
+
 static bool connect_locked(sb_redis_t *r, sb_buf_t *err)
 {
-    if (r->ctx)
+    if (r->ctx) {
         redisFree(r->ctx);
-    struct timeval tv = {2, 0};
-    r->ctx = redisConnectWithTimeout(r->host, r->port, tv);
-    if (!r->ctx || r->ctx->err) {
-        sb_buf_addf(err, "cannot connect to Redis %s:%d: %s", r->host, r->port,
-                    r->ctx ? r->ctx->errstr : "out of memory");
-        if (r->ctx)
-            redisFree(r->ctx);
         r->ctx = NULL;
+    }
+    if (r->down && sb_mono_ns() < r->retry_at_ns) {
+        sb_buf_addf(err, "redis %s:%d unavailable: %s (next attempt in %lld ms)", r->host,
+                    r->port, r->down_reason,
+                    (long long)((r->retry_at_ns - sb_mono_ns()) / 1000000 + 1));
         return false;
     }
-    redisSetTimeout(r->ctx, tv);
-    if (r->db) {
-        redisReply *rep = redisCommand(r->ctx, "SELECT %d", r->db);
-        if (rep)
-            freeReplyObject(rep);
+    struct timeval tv = {r->timeout_ms / 1000, (r->timeout_ms % 1000) * 1000};
+    redisContext *c = redisConnectWithTimeout(r->host, r->port, tv);
+    if (!c || c->err) {
+        char why[160];
+        snprintf(why, sizeof why, "cannot connect: %s", c ? c->errstr : "out of memory");
+        if (c)
+            redisFree(c);
+        mark_down(r, why, err);
+        return false;
     }
-    return true;
+    redisSetTimeout(c, tv);
+    r->ctx = c;
+    if (r->db) {
+        redisReply *rep = redisCommand(c, "SELECT %d", r->db);
+        if (!rep) {
+            mark_down(r, "no answer to SELECT", err);
+            return false;
+        }
+        freeReplyObject(rep);
+    }
+    return true; /* up again once it answers a command */
 }
 
 sb_redis_t *sb_redis_new(const char *url, sb_buf_t *err)
 {
     sb_redis_t *r = sb_calloc(1, sizeof *r);
     pthread_mutex_init(&r->mu, NULL);
+    r->timeout_ms = (int)sb_cfg_int("REDIS_TIMEOUT_MS", 500, 10, 60000);
     if (!parse_url(r, url, err)) {
         sb_redis_free(r);
         return NULL;
@@ -94,37 +171,81 @@ void sb_redis_free(sb_redis_t *r)
     free(r);
 }
 
-redisReply *sb_redis_cmd(sb_redis_t *r, sb_buf_t *err, const char *fmt, ...)
+static sb_status_t vcall(sb_redis_t *r, redisReply **out, sb_buf_t *err, const char *fmt, va_list ap)
 {
-    redisReply *rep = NULL;
-    pthread_mutex_lock(&r->mu);
-    for (int attempt = 0; attempt < 2 && !rep; attempt++) {
+    *out = NULL;
+    /* wait for the connection no longer than for an answer */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += r->timeout_ms / 1000;
+    until.tv_nsec += (long)(r->timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    if (pthread_mutex_timedlock(&r->mu, &until) != 0) {
+        sb_buf_addf(err, "redis %s:%d unavailable: busy, no answer within %d ms", r->host, r->port,
+                    r->timeout_ms);
+        sb_debug("%s", err->buf);
+        return SB_UNAVAILABLE;
+    }
+    for (int attempt = 0; attempt < 2 && !*out; attempt++) {
         if (!r->ctx && !connect_locked(r, err))
             break;
-        va_list ap;
-        va_start(ap, fmt);
-        rep = redisvCommand(r->ctx, fmt, ap);
-        va_end(ap);
-        if (!rep) {
-            sb_warn("redis: %s; reconnecting", r->ctx->errstr);
-            redisFree(r->ctx);
-            r->ctx = NULL;
+        va_list aq;
+        va_copy(aq, ap);
+        *out = redisvCommand(r->ctx, fmt, aq);
+        int saved_errno = errno;
+        va_end(aq);
+        if (*out) {
+            mark_up(r);
+            break;
         }
+        if (timed_out(r->ctx, saved_errno)) {
+            char why[64];
+            snprintf(why, sizeof why, "no answer within %d ms", r->timeout_ms);
+            mark_down(r, why, err);
+            break;
+        }
+        /* the server closed the connection (restart, CLIENT KILL): once more
+         * on a new one */
+        sb_warn("redis %s:%d: %s; reconnecting", r->host, r->port,
+                r->ctx->errstr[0] ? r->ctx->errstr : "connection lost");
+        redisFree(r->ctx);
+        r->ctx = NULL;
     }
     pthread_mutex_unlock(&r->mu);
-    if (!rep) {
-        if (!err->len)
-            sb_buf_adds(err, "redis unavailable");
-        sb_error("redis command failed: %s", err->buf);
-    }
+    if (*out)
+        return SB_OK;
+    if (!err->len)
+        sb_buf_addf(err, "redis %s:%d unavailable: connection lost", r->host, r->port);
+    return SB_UNAVAILABLE;
+}
+
+sb_status_t sb_redis_call(sb_redis_t *r, redisReply **out, sb_buf_t *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    sb_status_t st = vcall(r, out, err, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+redisReply *sb_redis_cmd(sb_redis_t *r, sb_buf_t *err, const char *fmt, ...)
+{
+    redisReply *rep;
+    va_list ap;
+    va_start(ap, fmt);
+    vcall(r, &rep, err, fmt, ap);
+    va_end(ap);
     return rep;
 }
 
 bool sb_redis_ping(sb_redis_t *r)
 {
     sb_buf_t err = SB_BUF_INIT;
-    redisReply *rep = sb_redis_cmd(r, &err, "PING");
-    bool ok = rep && rep->type == REDIS_REPLY_STATUS;
+    redisReply *rep;
+    bool ok = sb_redis_call(r, &rep, &err, "PING") == SB_OK && rep->type == REDIS_REPLY_STATUS;
     if (rep)
         freeReplyObject(rep);
     sb_buf_release(&err);

@@ -21,6 +21,7 @@ struct sb_channel {
     struct sb_channel *next;
     char *target;
     char *service; /* the name the server's certificate must carry; NULL: the target's host */
+    char *cert, *key; /* the certificate presented; NULL: this process's (TLS_CERT_FILE) */
     grpc_channel *ch;
 };
 
@@ -32,14 +33,15 @@ static bool str_eq(const char *a, const char *b)
     return a == b || (a && b && strcmp(a, b) == 0);
 }
 
-/* A new channel to target over sb_tls_channel_creds; with TLS, the server's
- * certificate must name `service` (when given). A TLS misconfiguration gives
- * a lame channel: every call fails UNAVAILABLE with the reason. */
-static grpc_channel *channel_new(const char *target, const char *service)
+/* A new channel to target over sb_tls_channel_creds (or presenting cert/key
+ * when given); with TLS, the server's certificate must name `service` (when
+ * given). A TLS misconfiguration gives a lame channel: every call fails
+ * UNAVAILABLE with the reason. */
+static grpc_channel *channel_new(const char *target, const char *service, const char *cert, const char *key)
 {
     sb_buf_t err = SB_BUF_INIT;
     grpc_channel *ch;
-    grpc_channel_credentials *creds = sb_tls_channel_creds(&err);
+    grpc_channel_credentials *creds = cert ? sb_tls_channel_creds_as(cert, key, &err) : sb_tls_channel_creds(&err);
     if (!creds) {
         sb_error("grpc channel to %s: %s", target, err.buf);
         ch = grpc_lame_client_channel_create(target, GRPC_STATUS_UNAVAILABLE, "TLS is misconfigured");
@@ -55,23 +57,38 @@ static grpc_channel *channel_new(const char *target, const char *service)
     return ch;
 }
 
-sb_channel_t *sb_channel_get_for(const char *target, const char *service)
+/* The cached channel for (target, service, cert, key), created on first use. */
+static sb_channel_t *channel_get(const char *target, const char *service, const char *cert, const char *key)
 {
     pthread_mutex_lock(&channels_mu);
     struct sb_channel *c = channels;
-    while (c && !(strcmp(c->target, target) == 0 && str_eq(c->service, service)))
+    while (c && !(strcmp(c->target, target) == 0 && str_eq(c->service, service) && str_eq(c->cert, cert) &&
+                  str_eq(c->key, key)))
         c = c->next;
     if (!c) {
         grpc_init();
         c = sb_calloc(1, sizeof *c);
         c->target = sb_strdup(target);
         c->service = service ? sb_strdup(service) : NULL;
-        c->ch = channel_new(target, service);
+        c->cert = cert ? sb_strdup(cert) : NULL;
+        c->key = key ? sb_strdup(key) : NULL;
+        c->ch = channel_new(target, service, cert, key);
         c->next = channels;
         channels = c;
     }
     pthread_mutex_unlock(&channels_mu);
     return c;
+}
+
+sb_channel_t *sb_channel_get_for(const char *target, const char *service)
+{
+    return channel_get(target, service, NULL, NULL);
+}
+
+sb_channel_t *sb_channel_get_with_identity(const char *target, const char *service, const char *cert_file,
+                                           const char *key_file)
+{
+    return channel_get(target, service, cert_file, cert_file ? key_file : NULL);
 }
 
 sb_channel_t *sb_channel_get_service(const char *name)
@@ -103,6 +120,8 @@ void sb_channels_free_all(void)
         grpc_channel_destroy(channels->ch);
         free(channels->target);
         free(channels->service);
+        free(channels->cert);
+        free(channels->key);
         free(channels);
         channels = n;
         grpc_shutdown();

@@ -36,22 +36,15 @@ bool sb_tls_insecure(void)
     const char *why = NULL;
     if (sb_cfg_bool(SB_TLS_ENV_INSECURE, false))
         why = "GRPC_INSECURE=1: gRPC runs in plaintext, without peer authentication (debugging only)";
-    else if (!env(SB_TLS_ENV_CA) && !env(SB_TLS_ENV_CERT) && !env(SB_TLS_ENV_KEY))
-        why = "TLS_CA_FILE, TLS_CERT_FILE and TLS_KEY_FILE are unset: gRPC runs in plaintext "
-              "(deploy/local/pki.sh env prints them)";
     if (why && !atomic_exchange(&warned, true))
         sb_warn("%s", why);
     return why != NULL;
 }
 
-/* The file named by env var `name` as a NUL-terminated heap string (free()). */
-static char *read_pem(const char *name, sb_buf_t *err)
+/* The PEM file at path as a NUL-terminated heap string (free()); name is
+ * what messages call it (an environment variable's name). */
+static char *read_pem_at(const char *name, const char *path, sb_buf_t *err)
 {
-    const char *path = env(name);
-    if (!path) {
-        sb_buf_addf(err, "%s is not set", name);
-        return NULL;
-    }
     FILE *f = fopen(path, "rb");
     if (!f) {
         sb_buf_addf(err, "%s=%s: %s", name, path, strerror(errno));
@@ -81,6 +74,19 @@ static char *read_pem(const char *name, sb_buf_t *err)
         return NULL;
     }
     return sb_buf_detach(&b, NULL);
+}
+
+/* The file named by env var `name` (see read_pem_at). */
+static char *read_pem(const char *name, sb_buf_t *err)
+{
+    const char *path = env(name);
+    if (!path) {
+        sb_buf_addf(err, "%s is not set (deploy/local/pki.sh env prints the TLS variables; GRPC_INSECURE=1 "
+                         "runs plaintext)",
+                    name);
+        return NULL;
+    }
+    return read_pem_at(name, path, err);
 }
 
 static void free_secret(char *s)
@@ -231,24 +237,23 @@ out_fail:
 
 /* ---- channel ---- */
 
-grpc_channel_credentials *sb_tls_channel_creds(sb_buf_t *err)
+/* Channel credentials presenting cert_file/key_file (both NULL: none). */
+static grpc_channel_credentials *channel_creds(const char *cert_file, const char *key_file, sb_buf_t *err)
 {
-    if (sb_tls_insecure())
-        return grpc_insecure_credentials_create();
     grpc_channel_credentials *creds = NULL;
     char *ca = read_pem(SB_TLS_ENV_CA, err), *cert = NULL, *key = NULL;
     if (!ca)
         return NULL;
-    bool has_cert = env(SB_TLS_ENV_CERT), has_key = env(SB_TLS_ENV_KEY);
-    if (has_cert != has_key) {
+    if (!cert_file != !key_file) {
         sb_buf_addf(err, "%s and %s go together (a client certificate needs its key)", SB_TLS_ENV_CERT,
                     SB_TLS_ENV_KEY);
         goto out_free;
     }
-    if (has_cert && (!(cert = read_pem(SB_TLS_ENV_CERT, err)) || !(key = read_pem(SB_TLS_ENV_KEY, err))))
+    if (cert_file && (!(cert = read_pem_at(SB_TLS_ENV_CERT, cert_file, err)) ||
+                      !(key = read_pem_at(SB_TLS_ENV_KEY, key_file, err))))
         goto out_free;
     grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
-    creds = grpc_ssl_credentials_create(ca, has_cert ? &pair : NULL, NULL, NULL); /* copies */
+    creds = grpc_ssl_credentials_create(ca, cert ? &pair : NULL, NULL, NULL); /* copies */
     if (!creds)
         sb_buf_adds(err, "grpc: cannot create the SSL channel credentials");
 out_free:
@@ -256,6 +261,20 @@ out_free:
     free(cert);
     free_secret(key);
     return creds;
+}
+
+grpc_channel_credentials *sb_tls_channel_creds(sb_buf_t *err)
+{
+    if (sb_tls_insecure())
+        return grpc_insecure_credentials_create();
+    return channel_creds(env(SB_TLS_ENV_CERT), env(SB_TLS_ENV_KEY), err);
+}
+
+grpc_channel_credentials *sb_tls_channel_creds_as(const char *cert_file, const char *key_file, sb_buf_t *err)
+{
+    if (sb_tls_insecure())
+        return grpc_insecure_credentials_create();
+    return channel_creds(cert_file, key_file, err);
 }
 
 /* ---- the peer's service name ---- */

@@ -27,7 +27,7 @@ static inline const auth_config_t *auth_config_of(sb_service_t *svc)
 
 /* ---- handlers ---- */
 sb_rpc_handler_t auth_login, auth_refresh, auth_logout; /* tokens.c */
-sb_rpc_handler_t auth_authorize;                        /* authorize.c */
+sb_rpc_handler_t auth_authorize, auth_get_jwks;         /* authorize.c */
 /* Serialises revocations and rotations of one user's tokens (tokens.c). */
 sb_status_t auth_lock_user(sb_pg_conn_t *c, const char *user_id, sb_buf_t *err);
 

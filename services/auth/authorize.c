@@ -9,6 +9,7 @@
 
 #include "auth.h"
 #include "sb/api.h"
+#include "sb/json.h"
 #include "sb/jwt.h"
 #include "sb/log.h"
 #include "sb/util.h"
@@ -85,4 +86,22 @@ sb_status_t auth_authorize(sb_rpc_ctx_t *ctx, const void *in, void *out)
     sb_debug("authorize %s (%s) %s %s: %s (%s)", c.sub, c.role, method, path,
              resp->allowed ? "allowed" : "denied", resp->reason);
     return SB_OK;
+}
+
+/* GetJwks (GET /.well-known/jwks.json): the keys this service's runtime
+ * verifies tokens with, which are the keys every verifier loads. */
+sb_status_t auth_get_jwks(sb_rpc_ctx_t *ctx, const void *in, void *out)
+{
+    Sb__Auth__Jwks *resp = out;
+    sb_buf_t doc = SB_BUF_INIT, err = SB_BUF_INIT;
+    sb_authn_jwks(sb_service_of(ctx)->authn, &doc);
+    ProtobufCMessage *m = NULL;
+    sb_status_t st = sb_json_decode(&sb__auth__jwks__descriptor, doc.buf, doc.len, ctx->arena, &m, &err);
+    if (st == SB_OK)
+        *resp = *(Sb__Auth__Jwks *)m;
+    else
+        st = sb_rpc_error(ctx, SB_INTERNAL, "JWKS document: %s", err.buf);
+    sb_buf_release(&doc);
+    sb_buf_release(&err);
+    return st;
 }

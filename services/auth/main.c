@@ -40,6 +40,7 @@ static const sb_rpc_method_t methods[] = {
     {"Refresh", auth_refresh, .tx = SB_TX},
     {"Logout", auth_logout, .tx = SB_TX},
     {"Authorize", auth_authorize},
+    {"GetJwks", auth_get_jwks},
     {"DeliverEvent", sb_service_deliver_event},
 };
 

@@ -4,9 +4,16 @@ real PostgreSQL/Redis/Kafka named by DATABASE_URL, REDIS_URL, KAFKA_BROKERS
 (scripts/test.sh exports them). Ports are offset from `make run`'s so both can
 run at once.
 
+Zero trust: every process gets its own certificate from the tests' PKI
+($SB_TEST_PKI_DIR, <build>/pki, made by deploy/local/pki.sh: CTest's fixture
+pki/ensure, or this module when run by hand), the CA and the token public
+keys; auth alone the signing key. Platform.token() signs an access token with
+that key as auth would (ES256 via the openssl CLI: the stdlib has no ECDSA).
+
     with Platform(["member", "auth"]) as p:
         status, body, headers = p.call("POST", "/signup", {...})
 """
+import base64
 import json
 import os
 import secrets
@@ -21,6 +28,7 @@ import urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
 import registry  # noqa: E402  services/registry.txt
 
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 SERVICES = [n for n, _, _ in registry.load()]
 GRPC_BASE = 22050   # the i-th service of the registry (from 1) on 22050 + i
 ADMIN_BASE = 9300   # and its admin port on 9300 + i
@@ -32,15 +40,20 @@ ADMIN_PASSWORD = "e2e-admin-password"
 class Platform:
     def __init__(self, services=None, env=None):
         self.services = services or SERVICES
-        self.build = os.environ.get("SB_BUILD_DIR") or os.path.join(
-            os.path.dirname(__file__), "..", "..", "build")
+        self.build = os.environ.get("SB_BUILD_DIR") or os.path.join(ROOT, "build")
+        self.pki = os.environ.get("SB_TEST_PKI_DIR") or ensure_pki(os.path.join(self.build, "pki"))
+        self.kid = open(os.path.join(self.pki, "jwt", "current")).read().strip()
+        self.signing_key = os.path.join(self.pki, "jwt", f"{self.kid}.key")
         self.procs = []
         self.bad_exits = []
         self.logdir = tempfile.mkdtemp(prefix="sb-e2e-")
         self.base = f"http://127.0.0.1:{GATEWAY_PORT}"
         self.env = dict(os.environ)
+        for k in ("JWT_SECRET", "JWT_SIGNING_KEY_FILE", "GRPC_INSECURE"):
+            self.env.pop(k, None)
         self.env.update({
-            "JWT_SECRET": secrets.token_hex(32),
+            "TLS_CA_FILE": os.path.join(self.pki, "ca.crt"),
+            "JWT_PUBLIC_KEYS_DIR": os.path.join(self.pki, "jwt"),
             "BOOTSTRAP_ADMIN_LOGIN": ADMIN_LOGIN,
             "BOOTSTRAP_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "LOG_LEVEL": "info",
@@ -55,8 +68,17 @@ class Platform:
         self.env.update(env or {})
 
     # ---- lifecycle ----
+    def identity(self, name):
+        """The environment of process `name` (a service, or gateway): its own
+        certificate, and for auth the signing key."""
+        env = {"TLS_CERT_FILE": os.path.join(self.pki, name, "tls.crt"),
+               "TLS_KEY_FILE": os.path.join(self.pki, name, "tls.key")}
+        if name == "auth":
+            env["JWT_SIGNING_KEY_FILE"] = self.signing_key
+        return env
+
     def start(self, name, binary, extra):
-        env = dict(self.env, **extra)
+        env = dict(self.env, **self.identity(name), **extra)
         log = open(os.path.join(self.logdir, f"{name}.log"), "w")
         # SB_E2E_WRAP runs every binary under a tool, e.g.
         # SB_E2E_WRAP="valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
@@ -183,3 +205,39 @@ class Platform:
         """Signs up and logs in a fresh member; returns (member, tokens)."""
         m, pw = self.signup(role)
         return m, self.login(m["loginId"], pw)
+
+    def token(self, claims, key=None, header=None):
+        """An ES256 token of these exact claims signed with `key` (a PEM
+        private key file; the platform's signing key by default), header
+        {"alg": "ES256", "typ": "JWT", "kid": <current kid>} updated with
+        `header`."""
+        h = dict({"alg": "ES256", "typ": "JWT", "kid": self.kid}, **(header or {}))
+        signing_input = f"{b64url(json.dumps(h).encode())}.{b64url(json.dumps(claims).encode())}"
+        return f"{signing_input}.{b64url(es256_sign(key or self.signing_key, signing_input.encode()))}"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def es256_sign(key_file, data: bytes) -> bytes:
+    """The JWS ES256 signature of data: r || s, 32 bytes each (openssl gives
+    an ASN.1 DER SEQUENCE of two INTEGERs)."""
+    der = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key_file], input=data,
+                         capture_output=True, check=True).stdout
+    assert der[0] == 0x30, "not a DER ECDSA signature"
+    i = 3 if der[1] & 0x80 else 2  # a short SEQUENCE length (always, for P-256)
+    out = b""
+    for _ in range(2):
+        assert der[i] == 0x02
+        n = der[i + 1]
+        out += der[i + 2:i + 2 + n].lstrip(b"\0").rjust(32, b"\0")
+        i += 2 + n
+    return out
+
+
+def ensure_pki(path):
+    """deploy/local/pki.sh ensure path (idempotent; renews what is close to
+    expiry); returns path."""
+    subprocess.run([os.path.join(ROOT, "deploy", "local", "pki.sh"), "ensure", path], check=True)
+    return path

@@ -28,12 +28,17 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def forge(secret: str, claims: dict, alg="HS256") -> str:
-    header = b64url(json.dumps({"alg": alg, "typ": "JWT"}).encode())
+def forge(claims: dict, alg="ES256", key=None, kid=None) -> str:
+    """A token of exactly these claims: ES256 signed with key (a PEM private
+    key file; the platform's signing key by default), HS256 keyed with the
+    bytes key, or alg none; kid: the platform's current one unless given."""
+    if alg == "ES256":
+        return P.token(claims, key=key, header={"kid": kid} if kid else None)
+    header = b64url(json.dumps({"alg": alg, "typ": "JWT", "kid": kid or P.kid}).encode())
     payload = b64url(json.dumps(claims).encode())
     if alg == "none":
         return f"{header}.{payload}."
-    sig = hmac.new(secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    sig = hmac.new(key, f"{header}.{payload}".encode(), hashlib.sha256).digest()
     return f"{header}.{payload}.{b64url(sig)}"
 
 
@@ -182,24 +187,32 @@ class Identity(unittest.TestCase):
 
     def test_tampered_none_expired_tokens_are_refused(self):
         m, t = P.user()
-        secret = P.env["JWT_SECRET"]
         now = int(time.time())
         good = {"sub": m["userId"], "role": "USER", "jti": str(uuid.uuid4()), "iat": now, "exp": now + 600,
-                "iss": "showbook-auth"}
-        # a token we forge with the right secret works: proves the others fail for their flaw alone
-        st, _, _ = P.call("GET", f"/members/{m['userId']}", token=forge(secret, good))
+                "iss": "showbook-auth", "aud": "showbook"}
+        # a token we sign with the platform's key works: proves the others fail for their flaw alone
+        st, _, _ = P.call("GET", f"/members/{m['userId']}", token=forge(good))
         self.assertEqual(st, 200)
+        # another key under the platform's kid; the public key as an HMAC secret (key confusion)
+        other_key = os.path.join(P.logdir, "other.key")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-out", other_key], check=True, capture_output=True)
+        with open(os.path.join(P.pki, "jwt", f"{P.kid}.pub.pem"), "rb") as f:
+            public_pem = f.read()
         h, p, s = t["accessToken"].split(".")
         claims = json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))
         claims["role"] = "ADMIN"
         tampered = f"{h}.{b64url(json.dumps(claims).encode())}.{s}"
         cases = {
             "tampered": tampered,
-            "alg none": forge(secret, dict(good, role="ADMIN"), alg="none"),
-            "expired": forge(secret, dict(good, iat=now - 7200, exp=now - 3600)),
-            "wrong secret": forge("x" * 64, good),
-            "wrong issuer": forge(secret, dict(good, iss="evil")),
-            "no jti": forge(secret, {k: v for k, v in good.items() if k != "jti"}),
+            "alg none": forge(dict(good, role="ADMIN"), alg="none"),
+            "expired": forge(dict(good, iat=now - 7200, exp=now - 3600)),
+            "wrong key": forge(good, key=other_key),
+            "HS256 keyed with the public key": forge(good, alg="HS256", key=public_pem),
+            "unknown kid": forge(good, kid="k20000101-00000000"),
+            "wrong issuer": forge(dict(good, iss="evil")),
+            "wrong audience": forge(dict(good, aud="elsewhere")),
+            "no jti": forge({k: v for k, v in good.items() if k != "jti"}),
             "garbage": "not.a.token",
         }
         for name, tok in cases.items():
@@ -212,8 +225,8 @@ class Identity(unittest.TestCase):
         """The gateway caches verified tokens; the expiry is checked on every use."""
         m, _ = P.user()
         now = int(time.time())
-        tok = forge(P.env["JWT_SECRET"], {"sub": m["userId"], "role": "USER", "jti": str(uuid.uuid4()),
-                                          "iat": now, "exp": now + 2, "iss": "showbook-auth"})
+        tok = forge({"sub": m["userId"], "role": "USER", "jti": str(uuid.uuid4()), "iat": now, "exp": now + 2,
+                     "iss": "showbook-auth", "aud": "showbook"})
         st, _, _ = P.call("GET", f"/members/{m['userId']}", token=tok)
         self.assertEqual(st, 200)
         time.sleep(max(0.0, now + 2.2 - time.time()))

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "sb/events.h"
+#include "sb_test_pki.h"
 
 extern char **environ;
 
@@ -218,19 +219,32 @@ pid_t sb_test_spawn(const char *svc, const char *const *overrides, const char *l
                 strerror(errno));
         return -1;
     }
-    /* plus SB_NAMESPACE=<the tests' namespace> unless the caller names one */
-    size_t k = 0;
-    bool own_ns = false;
-    while (overrides && overrides[k])
-        own_ns |= !strncmp(overrides[k++], "SB_NAMESPACE=", 13);
-    const char **set = calloc(k + 2, sizeof *set);
-    if (!set)
-        return -1;
+    /* plus SB_NAMESPACE=<the tests' namespace> and the service's identity
+     * (sb_test_pki_child_env), each unless the caller sets the same key */
+    enum { N_PKI = 8 };
+    char pki[N_PKI][SB_TEST_PKI_VAR_MAX];
+    size_t n_pki = sb_test_pki_child_env(svc, pki, N_PKI);
     char ns_var[64];
     snprintf(ns_var, sizeof ns_var, "SB_NAMESPACE=%s", sb_test_namespace());
+    const char *defaults[N_PKI + 1];
+    defaults[0] = ns_var;
+    for (size_t i = 0; i < n_pki; i++)
+        defaults[1 + i] = pki[i];
+    size_t k = 0;
+    while (overrides && overrides[k])
+        k++;
+    const char **set = calloc(k + n_pki + 2, sizeof *set);
+    if (!set)
+        return -1;
     size_t m = 0;
-    if (!own_ns)
-        set[m++] = ns_var;
+    for (size_t i = 0; i < n_pki + 1; i++) {
+        size_t kl = strcspn(defaults[i], "=") + 1; /* "KEY=" */
+        bool own = false;
+        for (size_t j = 0; j < k && !own; j++)
+            own = !strncmp(overrides[j], defaults[i], kl);
+        if (!own)
+            set[m++] = defaults[i];
+    }
     for (size_t j = 0; j < k; j++)
         set[m++] = overrides[j];
     char **env = child_env(set);

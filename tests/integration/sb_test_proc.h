@@ -10,7 +10,9 @@
  * Redis answer.
  *
  * Children get the runner's environment (DATABASE_URL and the rest carry
- * over) with SB_NAMESPACE set to the tests' namespace (sb_test_namespace) and
+ * over) with SB_NAMESPACE set to the tests' namespace (sb_test_namespace),
+ * their own identity from the tests' PKI (certificate, CA, public keys, and
+ * for auth the signing key: sb_test_pki_child_env in sb_test_pki.h) and
  * "K=V" overrides replacing the same keys.
  *
  * Namespace: the tests run in namespace "test" (CTest sets SB_NAMESPACE=test;
@@ -30,8 +32,9 @@
 const char *sb_test_bin(const char *svc, char *out, size_t n);
 
 /* Starts sb-<svc> with the runner's environment, SB_NAMESPACE=
- * sb_test_namespace() and `overrides` ("K=V", NULL-terminated; NULL for none)
- * replacing the same keys. Its stderr goes to
+ * sb_test_namespace(), svc's TLS_* / JWT_* variables (sb_test_pki_child_env)
+ * and `overrides` ("K=V", NULL-terminated; NULL for none) replacing the same
+ * keys ("JWT_SIGNING_KEY_FILE=" sets it empty). Its stderr goes to
  * log_path (created or truncated) when that is non-NULL, else it is shared.
  * The child gets SIGTERM when the thread that started it dies, so it never
  * outlives a crashed runner or test. Returns the pid, or -1 with a message on

@@ -3,8 +3,13 @@
  * gRPC. Covers login (and the identical answer for a wrong password and an
  * unknown login id), refresh rotation with reuse detection revoking the whole
  * family, logout (denylist + refresh family), Authorize against the gateway's
- * route table (tampered, alg none and expired tokens refused), and the
- * member events that end sessions.
+ * route table (tampered, alg none, HS256 keyed with the public key and
+ * expired tokens refused), and the member events that end sessions.
+ *
+ * Identities come from the tests' PKI (sb_test_pki.h): each child has its
+ * own certificate, auth the signing key; the access tokens auth issues are
+ * checked against the platform's public keys, and the test mints its own
+ * (sb_test_token) to call as a given user.
  *
  * The children are started once for the whole run by a report hook in the
  * runner process (Criterion runs every test in a fresh process that does not
@@ -32,6 +37,7 @@
 #include "sb/rpc.h"
 #include "sb/util.h"
 #include "sb_test_env.h"
+#include "sb_test_pki.h"
 #include "sb_test_proc.h"
 
 #define MEMBER_ADDR "127.0.0.1:21061"
@@ -45,9 +51,8 @@
 #define REUSED "refresh token reuse detected: session revoked"
 
 /* Handed from the runner to the test processes through the environment. */
-#define ENV_READY "SB_AUTH_TEST_READY"   /* "1" or why not */
-#define ENV_SECRET "SB_AUTH_TEST_SECRET" /* the JWT secret the children use */
-#define ENV_ADMIN "SB_AUTH_TEST_ADMIN"   /* the bootstrap admin's login id */
+#define ENV_READY "SB_AUTH_TEST_READY" /* "1" or why not */
+#define ENV_ADMIN "SB_AUTH_TEST_ADMIN" /* the bootstrap admin's login id */
 
 /* ================================================================ children */
 
@@ -61,30 +66,25 @@ static const char *redis_url(void)
 ReportHook(PRE_ALL)(struct criterion_test_set *set)
 {
     (void)set;
-    unsigned char raw[32];
-    sb_random_bytes(raw, sizeof raw);
-    char secret[65], admin[48], id[SB_UUID_LEN + 1];
-    for (size_t i = 0; i < sizeof raw; i++)
-        snprintf(secret + 2 * i, 3, "%02x", raw[i]);
+    char admin[48], id[SB_UUID_LEN + 1];
     sb_uuid_v4(id);
     snprintf(admin, sizeof admin, "authtest-admin-%.8s", id);
-    setenv(ENV_SECRET, secret, 1);
     setenv(ENV_ADMIN, admin, 1);
 
-    char db[1024], redis[1024], brokers[1024], jwt[128], admin_login[96], log_level[64];
+    /* certificates and keys: sb_test_spawn (sb_test_pki_child_env) */
+    char db[1024], redis[1024], brokers[1024], admin_login[96], log_level[64];
     snprintf(db, sizeof db, "DATABASE_URL=%s", test_db_url());
     snprintf(redis, sizeof redis, "REDIS_URL=%s", redis_url());
     snprintf(brokers, sizeof brokers, "KAFKA_BROKERS=%s", test_brokers());
-    snprintf(jwt, sizeof jwt, "JWT_SECRET=%s", secret);
     snprintf(admin_login, sizeof admin_login, "BOOTSTRAP_ADMIN_LOGIN=%s", admin);
     snprintf(log_level, sizeof log_level, "LOG_LEVEL=%s", sb_cfg_str("SB_TEST_LOG_LEVEL", "warn"));
-    const char *member_env[] = {db, redis, brokers, jwt, admin_login, log_level,
+    const char *member_env[] = {db, redis, brokers, admin_login, log_level,
                                 "BOOTSTRAP_ADMIN_PASSWORD=" PASSWORD,
                                 "GRPC_PORT=21061", "ADMIN_PORT=9211", NULL};
-    const char *auth_env[] = {db, redis, brokers, jwt, log_level,
+    const char *auth_env[] = {db, redis, brokers, log_level,
                               "GRPC_PORT=21062", "ADMIN_PORT=9212",
                               "MEMBER_ADDR=" MEMBER_ADDR, NULL};
-    const char *broken_env[] = {db, redis, brokers, jwt, log_level,
+    const char *broken_env[] = {db, redis, brokers, log_level,
                                 "GRPC_PORT=21069", "ADMIN_PORT=9219", "MEMBER_ADDR=127.0.0.1:1",
                                 NULL};
     member_pid = sb_test_spawn("member", member_env, NULL);
@@ -108,7 +108,7 @@ ReportHook(POST_ALL)(struct criterion_global_stats *stats)
 
 /* ================================================================ per test */
 
-static const char *secret;
+static sb_jwt_keyset_t *pubkeys; /* the platform's public keys (JWT_PUBLIC_KEYS_DIR) */
 static sb_arena_t *arena;
 static sb_redis_t *redis;
 
@@ -118,10 +118,10 @@ static void setup(void)
     sb_log_set_level(SB_LOG_WARN);
     const char *not_ready = sb_test_not_ready(ENV_READY);
     cr_assert(!not_ready, "services not running: %s", not_ready);
-    secret = getenv(ENV_SECRET);
-    cr_assert_not_null(secret);
     arena = sb_arena_new();
     sb_buf_t err = SB_BUF_INIT;
+    pubkeys = sb_jwt_keyset_from_env(&err);
+    cr_assert_not_null(pubkeys, "%s", err.buf);
     redis = sb_redis_new(redis_url(), &err);
     cr_assert_not_null(redis, "%s", err.buf);
     sb_buf_release(&err);
@@ -131,6 +131,7 @@ static void teardown(void)
 {
     sb_channels_free_all();
     sb_redis_free(redis);
+    sb_jwt_keyset_free(pubkeys);
     sb_arena_free(arena);
 }
 
@@ -251,7 +252,7 @@ static long long live_tokens(const char *user_id)
 static void verify_ok(const char *token, sb_jwt_claims_t *c)
 {
     sb_buf_t err = SB_BUF_INIT;
-    cr_assert_eq(sb_jwt_verify(secret, token, sb_now_ms() / 1000, c, &err), SB_OK, "%s", err.buf);
+    cr_assert_eq(sb_jwt_verify_es256(pubkeys, token, sb_now_ms() / 1000, c, &err), SB_OK, "%s", err.buf);
     sb_buf_release(&err);
 }
 
@@ -400,7 +401,7 @@ Test(auth, logout_denylists_the_access_token_and_revokes_the_refresh_family)
     char *other_id;
     Sb__Auth__TokenResponse *other = new_session(SB__COMMON__ROLE__USER, &other_id);
     req.refresh_token = other->refresh_token;
-    sb_call_opts_t me = {.user_id = user_id, .user_role = "USER"};
+    sb_call_opts_t me = {.token = sb_test_token(arena, user_id, "USER")};
     cr_assert_eq(AUTH("Logout", &req, &resp, &me, &err), SB_PERMISSION_DENIED, "%s", err.buf);
     cr_assert_eq(redis_int("EXISTS sb:deny:%s", c.jti), 0, "nothing revoked on a refused logout");
     cr_assert_eq(live_tokens(other_id), 1);
@@ -476,9 +477,12 @@ Test(auth, authorize_refuses_tampered_unsigned_and_expired_tokens)
     cr_assert_eq(authorize(bad, "GET /notifications", &r, &err), SB_UNAUTHENTICATED);
 
     /* tampered payload: a USER token re-signed by nobody, claiming ADMIN */
+    const char *kid = sb_test_token_kid();
     jwt_t *j;
     jwt_new(&j);
+    jwt_add_header(j, "kid", kid);
     jwt_add_grant(j, "iss", SB_JWT_ISSUER);
+    jwt_add_grant(j, "aud", SB_JWT_AUDIENCE);
     jwt_add_grant(j, "sub", user_id);
     jwt_add_grant(j, "role", "ADMIN");
     jwt_add_grant(j, "jti", "forged");
@@ -490,9 +494,37 @@ Test(auth, authorize_refuses_tampered_unsigned_and_expired_tokens)
     cr_assert_eq(authorize(forged, "GET /notifications", &r, &err), SB_UNAUTHENTICATED);
     free(forged);
 
+    /* HS256 keyed with the platform's public key (PEM), which anyone has:
+     * key confusion */
+    char pub_path[1024];
+    snprintf(pub_path, sizeof pub_path, "%s/jwt/%s.pub.pem", sb_test_pki_dir(), kid);
+    FILE *f = fopen(pub_path, "r");
+    cr_assert_not_null(f, "%s", pub_path);
+    unsigned char pub[1024];
+    size_t pub_len = fread(pub, 1, sizeof pub, f);
+    fclose(f);
+    cr_assert_gt(pub_len, 0);
+    jwt_new(&j);
+    jwt_add_header(j, "kid", kid);
+    jwt_add_grant(j, "iss", SB_JWT_ISSUER);
+    jwt_add_grant(j, "aud", SB_JWT_AUDIENCE);
+    jwt_add_grant(j, "sub", user_id);
+    jwt_add_grant(j, "role", "ADMIN");
+    jwt_add_grant(j, "jti", "confused");
+    jwt_add_grant_int(j, "iat", (long)now);
+    jwt_add_grant_int(j, "exp", (long)now + 900);
+    jwt_set_alg(j, JWT_ALG_HS256, pub, (int)pub_len);
+    char *confused = jwt_encode_str(j);
+    jwt_free(j);
+    cr_assert_not_null(confused);
+    cr_assert_eq(authorize(confused, "GET /notifications", &r, &err), SB_UNAUTHENTICATED);
+    free(confused);
+
     /* alg none */
     jwt_new(&j);
+    jwt_add_header(j, "kid", kid);
     jwt_add_grant(j, "iss", SB_JWT_ISSUER);
+    jwt_add_grant(j, "aud", SB_JWT_AUDIENCE);
     jwt_add_grant(j, "sub", user_id);
     jwt_add_grant(j, "role", "ADMIN");
     jwt_add_grant(j, "jti", "none");
@@ -504,25 +536,21 @@ Test(auth, authorize_refuses_tampered_unsigned_and_expired_tokens)
     cr_assert_eq(authorize(unsigned_tok, "GET /notifications", &r, &err), SB_UNAUTHENTICATED);
     free(unsigned_tok);
 
-    /* expired, with the right secret */
+    /* expired, signed with the platform's key */
     sb_jwt_claims_t c = {.iat = now - 1000, .exp = now - 100};
     snprintf(c.sub, sizeof c.sub, "%s", user_id);
     snprintf(c.role, sizeof c.role, "USER");
     sb_uuid_v4(c.jti);
-    char *expired = NULL;
-    cr_assert_eq(sb_jwt_issue(secret, &c, &expired, &err), SB_OK, "%s", err.buf);
+    char *expired = sb_test_token_claims(arena, &c);
     cr_assert_eq(authorize(expired, "GET /notifications", &r, &err), SB_UNAUTHENTICATED);
     cr_assert_str_eq(err.buf, "token expired");
-    free(expired);
 
-    /* and the same claims, unexpired, are fine: the secret is the service's */
+    /* and the same claims, unexpired, are fine: the key is the platform's */
     c.iat = now;
     c.exp = now + 60;
-    char *fresh = NULL;
-    cr_assert_eq(sb_jwt_issue(secret, &c, &fresh, &err), SB_OK, "%s", err.buf);
+    char *fresh = sb_test_token_claims(arena, &c);
     cr_assert_eq(authorize(fresh, "GET /notifications", &r, &err), SB_OK, "%s", err.buf);
     cr_assert(r->allowed);
-    free(fresh);
 
     cr_assert_eq(authorize("", "GET /notifications", &r, &err), SB_UNAUTHENTICATED);
     sb_buf_release(&err);
@@ -540,7 +568,7 @@ static sb_status_t deliver(const char *event_id, const char *type, const char *u
     req.payload.len = protobuf_c_message_get_packed_size(payload);
     req.payload.data = sb_arena_alloc(arena, req.payload.len + 1);
     protobuf_c_message_pack(payload, req.payload.data);
-    sb_call_opts_t o = {.user_id = "authtest-operator", .user_role = role};
+    sb_call_opts_t o = {.token = sb_test_token(arena, "authtest-operator", role)};
     *resp = NULL;
     return AUTH("DeliverEvent", &req, resp, &o, err);
 }
@@ -648,7 +676,7 @@ static long long in_inbox(const char *event_id)
 Test(auth, malformed_events_are_dead_letters_and_a_corrected_resend_is_handled)
 {
     char *user_id;
-    new_session(SB__MEMBER__ROLE__USER, &user_id);
+    new_session(SB__COMMON__ROLE__USER, &user_id);
     sb_buf_t err = SB_BUF_INIT;
     Sb__Events__DeliverEventResponse *resp;
     char event_id[SB_UUID_LEN + 1];
@@ -675,7 +703,7 @@ Test(auth, malformed_events_are_dead_letters_and_a_corrected_resend_is_handled)
     req.type = "member.password_changed";
     req.aggregate_id = user_id;
     req.payload = (ProtobufCBinaryData){sizeof junk, (uint8_t *)junk};
-    sb_call_opts_t admin = {.user_id = "authtest-operator", .user_role = "ADMIN"};
+    sb_call_opts_t admin = {.token = sb_test_token(arena, "authtest-operator", "ADMIN")};
     cr_assert_eq(AUTH("DeliverEvent", &req, &resp, &admin, &err), SB_INVALID_ARGUMENT, "%s", err.buf);
     cr_assert(strstr(err.buf, "undecodable"), "%s", err.buf);
     cr_assert_eq(dead_letters(event_id), 2);
@@ -783,18 +811,22 @@ static int exit_status_of_auth(const char *const *overrides)
     pid_t pid = sb_test_spawn("auth", overrides, NULL);
     cr_assert_gt(pid, 0);
     int rc = sb_test_wait_exit(pid, 30000); /* -1: still running, killed */
-    cr_assert_neq(rc, -1, "sb-auth kept running with a bad JWT_SECRET");
+    cr_assert_neq(rc, -1, "sb-auth kept running with a bad JWT_SIGNING_KEY_FILE");
     return rc;
 }
 
-Test(auth, refuses_to_start_without_a_256_bit_secret)
+Test(auth, refuses_to_start_without_its_signing_key)
 {
-    char db[1024];
+    char db[1024], not_a_key[1024];
     snprintf(db, sizeof db, "DATABASE_URL=%s", test_db_url());
-    const char *unset[] = {db,          "JWT_SECRET=",     "GRPC_PORT=0",
-                           "ADMIN_PORT=0", "LOG_LEVEL=error", NULL};
+    const char *unset[] = {db,          "JWT_SIGNING_KEY_FILE=", "GRPC_PORT=0",
+                           "ADMIN_PORT=0", "LOG_LEVEL=error",       NULL};
     cr_assert_neq(exit_status_of_auth(unset), 0);
-    const char *short_secret[] = {db, "JWT_SECRET=0123456789abcdef0123456789abcde", "GRPC_PORT=0",
-                                  "ADMIN_PORT=0", "LOG_LEVEL=error", NULL};
-    cr_assert_neq(exit_status_of_auth(short_secret), 0);
+    const char *missing[] = {db, "JWT_SIGNING_KEY_FILE=/nonexistent/k20260101-00000000.key", "GRPC_PORT=0",
+                             "ADMIN_PORT=0", "LOG_LEVEL=error", NULL};
+    cr_assert_neq(exit_status_of_auth(missing), 0);
+    /* a certificate, not a private key */
+    snprintf(not_a_key, sizeof not_a_key, "JWT_SIGNING_KEY_FILE=%s/ca.crt", sb_test_pki_dir());
+    const char *wrong[] = {db, not_a_key, "GRPC_PORT=0", "ADMIN_PORT=0", "LOG_LEVEL=error", NULL};
+    cr_assert_neq(exit_status_of_auth(wrong), 0);
 }

@@ -35,6 +35,7 @@
 #include "sb/rpc.h"
 #include "sb/util.h"
 #include "sb_test_env.h"
+#include "sb_test_pki.h"
 #include "sb_test_proc.h"
 
 #define RESV_ADDR "127.0.0.1:21081"
@@ -219,9 +220,15 @@ static sb_status_t rcall(const char *method, const ProtobufCMessage *req, void *
                        method, req, arena, (ProtobufCMessage **)resp, o, err);
 }
 
+/* A call carrying an access token for user_id (minted in a; NULL: anonymous). */
+static sb_call_opts_t as_in(sb_arena_t *a, const char *user_id, const char *role)
+{
+    return (sb_call_opts_t){.token = user_id ? sb_test_token(a, user_id, role) : NULL};
+}
+
 static sb_call_opts_t admin(void)
 {
-    return (sb_call_opts_t){.user_id = admin_id, .user_role = "ADMIN"};
+    return as_in(arena, admin_id, "ADMIN");
 }
 
 static sb_status_t deliver_as(const char *event_id, const char *type, const char *aggregate,
@@ -326,7 +333,7 @@ static sb_status_t sales(const char *perf_id, const char *user_id, const char *r
     Sb__Reservation__GetPerformanceReservationsRequest req =
         SB__RESERVATION__GET_PERFORMANCE_RESERVATIONS_REQUEST__INIT;
     req.performance_id = (char *)perf_id;
-    sb_call_opts_t o = {.user_id = user_id, .user_role = role};
+    sb_call_opts_t o = as_in(arena, user_id, role);
     sb_buf_t err = SB_BUF_INIT;
     *resp = NULL;
     sb_status_t st = rcall("GetPerformanceReservations", &req.base, resp, &o, &err);
@@ -794,7 +801,7 @@ Test(inventory, bad_input_is_refused_or_dropped)
     sb_buf_t err = SB_BUF_INIT;
     char id[SB_UUID_LEN + 1];
     sb_uuid_v4(id);
-    sb_call_opts_t user = {.user_id = p->planner, .user_role = "PLANNER"};
+    sb_call_opts_t user = as_in(arena, p->planner, "PLANNER");
     cr_assert_eq(deliver_as(id, "performance.approved", p->id,
                             snapshot_payload("performance.approved", p), &user, NULL, &err),
                  SB_PERMISSION_DENIED);
@@ -854,7 +861,7 @@ static void *race(void *arg)
     req.type = (char *)r->type;
     req.aggregate_id = (char *)r->aggregate;
     req.payload = r->payload;
-    sb_call_opts_t o = admin();
+    sb_call_opts_t o = as_in(a, admin_id, "ADMIN");
     ProtobufCMessage *resp;
     r->st = sb_rpc_call(sb_channel_get(RESV_ADDR), &sb__reservation__reservation_service__descriptor,
                         "DeliverEvent", &req.base, a, &resp, &o, &err);

@@ -30,6 +30,7 @@
 #include "sb/rpc.h"
 #include "sb/util.h"
 #include "sb_test_env.h"
+#include "sb_test_pki.h"
 #include "sb_test_proc.h"
 
 #define ADMIN_LOGIN "member-test-admin"
@@ -86,20 +87,21 @@ ReportHook(POST_ALL)(struct criterion_global_stats *stats)
 
 /* ------------------------------------------------ per-test client */
 
-static sb_channel_t *ch;
+/* ch: as the test process (client-test, a certificate no policy names), so
+ * the calls are an end user's (a token) or nobody's; as_auth: presenting the
+ * auth service's certificate, for CheckCredentials, which admits the auth
+ * service only. */
+static sb_channel_t *ch, *as_auth;
 static sb_arena_t *arena;
 
 static void setup(void)
 {
     sb_log_init("test-member");
     sb_log_set_level(SB_LOG_WARN);
-    /* CheckCredentials admits the auth service only: these tests call as it
-     * (a claimed name, x-caller-service, until mTLS). No other member RPC
-     * admits a service, so the rest see an end user or nobody as before. */
-    sb_rpc_set_service_name("auth");
     char target[64];
     snprintf(target, sizeof target, "127.0.0.1:%d", grpc_port());
-    ch = sb_channel_get(target);
+    ch = sb_channel_get_for(target, "member");
+    as_auth = sb_test_channel_as(target, "member", "auth");
     arena = sb_arena_new();
     sb_buf_t err = SB_BUF_INIT;
     sb_status_t st = SB_UNAVAILABLE;
@@ -128,7 +130,8 @@ static void teardown(void)
 
 TestSuite(member, .init = setup, .fini = teardown, .timeout = 120);
 
-/* Who is calling: NULL fields are anonymous. */
+/* Who is calling: NULL fields are anonymous (no token); otherwise the call
+ * carries an access token for them (sb_test_token). */
 typedef struct {
     const char *user_id;
     const char *role;
@@ -136,13 +139,20 @@ typedef struct {
 
 static const who_t anonymous = {NULL, NULL};
 
+static sb_status_t call_on(sb_channel_t *on, const char *method, const ProtobufCMessage *req, void *resp,
+                           who_t who, sb_buf_t *err)
+{
+    sb_call_opts_t o = {.timeout_ms = 15000,
+                        .token = who.user_id ? sb_test_token(arena, who.user_id, who.role) : NULL};
+    sb_buf_reset(err);
+    return sb_rpc_call(on, &sb__member__member_service__descriptor, method, req, arena,
+                       (ProtobufCMessage **)resp, &o, err);
+}
+
 static sb_status_t call(const char *method, const ProtobufCMessage *req, void *resp, who_t who,
                         sb_buf_t *err)
 {
-    sb_call_opts_t o = {.timeout_ms = 15000, .user_id = who.user_id, .user_role = who.role};
-    sb_buf_reset(err);
-    return sb_rpc_call(ch, &sb__member__member_service__descriptor, method, req, arena,
-                       (ProtobufCMessage **)resp, &o, err);
+    return call_on(ch, method, req, resp, who, err);
 }
 
 /* "<tag><8 hex>": unique per run. */
@@ -188,7 +198,7 @@ static sb_status_t check_credentials(const char *login, const char *password,
     Sb__Member__CheckCredentialsRequest req = SB__MEMBER__CHECK_CREDENTIALS_REQUEST__INIT;
     req.login_id = (char *)login;
     req.password = (char *)password;
-    return call("CheckCredentials", &req.base, resp, anonymous, err);
+    return call_on(as_auth, "CheckCredentials", &req.base, resp, anonymous, err);
 }
 
 static who_t admin(void)
@@ -369,12 +379,19 @@ Test(member, check_credentials_is_for_the_auth_service_only)
     req.login_id = (char *)m->login_id;
     req.password = PASSWORD;
 
-    sb_rpc_set_service_name("gateway");
-    cr_expect_eq(check_credentials(m->login_id, PASSWORD, &resp, &err), SB_PERMISSION_DENIED, "%s", err.buf);
+    char target[64];
+    snprintf(target, sizeof target, "127.0.0.1:%d", grpc_port());
+    /* another service's certificate (the gateway's) */
+    sb_channel_t *as_gateway = sb_test_channel_as(target, "member", "gateway");
+    cr_expect_eq(call_on(as_gateway, "CheckCredentials", &req.base, &resp, anonymous, &err), SB_PERMISSION_DENIED,
+                 "%s", err.buf);
     cr_expect_str_eq(err.buf, "only the auth service may call this");
-    sb_rpc_set_service_name(NULL);
+    /* no service certificate: a client, signed in or even as an admin */
+    cr_expect_eq(call("CheckCredentials", &req.base, &resp, anonymous, &err), SB_PERMISSION_DENIED, "%s", err.buf);
     cr_expect_eq(call("CheckCredentials", &req.base, &resp, self(m), &err), SB_PERMISSION_DENIED, "%s", err.buf);
-    sb_rpc_set_service_name("auth");
+    cr_expect_eq(call("CheckCredentials", &req.base, &resp, (who_t){m->user_id, "ADMIN"}, &err),
+                 SB_PERMISSION_DENIED, "%s", err.buf);
+    /* the auth service's certificate */
     cr_expect_eq(check_credentials(m->login_id, PASSWORD, &resp, &err), SB_OK, "%s", err.buf);
     sb_buf_release(&err);
 }
@@ -811,7 +828,7 @@ static void *burst_login(void *p)
     req.password = (char *)b->password;
     ProtobufCMessage *resp = NULL;
     sb_call_opts_t o = {.timeout_ms = 30000};
-    b->got = sb_rpc_call(ch, &sb__member__member_service__descriptor, "CheckCredentials", &req.base, a,
+    b->got = sb_rpc_call(as_auth, &sb__member__member_service__descriptor, "CheckCredentials", &req.base, a,
                          &resp, &o, &err);
     sb_buf_release(&err);
     sb_arena_free(a);
@@ -901,7 +918,8 @@ Test(member, login_rehashes_a_password_with_outdated_parameters)
         req.password = PASSWORD;
         ProtobufCMessage *resp = NULL;
         sb_call_opts_t o = {.timeout_ms = 15000};
-        st = sb_rpc_call(sb_channel_get(target), &sb__member__member_service__descriptor, "CheckCredentials",
+        st = sb_rpc_call(sb_test_channel_as(target, "member", "auth"), &sb__member__member_service__descriptor,
+                         "CheckCredentials",
                          &req.base, arena, &resp, &o, &err);
     }
     int rc = sb_test_stop(pid, "sb-member with other hashing parameters", 100000);

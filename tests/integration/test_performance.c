@@ -1,6 +1,6 @@
 /* The performance service end to end: the real sb-performance binary as a
  * child process against the real PostgreSQL, Redis and Kafka, driven over
- * gRPC with the identity metadata the gateway would set. Covers who may
+ * gRPC with the access tokens the gateway would pass on (sb_test_token). Covers who may
  * register, edit, approve, reject and cancel; field validation naming the
  * JSON field (cases as a data table); visibility of unapproved performances;
  * keyset pagination with equal created_at values; and the performance.*
@@ -32,6 +32,7 @@
 #include "sb/rpc.h"
 #include "sb/util.h"
 #include "sb_test_env.h"
+#include "sb_test_pki.h"
 #include "sb_test_proc.h"
 
 #define PERF_ADDR "127.0.0.1:21071"
@@ -111,17 +112,28 @@ static char *new_id(void)
     return sb_arena_strdup(arena, id);
 }
 
-static sb_call_opts_t as(const char *role, const char *user_id)
+/* A call carrying an access token for user_id with role, minted in a. */
+static sb_call_opts_t as_in(sb_arena_t *a, const char *role, const char *user_id)
 {
-    return (sb_call_opts_t){.user_id = user_id, .user_role = role, .timeout_ms = 10000};
+    return (sb_call_opts_t){.token = sb_test_token(a, user_id, role), .timeout_ms = 10000};
 }
 
-static sb_call_opts_t admin(void)
+static sb_call_opts_t as(const char *role, const char *user_id)
+{
+    return as_in(arena, role, user_id);
+}
+
+static const char *admin_id(void)
 {
     static char id[SB_UUID_LEN + 1];
     if (!*id)
         sb_uuid_v4(id);
-    return as("ADMIN", id);
+    return id;
+}
+
+static sb_call_opts_t admin(void)
+{
+    return as("ADMIN", admin_id());
 }
 
 /* ---- calls ---- */
@@ -669,7 +681,7 @@ static void *race(void *arg)
     struct racer *r = arg;
     sb_arena_t *a = sb_arena_new();
     sb_buf_t err = SB_BUF_INIT;
-    sb_call_opts_t o = admin();
+    sb_call_opts_t o = as_in(a, "ADMIN", admin_id());
     ProtobufCMessage *resp;
     if (!strcmp(r->method, "ApprovePerformance")) {
         Sb__Performance__ApprovePerformanceRequest req = SB__PERFORMANCE__APPROVE_PERFORMANCE_REQUEST__INIT;
@@ -1135,13 +1147,18 @@ Test(performance, deliver_event_is_refused_since_nothing_is_consumed)
     sb_buf_release(&err);
 }
 
-/* ---- a stand-in reservation service: grade VIP has seats held and sold ---- */
+/* ---- a stand-in reservation service: grade VIP has seats held and sold ----
+ *
+ * It runs in the test process with the reservation service's certificate
+ * (performance checks that name) and the services' authenticator, so what it
+ * records is what a real reservation service would know of the call: the
+ * calling service by its certificate, the end user by the token passed on. */
 
 static struct {
     pthread_mutex_t mu;
     int calls;
     bool unknown; /* answer NOT_FOUND, as before the approval event is consumed */
-    char performance_id[64], user_id[64], user_role[16];
+    char performance_id[64], user_id[64], user_role[16], caller_service[64];
 } fake = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static Sb__Reservation__GradeAvailability *availability(sb_arena_t *a, const char *grade, int held, int sold)
@@ -1163,6 +1180,7 @@ static sb_status_t fake_sales(sb_rpc_ctx_t *ctx, const void *in, void *out)
     snprintf(fake.performance_id, sizeof fake.performance_id, "%s", req->performance_id);
     snprintf(fake.user_id, sizeof fake.user_id, "%s", ctx->user_id);
     snprintf(fake.user_role, sizeof fake.user_role, "%s", ctx->user_role);
+    snprintf(fake.caller_service, sizeof fake.caller_service, "%s", ctx->caller_service);
     bool unknown = fake.unknown;
     pthread_mutex_unlock(&fake.mu);
     if (unknown)
@@ -1189,8 +1207,10 @@ Test(performance, grades_with_held_or_sold_seats_are_frozen)
 {
     sb_server_t *srv = sb_server_new(FAKE_RESERVATION_ADDR, 2);
     sb_server_add_service(srv, &sb__reservation__reservation_service__descriptor, fake_methods, 1, NULL);
+    sb_test_server_authn(srv);
     sb_buf_t err = SB_BUF_INIT;
-    cr_assert_eq(sb_server_start(srv, &err), SB_OK, "stand-in reservation service: %s", err.buf);
+    cr_assert_eq(sb_test_server_start_as(srv, "reservation", &err), SB_OK, "stand-in reservation service: %s",
+                 err.buf);
 
     const char *planner = new_id();
     Sb__Performance__Performance *p = create_ok(planner, "Selling", 2);
@@ -1208,7 +1228,9 @@ Test(performance, grades_with_held_or_sold_seats_are_frozen)
     pthread_mutex_lock(&fake.mu);
     cr_assert_geq(fake.calls, 1);
     cr_assert_str_eq(fake.performance_id, p->performance_id);
-    cr_assert_str_eq(fake.user_id, planner, "the caller's identity is passed on");
+    /* known by its certificate, and the planner's token passed on */
+    cr_assert_str_eq(fake.caller_service, "performance", "the calling service is known by its certificate");
+    cr_assert_str_eq(fake.user_id, planner, "the caller's identity is passed on (the verified token)");
     cr_assert_str_eq(fake.user_role, "PLANNER");
     pthread_mutex_unlock(&fake.mu);
     ProtobufCBinaryData payload = event_payload(p->performance_id, "performance.changed");
@@ -1247,4 +1269,5 @@ Test(performance, grades_with_held_or_sold_seats_are_frozen)
     sb_buf_release(&err);
     sb_server_shutdown(srv, 1000);
     sb_server_free(srv);
+    sb_test_authn_free();
 }

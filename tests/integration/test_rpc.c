@@ -1,5 +1,8 @@
 /* The gRPC runtime end to end: a server and a client in one process, over
- * loopback. Covers the round trip with identity and trace metadata, deadline
+ * loopback with mutual TLS (the tests' PKI: the process's own client-test
+ * certificate on both ends, sb_test_pki.h). Covers the round trip with the
+ * identity of the verified access token and of the client certificate and
+ * the trace metadata, a token refused before the handler runs, deadline
  * expiry, a malformed payload (INVALID_ARGUMENT, server keeps serving),
  * UNIMPLEMENTED, handler statuses, and the standard health service. */
 #include <criterion/criterion.h>
@@ -11,6 +14,8 @@
 #include "health.pb-c.h"
 #include "sb/log.h"
 #include "sb/rpc.h"
+#include "sb/util.h"
+#include "sb_test_pki.h"
 
 static sb_server_t *srv;
 static sb_channel_t *ch;
@@ -27,6 +32,7 @@ static sb_status_t echo(sb_rpc_ctx_t *ctx, const void *in, void *out)
     resp->user_id = (char *)ctx->user_id;
     resp->user_role = (char *)ctx->user_role;
     resp->trace_id = (char *)ctx->trace_id;
+    resp->caller_service = (char *)ctx->caller_service;
     return SB_OK;
 }
 
@@ -38,6 +44,7 @@ static void setup(void)
     sb_log_set_level(SB_LOG_WARN);
     srv = sb_server_new("127.0.0.1:0", 2);
     sb_server_add_service(srv, &sb__test__echo_service__descriptor, methods, 1, NULL);
+    sb_test_server_authn(srv);
     sb_buf_t err = SB_BUF_INIT;
     cr_assert_eq(sb_server_start(srv, &err), SB_OK, "%s", err.buf);
     sb_buf_release(&err);
@@ -51,6 +58,7 @@ static void teardown(void)
     sb_channels_free_all();
     sb_server_shutdown(srv, 1000);
     sb_server_free(srv);
+    sb_test_authn_free();
 }
 
 static sb_status_t call_echo(const Sb__Test__EchoRequest *req, const sb_call_opts_t *opts,
@@ -68,13 +76,50 @@ Test(rpc, round_trip_carries_identity_and_trace)
     sb_buf_t err = SB_BUF_INIT;
     Sb__Test__EchoRequest req = SB__TEST__ECHO_REQUEST__INIT;
     req.text = "hello seats";
-    sb_call_opts_t o = {.timeout_ms = 5000, .trace_id = "trace-123", .user_id = "u-1", .user_role = "PLANNER"};
+    sb_call_opts_t o = {.timeout_ms = 5000, .trace_id = "trace-123", .token = sb_test_token(a, "u-1", "PLANNER")};
     Sb__Test__EchoReply *resp;
     cr_assert_eq(call_echo(&req, &o, a, &resp, &err), SB_OK, "%s", err.buf);
     cr_assert_str_eq(resp->text, "hello seats");
     cr_assert_str_eq(resp->user_id, "u-1");
     cr_assert_str_eq(resp->user_role, "PLANNER");
     cr_assert_str_eq(resp->trace_id, "trace-123");
+    cr_assert_str_eq(resp->caller_service, "client-test", "the client certificate's name");
+
+    /* no token: anonymous */
+    sb_buf_reset(&err);
+    cr_assert_eq(call_echo(&req, NULL, a, &resp, &err), SB_OK, "%s", err.buf);
+    cr_assert_str_eq(resp->user_id, "");
+    cr_assert_str_eq(resp->user_role, "");
+
+    /* another certificate: another calling service */
+    char target[64];
+    snprintf(target, sizeof target, "127.0.0.1:%d", sb_server_port(srv));
+    sb_buf_reset(&err);
+    cr_assert_eq(sb_rpc_call(sb_test_channel_as(target, NULL, "payment"), &sb__test__echo_service__descriptor,
+                             "Echo", &req.base, a, (ProtobufCMessage **)&resp, &o, &err),
+                 SB_OK, "%s", err.buf);
+    cr_assert_str_eq(resp->caller_service, "payment");
+    cr_assert_str_eq(resp->user_id, "u-1");
+    sb_buf_release(&err);
+    sb_arena_free(a);
+}
+
+Test(rpc, a_bad_token_is_refused_before_the_handler)
+{
+    sb_arena_t *a = sb_arena_new();
+    sb_buf_t err = SB_BUF_INIT;
+    Sb__Test__EchoRequest req = SB__TEST__ECHO_REQUEST__INIT;
+    req.text = "let me in";
+    Sb__Test__EchoReply *resp = NULL;
+    int64_t now = sb_now_ms() / 1000;
+    sb_jwt_claims_t c = {.iat = now - 1000, .exp = now - 100, .sub = "u-1", .role = "ADMIN"};
+    sb_uuid_v4(c.jti);
+    sb_call_opts_t o = {.token = sb_test_token_claims(a, &c)};
+    cr_assert_eq(call_echo(&req, &o, a, &resp, &err), SB_UNAUTHENTICATED, "expired: %s", err.buf);
+    cr_assert_null(resp);
+    o.token = "not.a.token";
+    sb_buf_reset(&err);
+    cr_assert_eq(call_echo(&req, &o, a, &resp, &err), SB_UNAUTHENTICATED, "garbage: %s", err.buf);
     sb_buf_release(&err);
     sb_arena_free(a);
 }

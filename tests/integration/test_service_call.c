@@ -2,8 +2,10 @@
  * gRPC server and client in one process: a transaction row commits, rolls
  * back on a refusal, runs again after serialization failures; an internal
  * failure reaches the client as a plain message; idempotency keys give one
- * effect and one answer per key, 409 for another body, even for 8 twins at
- * once. */
+ * effect and one answer per key (and per caller: the user of the access
+ * token), 409 for another body, even for 8 twins at once. The server runs as
+ * every service does: mutual TLS with the tests' PKI and the token check
+ * (sb_test_pki.h). */
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -17,6 +19,7 @@
 #include "sb/log.h"
 #include "sb/service.h"
 #include "sb_test_env.h"
+#include "sb_test_pki.h"
 
 #define DB "sb_test_service_call"
 
@@ -122,6 +125,7 @@ static void setup(void)
     srv = sb_server_new("127.0.0.1:0", 10);
     sb_server_add_service_run(srv, &sb__test__ledger_service__descriptor, methods,
                               sizeof methods / sizeof methods[0], &svc, sb_service_call);
+    sb_test_server_authn(srv);
     cr_assert_eq(sb_server_start(srv, &err), SB_OK, "%s", err.buf);
     char target[64];
     snprintf(target, sizeof target, "127.0.0.1:%d", sb_server_port(srv));
@@ -134,6 +138,7 @@ static void teardown(void)
     sb_channels_free_all();
     sb_server_shutdown(srv, 1000);
     sb_server_free(srv);
+    sb_test_authn_free();
     sb_pg_pool_free(pool);
 }
 
@@ -193,7 +198,7 @@ static void *run_deposit(void *arg)
     req.amount = c->amount;
     req.sleep_ms = c->sleep_ms;
     req.idempotency_key = (char *)(c->key ? c->key : "");
-    sb_call_opts_t o = {.timeout_ms = 20000, .user_id = c->user ? c->user : "u-1", .user_role = "USER"};
+    sb_call_opts_t o = {.timeout_ms = 20000, .token = sb_test_token(a, c->user ? c->user : "u-1", "USER")};
     Sb__Test__DepositReply *resp = NULL;
     c->st = sb_rpc_call(ch, &sb__test__ledger_service__descriptor, c->method ? c->method : "Deposit",
                         &req.base, a, (ProtobufCMessage **)&resp, &o, &err);

@@ -1,5 +1,9 @@
-/* Redis (hiredis) client with reconnect. One connection behind a mutex;
- * commands are short (denylist, rate limits, idempotency keys). */
+/* Redis (hiredis) client. One connection behind a mutex; commands are short
+ * (denylist, rate limits, idempotency keys). Every wait is bounded by
+ * REDIS_TIMEOUT_MS (default 500): connecting, each command, and the wait for
+ * the connection. A connection the server closed is replaced and the command
+ * sent once more; after a timeout or a failed connect, calls fail at once
+ * for a short backoff (100 ms doubling to 1 s), then the next call reconnects. */
 #ifndef SB_REDIS_H
 #define SB_REDIS_H
 #include <hiredis/hiredis.h>
@@ -14,11 +18,16 @@ typedef struct sb_redis sb_redis_t;
  * down now. Caller frees with sb_redis_free. */
 sb_redis_t *sb_redis_new(const char *url, sb_buf_t *err);
 void sb_redis_free(sb_redis_t *r);
-/* Runs one command (hiredis format). On an I/O error reconnects and retries
- * once. Returns the reply (caller frees with freeReplyObject) or NULL with err
- * set. A Redis error reply is returned as a reply of type REDIS_REPLY_ERROR. */
+/* Runs one command (hiredis format). OK with *out the reply (caller frees with
+ * freeReplyObject; a Redis error reply is a reply of type REDIS_REPLY_ERROR),
+ * or UNAVAILABLE with *out NULL and err saying why ("redis 127.0.0.1:6379
+ * unavailable: no answer within 500 ms") when Redis cannot be reached, does
+ * not answer in time, or is in its reconnect backoff. Waits at most about
+ * twice REDIS_TIMEOUT_MS (the connection's turn, then the answer). */
+sb_status_t sb_redis_call(sb_redis_t *r, redisReply **out, sb_buf_t *err, const char *fmt, ...);
+/* The same returning the reply, or NULL (UNAVAILABLE) with err set. */
 redisReply *sb_redis_cmd(sb_redis_t *r, sb_buf_t *err, const char *fmt, ...);
-/* PING: true when the server answers. */
+/* PING: true when the server answers (within the timeout). */
 bool sb_redis_ping(sb_redis_t *r);
 
 #endif

@@ -188,6 +188,13 @@ typedef struct sb_channel sb_channel_t;
 sb_channel_t *sb_channel_get_service(const char *name);
 sb_channel_t *sb_channel_get_for(const char *target, const char *service);
 sb_channel_t *sb_channel_get(const char *target);
+/* sb_channel_get_for presenting the certificate cert_file (with its key
+ * key_file) instead of this process's own (TLS_CERT_FILE): for a process
+ * that calls as more than one service, i.e. the tests calling as a given
+ * service (tests/integration/sb_test_pki.h). cert_file NULL: the process's
+ * own, as sb_channel_get_for. Cached per (target, name, certificate). */
+sb_channel_t *sb_channel_get_with_identity(const char *target, const char *service, const char *cert_file,
+                                           const char *key_file);
 void sb_channels_free_all(void);
 
 typedef struct sb_call_opts {

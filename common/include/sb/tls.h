@@ -22,14 +22,8 @@
  * certificate (pki.sh, cert-manager) is served without a restart. Channels
  * keep the credentials they were created with.
  *
- * TODO(zero-trust wiring): while TLS_CA_FILE, TLS_CERT_FILE and TLS_KEY_FILE
- * are all unset, this module runs plaintext as if GRPC_INSECURE=1 (with a
- * warning) so the suite keeps running until certificates are wired into
- * scripts/test.sh, scripts/run.sh and the test harnesses
- * (tests/integration/sb_test_proc.c, tests/e2e/sbplatform.py). Once they are,
- * unset TLS variables without GRPC_INSECURE=1 must fail start-up: make
- * sb_tls_insecure() return GRPC_INSECURE only and let the credentials
- * functions report the missing variables. */
+ * Unset TLS variables are an error (start-up fails naming them), never a
+ * quiet fallback to plaintext: only GRPC_INSECURE=1 turns TLS off. */
 #ifndef SB_TLS_H
 #define SB_TLS_H
 #include <stdbool.h>
@@ -44,8 +38,8 @@
 #define SB_TLS_ENV_KEY "TLS_KEY_FILE"
 #define SB_TLS_ENV_INSECURE "GRPC_INSECURE"
 
-/* true when gRPC runs plaintext: GRPC_INSECURE=1 (or, for now, no TLS_*
- * variable set; see the TODO above). Logs a warning the first time. */
+/* true when gRPC runs plaintext: GRPC_INSECURE=1. Logs a warning the first
+ * time. */
 bool sb_tls_insecure(void);
 
 /* Listener credentials: SSL with this process's certificate, client
@@ -62,6 +56,11 @@ grpc_server_credentials *sb_tls_server_creds(sb_buf_t *err);
  * sb_tls_insecure(). NULL with a reason in err. Caller releases with
  * grpc_channel_credentials_release. */
 grpc_channel_credentials *sb_tls_channel_creds(sb_buf_t *err);
+/* The same presenting the certificate cert_file with its key key_file
+ * instead of TLS_CERT_FILE/TLS_KEY_FILE (both NULL: none). For a process
+ * that calls under more than one identity: the test harness calling as a
+ * given service (sb_channel_get_with_identity in sb/rpc.h). */
+grpc_channel_credentials *sb_tls_channel_creds_as(const char *cert_file, const char *key_file, sb_buf_t *err);
 
 /* The name of the service that made this (server-side) call: the CN of its
  * verified client certificate, or the first DNS SAN when there is no CN.
