@@ -33,43 +33,6 @@
 #include "sb/log.h"
 #include "sb/util.h"
 
-/* Signs c with alg and key into *token (caller frees); an ES256 token also
- * names its key (kid) and its audience. */
-static sb_status_t issue(const sb_jwt_claims_t *c, jwt_alg_t alg, const void *key, size_t key_len, const char *kid,
-                         char **token, sb_buf_t *err)
-{
-    bool es256 = alg == JWT_ALG_ES256;
-    jwt_t *j = NULL;
-    sb_status_t st = SB_INTERNAL;
-    *token = NULL;
-    if (jwt_new(&j) != 0) {
-        sb_buf_adds(err, "jwt: cannot allocate");
-        return SB_INTERNAL;
-    }
-    if ((es256 && jwt_add_header(j, "kid", kid)) || jwt_add_grant(j, "iss", SB_JWT_ISSUER) ||
-        (es256 && jwt_add_grant(j, "aud", SB_JWT_AUDIENCE)) || jwt_add_grant(j, "sub", c->sub) ||
-        jwt_add_grant(j, "role", c->role) || jwt_add_grant(j, "jti", c->jti) ||
-        jwt_add_grant_int(j, "iat", (long)c->iat) || jwt_add_grant_int(j, "exp", (long)c->exp) ||
-        jwt_set_alg(j, alg, key, (int)key_len)) {
-        sb_buf_adds(err, "jwt: cannot set claims");
-        goto out_free;
-    }
-    *token = jwt_encode_str(j);
-    if (!*token) {
-        sb_buf_adds(err, "jwt: cannot sign");
-        goto out_free;
-    }
-    st = SB_OK;
-out_free:
-    jwt_free(j); /* scrubs its copy of the key */
-    return st;
-}
-
-sb_status_t sb_jwt_issue(const char *secret, const sb_jwt_claims_t *c, char **token, sb_buf_t *err)
-{
-    return issue(c, JWT_ALG_HS256, secret, strlen(secret), NULL, token, err);
-}
-
 static sb_status_t deny(sb_buf_t *err, const char *why)
 {
     sb_buf_adds(err, why);
@@ -255,59 +218,6 @@ static bool claims_ok(const json_t *g, int64_t now, bool want_aud, sb_jwt_claims
     return true;
 }
 
-/* The claims of grants (a JSON object; anything else, NULL included, is
- * malformed) into out: OK when they are acceptable, out zeroed otherwise.
- * Takes grants' reference. */
-static sb_status_t claims_of(json_t *grants, int64_t now, bool want_aud, sb_jwt_claims_t *out, sb_buf_t *err)
-{
-    sb_status_t st = SB_UNAUTHENTICATED;
-    if (!json_is_object(grants))
-        sb_buf_adds(err, "malformed token claims");
-    else if (claims_ok(grants, now, want_aud, out, err))
-        st = SB_OK;
-    json_decref(grants);
-    if (st != SB_OK)
-        memset(out, 0, sizeof *out);
-    return st;
-}
-
-sb_status_t sb_jwt_verify(const char *secret, const char *token, int64_t now, sb_jwt_claims_t *out,
-                          sb_buf_t *err)
-{
-    memset(out, 0, sizeof *out);
-    const char *why = shape_error(token);
-    if (!why)
-        why = header_check(token, "HS256", SIG_HS256, NULL);
-    if (why)
-        return deny(err, why);
-    jwt_t *j = NULL;
-    if (jwt_decode(&j, token, (const unsigned char *)secret, (int)strlen(secret)) != 0 || !j)
-        return deny(err, "invalid token signature");
-    /* pinned again after decode, whatever libjwt made of the header */
-    bool alg_ok = jwt_get_alg(j) == JWT_ALG_HS256;
-    char *gj = alg_ok ? jwt_get_grants_json(j, NULL) : NULL;
-    jwt_free(j);
-    if (!alg_ok)
-        return deny(err, "token algorithm not accepted");
-    json_t *grants = gj ? json_loads(gj, 0, NULL) : NULL;
-    free(gj);
-    return claims_of(grants, now, false, out, err);
-}
-
-const char *sb_jwt_secret_from_env(void)
-{
-    const char *s = sb_cfg_str("JWT_SECRET", NULL);
-    if (!s) {
-        sb_error("JWT_SECRET is not set");
-        return NULL;
-    }
-    if (strlen(s) < SB_JWT_MIN_SECRET) {
-        sb_error("JWT_SECRET is shorter than %d bytes (256 bits)", SB_JWT_MIN_SECRET);
-        return NULL;
-    }
-    return s;
-}
-
 /* ---- ES256: signer, keyset, JWKS ---- */
 
 #define KEY_FILE_MAX 8192 /* a PEM EC key is ~250 bytes */
@@ -479,7 +389,30 @@ void sb_jwt_signer_free(sb_jwt_signer_t *s)
 sb_status_t sb_jwt_issue_es256(const sb_jwt_signer_t *s, const sb_jwt_claims_t *c, char **token,
                                sb_buf_t *err)
 {
-    return issue(c, JWT_ALG_ES256, s->pem, s->pem_len, s->kid, token, err);
+    jwt_t *j = NULL;
+    sb_status_t st = SB_INTERNAL;
+    *token = NULL;
+    if (jwt_new(&j) != 0) {
+        sb_buf_adds(err, "jwt: cannot allocate");
+        return SB_INTERNAL;
+    }
+    if (jwt_add_header(j, "kid", s->kid) || jwt_add_grant(j, "iss", SB_JWT_ISSUER) ||
+        jwt_add_grant(j, "aud", SB_JWT_AUDIENCE) || jwt_add_grant(j, "sub", c->sub) ||
+        jwt_add_grant(j, "role", c->role) || jwt_add_grant(j, "jti", c->jti) ||
+        jwt_add_grant_int(j, "iat", (long)c->iat) || jwt_add_grant_int(j, "exp", (long)c->exp) ||
+        jwt_set_alg(j, JWT_ALG_ES256, (const unsigned char *)s->pem, (int)s->pem_len)) {
+        sb_buf_adds(err, "jwt: cannot set claims");
+        goto out_free;
+    }
+    *token = jwt_encode_str(j);
+    if (!*token) {
+        sb_buf_adds(err, "jwt: cannot sign");
+        goto out_free;
+    }
+    st = SB_OK;
+out_free:
+    jwt_free(j); /* scrubs its copy of the key */
+    return st;
 }
 
 /* Loads one public key file into k (kid already set). */
@@ -734,5 +667,17 @@ sb_status_t sb_jwt_verify_es256(sb_jwt_keyset_t *ks, const char *token, int64_t 
     long n = b64url_decode(payload, (size_t)(sig - 1 - payload), raw, sizeof raw);
     json_t *grants =
         n > 0 ? json_loadb((const char *)raw, (size_t)n, JSON_REJECT_DUPLICATES, NULL) : NULL;
-    return claims_of(grants, now, true, out, err);
+    sb_status_t st = SB_UNAUTHENTICATED;
+    if (!json_is_object(grants)) {
+        sb_buf_adds(err, "malformed token claims");
+        goto out_free;
+    }
+    if (!claims_ok(grants, now, true, out, err))
+        goto out_free;
+    st = SB_OK;
+out_free:
+    json_decref(grants);
+    if (st != SB_OK)
+        memset(out, 0, sizeof *out);
+    return st;
 }

@@ -62,7 +62,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static int quiet;
     if (!quiet++)
         sb_log_set_level(SB_LOG_ERROR);
-    static const char secret[] = "fuzz-secret-0123456789abcdef0123456789abcdef";
     const int64_t now = 1800000000;
     char tok[SB_JWT_MAX_TOKEN + 1];
     if (size > SB_JWT_MAX_TOKEN)
@@ -71,11 +70,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     tok[size] = '\0';
     sb_jwt_claims_t c;
     sb_buf_t err = SB_BUF_INIT;
-    if (sb_jwt_verify(secret, tok, now, &c, &err) == SB_OK && !claims_complete(&c, now))
-        __builtin_trap(); /* accepted a token without the claims it must carry */
-    sb_buf_reset(&err);
     if (sb_jwt_verify_es256(fuzz_keyset(), tok, now, &c, &err) == SB_OK && !claims_complete(&c, now))
-        __builtin_trap();
+        __builtin_trap(); /* accepted a token without the claims it must carry */
     sb_buf_release(&err);
     return 0;
 }

@@ -17,10 +17,7 @@
  *
  * The signature's length is checked too (86 base64url characters for ES256,
  * 43 for HS256): libjwt 1.10 writes past its buffer decoding an empty one.
- *
- * HS256 (sb_jwt_issue / sb_jwt_verify, a shared secret) is the previous
- * scheme, kept until its call sites move to ES256; it pins its algorithm from
- * the header the same way. */
+ */
 #ifndef SB_JWT_H
 #define SB_JWT_H
 #include <stddef.h>
@@ -31,7 +28,6 @@
 
 #define SB_JWT_ISSUER "showbook-auth"
 #define SB_JWT_AUDIENCE "showbook" /* aud of ES256 tokens */
-#define SB_JWT_MIN_SECRET 32       /* bytes: 256 bits */
 #define SB_JWT_MAX_TOKEN 4096
 #define SB_JWT_MAX_KID 64  /* [A-Za-z0-9_-]{1,64} */
 #define SB_JWT_MAX_KEYS 32 /* public keys in a keyset */
@@ -94,17 +90,5 @@ void sb_jwt_keyset_jwks(sb_jwt_keyset_t *ks, sb_buf_t *out);
  * denylist (jti) is the caller's. */
 sb_status_t sb_jwt_verify_es256(sb_jwt_keyset_t *ks, const char *token, int64_t now,
                                 sb_jwt_claims_t *out, sb_buf_t *err);
-
-/* ---- HS256 (previous scheme, shared secret) ---- */
-
-/* Signs claims (iss is set to SB_JWT_ISSUER). *token is heap memory the
- * caller frees with free(). */
-sb_status_t sb_jwt_issue(const char *secret, const sb_jwt_claims_t *c, char **token, sb_buf_t *err);
-/* Verifies signature, algorithm, issuer, iat, exp (against now, unix seconds)
- * and the presence of sub/role/jti. UNAUTHENTICATED with a reason otherwise. */
-sb_status_t sb_jwt_verify(const char *secret, const char *token, int64_t now, sb_jwt_claims_t *out,
-                          sb_buf_t *err);
-/* The secret from JWT_SECRET; NULL (logged) when unset or shorter than 256 bits. */
-const char *sb_jwt_secret_from_env(void);
 
 #endif
