@@ -76,8 +76,7 @@ sb_admin_t *sb_admin_start(int port, _Bool (*ready)(void *arg), void *arg, sb_bu
 
 void sb_admin_stop(sb_admin_t *a)
 {
-    if (!a)
-        return;
-    MHD_stop_daemon(a->d);
+    if (a)
+        MHD_stop_daemon(a->d);
     free(a);
 }

@@ -13,6 +13,14 @@ const char *sb_cfg_str(const char *name, const char *def)
     return (v && *v) ? v : def;
 }
 
+const char *sb_cfg_need(const char *name, sb_buf_t *err)
+{
+    const char *v = sb_cfg_str(name, NULL);
+    if (!v)
+        sb_buf_addf(err, "%s is not set", name);
+    return v;
+}
+
 long sb_cfg_int(const char *name, long def, long min, long max)
 {
     const char *v = getenv(name);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sb/pb.h"
 #include "sb/util.h"
 
 #define DEFAULT_WAIT_MS 5000
@@ -173,4 +174,28 @@ long sb_db_affected(const PGresult *r)
 const char *sb_db_get(const PGresult *r, int row, int col)
 {
     return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+void sb_db_row_to_pb(const PGresult *r, int row, ProtobufCMessage *m)
+{
+    int n = PQnfields(r);
+    for (int col = 0; col < n; col++) {
+        const ProtobufCFieldDescriptor *f =
+            protobuf_c_message_descriptor_get_field_by_name(m->descriptor, PQfname(r, col));
+        if (f && !PQgetisnull(r, row, col))
+            sb_pb_set_text(m, f, PQgetvalue(r, row, col));
+    }
+}
+
+void *sb_db_rows_to_pb(sb_arena_t *a, const PGresult *r, int from, int to, const ProtobufCMessageDescriptor *d)
+{
+    size_t n = to > from ? (size_t)(to - from) : 0;
+    ProtobufCMessage **out = SB_ARENA_NEW(a, ProtobufCMessage *, n);
+    char *messages = sb_arena_alloc_array(a, n, d->sizeof_message);
+    for (size_t i = 0; i < n; i++) {
+        out[i] = (ProtobufCMessage *)(messages + i * d->sizeof_message);
+        protobuf_c_message_init(d, out[i]);
+        sb_db_row_to_pb(r, from + (int)i, out[i]);
+    }
+    return out;
 }

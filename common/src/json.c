@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sb/pb.h"
+
 void sb_json_name(const char *p, char *out, size_t n)
 {
     size_t o = 0;
@@ -38,30 +40,6 @@ static const ProtobufCFieldDescriptor *find_field(const ProtobufCMessageDescript
             return f;
     }
     return NULL;
-}
-
-static size_t type_size(ProtobufCType t)
-{
-    switch (t) {
-    case PROTOBUF_C_TYPE_INT32:
-    case PROTOBUF_C_TYPE_SINT32:
-    case PROTOBUF_C_TYPE_SFIXED32:
-    case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_FIXED32:
-    case PROTOBUF_C_TYPE_ENUM: return 4;
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-    case PROTOBUF_C_TYPE_DOUBLE: return 8;
-    case PROTOBUF_C_TYPE_FLOAT: return 4;
-    case PROTOBUF_C_TYPE_BOOL: return sizeof(protobuf_c_boolean);
-    case PROTOBUF_C_TYPE_STRING:
-    case PROTOBUF_C_TYPE_MESSAGE: return sizeof(void *);
-    case PROTOBUF_C_TYPE_BYTES: return sizeof(ProtobufCBinaryData);
-    }
-    return 0;
 }
 
 /* ------------------------------------------------------------- decoding */
@@ -181,7 +159,7 @@ static sb_status_t fill_message(ProtobufCMessage *m, json_t *obj, sb_arena_t *a,
             size_t n = json_array_size(v);
             if (n > 10000)
                 return bad(err, sub, "too many elements");
-            size_t sz = type_size(f->type);
+            size_t sz = sb_pb_value_size(f->type);
             char *arr = sb_arena_alloc(a, n * sz + 1);
             for (size_t i = 0; i < n; i++) {
                 char el[280];
@@ -197,11 +175,7 @@ static sb_status_t fill_message(ProtobufCMessage *m, json_t *obj, sb_arena_t *a,
         sb_status_t st = parse_value(f, v, base + f->offset, a, sub, depth, flags, err);
         if (st != SB_OK)
             return st;
-        if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)
-            *(uint32_t *)(base + f->quantifier_offset) = f->id;
-        else if (f->label == PROTOBUF_C_LABEL_OPTIONAL && f->quantifier_offset &&
-                 f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE)
-            *(protobuf_c_boolean *)(base + f->quantifier_offset) = 1;
+        sb_pb_mark_present(m, f);
     }
     return SB_OK;
 }
@@ -289,8 +263,7 @@ static sb_status_t parse_value(const ProtobufCFieldDescriptor *f, json_t *v, voi
         return SB_OK;
     case PROTOBUF_C_TYPE_MESSAGE: {
         const ProtobufCMessageDescriptor *md = f->descriptor;
-        ProtobufCMessage *sub = sb_arena_alloc(a, md->sizeof_message);
-        protobuf_c_message_init(md, sub);
+        ProtobufCMessage *sub = sb_pb_new(a, md);
         *(ProtobufCMessage **)slot = sub;
         return fill_message(sub, v, a, path, depth + 1, flags, err);
     }
@@ -312,8 +285,7 @@ sb_status_t sb_json_decode(const ProtobufCMessageDescriptor *d, const char *body
 sb_status_t sb_json_decode_flags(const ProtobufCMessageDescriptor *d, const char *body, size_t len,
                                  unsigned flags, sb_arena_t *a, ProtobufCMessage **out, sb_buf_t *err)
 {
-    ProtobufCMessage *m = sb_arena_alloc(a, d->sizeof_message);
-    protobuf_c_message_init(d, m);
+    ProtobufCMessage *m = sb_pb_new(a, d);
     *out = m;
     size_t i = 0;
     while (i < len && (body[i] == ' ' || body[i] == '\n' || body[i] == '\r' || body[i] == '\t'))
@@ -386,20 +358,8 @@ static void put_message(const ProtobufCMessage *m, sb_buf_t *out)
     for (unsigned i = 0; i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];
         const void *slot = base + f->offset;
-        if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
-            if (*(const uint32_t *)(base + f->quantifier_offset) != f->id)
-                continue;
-        } else if (f->label == PROTOBUF_C_LABEL_OPTIONAL) {
-            if (f->type == PROTOBUF_C_TYPE_STRING || f->type == PROTOBUF_C_TYPE_MESSAGE) {
-                if (!*(void *const *)slot)
-                    continue;
-            } else if (!*(const protobuf_c_boolean *)(base + f->quantifier_offset)) {
-                continue;
-            }
-        } else if (f->type == PROTOBUF_C_TYPE_MESSAGE && f->label != PROTOBUF_C_LABEL_REPEATED &&
-                   !*(void *const *)slot) {
-            continue; /* unset sub-message */
-        }
+        if (!sb_pb_has(m, f))
+            continue; /* an unset optional, oneof member or sub-message */
         char jn[128];
         sb_json_name(f->name, jn, sizeof jn);
         if (!first)
@@ -410,7 +370,7 @@ static void put_message(const ProtobufCMessage *m, sb_buf_t *out)
         if (f->label == PROTOBUF_C_LABEL_REPEATED) {
             size_t n = *(const size_t *)(base + f->quantifier_offset);
             const char *arr = *(const char *const *)slot;
-            size_t sz = type_size(f->type);
+            size_t sz = sb_pb_value_size(f->type);
             sb_buf_addch(out, '[');
             for (size_t j = 0; j < n; j++) {
                 if (j)

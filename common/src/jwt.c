@@ -319,37 +319,46 @@ static bool kid_of(const char *path, const char *suffix, char kid[SB_JWT_MAX_KID
     return true;
 }
 
+/* Reads the PEM file path into *pem (the caller releases it) and parses the
+ * EC P-256 key in it, private or public; NULL, with err saying why, when
+ * there is none. The caller frees the key with EVP_PKEY_free. */
+static EVP_PKEY *read_p256(const char *path, bool private_key, sb_buf_t *pem, sb_buf_t *err)
+{
+    if (!read_small(path, KEY_FILE_MAX, pem, err))
+        return NULL;
+    BIO *bio = BIO_new_mem_buf(pem->buf, (int)pem->len);
+    EVP_PKEY *pk = !bio         ? NULL
+                   : private_key ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL)
+                                 : PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    if (pk && is_p256(pk))
+        return pk;
+    EVP_PKEY_free(pk);
+    sb_buf_addf(err, "%s is not an EC P-256 %s key (PEM)", path, private_key ? "private" : "public");
+    return NULL;
+}
+
 sb_jwt_signer_t *sb_jwt_signer_load(const char *key_file, sb_buf_t *err)
 {
     sb_jwt_signer_t *s = sb_calloc(1, sizeof *s);
     sb_buf_t pem = SB_BUF_INIT;
-    BIO *bio = NULL;
     EVP_PKEY *pk = NULL;
     if (!kid_of(key_file, ".key", s->kid)) {
         sb_buf_addf(err, "%s: a signing key file is named <kid>.key, kid [A-Za-z0-9_-]{1,%d}", key_file,
                     SB_JWT_MAX_KID);
         goto out_fail;
     }
-    if (!read_small(key_file, KEY_FILE_MAX, &pem, err))
+    if (!(pk = read_p256(key_file, true, &pem, err)))
         goto out_fail;
-    bio = BIO_new_mem_buf(pem.buf, (int)pem.len);
-    pk = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
-    if (!pk || !is_p256(pk)) {
-        sb_buf_addf(err, "%s is not an EC P-256 private key (PEM)", key_file);
-        goto out_fail;
-    }
+    EVP_PKEY_free(pk); /* checked; libjwt signs from the PEM text */
     struct stat st;
     if (stat(key_file, &st) == 0 && (st.st_mode & 077))
         sb_warn("signing key %s is readable by group or others (mode %o)", key_file,
                 (unsigned)(st.st_mode & 0777));
-    EVP_PKEY_free(pk);
-    BIO_free(bio);
     s->pem_len = pem.len;
     s->pem = sb_buf_detach(&pem, NULL);
     return s;
 out_fail:
-    EVP_PKEY_free(pk);
-    BIO_free(bio);
     sb_buf_release(&pem);
     free(s);
     return NULL;
@@ -357,12 +366,8 @@ out_fail:
 
 sb_jwt_signer_t *sb_jwt_signer_from_env(sb_buf_t *err)
 {
-    const char *f = sb_cfg_str("JWT_SIGNING_KEY_FILE", NULL);
-    if (!f || !*f) {
-        sb_buf_adds(err, "JWT_SIGNING_KEY_FILE is not set");
-        return NULL;
-    }
-    return sb_jwt_signer_load(f, err);
+    const char *f = sb_cfg_need("JWT_SIGNING_KEY_FILE", err);
+    return f ? sb_jwt_signer_load(f, err) : NULL;
 }
 
 const char *sb_jwt_signer_kid(const sb_jwt_signer_t *s)
@@ -414,18 +419,11 @@ out_free:
 static bool key_load(const char *path, struct jwt_key *k, sb_buf_t *err)
 {
     sb_buf_t pem = SB_BUF_INIT;
-    BIO *bio = NULL;
-    EVP_PKEY *pk = NULL;
     BIGNUM *x = NULL, *y = NULL;
     bool ok = false;
-    if (!read_small(path, KEY_FILE_MAX, &pem, err))
+    EVP_PKEY *pk = read_p256(path, false, &pem, err);
+    if (!pk)
         goto out;
-    bio = BIO_new_mem_buf(pem.buf, (int)pem.len);
-    pk = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
-    if (!pk || !is_p256(pk)) {
-        sb_buf_addf(err, "%s is not an EC P-256 public key (PEM)", path);
-        goto out;
-    }
     unsigned char bx[32], by[32];
     if (!EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_EC_PUB_X, &x) ||
         !EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_EC_PUB_Y, &y) || BN_bn2binpad(x, bx, 32) != 32 ||
@@ -442,7 +440,6 @@ out:
     BN_free(x);
     BN_free(y);
     EVP_PKEY_free(pk);
-    BIO_free(bio);
     sb_buf_release(&pem);
     return ok;
 }
@@ -522,12 +519,8 @@ sb_jwt_keyset_t *sb_jwt_keyset_load(const char *dir, sb_buf_t *err)
 
 sb_jwt_keyset_t *sb_jwt_keyset_from_env(sb_buf_t *err)
 {
-    const char *d = sb_cfg_str("JWT_PUBLIC_KEYS_DIR", NULL);
-    if (!d || !*d) {
-        sb_buf_adds(err, "JWT_PUBLIC_KEYS_DIR is not set");
-        return NULL;
-    }
-    return sb_jwt_keyset_load(d, err);
+    const char *d = sb_cfg_need("JWT_PUBLIC_KEYS_DIR", err);
+    return d ? sb_jwt_keyset_load(d, err) : NULL;
 }
 
 sb_status_t sb_jwt_keyset_reload(sb_jwt_keyset_t *ks, sb_buf_t *err)

@@ -44,12 +44,17 @@ const char *sb_log_trace(void)
     return trace;
 }
 
-static void vlog(sb_log_level_t lvl, const char *fields, const char *fmt, va_list ap)
+void sb_log_fields(sb_log_level_t lvl, const char *fields, const char *fmt, ...)
 {
+    if (lvl < min_level)
+        return;
     char ts[32];
     sb_time_rfc3339(sb_now_ms(), ts);
     sb_buf_t msg = SB_BUF_INIT, line = SB_BUF_INIT;
+    va_list ap;
+    va_start(ap, fmt);
     sb_buf_vaddf(&msg, fmt, ap);
+    va_end(ap);
     sb_buf_addf(&line, "{\"ts\":\"%s\",\"level\":\"%s\",\"svc\":", ts, level_names[lvl]);
     sb_buf_add_json_str(&line, service, strlen(service));
     if (trace[0]) {
@@ -67,24 +72,4 @@ static void vlog(sb_log_level_t lvl, const char *fields, const char *fmt, va_lis
     fwrite(line.buf, 1, line.len, stderr);
     sb_buf_release(&msg);
     sb_buf_release(&line);
-}
-
-void sb_log(sb_log_level_t lvl, const char *fmt, ...)
-{
-    if (lvl < min_level)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vlog(lvl, NULL, fmt, ap);
-    va_end(ap);
-}
-
-void sb_log_fields(sb_log_level_t lvl, const char *fields, const char *fmt, ...)
-{
-    if (lvl < min_level)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vlog(lvl, fields, fmt, ap);
-    va_end(ap);
 }

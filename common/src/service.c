@@ -53,6 +53,12 @@ static sb_status_t verify_token(void *arg, const char *token, sb_jwt_claims_t *o
 int sb_service_main(const sb_service_def_t *def)
 {
     sb_log_init(def->name);
+    sb_buf_t err = SB_BUF_INIT;
+    if (def->check && def->check(&err) != SB_OK) {
+        sb_error("%s service refuses to start: %s", def->name, err.buf);
+        sb_buf_release(&err);
+        return 1;
+    }
     /* Block the stop signals in every thread; the main thread waits for them. */
     sigset_t stop;
     sigemptyset(&stop);
@@ -73,7 +79,6 @@ int sb_service_main(const sb_service_def_t *def)
 
     sb_service_t svc = {.def = def};
     sb_admin_t *admin = NULL;
-    sb_buf_t err = SB_BUF_INIT;
     int rc = 1;
 
     const char *ns = sb_cfg_str("SB_NAMESPACE", "");

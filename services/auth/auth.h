@@ -26,11 +26,8 @@ static inline const auth_config_t *auth_config_of(sb_service_t *svc)
 }
 
 /* ---- handlers ---- */
-sb_status_t auth_login(sb_rpc_ctx_t *ctx, const void *in, void *out);     /* tokens.c */
-sb_status_t auth_refresh(sb_rpc_ctx_t *ctx, const void *in, void *out);   /* tokens.c */
-sb_status_t auth_logout(sb_rpc_ctx_t *ctx, const void *in, void *out);    /* tokens.c */
-sb_status_t auth_authorize(sb_rpc_ctx_t *ctx, const void *in, void *out); /* authorize.c */
-sb_status_t auth_get_jwks(sb_rpc_ctx_t *ctx, const void *in, void *out);  /* authorize.c */
+sb_rpc_handler_t auth_login, auth_refresh, auth_logout; /* tokens.c */
+sb_rpc_handler_t auth_authorize, auth_get_jwks;         /* authorize.c */
 /* Serialises revocations and rotations of one user's tokens (tokens.c). */
 sb_status_t auth_lock_user(sb_pg_conn_t *c, const char *user_id, sb_buf_t *err);
 

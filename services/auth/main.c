@@ -9,8 +9,6 @@
 #include "sb/log.h"
 #include "sb/registry.h"
 
-SB_SERVICE_MIGRATIONS(auth);
-
 static auth_config_t config;
 
 static sb_status_t auth_init(sb_service_t *svc, sb_buf_t *err)
@@ -51,17 +49,4 @@ static const sb_event_handler_t events[] = {
     {"member.password_changed", &sb__events__member_password_changed__descriptor, auth_on_password_changed},
 };
 
-static const sb_service_def_t def = {
-    .name = "auth",
-    .descriptor = &sb__auth__auth_service__descriptor,
-    SB_METHODS(methods),
-    .migrations = &sb_auth_migrations,
-    SB_EVENTS(events),
-    .init = auth_init,
-    .fini = auth_fini,
-};
-
-int main(void)
-{
-    return sb_service_main(&def);
-}
+SB_SERVICE_MAIN(auth, SB_METHODS(methods), SB_EVENTS(events), .init = auth_init, .fini = auth_fini);

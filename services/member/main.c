@@ -12,8 +12,6 @@
 #include "sb/log.h"
 #include "sb/service.h"
 
-SB_SERVICE_MIGRATIONS(member);
-
 /* Signup, GetMember and CheckCredentials are one statement each (plus a
  * best-effort rehash); UpdateMember and DeleteMember write the outbox with
  * the change. */
@@ -58,25 +56,6 @@ static void member_fini(sb_service_t *svc)
     svc->user = NULL;
 }
 
-static const sb_service_def_t def = {
-    .name = "member",
-    .descriptor = &sb__member__member_service__descriptor,
-    SB_METHODS(methods),
-    .migrations = &sb_member_migrations,
-    .init = member_init,
-    .fini = member_fini,
-};
-
-int main(void)
-{
-    /* A bad bootstrap setting stops the process before any server is touched. */
-    sb_log_init(def.name);
-    sb_buf_t err = SB_BUF_INIT;
-    if (member_bootstrap_check(&err) != SB_OK) {
-        sb_error("member service refuses to start: %s", err.buf);
-        sb_buf_release(&err);
-        return 1;
-    }
-    sb_buf_release(&err);
-    return sb_service_main(&def);
-}
+/* A bad bootstrap setting stops the process before any server is touched. */
+SB_SERVICE_MAIN(member, SB_METHODS(methods), .check = member_bootstrap_check, .init = member_init,
+                .fini = member_fini);

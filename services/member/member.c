@@ -17,11 +17,11 @@
 #include "sb/log.h"
 #include "sb/service.h"
 
-/* RFC 3339 UTC with milliseconds, like sb_time_rfc3339. */
-#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-/* The columns fill_member reads, in its order. Never the password hash. */
-#define MEMBER_COLS \
-    "user_id::text, login_id, name, email, phone, role, " TS("created_at") ", " TS("updated_at")
+/* A Member's columns, named as its fields (sb_db_row_to_pb). Never the
+ * password hash. */
+#define MEMBER_COLS                                                                            \
+    "user_id::text, login_id, name, email, phone, role, " SB_DB_TS("created_at") " AS created_at, " \
+    SB_DB_TS("updated_at") " AS updated_at"
 
 static const sb_pg_stmt_t insert_member = {
     "member_insert",
@@ -64,7 +64,7 @@ static const sb_pg_stmt_t withdraw_member = {
     "UPDATE members SET login_id = 'withdrawn:' || user_id::text, name = '', email = '',"
     " phone = '', password_hash = NULL, status = 'WITHDRAWN', withdrawn_at = now(),"
     " updated_at = now() WHERE user_id = $1::uuid AND status = 'ACTIVE'"
-    " RETURNING " TS("withdrawn_at")};
+    " RETURNING " SB_DB_TS("withdrawn_at")};
 
 static const char bad_credentials[] = "invalid login id or password";
 
@@ -76,20 +76,6 @@ static pw_hasher_t *hasher(const sb_rpc_ctx_t *ctx)
 static const char *str(const char *s)
 {
     return s ? s : "";
-}
-
-/* Row `row` of a MEMBER_COLS result into m; the strings stay in r, which the
- * call's arena owns. */
-static void fill_member(const PGresult *r, int row, Sb__Member__Member *m)
-{
-    m->user_id = PQgetvalue(r, row, 0);
-    m->login_id = PQgetvalue(r, row, 1);
-    m->name = PQgetvalue(r, row, 2);
-    m->email = PQgetvalue(r, row, 3);
-    m->phone = PQgetvalue(r, row, 4);
-    m->role = sb_role_parse(PQgetvalue(r, row, 5));
-    m->created_at = PQgetvalue(r, row, 6);
-    m->updated_at = PQgetvalue(r, row, 7);
 }
 
 /* A password hashing or verification failure: a full hasher or the deadline
@@ -159,7 +145,7 @@ sb_status_t member_signup(sb_rpc_ctx_t *ctx, const void *in, void *out)
         st = sb_rpc_fail(ctx, st, "login id already taken");
     if (st != SB_OK)
         goto out;
-    fill_member(r, 0, resp);
+    sb_db_row_to_pb(r, 0, &resp->base);
     sb_info("member %s signed up as %s", resp->user_id, sb_role_name(resp->role));
 out:
     sodium_memzero(hash, sizeof hash);
@@ -219,8 +205,7 @@ sb_status_t member_check_credentials(sb_rpc_ctx_t *ctx, const void *in, void *ou
         st = sb_rpc_fail(ctx, SB_UNAUTHENTICATED, "%s", bad_credentials);
         goto out;
     }
-    resp->user_id = PQgetvalue(r, 0, 0);
-    resp->role = sb_role_parse(PQgetvalue(r, 0, 1));
+    sb_db_row_to_pb(r, 0, &resp->base); /* user_id, role */
     if (pw_needs_rehash(hasher(ctx), hash))
         rehash(ctx, resp->user_id, hash, password);
     sb_debug("credentials accepted for member %s", resp->user_id);
@@ -239,7 +224,7 @@ sb_status_t member_get(sb_rpc_ctx_t *ctx, const void *in, void *out)
     sb_status_t st = target_member(ctx, req->user_id, &id);
     if (st != SB_OK || (st = member_row(ctx, ctx->db, &select_member, id, &r)) != SB_OK)
         return st;
-    fill_member(r, 0, out);
+    sb_db_row_to_pb(r, 0, out);
     return SB_OK;
 }
 
@@ -327,7 +312,7 @@ sb_status_t member_update(sb_rpc_ctx_t *ctx, const void *in, void *out)
     }
     if ((st = sb_db_exec(ctx->db, &update_member, &r, id, name, email, phone, new_hash)) != SB_OK)
         goto out;
-    fill_member(r, 0, resp);
+    sb_db_row_to_pb(r, 0, &resp->base);
     if (new_hash) {
         Sb__Events__MemberPasswordChanged ev = SB__EVENTS__MEMBER_PASSWORD_CHANGED__INIT;
         ev.user_id = resp->user_id;

@@ -86,10 +86,6 @@ typedef struct member_state {
     pw_hasher_t *pw;
 } member_state_t;
 
-sb_status_t member_signup(sb_rpc_ctx_t *ctx, const void *in, void *out);
-sb_status_t member_get(sb_rpc_ctx_t *ctx, const void *in, void *out);
-sb_status_t member_update(sb_rpc_ctx_t *ctx, const void *in, void *out);
-sb_status_t member_delete(sb_rpc_ctx_t *ctx, const void *in, void *out);
-sb_status_t member_check_credentials(sb_rpc_ctx_t *ctx, const void *in, void *out);
+sb_rpc_handler_t member_signup, member_get, member_update, member_delete, member_check_credentials;
 
 #endif

@@ -3,15 +3,4 @@
 #include "notification.pb-c.h"
 #include "sb/service.h"
 
-SB_SERVICE_MIGRATIONS(notification);
-
-static const sb_service_def_t def = {
-    .name = "notification",
-    .descriptor = &sb__notification__notification_service__descriptor,
-    .migrations = &sb_notification_migrations,
-};
-
-int main(void)
-{
-    return sb_service_main(&def);
-}
+SB_SERVICE_MAIN(notification);

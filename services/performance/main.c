@@ -11,8 +11,6 @@
 #include "performance.h"
 #include "sb/service.h"
 
-SB_SERVICE_MIGRATIONS(performance);
-
 /* Reads take one snapshot across the performance, its schedules and grades. */
 static const sb_rpc_method_t methods[] = {
     {"CreatePerformance", perf_create, .tx = SB_TX},
@@ -26,14 +24,4 @@ static const sb_rpc_method_t methods[] = {
     {"DeliverEvent", sb_service_deliver_event},
 };
 
-static const sb_service_def_t def = {
-    .name = "performance",
-    .descriptor = &sb__performance__performance_service__descriptor,
-    SB_METHODS(methods),
-    .migrations = &sb_performance_migrations,
-};
-
-int main(void)
-{
-    return sb_service_main(&def);
-}
+SB_SERVICE_MAIN(performance, SB_METHODS(methods));

@@ -167,12 +167,6 @@ Sb__Events__PerformanceSnapshot *perf_snapshot(sb_arena_t *a, const perf_row_t *
 
 /* ---- performance.c: the RPC handlers ---- */
 
-sb_status_t perf_create(sb_rpc_ctx_t *ctx, const void *in, void *out);
-sb_status_t perf_update(sb_rpc_ctx_t *ctx, const void *in, void *out);
-sb_status_t perf_get(sb_rpc_ctx_t *ctx, const void *in, void *out);
-sb_status_t perf_list_rpc(sb_rpc_ctx_t *ctx, const void *in, void *out);
-sb_status_t perf_approve(sb_rpc_ctx_t *ctx, const void *in, void *out);
-sb_status_t perf_reject(sb_rpc_ctx_t *ctx, const void *in, void *out);
-sb_status_t perf_cancel(sb_rpc_ctx_t *ctx, const void *in, void *out);
+sb_rpc_handler_t perf_create, perf_update, perf_get, perf_list_rpc, perf_approve, perf_reject, perf_cancel;
 
 #endif

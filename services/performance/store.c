@@ -8,17 +8,16 @@
 
 #include "performance.h"
 #include "sb/db.h"
-#include "sb/enum.h"
+#include "sb/pb.h"
 #include "sb/util.h"
 
-/* Unix milliseconds of a timestamptz (NULL stays NULL). */
-#define MS(col) "floor(extract(epoch from " col ") * 1000)::bigint"
-/* The columns fill_row reads, in its order. */
-#define PERF_COLS                                                                            \
-    "performance_id::text, planner_id::text, title, description, venue, category,"           \
-    " running_minutes, status, version, revision, reject_reason, cancel_reason, cancelled_by," \
-    " " MS("created_at") ", " MS("updated_at") ", " MS("approved_at") ","                     \
-    " floor(extract(epoch from created_at) * 1000000)::bigint"
+/* A performance's columns: the fields of a Performance by name
+ * (sb_db_row_to_pb), then what perf_row_t keeps beside it. */
+#define PERF_COLS                                                                                  \
+    "performance_id::text, planner_id::text, title, description, venue, category, running_minutes," \
+    " status, reject_reason, cancel_reason, " SB_DB_TS("created_at") " AS created_at,"               \
+    " " SB_DB_TS("updated_at") " AS updated_at, " SB_DB_TS("approved_at") " AS approved_at,"         \
+    " version, revision, cancelled_by, floor(extract(epoch from created_at) * 1000000)::bigint AS created_us"
 
 static const sb_pg_stmt_t select_perf = {
     "perf_select", "SELECT " PERF_COLS " FROM performances WHERE performance_id = $1::uuid"};
@@ -26,10 +25,15 @@ static const sb_pg_stmt_t select_perf = {
 static const sb_pg_stmt_t lock_perf = {
     "perf_lock", "SELECT " PERF_COLS " FROM performances WHERE performance_id = $1::uuid FOR UPDATE"};
 
+/* Schedule fields by name, then the time in unix ms and the schedule's own
+ * venue (NULL: the performance's). */
 static const sb_pg_stmt_t select_schedules = {
     "perf_schedules",
-    "SELECT performance_id::text, schedule_id::text, " MS("starts_at") ", venue FROM schedules"
-    " WHERE performance_id = ANY($1::uuid[]) ORDER BY performance_id, starts_at, schedule_id"};
+    "SELECT performance_id::text, schedule_id::text, " SB_DB_TS("starts_at") " AS starts_at,"
+    " floor(extract(epoch from starts_at) * 1000)::bigint AS starts_ms, venue FROM schedules"
+    " WHERE performance_id = ANY($1::uuid[])"
+    " ORDER BY performance_id, schedules.starts_at, schedule_id"}; /* the column, not the text */
+enum { S_PERF, S_ID, S_STARTS_AT, S_STARTS_MS, S_VENUE };
 
 static const sb_pg_stmt_t select_grades = {
     "perf_grades",
@@ -55,57 +59,39 @@ static const sb_pg_stmt_t list_perfs = {
     "   (timestamptz 'epoch' + $8::bigint * interval '1 microsecond', $9::uuid))"
     " ORDER BY p.created_at DESC, p.performance_id DESC LIMIT $10::int"};
 
-static char *time_str(sb_arena_t *a, const PGresult *r, int row, int col)
+static int64_t int64_col(const PGresult *r, int row, const char *name)
 {
-    if (PQgetisnull(r, row, col))
-        return "";
-    char ts[32];
-    sb_time_rfc3339(strtoll(PQgetvalue(r, row, col), NULL, 10), ts);
-    return sb_arena_strdup(a, ts);
-}
-
-static char *nullable(const PGresult *r, int row, int col)
-{
-    return PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col);
+    return strtoll(PQgetvalue(r, row, PQfnumber(r, name)), NULL, 10);
 }
 
 /* Row `row` of a PERF_COLS result into out (schedules and grades come
  * later). Strings stay in r, which the unit of work's arena owns. */
 static void fill_row(sb_arena_t *a, const PGresult *r, int row, perf_row_t *out)
 {
-    Sb__Performance__Performance *p = SB_ARENA_NEW(a, Sb__Performance__Performance, 1);
-    sb__performance__performance__init(p);
-    p->performance_id = PQgetvalue(r, row, 0);
-    p->planner_id = PQgetvalue(r, row, 1);
-    p->title = PQgetvalue(r, row, 2);
-    p->description = PQgetvalue(r, row, 3);
-    p->venue = PQgetvalue(r, row, 4);
-    p->category = PQgetvalue(r, row, 5);
-    p->running_minutes = atoi(PQgetvalue(r, row, 6));
-    p->status = sb_enum_value(&sb__performance__performance_status__descriptor, PQgetvalue(r, row, 7),
-                              SB__PERFORMANCE__PERFORMANCE_STATUS__PERFORMANCE_STATUS_UNSPECIFIED);
-    out->version = strtoll(PQgetvalue(r, row, 8), NULL, 10);
-    out->revision = strtoll(PQgetvalue(r, row, 9), NULL, 10);
-    p->reject_reason = nullable(r, row, 10);
-    p->cancel_reason = nullable(r, row, 11);
-    out->cancelled_by = nullable(r, row, 12);
-    p->created_at = time_str(a, r, row, 13);
-    p->updated_at = time_str(a, r, row, 14);
-    p->approved_at = time_str(a, r, row, 15);
-    out->created_us = strtoll(PQgetvalue(r, row, 16), NULL, 10);
-    out->pb = p;
+    out->pb = (Sb__Performance__Performance *)sb_pb_new(a, &sb__performance__performance__descriptor);
+    sb_db_row_to_pb(r, row, &out->pb->base);
+    out->version = int64_col(r, row, "version");
+    out->revision = int64_col(r, row, "revision");
+    const char *by = sb_db_get(r, row, PQfnumber(r, "cancelled_by"));
+    out->cancelled_by = (char *)(by ? by : "");
+    out->created_us = int64_col(r, row, "created_us");
 }
 
-static perf_row_t *find_row(perf_row_t *rows, size_t n, const char *id)
+/* The rows [*from, *to) of r, which is ordered by its first column, whose
+ * first column is id. */
+static void rows_of(const PGresult *r, const char *id, int *from, int *to)
 {
-    for (size_t i = 0; i < n; i++)
-        if (!strcmp(rows[i].pb->performance_id, id))
-            return &rows[i];
-    return NULL;
+    int n = PQntuples(r), i = 0;
+    while (i < n && strcmp(PQgetvalue(r, i, 0), id) != 0)
+        i++;
+    *from = i;
+    while (i < n && !strcmp(PQgetvalue(r, i, 0), id))
+        i++;
+    *to = i;
 }
 
-/* Counts the rows of r per performance into the rows' arrays, then fills
- * them: schedules (with the effective venue in the API view) and grades. */
+/* The schedules (with the effective venue in the API view) and grades of
+ * rows, from one query each for all of them. */
 static sb_status_t load_children(sb_db_t *db, perf_row_t *rows, size_t n)
 {
     if (n == 0)
@@ -124,53 +110,25 @@ static sb_status_t load_children(sb_db_t *db, perf_row_t *rows, size_t n)
     if (st != SB_OK)
         return st;
 
-    int nt = PQntuples(r);
-    for (int k = 0; k < nt; k++) {
-        perf_row_t *row = find_row(rows, n, PQgetvalue(r, k, 0));
-        if (row)
-            row->pb->n_schedules++;
-    }
     for (size_t i = 0; i < n; i++) {
-        rows[i].pb->schedules = SB_ARENA_NEW(a, Sb__Performance__Schedule *, rows[i].pb->n_schedules);
-        rows[i].sch = SB_ARENA_NEW(a, sched_row_t, rows[i].pb->n_schedules);
-        rows[i].pb->n_schedules = 0;
-    }
-    for (int k = 0; k < nt; k++) {
-        perf_row_t *row = find_row(rows, n, PQgetvalue(r, k, 0));
-        if (!row)
-            continue;
-        sched_row_t *s = &row->sch[row->n_sch++];
-        s->id = PQgetvalue(r, k, 1);
-        s->at_ms = strtoll(PQgetvalue(r, k, 2), NULL, 10);
-        s->venue = PQgetisnull(r, k, 3) ? NULL : PQgetvalue(r, k, 3);
-        Sb__Performance__Schedule *ps = SB_ARENA_NEW(a, Sb__Performance__Schedule, 1);
-        sb__performance__schedule__init(ps);
-        ps->schedule_id = s->id;
-        ps->starts_at = time_str(a, r, k, 2);
-        ps->venue = s->venue ? s->venue : row->pb->venue;
-        row->pb->schedules[row->pb->n_schedules++] = ps;
-    }
-
-    nt = PQntuples(g);
-    for (int k = 0; k < nt; k++) {
-        perf_row_t *row = find_row(rows, n, PQgetvalue(g, k, 0));
-        if (row)
-            row->pb->n_grades++;
-    }
-    for (size_t i = 0; i < n; i++) {
-        rows[i].pb->grades = SB_ARENA_NEW(a, Sb__Performance__SeatGrade *, rows[i].pb->n_grades);
-        rows[i].pb->n_grades = 0;
-    }
-    for (int k = 0; k < nt; k++) {
-        perf_row_t *row = find_row(rows, n, PQgetvalue(g, k, 0));
-        if (!row)
-            continue;
-        Sb__Performance__SeatGrade *sg = SB_ARENA_NEW(a, Sb__Performance__SeatGrade, 1);
-        sb__performance__seat_grade__init(sg);
-        sg->grade = PQgetvalue(g, k, 1);
-        sg->price = strtoll(PQgetvalue(g, k, 2), NULL, 10);
-        sg->seat_count = atoi(PQgetvalue(g, k, 3));
-        row->pb->grades[row->pb->n_grades++] = sg;
+        Sb__Performance__Performance *p = rows[i].pb;
+        int from, to;
+        rows_of(g, p->performance_id, &from, &to);
+        p->grades = sb_db_rows_to_pb(a, g, from, to, &sb__performance__seat_grade__descriptor);
+        p->n_grades = (size_t)(to - from);
+        rows_of(r, p->performance_id, &from, &to);
+        p->schedules = sb_db_rows_to_pb(a, r, from, to, &sb__performance__schedule__descriptor);
+        p->n_schedules = rows[i].n_sch = (size_t)(to - from);
+        rows[i].sch = SB_ARENA_NEW(a, sched_row_t, p->n_schedules);
+        for (size_t k = 0; k < p->n_schedules; k++) {
+            sched_row_t *s = &rows[i].sch[k];
+            int row = from + (int)k;
+            s->id = p->schedules[k]->schedule_id;
+            s->at_ms = strtoll(PQgetvalue(r, row, S_STARTS_MS), NULL, 10);
+            s->venue = PQgetisnull(r, row, S_VENUE) ? NULL : PQgetvalue(r, row, S_VENUE);
+            if (!s->venue)
+                p->schedules[k]->venue = p->venue;
+        }
     }
     return SB_OK;
 }

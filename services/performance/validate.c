@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "performance.h"
+#include "sb/pb.h"
 #include "sb/valid.h"
 
 static bool ascii_alnum(unsigned char c)
@@ -192,42 +193,44 @@ static sb_status_t check_grades(sb_arena_t *a, Sb__Performance__SeatGrade *const
     return SB_OK;
 }
 
-sb_status_t perf_check_create(sb_arena_t *a, const Sb__Performance__CreatePerformanceRequest *req,
-                              int64_t now_ms, perf_in_t *out, sb_buf_t *msg)
-{
-    memset(out, 0, sizeof *out);
-    out->title = str(req->title);
-    out->description = str(req->description);
-    out->venue = str(req->venue);
-    out->category = str(req->category);
-    out->running_minutes = req->running_minutes;
-    sb_status_t st = check_texts(a, out, true, msg);
-    if (st == SB_OK)
-        st = check_schedules(a, req->schedules, req->n_schedules, true, now_ms, out, msg);
-    if (st == SB_OK)
-        st = check_grades(a, req->grades, req->n_grades, out, msg);
-    return st;
-}
-
 static const char *given(const char *s)
 {
     return s && *s ? s : NULL;
 }
 
+/* Both requests' checks over a CreatePerformanceRequest's fields: every one
+ * required (but description) on create, only the given ones on update. */
+static sb_status_t check_request(sb_arena_t *a, const Sb__Performance__CreatePerformanceRequest *req,
+                                 bool create, int64_t now_ms, perf_in_t *out, sb_buf_t *msg)
+{
+    const char *(*text)(const char *) = create ? str : given;
+    memset(out, 0, sizeof *out);
+    out->title = text(req->title);
+    out->description = text(req->description);
+    out->venue = text(req->venue);
+    out->category = text(req->category);
+    out->running_minutes = req->running_minutes;
+    sb_status_t st = check_texts(a, out, create, msg);
+    if (st == SB_OK && (create || req->n_schedules))
+        st = check_schedules(a, req->schedules, req->n_schedules, create, now_ms, out, msg);
+    if (st == SB_OK && (create || req->n_grades))
+        st = check_grades(a, req->grades, req->n_grades, out, msg);
+    return st;
+}
+
+sb_status_t perf_check_create(sb_arena_t *a, const Sb__Performance__CreatePerformanceRequest *req,
+                              int64_t now_ms, perf_in_t *out, sb_buf_t *msg)
+{
+    return check_request(a, req, true, now_ms, out, msg);
+}
+
 sb_status_t perf_check_update(sb_arena_t *a, const Sb__Performance__UpdatePerformanceRequest *req,
                               int64_t now_ms, perf_in_t *out, sb_buf_t *msg)
 {
-    memset(out, 0, sizeof *out);
-    out->title = given(req->title);
-    out->description = given(req->description);
-    out->venue = given(req->venue);
-    out->category = given(req->category);
-    out->running_minutes = req->running_minutes;
-    sb_status_t st = check_texts(a, out, false, msg);
-    if (st == SB_OK && req->n_schedules)
-        st = check_schedules(a, req->schedules, req->n_schedules, false, now_ms, out, msg);
-    if (st == SB_OK && req->n_grades)
-        st = check_grades(a, req->grades, req->n_grades, out, msg);
+    /* the parts an update may give are a create request's fields */
+    Sb__Performance__CreatePerformanceRequest parts = SB__PERFORMANCE__CREATE_PERFORMANCE_REQUEST__INIT;
+    sb_pb_copy_fields(a, &parts.base, &req->base);
+    sb_status_t st = check_request(a, &parts, false, now_ms, out, msg);
     if (st == SB_OK && !out->title && !out->description && !out->venue && !out->category &&
         !out->running_minutes && !out->has_schedules && !out->has_grades)
         st = bad(msg, "nothing to update: give title, description, venue, category, runningMinutes,"

@@ -20,7 +20,7 @@
 
 #include "reservation.h"
 #include "sb/db.h"
-#include "sb/enum.h"
+#include "sb/pb.h"
 #include "sb/service.h"
 #include "sb/util.h"
 
@@ -31,8 +31,8 @@
 
 static const sb_pg_stmt_t stmt_seat_map = {
     "inv_seat_map",
-    "SELECT sc.performance_id::text, " RESV_TS("sc.starts_at") ","
-    " s.seat_id, s.grade, s.row_label, s.seat_number, s.price, s.status"
+    "SELECT sc.performance_id::text, " SB_DB_TS("sc.starts_at") " AS starts_at,"
+    " s.seat_id, s.grade, s.row_label AS row, s.seat_number AS number, s.price, s.status"
     " FROM inv_schedules sc"
     " JOIN inv_performances p ON p.performance_id = sc.performance_id AND p.status = 'ON_SALE'"
     " LEFT JOIN seats s ON s.schedule_id = sc.schedule_id"
@@ -62,7 +62,8 @@ static const sb_pg_stmt_t stmt_bookable_page_category = {
  * performance_id, schedule_id, starts_at, venue, grade, price, total, free,
  * held, sold. */
 #define SCHEDULE_GRADES(where) \
-    "SELECT sc.performance_id::text, sc.schedule_id::text, " RESV_TS("sc.starts_at") ", sc.venue," \
+    "SELECT sc.performance_id::text, sc.schedule_id::text, " SB_DB_TS("sc.starts_at") " AS starts_at," \
+    " sc.venue," \
     " x.grade, x.price, x.total, x.free, x.held, x.sold" \
     " FROM inv_schedules sc" \
     " LEFT JOIN LATERAL (" \
@@ -102,28 +103,6 @@ enum { C_PERF, C_SCHEDULE, C_STARTS, C_VENUE, C_GRADE, C_PRICE, C_TOTAL, C_FREE,
 
 /* ------------------------------------------------------------------ helpers */
 
-/* A value of r, borrowed for the call (NULL for SQL NULL). */
-static char *val(const PGresult *r, int row, int col)
-{
-    return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
-}
-
-static int32_t int_val(const PGresult *r, int row, int col)
-{
-    return (int32_t)strtol(PQgetvalue(r, row, col), NULL, 10);
-}
-
-static int64_t int64_val(const PGresult *r, int row, int col)
-{
-    return strtoll(PQgetvalue(r, row, col), NULL, 10);
-}
-
-static Sb__Reservation__SeatStatus seat_status(const char *s)
-{
-    return sb_enum_value(&sb__reservation__seat_status__descriptor, s,
-                         SB__RESERVATION__SEAT_STATUS__SEAT_STATUS_UNSPECIFIED);
-}
-
 /* The end of the rows [from, to) of a SCHEDULE_GRADES result that belong to
  * the schedule of row `from`. */
 static int schedule_end(const PGresult *r, int from, int to)
@@ -142,24 +121,46 @@ static size_t count_schedules(const PGresult *r, int from, int to)
     return n;
 }
 
+/* The rows stmt gives for the UUID in s, the request's field `field`, with
+ * *id set to s normalised (ctx->arena): the refusal INVALID_ARGUMENT when s
+ * is not a UUID, NOT_FOUND ("<what> not found") when there are none. */
+static sb_status_t rows_for(sb_rpc_ctx_t *ctx, const sb_pg_stmt_t *stmt, const char *s, const char *field,
+                            const char *what, char **id, PGresult **r)
+{
+    if (!(*id = sb_uuid_norm(ctx->arena, s)))
+        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "%s must be a UUID", field);
+    sb_status_t st = sb_db_exec(ctx->db, stmt, r, *id);
+    if (st == SB_OK && PQntuples(*r) == 0)
+        return sb_rpc_fail(ctx, SB_NOT_FOUND, "%s not found", what);
+    return st;
+}
+
 /* The grades of one schedule: rows [from, to) of a SCHEDULE_GRADES result. */
-static Sb__Reservation__GradeAvailability **fill_grades(sb_arena_t *a, const PGresult *r, int from,
-                                                        int to, size_t *n)
+static void *grades(sb_arena_t *a, const PGresult *r, int from, int to, size_t *n)
 {
     *n = 0;
     if (PQgetisnull(r, from, C_GRADE))
         return NULL; /* a schedule without grades: its one row has no grade */
-    Sb__Reservation__GradeAvailability **out = SB_ARENA_NEW(a, Sb__Reservation__GradeAvailability *, to - from);
-    Sb__Reservation__GradeAvailability *g = SB_ARENA_NEW(a, Sb__Reservation__GradeAvailability, to - from);
-    for (int i = from; i < to; i++, g++) {
-        sb__reservation__grade_availability__init(g);
-        g->grade = val(r, i, C_GRADE);
-        g->price = int64_val(r, i, C_PRICE);
-        g->total = int_val(r, i, C_TOTAL);
-        g->free = int_val(r, i, C_FREE);
-        g->held = int_val(r, i, C_HELD);
-        g->sold = int_val(r, i, C_SOLD);
-        out[(*n)++] = g;
+    *n = (size_t)(to - from);
+    return sb_db_rows_to_pb(a, r, from, to, &sb__reservation__grade_availability__descriptor);
+}
+
+/* The schedules in rows [from, to) of a SCHEDULE_GRADES result, as messages
+ * of type d (BookableSchedule, ScheduleSales): the columns d has, and the
+ * grades. */
+static void *schedules(sb_arena_t *a, const PGresult *r, int from, int to, const ProtobufCMessageDescriptor *d,
+                       size_t *n)
+{
+    *n = count_schedules(r, from, to);
+    ProtobufCMessage **out = SB_ARENA_NEW(a, ProtobufCMessage *, *n);
+    size_t k = 0;
+    for (int i = from, end; i < to; i = end) {
+        end = schedule_end(r, i, to);
+        size_t n_grades;
+        void *g = grades(a, r, i, end, &n_grades);
+        out[k] = sb_pb_new(a, d);
+        sb_db_row_to_pb(r, i, out[k]);
+        sb_pb_set_repeated(out[k++], "grades", g, n_grades);
     }
     return out;
 }
@@ -170,42 +171,21 @@ sb_status_t resv_get_seat_map(sb_rpc_ctx_t *ctx, const void *in, void *out)
 {
     const Sb__Reservation__GetSeatMapRequest *req = in;
     Sb__Reservation__SeatMap *resp = out;
-    char *id = sb_uuid_norm(ctx->arena, req->schedule_id);
-    if (!id)
-        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "scheduleId must be a UUID");
-
     PGresult *r;
-    sb_status_t st = sb_db_exec(ctx->db, &stmt_seat_map, &r, id);
+    sb_status_t st = rows_for(ctx, &stmt_seat_map, req->schedule_id, "scheduleId", "schedule", &resp->schedule_id, &r);
     if (st != SB_OK)
         return st;
-    int n = PQntuples(r);
-    if (n == 0)
-        return sb_rpc_fail(ctx, SB_NOT_FOUND, "schedule not found");
-    resp->schedule_id = id;
-    resp->performance_id = val(r, 0, 0);
-    resp->starts_at = val(r, 0, 1);
-    if (PQgetisnull(r, 0, 2))
+    sb_db_row_to_pb(r, 0, &resp->base); /* performance_id, starts_at */
+    if (PQgetisnull(r, 0, PQfnumber(r, "seat_id")))
         return SB_OK; /* a schedule without seats */
-    resp->seats = SB_ARENA_NEW(ctx->arena, Sb__Reservation__Seat *, n);
-    Sb__Reservation__Seat *seats = SB_ARENA_NEW(ctx->arena, Sb__Reservation__Seat, n);
-    for (int i = 0; i < n; i++) {
-        Sb__Reservation__Seat *seat = &seats[i];
-        sb__reservation__seat__init(seat);
-        seat->seat_id = val(r, i, 2);
-        seat->grade = val(r, i, 3);
-        seat->row = val(r, i, 4);
-        seat->number = int_val(r, i, 5);
-        seat->price = int64_val(r, i, 6);
-        seat->status = seat_status(PQgetvalue(r, i, 7));
-        resp->seats[i] = seat;
-    }
-    resp->n_seats = (size_t)n;
+    resp->n_seats = (size_t)PQntuples(r);
+    resp->seats = sb_db_rows_to_pb(ctx->arena, r, 0, PQntuples(r), &sb__reservation__seat__descriptor);
     return SB_OK;
 }
 
 /* ------------------------------------------------------------ ListBookable */
 
-/* Fills page[i]'s schedules from its rows of a SCHEDULE_GRADES result,
+/* Fills perf's schedules from its rows of a SCHEDULE_GRADES result,
  * starting at *row (the rows come in the page's order). */
 static void fill_bookable(sb_arena_t *a, const PGresult *r, int *row,
                           Sb__Reservation__BookablePerformance *perf)
@@ -215,22 +195,7 @@ static void fill_bookable(sb_arena_t *a, const PGresult *r, int *row,
     while (to < n && !strcmp(PQgetvalue(r, to, C_PERF), perf->performance_id))
         to++;
     *row = to;
-    perf->n_schedules = count_schedules(r, from, to);
-    if (!perf->n_schedules)
-        return;
-    perf->schedules = SB_ARENA_NEW(a, Sb__Reservation__BookableSchedule *, perf->n_schedules);
-    Sb__Reservation__BookableSchedule *s = SB_ARENA_NEW(a, Sb__Reservation__BookableSchedule, perf->n_schedules);
-    size_t k = 0;
-    for (int i = from; i < to; s++) {
-        int end = schedule_end(r, i, to);
-        sb__reservation__bookable_schedule__init(s);
-        s->schedule_id = val(r, i, C_SCHEDULE);
-        s->starts_at = val(r, i, C_STARTS);
-        s->venue = val(r, i, C_VENUE);
-        s->grades = fill_grades(a, r, i, end, &s->n_grades);
-        perf->schedules[k++] = s;
-        i = end;
-    }
+    perf->schedules = schedules(a, r, from, to, &sb__reservation__bookable_schedule__descriptor, &perf->n_schedules);
 }
 
 sb_status_t resv_list_bookable(sb_rpc_ctx_t *ctx, const void *in, void *out)
@@ -277,20 +242,14 @@ sb_status_t resv_list_bookable(sb_rpc_ctx_t *ctx, const void *in, void *out)
     if (st != SB_OK)
         return st;
 
-    resp->performances = SB_ARENA_NEW(ctx->arena, Sb__Reservation__BookablePerformance *, n);
-    Sb__Reservation__BookablePerformance *perfs = SB_ARENA_NEW(ctx->arena, Sb__Reservation__BookablePerformance, n);
+    Sb__Reservation__BookablePerformance **perfs =
+        sb_db_rows_to_pb(ctx->arena, page, 0, n, &sb__reservation__bookable_performance__descriptor);
+    resp->performances = perfs;
     int row = 0;
     for (int i = 0; i < n; i++) {
-        Sb__Reservation__BookablePerformance *p = &perfs[i];
-        sb__reservation__bookable_performance__init(p);
-        p->performance_id = PQgetvalue(page, i, 0);
-        p->title = val(page, i, 1);
-        p->venue = val(page, i, 2);
-        p->category = val(page, i, 3);
-        p->running_minutes = int_val(page, i, 4);
-        fill_bookable(ctx->arena, sched, &row, p);
-        if (p->n_schedules) /* always, in one snapshot; a guard all the same */
-            resp->performances[resp->n_performances++] = p;
+        fill_bookable(ctx->arena, sched, &row, perfs[i]);
+        if (perfs[i]->n_schedules) /* always, in one snapshot; a guard all the same */
+            perfs[resp->n_performances++] = perfs[i];
     }
     if (more)
         resp->next_page_token = (char *)id_list[n - 1];
@@ -303,38 +262,20 @@ sb_status_t resv_get_performance_reservations(sb_rpc_ctx_t *ctx, const void *in,
 {
     const Sb__Reservation__GetPerformanceReservationsRequest *req = in;
     Sb__Reservation__PerformanceReservations *resp = out;
-    char *id = sb_uuid_norm(ctx->arena, req->performance_id);
-    if (!id)
-        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "performanceId must be a UUID");
-
     PGresult *owner, *r;
-    sb_status_t st = sb_db_exec(ctx->db, &stmt_performance_owner, &owner, id);
+    sb_status_t st = rows_for(ctx, &stmt_performance_owner, req->performance_id, "performanceId", "performance",
+                              &resp->performance_id, &owner);
     if (st != SB_OK)
         return st;
-    if (PQntuples(owner) == 0)
-        return sb_rpc_fail(ctx, SB_NOT_FOUND, "performance not found");
     /* the policy admitted planners, admins and the performance service; a
      * planner sees only their own performance */
     if (!sb_rpc_is_service(ctx, "performance") && !sb_rpc_is_admin(ctx) &&
         !sb_rpc_is_self(ctx, PQgetvalue(owner, 0, 0)))
         return sb_rpc_fail(ctx, SB_PERMISSION_DENIED,
                            "only the performance's planner or an admin may see its reservations");
-    if ((st = sb_db_exec(ctx->db, &stmt_performance_schedules, &r, id)) != SB_OK)
+    if ((st = sb_db_exec(ctx->db, &stmt_performance_schedules, &r, resp->performance_id)) != SB_OK)
         return st;
-    resp->performance_id = id;
-    int n = PQntuples(r);
-    resp->n_schedules = count_schedules(r, 0, n);
-    resp->schedules = SB_ARENA_NEW(ctx->arena, Sb__Reservation__ScheduleSales *, resp->n_schedules);
-    Sb__Reservation__ScheduleSales *s = SB_ARENA_NEW(ctx->arena, Sb__Reservation__ScheduleSales, resp->n_schedules);
-    size_t k = 0;
-    for (int i = 0; i < n; s++) {
-        int end = schedule_end(r, i, n);
-        sb__reservation__schedule_sales__init(s);
-        s->schedule_id = val(r, i, C_SCHEDULE);
-        s->starts_at = val(r, i, C_STARTS);
-        s->grades = fill_grades(ctx->arena, r, i, end, &s->n_grades);
-        resp->schedules[k++] = s;
-        i = end;
-    }
+    resp->schedules = schedules(ctx->arena, r, 0, PQntuples(r), &sb__reservation__schedule_sales__descriptor,
+                                &resp->n_schedules);
     return SB_OK;
 }

@@ -331,6 +331,25 @@ static sb_status_t drop_schedules(sb_db_t *db, const char *perf, const char *ids
     return st;
 }
 
+/* Removes the available seats trim selects (counted into *trimmed), then
+ * warns about each (schedule, grade, count) row of kept: the held or sold
+ * seats trimming had to keep, and why. */
+static sb_status_t trim_seats(sb_db_t *db, const char *perf, const sb_pg_stmt_t *trim,
+                              const sb_pg_stmt_t *kept, const char *why, long *trimmed)
+{
+    PGresult *r;
+    sb_status_t st = sb_db_exec(db, trim, &r, perf);
+    if (st != SB_OK)
+        return st;
+    *trimmed += sb_db_affected(r);
+    if ((st = sb_db_exec(db, kept, &r, perf)) != SB_OK)
+        return st;
+    for (int i = 0; i < PQntuples(r); i++)
+        sb_warn("performance %s: schedule %s grade %s: %s held or sold seats kept %s", perf,
+                PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), why);
+    return SB_OK;
+}
+
 /* Grades the snapshot dropped: their rows, their available seats on the
  * current schedules; held or sold ones are kept with a warning. *trimmed
  * counts the seats removed. */
@@ -340,32 +359,17 @@ static sb_status_t drop_grades(sb_db_t *db, const char *perf, const char *grades
     sb_status_t st = sb_db_exec(db, &stmt_drop_grades, &r, perf, grades);
     if (st != SB_OK || PQntuples(r) == 0)
         return st;
-    if ((st = sb_db_exec(db, &stmt_trim_dropped_grades, &r, perf)) != SB_OK)
-        return st;
-    *trimmed += sb_db_affected(r);
-    if ((st = sb_db_exec(db, &stmt_kept_dropped_grades, &r, perf)) != SB_OK)
-        return st;
-    for (int i = 0; i < PQntuples(r); i++)
-        sb_warn("performance %s: schedule %s grade %s is gone from the snapshot but %s of its"
-                " seats are held or sold: kept",
-                perf, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
-    return SB_OK;
+    return trim_seats(db, perf, &stmt_trim_dropped_grades, &stmt_kept_dropped_grades,
+                      "although the grade is gone from the snapshot", trimmed);
 }
 
 /* Seats in line with the grades on every current schedule. */
 static sb_status_t sync_seats(sb_db_t *db, const char *perf, long *added, long *trimmed)
 {
     PGresult *r;
-    sb_status_t st = sb_db_exec(db, &stmt_trim_seats, &r, perf);
+    sb_status_t st = trim_seats(db, perf, &stmt_trim_seats, &stmt_kept_seats, "beyond the new seat count", trimmed);
     if (st != SB_OK)
         return st;
-    *trimmed += sb_db_affected(r);
-    if ((st = sb_db_exec(db, &stmt_kept_seats, &r, perf)) != SB_OK)
-        return st;
-    for (int i = 0; i < PQntuples(r); i++)
-        sb_warn("performance %s: schedule %s grade %s: %s held or sold seats beyond the new seat"
-                " count kept",
-                perf, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
     if ((st = sb_db_exec(db, &stmt_reprice_seats, NULL, perf)) != SB_OK ||
         (st = sb_db_exec(db, &stmt_add_seats, &r, perf)) != SB_OK)
         return st;

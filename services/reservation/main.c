@@ -6,8 +6,6 @@
 #include "reservation.h"
 #include "sb/service.h"
 
-SB_SERVICE_MIGRATIONS(reservation);
-
 static const sb_rpc_method_t methods[] = {
     {"GetSeatMap", resv_get_seat_map},
     {"ListBookable", resv_list_bookable, .tx = SB_TX_READ, .iso = SB_PG_REPEATABLE_READ},
@@ -23,15 +21,4 @@ static const sb_event_handler_t events[] = {
     {"performance.cancelled", &sb__events__performance_cancelled__descriptor, resv_on_performance_cancelled},
 };
 
-static const sb_service_def_t def = {
-    .name = "reservation",
-    .descriptor = &sb__reservation__reservation_service__descriptor,
-    SB_METHODS(methods),
-    .migrations = &sb_reservation_migrations,
-    SB_EVENTS(events),
-};
-
-int main(void)
-{
-    return sb_service_main(&def);
-}
+SB_SERVICE_MAIN(reservation, SB_METHODS(methods), SB_EVENTS(events));

@@ -21,10 +21,6 @@
 #include "sb/status.h"
 #include "sb/valid.h"
 
-/* Timestamps leave the database as RFC 3339 UTC with milliseconds, like
- * sb_time_rfc3339. */
-#define RESV_TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-
 /* Seats are laid out in rows of this many (see the migration). */
 #define RESV_SEATS_PER_ROW 20
 
@@ -45,8 +41,6 @@ sb_status_t resv_on_performance_cancelled(sb_event_ctx_t *ev, const void *payloa
 
 /* ---- inventory.c ---- */
 
-sb_status_t resv_get_seat_map(sb_rpc_ctx_t *ctx, const void *in, void *out);
-sb_status_t resv_list_bookable(sb_rpc_ctx_t *ctx, const void *in, void *out);
-sb_status_t resv_get_performance_reservations(sb_rpc_ctx_t *ctx, const void *in, void *out);
+sb_rpc_handler_t resv_get_seat_map, resv_list_bookable, resv_get_performance_reservations;
 
 #endif

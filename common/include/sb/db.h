@@ -22,6 +22,7 @@
 #ifndef SB_DB_H
 #define SB_DB_H
 #include <libpq-fe.h>
+#include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -73,6 +74,22 @@ sb_db_t sb_db_outside(const sb_db_t *db);
 sb_status_t sb_db_commit(sb_db_t *db);
 /* Rolls back what a db with a pool holds and gives its connection back. */
 void sb_db_rollback(sb_db_t *db);
+
+/* Row `row` of r into m by column name: a column named like a field of m
+ * (its .proto name; alias a column with AS to match) sets that field through
+ * sb_pb_set_text (sb/pb.h): strings borrowed from r, numbers and t/f parsed,
+ * enums by their .proto name. SQL NULL, text that does not parse, and
+ * columns m has no (singular scalar or string) field for leave the field as
+ * it is: the default after init. */
+void sb_db_row_to_pb(const PGresult *r, int row, ProtobufCMessage *m);
+/* Rows [from, to) of r as new messages of type d in a, each initialised and
+ * filled as above: an array of to - from message pointers, for a repeated
+ * field (resp->seats = sb_db_rows_to_pb(a, r, 0, n, &sb__x__seat__descriptor)). */
+void *sb_db_rows_to_pb(sb_arena_t *a, const PGresult *r, int from, int to, const ProtobufCMessageDescriptor *d);
+
+/* A timestamptz as RFC 3339 UTC with milliseconds, the form sb_time_rfc3339
+ * writes: "SELECT " SB_DB_TS("created_at") " AS created_at ..." */
+#define SB_DB_TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
 /* Rows affected by the command of r (UPDATE/DELETE/INSERT); 0 for NULL. */
 long sb_db_affected(const PGresult *r);

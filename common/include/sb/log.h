@@ -12,12 +12,13 @@ const char *sb_log_service(void); /* the name given to sb_log_init ("sb" before)
 /* Sets the calling thread's trace id (copied, truncated to 64 bytes); NULL clears. */
 void sb_log_set_trace(const char *trace_id);
 const char *sb_log_trace(void); /* borrowed, valid until the next set on this thread; "" if none */
-void sb_log(sb_log_level_t lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* The same with extra top-level members: `fields` is a ready JSON member list
- * ("\"status\":200,\"path\":\"/x\"", values escaped by the caller with
- * sb_buf_add_json_str), borrowed for the call. */
+/* A line at level lvl with extra top-level members: `fields` is a ready JSON
+ * member list ("\"status\":200,\"path\":\"/x\"", values escaped by the
+ * caller with sb_buf_add_json_str), borrowed for the call; NULL for none. */
 void sb_log_fields(sb_log_level_t lvl, const char *fields, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* sb_log(lvl, fmt, ...): a line without extra members. */
+#define sb_log(lvl, ...) sb_log_fields((lvl), NULL, __VA_ARGS__)
 
 #define sb_debug(...) sb_log(SB_LOG_DEBUG, __VA_ARGS__)
 #define sb_info(...) sb_log(SB_LOG_INFO, __VA_ARGS__)

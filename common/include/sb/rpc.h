@@ -92,8 +92,11 @@ typedef struct sb_rpc_ctx {
 } sb_rpc_ctx_t;
 
 /* in: the unpacked request (owned by the call); out: the response message,
- * initialised, allocated in ctx->arena; fill it with arena memory. */
-typedef sb_status_t (*sb_rpc_handler_fn)(sb_rpc_ctx_t *ctx, const void *in, void *out);
+ * initialised, allocated in ctx->arena; fill it with arena memory. A
+ * service declares its handlers with the function type:
+ *     sb_rpc_handler_t member_signup, member_get; */
+typedef sb_status_t sb_rpc_handler_t(sb_rpc_ctx_t *ctx, const void *in, void *out);
+typedef sb_rpc_handler_t *sb_rpc_handler_fn;
 
 /* What the runner wraps a handler in. */
 typedef enum sb_tx {

@@ -1,6 +1,7 @@
 /* The service skeleton: everything a service's main() would otherwise repeat.
+ * A service's main.c is its tables and one line (SB_SERVICE_MAIN):
  *
- *     int main(void) { return sb_service_main(&member_service); }
+ *     SB_SERVICE_MAIN(reservation, SB_METHODS(methods), SB_EVENTS(events));
  *
  * Every RPC runs through sb_service_call, which carries out the flags of its
  * method row (sb/rpc.h): ctx->db on the service's pool, the row's
@@ -43,8 +44,11 @@ typedef struct sb_service_def {
      * service runs it. */
     const sb_job_t *jobs;
     size_t n_jobs;
-    /* Optional hooks: init runs after the infrastructure is up and before
-     * serving (non-OK aborts start-up); fini runs after the server stopped. */
+    /* Optional hooks: check runs first, before anything is touched (a bad
+     * setting stops the process at once, err saying which); init runs after
+     * the infrastructure is up and before serving (non-OK aborts start-up);
+     * fini runs after the server stopped. */
+    sb_status_t (*check)(sb_buf_t *err);
     sb_status_t (*init)(sb_service_t *svc, sb_buf_t *err);
     void (*fini)(sb_service_t *svc);
 } sb_service_def_t;
@@ -74,6 +78,25 @@ struct sb_service {
 
 /* Returns the process exit code. */
 int sb_service_main(const sb_service_def_t *def);
+
+/* A service's main(): declares the migrations embedded from
+ * services/<svc>/migrations and runs sb_service_main on a definition named
+ * after the service, whose contract is sb.<svc>.<Svc>Service
+ * (sb__<svc>__<svc>_service__descriptor); the other fields of
+ * sb_service_def_t follow as designated initialisers:
+ *     SB_SERVICE_MAIN(auth, SB_METHODS(methods), .init = auth_init); */
+#define SB_SERVICE_MAIN(svc, ...)                                        \
+    SB_SERVICE_MIGRATIONS(svc);                                          \
+    static const sb_service_def_t sb_##svc##_service = {                 \
+        .name = #svc,                                                    \
+        .descriptor = &sb__##svc##__##svc##_service__descriptor,         \
+        .migrations = &sb_##svc##_migrations,                            \
+        __VA_ARGS__};                                                    \
+    int main(void)                                                       \
+    {                                                                    \
+        return sb_service_main(&sb_##svc##_service);                     \
+    }
+
 /* The service a handler runs in. */
 static inline sb_service_t *sb_service_of(const sb_rpc_ctx_t *ctx)
 {
@@ -107,8 +130,7 @@ static inline sb_service_t *sb_event_service(const sb_event_ctx_t *ev)
  *   {"ReplayEvents", sb_service_replay_events}: marks the service's published
  *       "<name>." events (since an optional time) for the relay to publish again.
  * sb_service_replay is the same with another type prefix. */
-sb_status_t sb_service_deliver_event(sb_rpc_ctx_t *ctx, const void *in, void *out);
-sb_status_t sb_service_replay_events(sb_rpc_ctx_t *ctx, const void *in, void *out);
+sb_rpc_handler_t sb_service_deliver_event, sb_service_replay_events;
 sb_status_t sb_service_replay(sb_rpc_ctx_t *ctx, const void *in, void *out, const char *type_prefix);
 
 /* Admin HTTP listener on 127.0.0.1/0.0.0.0:port serving /metrics (Prometheus
