@@ -27,7 +27,7 @@ def main():
     attack_matrix.load_stubs(os.environ.get("SB_PY_STUBS") or os.path.join(build, "py"))
     ports = {s: GRPC_BASE + i for i, s in enumerate(SERVICES, start=1)}
     with Platform(["member", "auth", "performance", "reservation"], env={"LOGIN_RATE_LIMIT": "100"}) as p:
-        t = attack_matrix.Target("127.0.0.1", ports, p.pki, (ADMIN_LOGIN, ADMIN_PASSWORD))
+        t = attack_matrix.Target("127.0.0.1", ports, p.pki, (ADMIN_LOGIN, ADMIN_PASSWORD), login_limit=100)
         try:
             m = attack_matrix.run_matrix(t)
         finally:
