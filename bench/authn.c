@@ -28,7 +28,8 @@ static int cmp_d(const void *a, const void *b)
 
 enum part { ES256, CACHED, REDIS };
 
-static double batch(enum part p, int n, sb_jwt_keyset_t *ks, sb_authn_t *an, sb_redis_t *r, const char *tok)
+static double batch(enum part p, int n, sb_jwt_keyset_t *ks, sb_authn_t *an, sb_redis_t *r,
+                    const char *tok)
 {
     int64_t t0 = sb_mono_ns();
     for (int i = 0; i < n; i++) {
@@ -77,7 +78,8 @@ int main(int argc, char **argv)
         return 1;
     }
     static const char *const names[] = {"es256 verify", "authn verify, cached", "redis EXISTS"};
-    printf("| part (1 thread, %d calls x %d batches, median) | us per call |\n| --- | ---: |\n", n, BATCHES);
+    printf("| part (1 thread, %d calls x %d batches, median) | us per call |\n| --- | ---: |\n", n,
+           BATCHES);
     for (int p = ES256; p <= REDIS; p++) {
         double us[BATCHES];
         for (int b = 0; b < BATCHES; b++)

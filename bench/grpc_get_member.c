@@ -41,8 +41,8 @@ static void *worker(void *arg)
         sb_buf_t err = SB_BUF_INIT;
         ProtobufCMessage *resp = NULL;
         int64_t t0 = sb_mono_ns();
-        sb_status_t st = sb_rpc_call(ch, &sb__member__member_service__descriptor, "GetMember", &req.base, a,
-                                     &resp, &o, &err);
+        sb_status_t st = sb_rpc_call(ch, &sb__member__member_service__descriptor, "GetMember", &req.base,
+                                     a, &resp, &o, &err);
         int64_t dt = sb_mono_ns() - t0;
         if (st != SB_OK) {
             if (!errs)
@@ -93,9 +93,11 @@ int main(int argc, char **argv)
         pthread_join(t[i], NULL);
     double secs = (double)(sb_now_ms() - t0) / 1000.0;
     qsort(lat_us, n_lat, sizeof *lat_us, cmp_u32);
-    double p50 = n_lat ? lat_us[n_lat / 2] / 1000.0 : 0, p99 = n_lat ? lat_us[n_lat * 99 / 100] / 1000.0 : 0;
-    printf("{\"requests\":%zu,\"errors\":%lu,\"seconds\":%.2f,\"rps\":%.0f,\"p50_ms\":%.2f,\"p99_ms\":%.2f}\n", n_lat,
-           errors, secs, (double)n_lat / secs, p50, p99);
+    double p50 = n_lat ? lat_us[n_lat / 2] / 1000.0 : 0,
+           p99 = n_lat ? lat_us[n_lat * 99 / 100] / 1000.0 : 0;
+    printf("{\"requests\":%zu,\"errors\":%lu,\"seconds\":%.2f,\"rps\":%.0f,\"p50_ms\":%.2f,\"p99_ms\":%."
+           "2f}\n",
+           n_lat, errors, secs, (double)n_lat / secs, p50, p99);
     free(lat_us);
     sb_channels_free_all();
     return errors ? 1 : 0;

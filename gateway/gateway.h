@@ -6,7 +6,6 @@
 #include "sb/buf.h"
 #include "sb/status.h"
 
-
 /* Appends a binding's path template as clients know it: variables by their
  * JSON names ("/members/{user_id}" -> "/members/{userId}"). */
 void gw_client_path(const char *tmpl, sb_buf_t *out);

@@ -51,21 +51,41 @@ static void field_schema(sb_buf_t *o, const ProtobufCFieldDescriptor *f)
     switch (f->type) {
     case PROTOBUF_C_TYPE_INT32:
     case PROTOBUF_C_TYPE_SINT32:
-    case PROTOBUF_C_TYPE_SFIXED32: sb_buf_adds(o, "{\"type\":\"integer\",\"format\":\"int32\"}"); break;
+    case PROTOBUF_C_TYPE_SFIXED32:
+        sb_buf_adds(o, "{\"type\":\"integer\",\"format\":\"int32\"}");
+        break;
     case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_FIXED32: sb_buf_adds(o, "{\"type\":\"integer\",\"format\":\"int64\",\"minimum\":0}"); break;
+    case PROTOBUF_C_TYPE_FIXED32:
+        sb_buf_adds(o, "{\"type\":\"integer\",\"format\":\"int64\",\"minimum\":0}");
+        break;
     case PROTOBUF_C_TYPE_INT64:
     case PROTOBUF_C_TYPE_SINT64:
     case PROTOBUF_C_TYPE_SFIXED64:
     case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64: sb_buf_adds(o, "{\"type\":\"string\",\"format\":\"int64\"}"); break;
-    case PROTOBUF_C_TYPE_FLOAT: sb_buf_adds(o, "{\"type\":\"number\",\"format\":\"float\"}"); break;
-    case PROTOBUF_C_TYPE_DOUBLE: sb_buf_adds(o, "{\"type\":\"number\",\"format\":\"double\"}"); break;
-    case PROTOBUF_C_TYPE_BOOL: sb_buf_adds(o, "{\"type\":\"boolean\"}"); break;
-    case PROTOBUF_C_TYPE_STRING: sb_buf_adds(o, "{\"type\":\"string\"}"); break;
-    case PROTOBUF_C_TYPE_BYTES: sb_buf_adds(o, "{\"type\":\"string\",\"format\":\"byte\"}"); break;
-    case PROTOBUF_C_TYPE_ENUM: ref(o, ((const ProtobufCEnumDescriptor *)f->descriptor)->name); break;
-    case PROTOBUF_C_TYPE_MESSAGE: ref(o, ((const ProtobufCMessageDescriptor *)f->descriptor)->name); break;
+    case PROTOBUF_C_TYPE_FIXED64:
+        sb_buf_adds(o, "{\"type\":\"string\",\"format\":\"int64\"}");
+        break;
+    case PROTOBUF_C_TYPE_FLOAT:
+        sb_buf_adds(o, "{\"type\":\"number\",\"format\":\"float\"}");
+        break;
+    case PROTOBUF_C_TYPE_DOUBLE:
+        sb_buf_adds(o, "{\"type\":\"number\",\"format\":\"double\"}");
+        break;
+    case PROTOBUF_C_TYPE_BOOL:
+        sb_buf_adds(o, "{\"type\":\"boolean\"}");
+        break;
+    case PROTOBUF_C_TYPE_STRING:
+        sb_buf_adds(o, "{\"type\":\"string\"}");
+        break;
+    case PROTOBUF_C_TYPE_BYTES:
+        sb_buf_adds(o, "{\"type\":\"string\",\"format\":\"byte\"}");
+        break;
+    case PROTOBUF_C_TYPE_ENUM:
+        ref(o, ((const ProtobufCEnumDescriptor *)f->descriptor)->name);
+        break;
+    case PROTOBUF_C_TYPE_MESSAGE:
+        ref(o, ((const ProtobufCMessageDescriptor *)f->descriptor)->name);
+        break;
     }
 }
 
@@ -128,9 +148,11 @@ static void operation(sb_buf_t *o, const sb_api_method_t *r, const sb_api_http_t
     sb_buf_adds(o, ",\"parameters\":[");
     bool first = true;
     char json[128];
-    for (const char *p = strchr(h->path, '{'); p && path_var(p, json, sizeof json); p = strchr(p + 1, '{')) {
-        sb_buf_addf(o, "%s{\"name\":\"%s\",\"in\":\"path\",\"required\":true,\"schema\":{\"type\":\"string\"}}",
-                    first ? "" : ",", json);
+    for (const char *p = strchr(h->path, '{'); p && path_var(p, json, sizeof json);
+         p = strchr(p + 1, '{')) {
+        sb_buf_addf(
+            o, "%s{\"name\":\"%s\",\"in\":\"path\",\"required\":true,\"schema\":{\"type\":\"string\"}}",
+            first ? "" : ",", json);
         first = false;
     }
     if (!body && !strcmp(h->verb, "GET")) {
@@ -138,23 +160,28 @@ static void operation(sb_buf_t *o, const sb_api_method_t *r, const sb_api_http_t
             const ProtobufCFieldDescriptor *fd = &md->input->fields[f];
             char jn[128];
             sb_json_name(fd->name, jn, sizeof jn);
-            if (fd->type == PROTOBUF_C_TYPE_MESSAGE || fd->label == PROTOBUF_C_LABEL_REPEATED || is_path_var(h, fd->name))
+            if (fd->type == PROTOBUF_C_TYPE_MESSAGE || fd->label == PROTOBUF_C_LABEL_REPEATED ||
+                is_path_var(h, fd->name))
                 continue;
-            sb_buf_addf(o, "%s{\"name\":\"%s\",\"in\":\"query\",\"required\":false,\"schema\":", first ? "" : ",", jn);
+            sb_buf_addf(o, "%s{\"name\":\"%s\",\"in\":\"query\",\"required\":false,\"schema\":",
+                        first ? "" : ",", jn);
             field_schema(o, fd);
             sb_buf_addch(o, '}');
             first = false;
         }
     }
     for (size_t k = 0; k < r->n_headers; k++) {
-        sb_buf_addf(o, "%s{\"name\":\"%s\",\"in\":\"header\",\"required\":false,\"schema\":{\"type\":\"string\"}}",
-                    first ? "" : ",", r->headers[k].header);
+        sb_buf_addf(
+            o,
+            "%s{\"name\":\"%s\",\"in\":\"header\",\"required\":false,\"schema\":{\"type\":\"string\"}}",
+            first ? "" : ",", r->headers[k].header);
         first = false;
     }
     sb_buf_addch(o, ']');
     if (body) {
         want_msg(s, md->input);
-        sb_buf_adds(o, ",\"requestBody\":{\"required\":true,\"content\":{\"application/json\":{\"schema\":");
+        sb_buf_adds(
+            o, ",\"requestBody\":{\"required\":true,\"content\":{\"application/json\":{\"schema\":");
         ref(o, md->input->name);
         sb_buf_adds(o, "}}}");
     }
@@ -162,8 +189,9 @@ static void operation(sb_buf_t *o, const sb_api_method_t *r, const sb_api_http_t
     want_msg(s, md->output);
     sb_buf_adds(o, ",\"content\":{\"application/json\":{\"schema\":");
     ref(o, md->output->name);
-    sb_buf_adds(o, "}}},\"default\":{\"description\":\"error\",\"content\":{\"application/json\":{\"schema\":"
-                   "{\"$ref\":\"#/components/schemas/Error\"}}}}}}");
+    sb_buf_adds(
+        o, "}}},\"default\":{\"description\":\"error\",\"content\":{\"application/json\":{\"schema\":"
+           "{\"$ref\":\"#/components/schemas/Error\"}}}}}}");
 }
 
 /* Every REST binding of the table in order, as (row, binding). */
@@ -185,10 +213,12 @@ void gw_openapi(sb_buf_t *o)
 {
     struct schemas local = {0}; /* ~4 KiB on the caller's stack */
     struct schemas *sp = &local;
-    sb_buf_adds(o, "{\"openapi\":\"3.0.3\",\"info\":{\"title\":\"showbook REST API\",\"version\":\"1.0.0\","
-                   "\"description\":\"Show reservation and payment platform. JSON follows the proto3 JSON mapping: "
-                   "lowerCamelCase fields, int64 as strings, enums by name, timestamps as RFC 3339.\"},"
-                   "\"servers\":[{\"url\":\"http://127.0.0.1:8080\"}],\"paths\":{");
+    sb_buf_adds(
+        o,
+        "{\"openapi\":\"3.0.3\",\"info\":{\"title\":\"showbook REST API\",\"version\":\"1.0.0\","
+        "\"description\":\"Show reservation and payment platform. JSON follows the proto3 JSON mapping: "
+        "lowerCamelCase fields, int64 as strings, enums by name, timestamps as RFC 3339.\"},"
+        "\"servers\":[{\"url\":\"http://127.0.0.1:8080\"}],\"paths\":{");
     struct binding all[MAX_BINDINGS];
     size_t n = bindings(all, MAX_BINDINGS);
     bool first_path = true;
@@ -222,9 +252,12 @@ void gw_openapi(sb_buf_t *o)
         }
         sb_buf_addch(o, '}');
     }
-    sb_buf_adds(o, "},\"components\":{\"securitySchemes\":{\"bearer\":{\"type\":\"http\",\"scheme\":\"bearer\","
-                   "\"bearerFormat\":\"JWT\"}},\"schemas\":{\"Error\":{\"type\":\"object\",\"properties\":{\"error\":"
-                   "{\"type\":\"object\",\"properties\":{\"code\":{\"type\":\"string\"},\"message\":{\"type\":\"string\"}}}}}");
+    sb_buf_adds(
+        o, "},\"components\":{\"securitySchemes\":{\"bearer\":{\"type\":\"http\",\"scheme\":\"bearer\","
+           "\"bearerFormat\":\"JWT\"}},\"schemas\":{\"Error\":{\"type\":\"object\",\"properties\":{"
+           "\"error\":"
+           "{\"type\":\"object\",\"properties\":{\"code\":{\"type\":\"string\"},\"message\":{\"type\":"
+           "\"string\"}}}}}");
     for (size_t i = 0; i < sp->n_msgs; i++) {
         const ProtobufCMessageDescriptor *d = sp->msgs[i];
         sb_buf_addf(o, ",\"%s\":{\"type\":\"object\",\"properties\":{", d->name);

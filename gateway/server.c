@@ -104,8 +104,8 @@ static bool valid_trace(const char *t)
     if (n == 0 || n > 64)
         return false;
     for (size_t i = 0; i < n; i++)
-        if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z') || (t[i] >= '0' && t[i] <= '9') ||
-              t[i] == '-' || t[i] == '_'))
+        if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z') ||
+              (t[i] >= '0' && t[i] <= '9') || t[i] == '-' || t[i] == '_'))
             return false;
     return true;
 }
@@ -118,7 +118,8 @@ static bool trust_forwarded;
 
 static const char *client_ip(struct MHD_Connection *c, char *buf, size_t n)
 {
-    const char *xff = trust_forwarded ? MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Forwarded-For") : NULL;
+    const char *xff =
+        trust_forwarded ? MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Forwarded-For") : NULL;
     if (xff && *xff) {
         const char *last = strrchr(xff, ',');
         last = last ? last + 1 : xff;
@@ -218,7 +219,8 @@ static int route_request(struct MHD_Connection *c, const sb_api_match_t *mt, str
 
     if (rq->too_large) {
         sb_buf_reset(out);
-        sb_buf_adds(out, "{\"error\":{\"code\":\"PAYLOAD_TOO_LARGE\",\"message\":\"request body over 1 MiB\"}}");
+        sb_buf_adds(
+            out, "{\"error\":{\"code\":\"PAYLOAD_TOO_LARGE\",\"message\":\"request body over 1 MiB\"}}");
         code = 413;
         goto out;
     }
@@ -229,11 +231,12 @@ static int route_request(struct MHD_Connection *c, const sb_api_match_t *mt, str
             goto out_status;
     }
     /* the policy, early: the owner field (if any) is a path variable */
-    st = sb_api_authorize(r, who->present ? who->claims.sub : "", who->present ? who->claims.role : "", "",
-                          sb_api_match_request(mt, a), &err);
+    st = sb_api_authorize(r, who->present ? who->claims.sub : "", who->present ? who->claims.role : "",
+                          "", sb_api_match_request(mt, a), &err);
     if (st != SB_OK)
         goto out_status;
-    if (r->rate_limited && (st = sb_rate_limit(gw.redis, mt->http->path, ip, gw.login_limit, &err)) != SB_OK)
+    if (r->rate_limited &&
+        (st = sb_rate_limit(gw.redis, mt->http->path, ip, gw.login_limit, &err)) != SB_OK)
         goto out_status;
     if ((backend = backend_index(r->backend)) < 0) {
         st = SB_UNIMPLEMENTED;
@@ -271,7 +274,8 @@ static int route_request(struct MHD_Connection *c, const sb_api_match_t *mt, str
             goto out_status;
     }
     if (who->present && has_field(msg, "access_token")) {
-        const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, "access_token");
+        const ProtobufCFieldDescriptor *f =
+            protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, "access_token");
         char **slot = (char **)((char *)msg + f->offset);
         if (!*slot || !**slot)
             *slot = sb_arena_strdup(a, who->token);
@@ -282,7 +286,8 @@ static int route_request(struct MHD_Connection *c, const sb_api_match_t *mt, str
                         .trace_id = trace,
                         .token = who->present ? who->token : NULL,
                         .client_ip = ip};
-    st = sb_rpc_call(sb_channel_get(sb_registry_addr(sb_registry[backend].name)), r->service, md->name, msg, a, &resp, &o, &err);
+    st = sb_rpc_call(sb_channel_get(sb_registry_addr(sb_registry[backend].name)), r->service, md->name,
+                     msg, a, &resp, &o, &err);
     if (st != SB_OK)
         goto out_status;
     sb_buf_reset(out);
@@ -311,12 +316,12 @@ static bool backend_healthy(size_t b, sb_arena_t *a)
     ProtobufCMessage *resp = NULL;
     sb_buf_t err = SB_BUF_INIT;
     sb_call_opts_t o = {.timeout_ms = 1000};
-    sb_status_t st = sb_rpc_call(sb_channel_get(sb_registry_addr(sb_registry[b].name)), &grpc__health__v1__health__descriptor, "Check",
-                                 &req.base, a, &resp, &o, &err);
+    sb_status_t st =
+        sb_rpc_call(sb_channel_get(sb_registry_addr(sb_registry[b].name)),
+                    &grpc__health__v1__health__descriptor, "Check", &req.base, a, &resp, &o, &err);
     sb_buf_release(&err);
-    return st == SB_OK &&
-           ((Grpc__Health__V1__HealthCheckResponse *)resp)->status ==
-               GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+    return st == SB_OK && ((Grpc__Health__V1__HealthCheckResponse *)resp)->status ==
+                              GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
 }
 
 static int builtin(const char *method, const char *url, sb_arena_t *a, sb_buf_t *out, const char **ctype)
@@ -394,7 +399,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             code = route_request(c, &mt, rq, trace, ip, a, &out, &who);
         } else if (mt.path_known) {
             code = 405;
-            sb_buf_addf(&out, "{\"error\":{\"code\":\"METHOD_NOT_ALLOWED\",\"message\":\"%s is not allowed on this path\"}}",
+            sb_buf_addf(&out,
+                        "{\"error\":{\"code\":\"METHOD_NOT_ALLOWED\",\"message\":\"%s is not allowed on "
+                        "this path\"}}",
                         !strcmp(method, "GET") || !strcmp(method, "POST") || !strcmp(method, "PUT") ||
                                 !strcmp(method, "DELETE")
                             ? method
@@ -437,7 +444,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return ret;
 }
 
-static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD_RequestTerminationCode toe)
+static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
 {
     (void)cls;
     (void)c;
@@ -497,9 +505,10 @@ int main(void)
     unsigned flags = MHD_USE_ERROR_LOG | MHD_USE_INTERNAL_POLLING_THREAD |
                      (pool ? MHD_USE_EPOLL : MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL);
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, (uint16_t)port, NULL, NULL, on_request, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)sb_cfg_int("GATEWAY_MAX_CONNECTIONS", 1024, 1, 100000),
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+        flags, (uint16_t)port, NULL, NULL, on_request, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+        NULL, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)sb_cfg_int("GATEWAY_MAX_CONNECTIONS", 1024, 1, 100000), MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)30, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(pool ? pool : 1), MHD_OPTION_END);
     if (!d) {
         sb_error("cannot listen on port %ld", port);

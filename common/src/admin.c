@@ -62,8 +62,8 @@ sb_admin_t *sb_admin_start(int port, _Bool (*ready)(void *arg), void *arg, sb_bu
     struct sb_admin *a = sb_calloc(1, sizeof *a);
     a->ready = ready;
     a->arg = arg;
-    a->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, (uint16_t)port, NULL,
-                            NULL, on_request, a, MHD_OPTION_CONNECTION_LIMIT, 64,
+    a->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, (uint16_t)port, NULL, NULL,
+                            on_request, a, MHD_OPTION_CONNECTION_LIMIT, 64,
                             MHD_OPTION_CONNECTION_TIMEOUT, 10, MHD_OPTION_END);
     if (!a->d) {
         sb_buf_addf(err, "cannot listen on admin port %d", port);

@@ -7,7 +7,8 @@
 _Noreturn void sb_oom(size_t n)
 {
     /* Not through sb_log: logging may itself need memory. */
-    fprintf(stderr, "{\"level\":\"error\",\"msg\":\"out of memory allocating %zu bytes, aborting\"}\n", n);
+    fprintf(stderr, "{\"level\":\"error\",\"msg\":\"out of memory allocating %zu bytes, aborting\"}\n",
+            n);
     abort();
 }
 

@@ -47,10 +47,14 @@ const sb_api_method_t *sb_api_find_path(const char *grpc_path)
 unsigned sb_api_role_bit(const char *role)
 {
     switch (sb_role_parse(role)) {
-    case SB__COMMON__ROLE__USER: return SB_ROLE_BIT_USER;
-    case SB__COMMON__ROLE__PLANNER: return SB_ROLE_BIT_PLANNER;
-    case SB__COMMON__ROLE__ADMIN: return SB_ROLE_BIT_ADMIN;
-    default: return 0;
+    case SB__COMMON__ROLE__USER:
+        return SB_ROLE_BIT_USER;
+    case SB__COMMON__ROLE__PLANNER:
+        return SB_ROLE_BIT_PLANNER;
+    case SB__COMMON__ROLE__ADMIN:
+        return SB_ROLE_BIT_ADMIN;
+    default:
+        return 0;
     }
 }
 
@@ -60,7 +64,8 @@ static void add_roles(sb_buf_t *why, unsigned roles)
     static const struct {
         unsigned bit;
         const char *name;
-    } all[] = {{SB_ROLE_BIT_USER, "USER"}, {SB_ROLE_BIT_PLANNER, "PLANNER"}, {SB_ROLE_BIT_ADMIN, "ADMIN"}};
+    } all[] = {
+        {SB_ROLE_BIT_USER, "USER"}, {SB_ROLE_BIT_PLANNER, "PLANNER"}, {SB_ROLE_BIT_ADMIN, "ADMIN"}};
     size_t n = 0, total = (size_t)__builtin_popcount(roles & SB_ROLE_BITS_ALL);
     sb_buf_adds(why, "the ");
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
@@ -89,7 +94,8 @@ static const char *string_field(const ProtobufCMessage *req, const char *name)
 {
     if (!req)
         return NULL;
-    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(req->descriptor, name);
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(req->descriptor, name);
     if (!f || f->type != PROTOBUF_C_TYPE_STRING || f->label == PROTOBUF_C_LABEL_REPEATED)
         return NULL;
     const char *v = *(const char *const *)((const char *)req + f->offset);
@@ -251,7 +257,8 @@ ProtobufCMessage *sb_api_match_request(const sb_api_match_t *m, sb_arena_t *a)
     ProtobufCMessage *msg = sb_arena_alloc(a, d->sizeof_message);
     protobuf_c_message_init(d, msg);
     for (size_t i = 0; i < m->n_vars; i++) {
-        const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(d, m->vars[i].field);
+        const ProtobufCFieldDescriptor *f =
+            protobuf_c_message_descriptor_get_field_by_name(d, m->vars[i].field);
         if (f && f->type == PROTOBUF_C_TYPE_STRING && f->label != PROTOBUF_C_LABEL_REPEATED)
             *(char **)((char *)msg + f->offset) = sb_arena_strdup(a, m->vars[i].value);
     }

@@ -105,10 +105,13 @@ sb_status_t sb_authn_verify(sb_authn_t *a, const char *token, sb_jwt_claims_t *o
         return st;
     /* sb:deny:<jti> is set by logout, sb:deny-user:<id> when a member withdraws */
     sb_buf_t rerr = SB_BUF_INIT;
-    redisReply *r = sb_redis_cmd(a->redis, &rerr, "EXISTS sb:deny:%s sb:deny-user:%s", out->jti, out->sub);
+    redisReply *r =
+        sb_redis_cmd(a->redis, &rerr, "EXISTS sb:deny:%s sb:deny-user:%s", out->jti, out->sub);
     if (!r || r->type != REDIS_REPLY_INTEGER) {
         sb_error("cannot check the denylist for token %s: %s", out->jti,
-                 !r ? rerr.buf : r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+                 !r                             ? rerr.buf
+                 : r->type == REDIS_REPLY_ERROR ? r->str
+                                                : "unexpected reply");
         if (r)
             freeReplyObject(r);
         sb_buf_release(&rerr);

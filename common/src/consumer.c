@@ -71,7 +71,8 @@ static bool consume(sb_consumer_t *c, const rd_kafka_message_t *m)
             sb_buf_t why = SB_BUF_INIT, err = SB_BUF_INIT;
             sb_buf_addf(&why, "still failing after %d attempts: %s: %s", attempt, sb_status_name(st),
                         res.detail.buf);
-            if (sb_dead_letter_add(c->pool, "kafka", topic, m->payload, m->len, why.buf, &err) == SB_OK) {
+            if (sb_dead_letter_add(c->pool, "kafka", topic, m->payload, m->len, why.buf, &err) ==
+                SB_OK) {
                 sb_metrics_count("sb_consumer_dead_letters_total", 1);
                 done = true;
             } else {
@@ -156,10 +157,8 @@ sb_consumer_t *sb_consumer_start(const char *brokers, const char *group, sb_pg_p
         goto out_topics;
     static const char *const kv[][2] = {
         {"enable.auto.commit", "false"}, /* committed after the inbox transaction */
-        {"auto.offset.reset", "earliest"},
-        {"enable.partition.eof", "false"},
-        {"session.timeout.ms", "10000"},
-        {"heartbeat.interval.ms", "1000"},
+        {"auto.offset.reset", "earliest"}, {"enable.partition.eof", "false"},
+        {"session.timeout.ms", "10000"},   {"heartbeat.interval.ms", "1000"},
     };
     if (rd_kafka_conf_set(conf, "group.id", group, e, sizeof e) != RD_KAFKA_CONF_OK)
         goto out_conf;

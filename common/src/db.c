@@ -133,7 +133,8 @@ sb_pg_conn_t *sb_db_conn(sb_db_t *db, sb_status_t *st)
 
 sb_db_t sb_db_outside(const sb_db_t *db)
 {
-    return (sb_db_t){.arena = db->arena, .detail = db->detail, .pool = db->pool, .deadline_ms = db->deadline_ms};
+    return (sb_db_t){
+        .arena = db->arena, .detail = db->detail, .pool = db->pool, .deadline_ms = db->deadline_ms};
 }
 
 sb_status_t sb_db_commit(sb_db_t *db)
@@ -187,7 +188,8 @@ void sb_db_row_to_pb(const PGresult *r, int row, ProtobufCMessage *m)
     }
 }
 
-void *sb_db_rows_to_pb(sb_arena_t *a, const PGresult *r, int from, int to, const ProtobufCMessageDescriptor *d)
+void *sb_db_rows_to_pb(sb_arena_t *a, const PGresult *r, int from, int to,
+                       const ProtobufCMessageDescriptor *d)
 {
     size_t n = to > from ? (size_t)(to - from) : 0;
     ProtobufCMessage **out = SB_ARENA_NEW(a, ProtobufCMessage *, n);

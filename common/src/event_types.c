@@ -102,7 +102,8 @@ bool sb_namespace_set(const char *name)
     if (n >= sizeof ns)
         return false;
     for (size_t i = 0; i < n; i++)
-        if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') || name[i] == '_'))
+        if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') ||
+              name[i] == '_'))
             return false;
     memcpy(ns, name, n + 1);
     return true;

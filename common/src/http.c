@@ -259,8 +259,8 @@ sb_status_t sb_http_send(const sb_http_request_t *req, sb_arena_t *a, sb_http_re
         limit = SB_HTTP_DEFAULT_TIMEOUT_MS;
     if (limit > INT32_MAX)
         limit = INT32_MAX; /* 24 days; a long is 32 bits on some targets */
-    int64_t connect_limit = req->connect_timeout_ms > 0 ? req->connect_timeout_ms
-                                                        : SB_HTTP_DEFAULT_CONNECT_TIMEOUT_MS;
+    int64_t connect_limit =
+        req->connect_timeout_ms > 0 ? req->connect_timeout_ms : SB_HTTP_DEFAULT_CONNECT_TIMEOUT_MS;
     if (connect_limit > limit)
         connect_limit = limit;
 
@@ -271,8 +271,8 @@ sb_status_t sb_http_send(const sb_http_request_t *req, sb_arena_t *a, sb_http_re
     }
     sb_status_t st = SB_OK;
     sb_buf_t line = SB_BUF_INIT, json = SB_BUF_INIT;
-    struct sink sink = {SB_BUF_INIT, req->max_response ? req->max_response : SB_HTTP_DEFAULT_MAX_RESPONSE,
-                        false};
+    struct sink sink = {SB_BUF_INIT,
+                        req->max_response ? req->max_response : SB_HTTP_DEFAULT_MAX_RESPONSE, false};
     struct curl_slist *headers = NULL;
     char detail[CURL_ERROR_SIZE] = "";
 
@@ -371,8 +371,8 @@ sb_status_t sb_http_send(const sb_http_request_t *req, sb_arena_t *a, sb_http_re
 
 out_reset_handle:
     count(st, resp->status);
-    sb_log(SB_LOG_DEBUG, "http %s %.*s -> %d %s (%lld ms)", method, (int)strcspn(req->url, "?"), req->url,
-           resp->status, sb_status_name(st), (long long)resp->elapsed_ms);
+    sb_log(SB_LOG_DEBUG, "http %s %.*s -> %d %s (%lld ms)", method, (int)strcspn(req->url, "?"),
+           req->url, resp->status, sb_status_name(st), (long long)resp->elapsed_ms);
     curl_easy_reset(h); /* drops our pointers (headers, buffers), keeps the connections */
     curl_slist_free_all(headers);
     sb_buf_release(&sink.body);

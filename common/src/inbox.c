@@ -33,9 +33,8 @@ static const sb_pg_stmt_t stmt_inbox_record = {
     "INSERT INTO sb_inbox (event_id, type) VALUES ($1::uuid, $2) ON CONFLICT DO NOTHING"};
 
 static const sb_pg_stmt_t stmt_dead_letter = {
-    "sb_dead_letter",
-    "INSERT INTO sb_dead_letters (topic, event_id, envelope, error, type, source)"
-    " VALUES ($1, $2, $3::bytea, $4, $5, $6)"};
+    "sb_dead_letter", "INSERT INTO sb_dead_letters (topic, event_id, envelope, error, type, source)"
+                      " VALUES ($1, $2, $3::bytea, $4, $5, $6)"};
 
 sb_status_t sb_event_refuse(sb_event_ctx_t *ev, const char *fmt, ...)
 {
@@ -65,8 +64,8 @@ sb_status_t sb_dead_letter_add(sb_pg_pool_t *pool, const char *source, const cha
     sb_status_t st = SB_UNAVAILABLE;
     sb_pg_conn_t *c = sb_pg_acquire(pool, 5000, err);
     if (c) {
-        const char *params[] = {topic, env && *env->event_id ? env->event_id : NULL,
-                                bytes ? bytes : "", why, type, source};
+        const char *params[] = {
+            topic, env && *env->event_id ? env->event_id : NULL, bytes ? bytes : "", why, type, source};
         const int lens[] = {0, 0, (int)len, 0, 0, 0};
         const int fmts[] = {0, 0, 1, 0, 0, 0};
         PGresult *r = sb_pg_exec_bin(c, &stmt_dead_letter, 6, params, lens, fmts);
@@ -124,8 +123,7 @@ out:
 }
 
 sb_status_t sb_inbox_handle(sb_pg_pool_t *pool, const sb_event_table_t *t, const char *source,
-                            const char *topic, const void *bytes, size_t len,
-                            sb_inbox_result_t *res)
+                            const char *topic, const void *bytes, size_t len, sb_inbox_result_t *res)
 {
     sb_buf_reset(&res->reason);
     sb_buf_reset(&res->detail);
@@ -133,7 +131,8 @@ sb_status_t sb_inbox_handle(sb_pg_pool_t *pool, const sb_event_table_t *t, const
     sb_arena_t *arena = sb_arena_new();
     sb_status_t st;
     sb_event_ctx_t ev = {.arena = arena, .arg = t->arg, .reason = SB_BUF_INIT};
-    sb_event_envelope_t *env = sb__events__event_envelope__unpack(sb_arena_pb_allocator(arena), len, bytes);
+    sb_event_envelope_t *env =
+        sb__events__event_envelope__unpack(sb_arena_pb_allocator(arena), len, bytes);
     if (!env) {
         sb_buf_addf(&res->reason, "undecodable event envelope (%zu bytes)", len);
         st = dead_letter(pool, source, topic, bytes, len, res);
@@ -151,7 +150,8 @@ sb_status_t sb_inbox_handle(sb_pg_pool_t *pool, const sb_event_table_t *t, const
 
     const ProtobufCMessageDescriptor *desc = sb_event_payload_of(env->type);
     if (!desc) {
-        sb_buf_addf(&res->reason, "unknown event type \"%.100s\": not an event of the platform", env->type);
+        sb_buf_addf(&res->reason, "unknown event type \"%.100s\": not an event of the platform",
+                    env->type);
         st = dead_letter(pool, source, topic, bytes, len, res);
         goto out_trace;
     }
@@ -186,7 +186,8 @@ sb_status_t sb_inbox_handle(sb_pg_pool_t *pool, const sb_event_table_t *t, const
     } else {
         sb_buf_addf(&res->reason, "%s %s could not be handled (%s); it may be sent again", env->type,
                     env->event_id, sb_status_name(st));
-        sb_warn("event %s %s failed: %s: %s", env->type, env->event_id, sb_status_name(st), res->detail.buf);
+        sb_warn("event %s %s failed: %s: %s", env->type, env->event_id, sb_status_name(st),
+                res->detail.buf);
     }
 out_trace:
     sb_log_set_trace(saved);

@@ -127,9 +127,8 @@ static bool json_int(json_t *v, bool is_unsigned, long long *s_out, unsigned lon
     return false;
 }
 
-static sb_status_t parse_value(const ProtobufCFieldDescriptor *f, json_t *v, void *slot,
-                               sb_arena_t *a, const char *path, int depth, unsigned flags,
-                               sb_buf_t *err);
+static sb_status_t parse_value(const ProtobufCFieldDescriptor *f, json_t *v, void *slot, sb_arena_t *a,
+                               const char *path, int depth, unsigned flags, sb_buf_t *err);
 
 static sb_status_t fill_message(ProtobufCMessage *m, json_t *obj, sb_arena_t *a, const char *path,
                                 int depth, unsigned flags, sb_buf_t *err)
@@ -164,7 +163,8 @@ static sb_status_t fill_message(ProtobufCMessage *m, json_t *obj, sb_arena_t *a,
             for (size_t i = 0; i < n; i++) {
                 char el[280];
                 snprintf(el, sizeof el, "%s[%zu]", sub, i);
-                sb_status_t st = parse_value(f, json_array_get(v, i), arr + i * sz, a, el, depth, flags, err);
+                sb_status_t st =
+                    parse_value(f, json_array_get(v, i), arr + i * sz, a, el, depth, flags, err);
                 if (st != SB_OK)
                     return st;
             }
@@ -180,9 +180,8 @@ static sb_status_t fill_message(ProtobufCMessage *m, json_t *obj, sb_arena_t *a,
     return SB_OK;
 }
 
-static sb_status_t parse_value(const ProtobufCFieldDescriptor *f, json_t *v, void *slot,
-                               sb_arena_t *a, const char *path, int depth, unsigned flags,
-                               sb_buf_t *err)
+static sb_status_t parse_value(const ProtobufCFieldDescriptor *f, json_t *v, void *slot, sb_arena_t *a,
+                               const char *path, int depth, unsigned flags, sb_buf_t *err)
 {
     long long s;
     unsigned long long u;
@@ -234,7 +233,8 @@ static sb_status_t parse_value(const ProtobufCFieldDescriptor *f, json_t *v, voi
         const ProtobufCEnumValue *ev = NULL;
         if (json_is_string(v))
             ev = protobuf_c_enum_descriptor_get_value_by_name(ed, json_string_value(v));
-        else if (json_is_integer(v) && json_integer_value(v) >= INT32_MIN && json_integer_value(v) <= INT32_MAX)
+        else if (json_is_integer(v) && json_integer_value(v) >= INT32_MIN &&
+                 json_integer_value(v) <= INT32_MAX)
             ev = protobuf_c_enum_descriptor_get_value(ed, (int)json_integer_value(v));
         if (!ev && (flags & SB_JSON_IGNORE_UNKNOWN) && json_is_string(v))
             return SB_OK; /* a value added after our copy of the contract: the default */
@@ -298,14 +298,15 @@ sb_status_t sb_json_decode_flags(const ProtobufCMessageDescriptor *d, const char
         sb_buf_addf(err, "invalid JSON at line %d column %d: %s", je.line, je.column, je.text);
         return SB_INVALID_ARGUMENT;
     }
-    sb_status_t st = json_is_object(root) ? fill_message(m, root, a, "", 0, flags, err)
-                                          : (sb_buf_adds(err, "the body must be a JSON object"), SB_INVALID_ARGUMENT);
+    sb_status_t st = json_is_object(root)
+                         ? fill_message(m, root, a, "", 0, flags, err)
+                         : (sb_buf_adds(err, "the body must be a JSON object"), SB_INVALID_ARGUMENT);
     json_decref(root);
     return st;
 }
 
-sb_status_t sb_json_set_field(ProtobufCMessage *m, const char *name, const char *value,
-                              sb_arena_t *a, sb_buf_t *err)
+sb_status_t sb_json_set_field(ProtobufCMessage *m, const char *name, const char *value, sb_arena_t *a,
+                              sb_buf_t *err)
 {
     const ProtobufCFieldDescriptor *f = find_field(m->descriptor, name);
     if (!f || f->type == PROTOBUF_C_TYPE_MESSAGE || f->label == PROTOBUF_C_LABEL_REPEATED)
@@ -411,14 +412,22 @@ static void put_value(const ProtobufCFieldDescriptor *f, const void *slot, sb_bu
     switch (f->type) {
     case PROTOBUF_C_TYPE_INT32:
     case PROTOBUF_C_TYPE_SINT32:
-    case PROTOBUF_C_TYPE_SFIXED32: sb_buf_addf(out, "%" PRId32, *(const int32_t *)slot); break;
+    case PROTOBUF_C_TYPE_SFIXED32:
+        sb_buf_addf(out, "%" PRId32, *(const int32_t *)slot);
+        break;
     case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_FIXED32: sb_buf_addf(out, "%" PRIu32, *(const uint32_t *)slot); break;
+    case PROTOBUF_C_TYPE_FIXED32:
+        sb_buf_addf(out, "%" PRIu32, *(const uint32_t *)slot);
+        break;
     case PROTOBUF_C_TYPE_INT64:
     case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64: sb_buf_addf(out, "\"%" PRId64 "\"", *(const int64_t *)slot); break;
+    case PROTOBUF_C_TYPE_SFIXED64:
+        sb_buf_addf(out, "\"%" PRId64 "\"", *(const int64_t *)slot);
+        break;
     case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64: sb_buf_addf(out, "\"%" PRIu64 "\"", *(const uint64_t *)slot); break;
+    case PROTOBUF_C_TYPE_FIXED64:
+        sb_buf_addf(out, "\"%" PRIu64 "\"", *(const uint64_t *)slot);
+        break;
     case PROTOBUF_C_TYPE_FLOAT:
     case PROTOBUF_C_TYPE_DOUBLE: {
         double d = f->type == PROTOBUF_C_TYPE_FLOAT ? *(const float *)slot : *(const double *)slot;
@@ -430,9 +439,12 @@ static void put_value(const ProtobufCFieldDescriptor *f, const void *slot, sb_bu
             sb_buf_addf(out, "%.17g", d);
         break;
     }
-    case PROTOBUF_C_TYPE_BOOL: sb_buf_adds(out, *(const protobuf_c_boolean *)slot ? "true" : "false"); break;
+    case PROTOBUF_C_TYPE_BOOL:
+        sb_buf_adds(out, *(const protobuf_c_boolean *)slot ? "true" : "false");
+        break;
     case PROTOBUF_C_TYPE_ENUM: {
-        const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(f->descriptor, *(const int *)slot);
+        const ProtobufCEnumValue *ev =
+            protobuf_c_enum_descriptor_get_value(f->descriptor, *(const int *)slot);
         if (ev)
             sb_buf_add_json_str(out, ev->name, strlen(ev->name));
         else
@@ -446,8 +458,12 @@ static void put_value(const ProtobufCFieldDescriptor *f, const void *slot, sb_bu
         sb_buf_add_json_str(out, s, strlen(s));
         break;
     }
-    case PROTOBUF_C_TYPE_BYTES: put_b64(slot, out); break;
-    case PROTOBUF_C_TYPE_MESSAGE: put_message(*(const ProtobufCMessage *const *)slot, out); break;
+    case PROTOBUF_C_TYPE_BYTES:
+        put_b64(slot, out);
+        break;
+    case PROTOBUF_C_TYPE_MESSAGE:
+        put_message(*(const ProtobufCMessage *const *)slot, out);
+        break;
     }
 }
 

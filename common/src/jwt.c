@@ -327,7 +327,7 @@ static EVP_PKEY *read_p256(const char *path, bool private_key, sb_buf_t *pem, sb
     if (!read_small(path, KEY_FILE_MAX, pem, err))
         return NULL;
     BIO *bio = BIO_new_mem_buf(pem->buf, (int)pem->len);
-    EVP_PKEY *pk = !bio         ? NULL
+    EVP_PKEY *pk = !bio          ? NULL
                    : private_key ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL)
                                  : PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
     BIO_free(bio);

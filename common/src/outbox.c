@@ -82,7 +82,8 @@ sb_status_t sb_outbox_add(sb_pg_conn_t *tx, const char *type, const char *aggreg
     sb_arena_free(a);
     if (st == SB_OK) {
         /* wakes the relay at COMMIT (see the design note) */
-        static const sb_pg_stmt_t notify = {"sb_outbox_notify", "SELECT pg_notify('" SB_OUTBOX_CHANNEL "', '')"};
+        static const sb_pg_stmt_t notify = {"sb_outbox_notify",
+                                            "SELECT pg_notify('" SB_OUTBOX_CHANNEL "', '')"};
         r = sb_pg_exec(tx, &notify, 0, NULL);
         st = sb_pg_check(tx, r, err);
         PQclear(r);

@@ -25,18 +25,24 @@ size_t sb_pb_value_size(ProtobufCType t)
     case PROTOBUF_C_TYPE_SFIXED32:
     case PROTOBUF_C_TYPE_UINT32:
     case PROTOBUF_C_TYPE_FIXED32:
-    case PROTOBUF_C_TYPE_ENUM: return 4;
+    case PROTOBUF_C_TYPE_ENUM:
+        return 4;
     case PROTOBUF_C_TYPE_INT64:
     case PROTOBUF_C_TYPE_SINT64:
     case PROTOBUF_C_TYPE_SFIXED64:
     case PROTOBUF_C_TYPE_UINT64:
     case PROTOBUF_C_TYPE_FIXED64:
-    case PROTOBUF_C_TYPE_DOUBLE: return 8;
-    case PROTOBUF_C_TYPE_FLOAT: return 4;
-    case PROTOBUF_C_TYPE_BOOL: return sizeof(protobuf_c_boolean);
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return 8;
+    case PROTOBUF_C_TYPE_FLOAT:
+        return 4;
+    case PROTOBUF_C_TYPE_BOOL:
+        return sizeof(protobuf_c_boolean);
     case PROTOBUF_C_TYPE_STRING:
-    case PROTOBUF_C_TYPE_MESSAGE: return sizeof(void *);
-    case PROTOBUF_C_TYPE_BYTES: return sizeof(ProtobufCBinaryData);
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return sizeof(void *);
+    case PROTOBUF_C_TYPE_BYTES:
+        return sizeof(ProtobufCBinaryData);
     }
     return 0;
 }
@@ -143,7 +149,8 @@ static bool parse_text(const ProtobufCFieldDescriptor *f, const char *text, void
             *(double *)slot = d;
         return true;
     }
-    case PROTOBUF_C_TYPE_BOOL: return parse_bool(text, slot);
+    case PROTOBUF_C_TYPE_BOOL:
+        return parse_bool(text, slot);
     case PROTOBUF_C_TYPE_ENUM: {
         const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value_by_name(f->descriptor, text);
         if (!v)
@@ -151,9 +158,12 @@ static bool parse_text(const ProtobufCFieldDescriptor *f, const char *text, void
         *(int *)slot = v->value;
         return true;
     }
-    case PROTOBUF_C_TYPE_STRING: *(char **)slot = (char *)text; return true;
+    case PROTOBUF_C_TYPE_STRING:
+        *(char **)slot = (char *)text;
+        return true;
     case PROTOBUF_C_TYPE_BYTES:
-    case PROTOBUF_C_TYPE_MESSAGE: return false;
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return false;
     }
     return false;
 }
@@ -168,7 +178,8 @@ bool sb_pb_set_text(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, cons
 
 bool sb_pb_set_repeated(ProtobufCMessage *m, const char *name, void *items, size_t n)
 {
-    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
     if (!f || f->label != PROTOBUF_C_LABEL_REPEATED)
         return false;
     *(size_t *)((char *)m + f->quantifier_offset) = n;
@@ -187,8 +198,8 @@ static bool converted(const ProtobufCFieldDescriptor *d, const ProtobufCFieldDes
 }
 
 /* One value of field s (at from) into the slot of field d (at to). */
-static void copy_value(sb_arena_t *a, const ProtobufCFieldDescriptor *d, const ProtobufCFieldDescriptor *s,
-                       void *to, const void *from)
+static void copy_value(sb_arena_t *a, const ProtobufCFieldDescriptor *d,
+                       const ProtobufCFieldDescriptor *s, void *to, const void *from)
 {
     if (!converted(d, s)) {
         memcpy(to, from, sb_pb_value_size(d->type));
@@ -212,7 +223,8 @@ void sb_pb_copy_fields(sb_arena_t *a, ProtobufCMessage *dst, const ProtobufCMess
     const char *sbase = (const char *)src;
     for (unsigned i = 0; i < dd->n_fields; i++) {
         const ProtobufCFieldDescriptor *d = &dd->fields[i];
-        const ProtobufCFieldDescriptor *s = protobuf_c_message_descriptor_get_field_by_name(src->descriptor, d->name);
+        const ProtobufCFieldDescriptor *s =
+            protobuf_c_message_descriptor_get_field_by_name(src->descriptor, d->name);
         bool repeated = d->label == PROTOBUF_C_LABEL_REPEATED;
         if (!s || s->type != d->type || (s->label == PROTOBUF_C_LABEL_REPEATED) != repeated)
             continue;

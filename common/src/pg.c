@@ -50,11 +50,11 @@ struct sb_pg_conn {
     size_t n_prepared;
     char sqlstate[6];
     bool in_use;
-    bool doomed;            /* the server sent FATAL: the session is ending */
-    bool pinned;            /* this borrow depends on its session: never replay (sb_pg_pin) */
-    int64_t idle_since_ns;  /* when it was last released */
+    bool doomed;             /* the server sent FATAL: the session is ending */
+    bool pinned;             /* this borrow depends on its session: never replay (sb_pg_pin) */
+    int64_t idle_since_ns;   /* when it was last released */
     char opener[MAX_OPENER]; /* the SQL that opened the current transaction ("" if unknown) */
-    int tx_stmts;           /* statements run in the transaction after its opener */
+    int tx_stmts;            /* statements run in the transaction after its opener */
 };
 
 struct sb_pg_pool {
@@ -81,22 +81,23 @@ static void on_notice(void *arg, const PGresult *r)
             c->doomed = true;
         sb_warn("database closes the connection: %.*s", (int)mlen, msg);
     } else {
-        sb_log(sev && !strcmp(sev, "WARNING") ? SB_LOG_WARN : SB_LOG_DEBUG, "database: %.*s",
-               (int)mlen, msg);
+        sb_log(sev && !strcmp(sev, "WARNING") ? SB_LOG_WARN : SB_LOG_DEBUG, "database: %.*s", (int)mlen,
+               msg);
     }
 }
 
 /* A new session; `owner` (may be NULL) receives its notices. */
-static PGconn *connect_db(const char *url, const char *dbname, struct sb_pg_conn *owner,
-                          sb_buf_t *err)
+static PGconn *connect_db(const char *url, const char *dbname, struct sb_pg_conn *owner, sb_buf_t *err)
 {
     /* TCP keepalives and a user timeout: a server that vanished without
      * closing (a host down, a partition) fails a round trip within about
      * 10 s instead of hanging it until the kernel gives up. */
-    const char *keys[] = {"dbname", "connect_timeout", "application_name", "options",
-                          "keepalives_idle", "keepalives_interval", "keepalives_count",
-                          "tcp_user_timeout", "dbname", NULL};
-    const char *vals[] = {url, "5", "showbook", "-c client_min_messages=warning", "30", "10", "3",
+    const char *keys[] = {"dbname",           "connect_timeout",
+                          "application_name", "options",
+                          "keepalives_idle",  "keepalives_interval",
+                          "keepalives_count", "tcp_user_timeout",
+                          "dbname",           NULL};
+    const char *vals[] = {url,     "5",    "showbook", "-c client_min_messages=warning", "30", "10", "3",
                           "10000", dbname, NULL};
     if (!dbname)
         keys[8] = NULL; /* keep the URL's own database */
@@ -122,8 +123,8 @@ sb_status_t sb_pg_ensure_database(const char *url, const char *dbname, sb_buf_t 
      * CREATE DATABASE (the loser gets 23505 on pg_database_datname_index, not
      * 42P04). A session-level advisory lock on the maintenance database
      * serialises check-and-create; PQfinish releases it. */
-    PGresult *lk = PQexecParams(c, "SELECT pg_advisory_lock(" SB_LOCK_CREATE_DATABASE("$1") ")", 1,
-                                NULL, params, NULL, NULL, 0);
+    PGresult *lk = PQexecParams(c, "SELECT pg_advisory_lock(" SB_LOCK_CREATE_DATABASE("$1") ")", 1, NULL,
+                                params, NULL, NULL, 0);
     if (PQresultStatus(lk) != PGRES_TUPLES_OK) {
         sb_buf_addf(err, "cannot lock database creation: %s", PQerrorMessage(c));
         PQclear(lk);
@@ -131,8 +132,8 @@ sb_status_t sb_pg_ensure_database(const char *url, const char *dbname, sb_buf_t 
         return SB_UNAVAILABLE;
     }
     PQclear(lk);
-    PGresult *r = PQexecParams(c, "SELECT 1 FROM pg_database WHERE datname = $1", 1, NULL, params,
-                               NULL, NULL, 0);
+    PGresult *r =
+        PQexecParams(c, "SELECT 1 FROM pg_database WHERE datname = $1", 1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         sb_buf_addf(err, "cannot list databases: %s", PQerrorMessage(c));
         st = SB_UNAVAILABLE;
@@ -317,8 +318,7 @@ void sb_pg_release(sb_pg_pool_t *p, sb_pg_conn_t *c)
 {
     /* A connection returned mid-transaction is rolled back so the next
      * borrower starts clean. */
-    if (c->conn && PQtransactionStatus(c->conn) != PQTRANS_IDLE &&
-        PQstatus(c->conn) == CONNECTION_OK) {
+    if (c->conn && PQtransactionStatus(c->conn) != PQTRANS_IDLE && PQstatus(c->conn) == CONNECTION_OK) {
         PGresult *r = PQexec(c->conn, "ROLLBACK");
         PQclear(r);
     }
@@ -371,8 +371,8 @@ static PGresult *run_once(sb_pg_conn_t *c, const call_t *k)
     if (!is_prepared(c, stmt)) {
         if (c->n_prepared == MAX_PREPARED) {
             /* beyond the cache: run unnamed */
-            return PQexecParams(c->conn, stmt->sql, k->nparams, NULL, k->params, k->lengths,
-                                k->formats, 0);
+            return PQexecParams(c->conn, stmt->sql, k->nparams, NULL, k->params, k->lengths, k->formats,
+                                0);
         }
         PGresult *r = PQprepare(c->conn, stmt->name, stmt->sql, 0, NULL);
         if (PQresultStatus(r) != PGRES_COMMAND_OK)
@@ -385,8 +385,8 @@ static PGresult *run_once(sb_pg_conn_t *c, const call_t *k)
 
 static bool lost_state(const char *state)
 {
-    return state && (!strncmp(state, "08", 2) || !strcmp(state, "57P01") ||
-                     !strcmp(state, "57P02") || !strcmp(state, "57P03"));
+    return state && (!strncmp(state, "08", 2) || !strcmp(state, "57P01") || !strcmp(state, "57P02") ||
+                     !strcmp(state, "57P03"));
 }
 
 /* Did r fail because the session is gone? */
@@ -404,13 +404,14 @@ static bool connection_lost(const sb_pg_conn_t *c, const PGresult *r)
 static PGresult *run(sb_pg_conn_t *c, const call_t *k)
 {
     PGTransactionStatusType before = PQtransactionStatus(c->conn);
-    bool replayable = !c->pinned && (before == PQTRANS_IDLE || (before == PQTRANS_INTRANS &&
-                                                                c->opener[0] && c->tx_stmts == 0));
+    bool replayable = !c->pinned && (before == PQTRANS_IDLE ||
+                                     (before == PQTRANS_INTRANS && c->opener[0] && c->tx_stmts == 0));
     PGresult *r = run_once(c, k);
     if (replayable && connection_lost(c, r)) {
         const char *msg = PQresultErrorMessage(r);
         sb_warn("database connection lost (%.*s); retrying %s on a new connection",
-                (int)strcspn(msg, "\n"), msg, before == PQTRANS_IDLE ? "the statement" : "the transaction's start");
+                (int)strcspn(msg, "\n"), msg,
+                before == PQTRANS_IDLE ? "the statement" : "the transaction's start");
         char opener[MAX_OPENER];
         memcpy(opener, c->opener, sizeof opener); /* reconnect forgets it */
         sb_buf_t err = SB_BUF_INIT;
@@ -418,7 +419,8 @@ static PGresult *run(sb_pg_conn_t *c, const call_t *k)
             sb_error("%s", err.buf); /* r, the original failure, is reported */
         } else if (before == PQTRANS_INTRANS) {
             PGresult *o = PQexec(c->conn, opener);
-            if (PQresultStatus(o) != PGRES_COMMAND_OK || PQtransactionStatus(c->conn) != PQTRANS_INTRANS) {
+            if (PQresultStatus(o) != PGRES_COMMAND_OK ||
+                PQtransactionStatus(c->conn) != PQTRANS_INTRANS) {
                 PQclear(r);
                 r = o;
             } else {
@@ -459,12 +461,12 @@ static PGresult *run(sb_pg_conn_t *c, const call_t *k)
 PGresult *sb_pg_exec_bin(sb_pg_conn_t *c, const sb_pg_stmt_t *stmt, int nparams,
                          const char *const *params, const int *lengths, const int *formats)
 {
-    call_t k = {.stmt = stmt, .nparams = nparams, .params = params, .lengths = lengths, .formats = formats};
+    call_t k = {
+        .stmt = stmt, .nparams = nparams, .params = params, .lengths = lengths, .formats = formats};
     return run(c, &k);
 }
 
-PGresult *sb_pg_exec(sb_pg_conn_t *c, const sb_pg_stmt_t *stmt, int nparams,
-                     const char *const *params)
+PGresult *sb_pg_exec(sb_pg_conn_t *c, const sb_pg_stmt_t *stmt, int nparams, const char *const *params)
 {
     return sb_pg_exec_bin(c, stmt, nparams, params, NULL, NULL);
 }
@@ -534,8 +536,7 @@ static sb_status_t simple(sb_pg_conn_t *c, const char *sql, sb_buf_t *err)
     return st;
 }
 
-sb_status_t sb_pg_tx(sb_pg_pool_t *p, sb_pg_isolation_t iso, sb_pg_tx_fn fn, void *arg,
-                     sb_buf_t *err)
+sb_status_t sb_pg_tx(sb_pg_pool_t *p, sb_pg_isolation_t iso, sb_pg_tx_fn fn, void *arg, sb_buf_t *err)
 {
     static const char *const begin[] = {
         "BEGIN ISOLATION LEVEL READ COMMITTED",
@@ -570,8 +571,8 @@ sb_status_t sb_pg_tx(sb_pg_pool_t *p, sb_pg_isolation_t iso, sb_pg_tx_fn fn, voi
     return st;
 }
 
-sb_status_t sb_pg_migrate(sb_pg_pool_t *p, const char *component, const sb_migration_t *m,
-                          size_t n, sb_buf_t *err)
+sb_status_t sb_pg_migrate(sb_pg_pool_t *p, const char *component, const sb_migration_t *m, size_t n,
+                          sb_buf_t *err)
 {
     static const char *const ddl =
         "CREATE TABLE IF NOT EXISTS sb_schema_migrations ("
@@ -592,8 +593,8 @@ sb_status_t sb_pg_migrate(sb_pg_pool_t *p, const char *component, const sb_migra
         char ver[16];
         snprintf(ver, sizeof ver, "%d", m[i].version);
         const char *params[] = {component, ver, m[i].name};
-        PGresult *r = exec_params(c, "SELECT 1 FROM sb_schema_migrations WHERE component=$1 AND version=$2::int",
-                                  2, params);
+        PGresult *r = exec_params(
+            c, "SELECT 1 FROM sb_schema_migrations WHERE component=$1 AND version=$2::int", 2, params);
         st = sb_pg_check(c, r, err);
         bool applied = st == SB_OK && PQntuples(r) > 0;
         PQclear(r);
@@ -604,8 +605,9 @@ sb_status_t sb_pg_migrate(sb_pg_pool_t *p, const char *component, const sb_migra
         if ((st = simple(c, "BEGIN", err)) != SB_OK)
             goto out_unlock;
         if ((st = simple(c, m[i].sql, err)) == SB_OK) {
-            r = exec_params(c, "INSERT INTO sb_schema_migrations(component, version, name) VALUES ($1, $2::int, $3)",
-                            3, params);
+            r = exec_params(
+                c, "INSERT INTO sb_schema_migrations(component, version, name) VALUES ($1, $2::int, $3)",
+                3, params);
             st = sb_pg_check(c, r, err);
             PQclear(r);
         }

@@ -62,7 +62,10 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 static void on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
-    sb_log(level <= 3 ? SB_LOG_ERROR : level <= 5 ? SB_LOG_WARN : SB_LOG_DEBUG, "kafka %s: %s", fac, buf);
+    sb_log(level <= 3   ? SB_LOG_ERROR
+           : level <= 5 ? SB_LOG_WARN
+                        : SB_LOG_DEBUG,
+           "kafka %s: %s", fac, buf);
 }
 
 rd_kafka_conf_t *sb_kafka_conf(const char *brokers, sb_buf_t *err)
@@ -193,16 +196,14 @@ size_t sb_producer_send_batch(sb_producer_t *p, sb_kafka_msg_t *msgs, size_t n, 
     if (delivered < n) {
         bool produce_failed = delivered == queued;
         sb_buf_addf(err, "kafka: %s to %s failed: %s", produce_failed ? "produce" : "delivery",
-                    msgs[delivered].topic,
-                    rd_kafka_err2str(produce_failed ? e : d[delivered].err));
+                    msgs[delivered].topic, rd_kafka_err2str(produce_failed ? e : d[delivered].err));
     }
     free(d);
     return delivered;
 }
 
-sb_status_t sb_producer_send(sb_producer_t *p, const char *topic, const char *key,
-                             const void *val, size_t len, const char *trace_id, int timeout_ms,
-                             sb_buf_t *err)
+sb_status_t sb_producer_send(sb_producer_t *p, const char *topic, const char *key, const void *val,
+                             size_t len, const char *trace_id, int timeout_ms, sb_buf_t *err)
 {
     sb_kafka_msg_t m = {.topic = topic, .key = key, .val = val, .len = len, .trace_id = trace_id};
     return sb_producer_send_batch(p, &m, 1, timeout_ms, NULL, err) == 1 ? SB_OK : SB_UNAVAILABLE;

@@ -118,9 +118,8 @@ static bool connect_locked(sb_redis_t *r, sb_buf_t *err)
         r->ctx = NULL;
     }
     if (r->down && sb_mono_ns() < r->retry_at_ns) {
-        sb_buf_addf(err, "redis %s:%d unavailable: %s (next attempt in %lld ms)", r->host,
-                    r->port, r->down_reason,
-                    (long long)((r->retry_at_ns - sb_mono_ns()) / 1000000 + 1));
+        sb_buf_addf(err, "redis %s:%d unavailable: %s (next attempt in %lld ms)", r->host, r->port,
+                    r->down_reason, (long long)((r->retry_at_ns - sb_mono_ns()) / 1000000 + 1));
         return false;
     }
     struct timeval tv = {r->timeout_ms / 1000, (r->timeout_ms % 1000) * 1000};
@@ -253,7 +252,8 @@ bool sb_redis_ping(sb_redis_t *r)
     return ok;
 }
 
-sb_status_t sb_rate_limit(sb_redis_t *r, const char *scope, const char *client, long limit, sb_buf_t *err)
+sb_status_t sb_rate_limit(sb_redis_t *r, const char *scope, const char *client, long limit,
+                          sb_buf_t *err)
 {
     long minute = (long)(sb_now_ms() / 60000);
     sb_buf_t rerr = SB_BUF_INIT;

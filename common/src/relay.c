@@ -40,13 +40,12 @@
 #include "sb/metrics.h"
 
 #define BATCH 200
-#define WAIT_MS 30000       /* above message.timeout.ms (producer.c) */
+#define WAIT_MS 30000 /* above message.timeout.ms (producer.c) */
 #define FINAL_WAIT_MS 5000
 
-static const sb_pg_stmt_t stmt_pending = {
-    "sb_relay_pending",
-    "SELECT id::text, topic, aggregate_id, envelope FROM sb_outbox"
-    " WHERE published_at IS NULL ORDER BY id LIMIT $1::int"};
+static const sb_pg_stmt_t stmt_pending = {"sb_relay_pending",
+                                          "SELECT id::text, topic, aggregate_id, envelope FROM sb_outbox"
+                                          " WHERE published_at IS NULL ORDER BY id LIMIT $1::int"};
 
 /* published_at = when the delivery report arrived (us since the epoch) */
 static const sb_pg_stmt_t stmt_mark = {
@@ -76,8 +75,11 @@ static int relay_round(sb_db_t *db, sb_producer_t *p, int max, int wait_ms, cons
         sb_arena_on_free(db->arena, PQfreemem, bytes);
         sb_event_envelope_t *env =
             sb__events__event_envelope__unpack(sb_arena_pb_allocator(db->arena), len, bytes);
-        msgs[i] = (sb_kafka_msg_t){.topic = PQgetvalue(r, i, 1), .key = PQgetvalue(r, i, 2),
-                                   .val = bytes, .len = len, .trace_id = env ? env->trace_id : NULL};
+        msgs[i] = (sb_kafka_msg_t){.topic = PQgetvalue(r, i, 1),
+                                   .key = PQgetvalue(r, i, 2),
+                                   .val = bytes,
+                                   .len = len,
+                                   .trace_id = env ? env->trace_id : NULL};
     }
     sb_buf_t err = SB_BUF_INIT;
     size_t delivered = sb_producer_send_batch(p, msgs, (size_t)n, wait_ms, cancel, &err);
@@ -138,7 +140,7 @@ int sb_outbox_relay_once(sb_pg_pool_t *pool, sb_producer_t *p, int max, sb_buf_t
     int published = -1;
     if (sb_db_exec(&db, &stmt_lock, &r) == SB_OK)
         published = strcmp(PQgetvalue(r, 0, 0), "t") ? 0 /* another relay is at work */
-                                                      : relay_round(&db, p, max, WAIT_MS, NULL);
+                                                     : relay_round(&db, p, max, WAIT_MS, NULL);
     sb_arena_free(a);
     sb_pg_conn_free(c); /* ends the session lock */
     return published;

@@ -20,7 +20,7 @@
 struct sb_channel {
     struct sb_channel *next;
     char *target;
-    char *service; /* the name the server's certificate must carry; NULL: the target's host */
+    char *service;    /* the name the server's certificate must carry; NULL: the target's host */
     char *cert, *key; /* the certificate presented; NULL: this process's (TLS_CERT_FILE) */
     grpc_channel *ch;
 };
@@ -37,11 +37,13 @@ static bool str_eq(const char *a, const char *b)
  * when given); with TLS, the server's certificate must name `service` (when
  * given). A TLS misconfiguration gives a lame channel: every call fails
  * UNAVAILABLE with the reason. */
-static grpc_channel *channel_new(const char *target, const char *service, const char *cert, const char *key)
+static grpc_channel *channel_new(const char *target, const char *service, const char *cert,
+                                 const char *key)
 {
     sb_buf_t err = SB_BUF_INIT;
     grpc_channel *ch;
-    grpc_channel_credentials *creds = cert ? sb_tls_channel_creds_as(cert, key, &err) : sb_tls_channel_creds(&err);
+    grpc_channel_credentials *creds =
+        cert ? sb_tls_channel_creds_as(cert, key, &err) : sb_tls_channel_creds(&err);
     if (!creds) {
         sb_error("grpc channel to %s: %s", target, err.buf);
         ch = grpc_lame_client_channel_create(target, GRPC_STATUS_UNAVAILABLE, "TLS is misconfigured");
@@ -58,12 +60,13 @@ static grpc_channel *channel_new(const char *target, const char *service, const 
 }
 
 /* The cached channel for (target, service, cert, key), created on first use. */
-static sb_channel_t *channel_get(const char *target, const char *service, const char *cert, const char *key)
+static sb_channel_t *channel_get(const char *target, const char *service, const char *cert,
+                                 const char *key)
 {
     pthread_mutex_lock(&channels_mu);
     struct sb_channel *c = channels;
-    while (c && !(strcmp(c->target, target) == 0 && str_eq(c->service, service) && str_eq(c->cert, cert) &&
-                  str_eq(c->key, key)))
+    while (c && !(strcmp(c->target, target) == 0 && str_eq(c->service, service) &&
+                  str_eq(c->cert, cert) && str_eq(c->key, key)))
         c = c->next;
     if (!c) {
         grpc_init();
@@ -85,8 +88,8 @@ sb_channel_t *sb_channel_get_for(const char *target, const char *service)
     return channel_get(target, service, NULL, NULL);
 }
 
-sb_channel_t *sb_channel_get_with_identity(const char *target, const char *service, const char *cert_file,
-                                           const char *key_file)
+sb_channel_t *sb_channel_get_with_identity(const char *target, const char *service,
+                                           const char *cert_file, const char *key_file)
 {
     return channel_get(target, service, cert_file, cert_file ? key_file : NULL);
 }
@@ -164,10 +167,10 @@ sb_status_t sb_rpc_call_raw(sb_channel_t *ch, const char *path, const void *req,
 
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
     grpc_slice method = grpc_slice_from_copied_string(path);
-    gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
-                                         gpr_time_from_millis(timeout, GPR_TIMESPAN));
-    grpc_call *call = grpc_channel_create_call(ch->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method,
-                                               NULL, deadline, NULL);
+    gpr_timespec deadline =
+        gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis(timeout, GPR_TIMESPAN));
+    grpc_call *call = grpc_channel_create_call(ch->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method, NULL,
+                                               deadline, NULL);
     grpc_slice_unref(method);
 
     grpc_slice sl = grpc_slice_from_copied_buffer(req, len);
@@ -241,9 +244,9 @@ out:
     return st;
 }
 
-sb_status_t sb_rpc_call(sb_channel_t *ch, const ProtobufCServiceDescriptor *desc,
-                        const char *method, const ProtobufCMessage *req, sb_arena_t *arena,
-                        ProtobufCMessage **resp, const sb_call_opts_t *opts, sb_buf_t *err)
+sb_status_t sb_rpc_call(sb_channel_t *ch, const ProtobufCServiceDescriptor *desc, const char *method,
+                        const ProtobufCMessage *req, sb_arena_t *arena, ProtobufCMessage **resp,
+                        const sb_call_opts_t *opts, sb_buf_t *err)
 {
     const ProtobufCMethodDescriptor *m = protobuf_c_service_descriptor_get_method_by_name(desc, method);
     *resp = NULL;

@@ -42,7 +42,7 @@ struct route {
     sb_rpc_run_fn run;   /* NULL: row.fn is called directly */
     void *service_data;
     const sb_api_method_t *api; /* the method's row in the API table */
-    bool policed;         /* check api's access policy before the handler */
+    bool policed;               /* check api's access policy before the handler */
 };
 
 struct worker {
@@ -164,8 +164,8 @@ void sb_server_add_service(sb_server_t *s, const ProtobufCServiceDescriptor *des
 }
 
 void sb_server_add_service_run(sb_server_t *s, const ProtobufCServiceDescriptor *desc,
-                               const sb_rpc_method_t *methods, size_t n_methods,
-                               void *service_data, sb_rpc_run_fn run)
+                               const sb_rpc_method_t *methods, size_t n_methods, void *service_data,
+                               sb_rpc_run_fn run)
 {
     s->routes = sb_realloc(s->routes, (s->n_routes + desc->n_methods) * sizeof *s->routes);
     for (unsigned i = 0; i < desc->n_methods; i++) {
@@ -312,8 +312,8 @@ static int64_t deadline_to_ms(gpr_timespec d)
 }
 
 /* Runs the row for one request payload; fills *out_bytes on OK. */
-static sb_status_t dispatch(const struct route *r, sb_rpc_ctx_t *ctx, const uint8_t *data,
-                            size_t len, sb_buf_t *out_bytes)
+static sb_status_t dispatch(const struct route *r, sb_rpc_ctx_t *ctx, const uint8_t *data, size_t len,
+                            sb_buf_t *out_bytes)
 {
     if (!r)
         return sb_rpc_fail(ctx, SB_UNIMPLEMENTED, "unknown method %s", ctx->method);
@@ -326,7 +326,8 @@ static sb_status_t dispatch(const struct route *r, sb_rpc_ctx_t *ctx, const uint
                            r->md->input->name, len);
     if (r->policed) {
         sb_buf_t why = SB_BUF_INIT;
-        sb_status_t st = sb_api_authorize(r->api, ctx->user_id, ctx->user_role, ctx->caller_service, req, &why);
+        sb_status_t st =
+            sb_api_authorize(r->api, ctx->user_id, ctx->user_role, ctx->caller_service, req, &why);
         if (st != SB_OK)
             st = sb_rpc_fail(ctx, st, "%s", why.buf);
         sb_buf_release(&why);
@@ -350,8 +351,8 @@ static sb_status_t dispatch(const struct route *r, sb_rpc_ctx_t *ctx, const uint
     return SB_OK;
 }
 
-static void handle_call(sb_server_t *s, struct worker *w, grpc_call *call,
-                        grpc_call_details *details, grpc_metadata_array *md)
+static void handle_call(sb_server_t *s, struct worker *w, grpc_call *call, grpc_call_details *details,
+                        grpc_metadata_array *md)
 {
     int64_t t0 = sb_mono_ns();
     sb_rpc_ctx_t ctx = {.arena = sb_arena_new(), .err = SB_BUF_INIT, .detail = SB_BUF_INIT};
@@ -436,8 +437,7 @@ out_answer : {
         grpc_byte_buffer_destroy(resp_bb);
 }
     sb_metrics_rpc(r ? r->path : "unknown", st, sb_mono_ns() - t0);
-    sb_debug("%s -> %s in %.3f ms", ctx.method, sb_status_name(st),
-             (double)(sb_mono_ns() - t0) / 1e6);
+    sb_debug("%s -> %s in %.3f ms", ctx.method, sb_status_name(st), (double)(sb_mono_ns() - t0) / 1e6);
     sb_log_set_trace(NULL);
     sb_buf_release(&out);
     sb_buf_release(&ctx.err);
@@ -456,7 +456,8 @@ static void *worker_main(void *arg)
         grpc_call_details_init(&details);
         grpc_metadata_array_init(&md);
         int tag;
-        grpc_call_error e = grpc_server_request_call(s->server, &call, &details, &md, w->cq, w->cq, &tag);
+        grpc_call_error e =
+            grpc_server_request_call(s->server, &call, &details, &md, w->cq, w->cq, &tag);
         bool got = e == GRPC_CALL_OK && wait_op(w->cq, &tag);
         if (got)
             handle_call(s, w, call, &details, &md);
@@ -521,8 +522,8 @@ void sb_server_shutdown(sb_server_t *s, int grace_ms)
     atomic_store(&s->serving, false);
     int tag;
     grpc_server_shutdown_and_notify(s->server, s->shutdown_cq, &tag);
-    grpc_event ev = grpc_completion_queue_pluck(
-        s->shutdown_cq, &tag, gpr_time_from_millis(grace_ms, GPR_TIMESPAN), NULL);
+    grpc_event ev = grpc_completion_queue_pluck(s->shutdown_cq, &tag,
+                                                gpr_time_from_millis(grace_ms, GPR_TIMESPAN), NULL);
     if (ev.type == GRPC_QUEUE_TIMEOUT) {
         sb_warn("grpc: calls still running after %d ms; cancelling them", grace_ms);
         grpc_server_cancel_all_calls(s->server);
@@ -582,7 +583,8 @@ static sb_status_t health_check(sb_rpc_ctx_t *ctx, const void *in, void *out)
     }
     if (!known)
         return sb_rpc_fail(ctx, SB_NOT_FOUND, "unknown service %.100s", req->service);
-    resp->status = atomic_load(&s->serving) ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
-                                            : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+    resp->status = atomic_load(&s->serving)
+                       ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+                       : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
     return SB_OK;
 }

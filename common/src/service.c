@@ -37,8 +37,9 @@ static void check_rows(const sb_service_def_t *def)
         const ProtobufCMethodDescriptor *md =
             protobuf_c_service_descriptor_get_method_by_name(def->descriptor, row->name);
         const ProtobufCFieldDescriptor *f =
-            md && row->idempotent ? protobuf_c_message_descriptor_get_field_by_name(md->input, "idempotency_key")
-                                  : NULL;
+            md && row->idempotent
+                ? protobuf_c_message_descriptor_get_field_by_name(md->input, "idempotency_key")
+                : NULL;
         if (md && row->idempotent && (!f || f->type != PROTOBUF_C_TYPE_STRING))
             sb_warn("%s is idempotent but %s has no string field idempotency_key", row->name,
                     md->input->name);

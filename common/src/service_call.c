@@ -172,8 +172,8 @@ static sb_status_t idem_prepare(sb_rpc_ctx_t *ctx, const sb_rpc_method_t *row,
     if (!key || !*key)
         return SB_OK;
     if (strlen(key) > IDEM_KEY_MAX || !sb_valid_utf8_text(key, false, NULL))
-        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT,
-                           "Idempotency-Key must be 1 to %d bytes of text", IDEM_KEY_MAX);
+        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "Idempotency-Key must be 1 to %d bytes of text",
+                           IDEM_KEY_MAX);
     id->key = key;
     id->req_hex = packed_hex(ctx->arena, in);
     return SB_OK;
@@ -224,7 +224,8 @@ static sb_status_t idem_claim_or_replay(sb_rpc_ctx_t *ctx, const idem_t *id, Pro
             return st;
         return sb_db_sql(db, "SAVEPOINT sb_call", NULL);
     }
-    if ((st = sb_db_exec(db, &idem_stored, &r, ctx->user_id, ctx->method, id->key, id->req_hex)) != SB_OK)
+    if ((st = sb_db_exec(db, &idem_stored, &r, ctx->user_id, ctx->method, id->key, id->req_hex)) !=
+        SB_OK)
         return st;
     if (PQntuples(r) == 0) { /* expired and deleted between the two statements: claim again */
         db->conflict = true;
@@ -240,7 +241,8 @@ static sb_status_t idem_store(sb_rpc_ctx_t *ctx, const idem_t *id, sb_status_t s
     char code[16];
     snprintf(code, sizeof code, "%d", (int)st);
     return sb_db_exec(ctx->db, &idem_save, NULL, ctx->user_id, ctx->method, id->key, code,
-                      st == SB_OK ? NULL : ctx->err.buf, st == SB_OK ? packed_hex(ctx->arena, out) : NULL);
+                      st == SB_OK ? NULL : ctx->err.buf,
+                      st == SB_OK ? packed_hex(ctx->arena, out) : NULL);
 }
 
 static bool retryable(sb_status_t st)
@@ -263,8 +265,8 @@ static void idem_keep_refusal(sb_rpc_ctx_t *ctx, const idem_t *id, sb_status_t r
     if (st == SB_OK)
         st = sb_db_commit(db);
     if (st != SB_OK)
-        sb_warn("%s: refusal of an Idempotency-Key not stored (%s): %s", ctx->method,
-                sb_status_name(st), ctx->detail.buf);
+        sb_warn("%s: refusal of an Idempotency-Key not stored (%s): %s", ctx->method, sb_status_name(st),
+                ctx->detail.buf);
 }
 
 /* ------------------------------------------------------------ the runner */

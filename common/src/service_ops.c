@@ -17,7 +17,8 @@ sb_status_t sb_service_deliver_event(sb_rpc_ctx_t *ctx, const void *in, void *ou
     if (!sb_rpc_is_admin(ctx))
         return sb_rpc_fail(ctx, SB_PERMISSION_DENIED, "only an admin may deliver events");
     if (!svc->def->n_events)
-        return sb_rpc_fail(ctx, SB_FAILED_PRECONDITION, "the %s service consumes no events", svc->def->name);
+        return sb_rpc_fail(ctx, SB_FAILED_PRECONDITION, "the %s service consumes no events",
+                           svc->def->name);
 
     /* the envelope the producer would have written; the inbox checks it
      * exactly as one from Kafka (sb/events.h) */
@@ -39,14 +40,16 @@ sb_status_t sb_service_deliver_event(sb_rpc_ctx_t *ctx, const void *in, void *ou
     sb_inbox_result_t res = SB_INBOX_RESULT_INIT;
     sb_status_t st = sb_inbox_handle(svc->pg, &events, "DeliverEvent", NULL, bytes, len, &res);
     if (res.outcome == SB_EVENT_DEAD_LETTER)
-        st = sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "%s (kept in the dead letters; the event id stays free)",
-                         res.reason.buf);
+        st = sb_rpc_fail(ctx, SB_INVALID_ARGUMENT,
+                         "%s (kept in the dead letters; the event id stays free)", res.reason.buf);
     else if (st != SB_OK)
         st = sb_rpc_error(ctx, st, "event %.64s: %s", req->event_id, res.reason.buf);
     if (st == SB_OK) {
         bool dup = res.outcome == SB_EVENT_DUPLICATE;
         sb_info("event %s %s delivered by %s%s", req->type, req->event_id, ctx->user_id,
-                dup ? " (duplicate)" : res.outcome == SB_EVENT_SKIPPED ? " (not for this service)" : "");
+                dup                               ? " (duplicate)"
+                : res.outcome == SB_EVENT_SKIPPED ? " (not for this service)"
+                                                  : "");
         resp->event_id = sb_arena_strdup(ctx->arena, req->event_id);
         resp->duplicate = dup;
     }
@@ -66,7 +69,8 @@ sb_status_t sb_service_replay(sb_rpc_ctx_t *ctx, const void *in, void *out, cons
     if (st != SB_OK) {
         /* a malformed `since` is the caller's mistake, not ours */
         if ((st == SB_INTERNAL || st == SB_INVALID_ARGUMENT) && strstr(err.buf, "timestamp"))
-            st = sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "since: must be a timestamp such as 2030-01-31T19:30:00Z");
+            st = sb_rpc_fail(ctx, SB_INVALID_ARGUMENT,
+                             "since: must be a timestamp such as 2030-01-31T19:30:00Z");
         else
             st = sb_rpc_error(ctx, st, "replay %s: %s", type_prefix, err.buf);
         sb_buf_release(&err);

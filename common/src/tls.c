@@ -81,8 +81,9 @@ static char *read_pem(const char *name, sb_buf_t *err)
 {
     const char *path = env(name);
     if (!path) {
-        sb_buf_addf(err, "%s is not set (deploy/local/pki.sh env prints the TLS variables; GRPC_INSECURE=1 "
-                         "runs plaintext)",
+        sb_buf_addf(err,
+                    "%s is not set (deploy/local/pki.sh env prints the TLS variables; GRPC_INSECURE=1 "
+                    "runs plaintext)",
                     name);
         return NULL;
     }
@@ -238,7 +239,8 @@ out_fail:
 /* ---- channel ---- */
 
 /* Channel credentials presenting cert_file/key_file (both NULL: none). */
-static grpc_channel_credentials *channel_creds(const char *cert_file, const char *key_file, sb_buf_t *err)
+static grpc_channel_credentials *channel_creds(const char *cert_file, const char *key_file,
+                                               sb_buf_t *err)
 {
     grpc_channel_credentials *creds = NULL;
     char *ca = read_pem(SB_TLS_ENV_CA, err), *cert = NULL, *key = NULL;
@@ -270,7 +272,8 @@ grpc_channel_credentials *sb_tls_channel_creds(sb_buf_t *err)
     return channel_creds(env(SB_TLS_ENV_CERT), env(SB_TLS_ENV_KEY), err);
 }
 
-grpc_channel_credentials *sb_tls_channel_creds_as(const char *cert_file, const char *key_file, sb_buf_t *err)
+grpc_channel_credentials *sb_tls_channel_creds_as(const char *cert_file, const char *key_file,
+                                                  sb_buf_t *err)
 {
     if (sb_tls_insecure())
         return grpc_insecure_credentials_create();

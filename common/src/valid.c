@@ -178,7 +178,8 @@ bool sb_parse_rfc3339(const char *s, int64_t *unix_ms)
 /* Through the enum's descriptor (sb/enum.h); the zero value is "no role". */
 const char *sb_role_name(Sb__Common__Role r)
 {
-    return r == SB__COMMON__ROLE__ROLE_UNSPECIFIED ? NULL : sb_enum_name(&sb__common__role__descriptor, r);
+    return r == SB__COMMON__ROLE__ROLE_UNSPECIFIED ? NULL
+                                                   : sb_enum_name(&sb__common__role__descriptor, r);
 }
 
 Sb__Common__Role sb_role_parse(const char *name)

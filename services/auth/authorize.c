@@ -19,8 +19,7 @@
 
 /* Splits "METHOD /path[?query]" into method and path (query dropped).
  * false when the action does not have that shape. */
-static bool parse_action(sb_arena_t *arena, const char *action, char method[MAX_METHOD],
-                         char **path)
+static bool parse_action(sb_arena_t *arena, const char *action, char method[MAX_METHOD], char **path)
 {
     if (!action)
         return false;
@@ -78,9 +77,10 @@ sb_status_t auth_authorize(sb_rpc_ctx_t *ctx, const void *in, void *out)
         sb_buf_t why = SB_BUF_INIT;
         st = sb_api_authorize(m.method, c.sub, c.role, "", sb_api_match_request(&m, ctx->arena), &why);
         resp->allowed = st == SB_OK;
-        resp->reason = resp->allowed ? sb_arena_printf(ctx->arena, "role %s may %s %s", c.role, method, m.http->path)
-                                     : sb_arena_printf(ctx->arena, "role %s may not %s %s: %s", c.role, method,
-                                                       m.http->path, why.buf);
+        resp->reason = resp->allowed ? sb_arena_printf(ctx->arena, "role %s may %s %s", c.role, method,
+                                                       m.http->path)
+                                     : sb_arena_printf(ctx->arena, "role %s may not %s %s: %s", c.role,
+                                                       method, m.http->path, why.buf);
         sb_buf_release(&why);
     }
     sb_debug("authorize %s (%s) %s %s: %s (%s)", c.sub, c.role, method, path,

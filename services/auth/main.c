@@ -25,7 +25,8 @@ static sb_status_t auth_init(sb_service_t *svc, sb_buf_t *err)
     config.member_addr = sb_registry_addr("member");
     svc->user = &config;
     sb_info("access tokens (ES256, kid %s) live %lds, refresh tokens %lds; member service at %s",
-            sb_jwt_signer_kid(config.signer), config.access_ttl_s, config.refresh_ttl_s, config.member_addr);
+            sb_jwt_signer_kid(config.signer), config.access_ttl_s, config.refresh_ttl_s,
+            config.member_addr);
     return SB_OK;
 }
 
@@ -46,7 +47,8 @@ static const sb_rpc_method_t methods[] = {
 
 static const sb_event_handler_t events[] = {
     {"member.withdrawn", &sb__events__member_withdrawn__descriptor, auth_on_member_withdrawn},
-    {"member.password_changed", &sb__events__member_password_changed__descriptor, auth_on_password_changed},
+    {"member.password_changed", &sb__events__member_password_changed__descriptor,
+     auth_on_password_changed},
 };
 
 SB_SERVICE_MAIN(auth, SB_METHODS(methods), SB_EVENTS(events), .init = auth_init, .fini = auth_fini);

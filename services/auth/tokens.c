@@ -2,8 +2,8 @@
  *
  * Access tokens are short-lived ES256 JWTs (sb/jwt.h) signed with the
  * platform's one private key, which only this service holds; every service
- * and the gateway verify them with the public keys (sb/authn.h); logout puts the token's jti on the Redis
- * denylist (sb:deny:<jti>) for the rest of its lifetime.
+ * and the gateway verify them with the public keys (sb/authn.h); logout puts the token's jti on the
+ * Redis denylist (sb:deny:<jti>) for the rest of its lifetime.
  *
  * Refresh tokens are 32 random bytes, base64url, handed out once and stored
  * only as their SHA-256. Each use rotates: the presented token is marked used
@@ -58,11 +58,10 @@ static const sb_pg_stmt_t stmt_insert_successor = {
  * time as "revoke every token of the user" is not in that UPDATE's snapshot
  * and outlives the revocation. */
 static const sb_pg_stmt_t stmt_user_lock_by_token = {
-    "auth_user_lock_by_token",
-    "SELECT pg_advisory_xact_lock(hashtextextended(user_id::text, 1)) FROM refresh_tokens WHERE token_hash = $1"};
+    "auth_user_lock_by_token", "SELECT pg_advisory_xact_lock(hashtextextended(user_id::text, 1)) FROM "
+                               "refresh_tokens WHERE token_hash = $1"};
 static const sb_pg_stmt_t stmt_user_lock = {
     "auth_user_lock", "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 1))"};
-
 
 /* On the caller's connection (member_events.c's inbox transaction). */
 sb_status_t auth_lock_user(sb_pg_conn_t *c, const char *user_id, sb_buf_t *err)
@@ -77,24 +76,21 @@ sb_status_t auth_lock_user(sb_pg_conn_t *c, const char *user_id, sb_buf_t *err)
 /* The columns of stmt_lock. */
 enum { C_FAMILY, C_USER, C_ROLE, C_USED, C_REVOKED, C_EXPIRED };
 static const sb_pg_stmt_t stmt_lock = {
-    "auth_refresh_lock",
-    "SELECT family_id::text, user_id::text, role,"
-    " used_at IS NOT NULL, revoked_at IS NOT NULL, expires_at <= now()"
-    " FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE"};
+    "auth_refresh_lock", "SELECT family_id::text, user_id::text, role,"
+                         " used_at IS NOT NULL, revoked_at IS NOT NULL, expires_at <= now()"
+                         " FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE"};
 
 static const sb_pg_stmt_t stmt_mark_used = {
     "auth_refresh_mark_used", "UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1"};
 
-static const sb_pg_stmt_t stmt_revoke_family = {
-    "auth_refresh_revoke_family",
-    "UPDATE refresh_tokens SET revoked_at = now()"
-    " WHERE family_id = $1::uuid AND revoked_at IS NULL"};
+static const sb_pg_stmt_t stmt_revoke_family = {"auth_refresh_revoke_family",
+                                                "UPDATE refresh_tokens SET revoked_at = now()"
+                                                " WHERE family_id = $1::uuid AND revoked_at IS NULL"};
 
 /* ---------------------------------------------------------------- material */
 
 typedef struct refresh_token {
-    char token[sodium_base64_ENCODED_LEN(REFRESH_TOKEN_BYTES,
-                                         sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+    char token[sodium_base64_ENCODED_LEN(REFRESH_TOKEN_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
     char hash[TOKEN_HASH_HEX];
 } refresh_token_t;
 
@@ -137,8 +133,8 @@ static sb_status_t access_token_new(sb_rpc_ctx_t *ctx, const char *user_id, cons
     return SB_OK;
 }
 
-static void fill_response(sb_rpc_ctx_t *ctx, Sb__Auth__TokenResponse *resp, char *access, const char *refresh,
-                          const char *user_id, Sb__Common__Role role)
+static void fill_response(sb_rpc_ctx_t *ctx, Sb__Auth__TokenResponse *resp, char *access,
+                          const char *refresh, const char *user_id, Sb__Common__Role role)
 {
     resp->access_token = access;
     resp->refresh_token = sb_arena_strdup(ctx->arena, refresh);
@@ -151,7 +147,8 @@ static void fill_response(sb_rpc_ctx_t *ctx, Sb__Auth__TokenResponse *resp, char
 /* The presented refresh token's row (stmt_lock), locked in the call's
  * transaction: the user lock first, then the row's; its hash into hash. An
  * unknown token is refused. */
-static sb_status_t lock_token(sb_rpc_ctx_t *ctx, const char *token, char hash[TOKEN_HASH_HEX], PGresult **row)
+static sb_status_t lock_token(sb_rpc_ctx_t *ctx, const char *token, char hash[TOKEN_HASH_HEX],
+                              PGresult **row)
 {
     *row = NULL;
     if (strlen(token) > REFRESH_TOKEN_MAX)
@@ -194,9 +191,9 @@ sb_status_t auth_login(sb_rpc_ctx_t *ctx, const void *in, void *out)
     };
     Sb__Member__CheckCredentialsResponse *cred = NULL;
     sb_buf_t err = SB_BUF_INIT;
-    sb_status_t st = sb_rpc_call(sb_channel_get(cfg->member_addr),
-                                 &sb__member__member_service__descriptor, "CheckCredentials",
-                                 &creq.base, ctx->arena, (ProtobufCMessage **)&cred, &opts, &err);
+    sb_status_t st =
+        sb_rpc_call(sb_channel_get(cfg->member_addr), &sb__member__member_service__descriptor,
+                    "CheckCredentials", &creq.base, ctx->arena, (ProtobufCMessage **)&cred, &opts, &err);
     switch (st) {
     case SB_OK:
         break;
@@ -237,7 +234,8 @@ sb_status_t auth_login(sb_rpc_ctx_t *ctx, const void *in, void *out)
     char family[SB_UUID_LEN + 1], ttl[24];
     sb_uuid_v4(family);
     snprintf(ttl, sizeof ttl, "%ld", cfg->refresh_ttl_s);
-    if ((st = sb_db_exec(ctx->db, &stmt_insert, NULL, rt.hash, family, cred->user_id, role, ttl)) != SB_OK)
+    if ((st = sb_db_exec(ctx->db, &stmt_insert, NULL, rt.hash, family, cred->user_id, role, ttl)) !=
+        SB_OK)
         goto out_wipe;
     fill_response(ctx, out, access, rt.token, cred->user_id, cred->role);
     sb_info("user %s (%s) logged in: session %s", cred->user_id, role, family);
@@ -326,7 +324,8 @@ sb_status_t auth_logout(sb_rpc_ctx_t *ctx, const void *in, void *out)
     sb_jwt_claims_t claims;
     const char *access = req->access_token && *req->access_token ? req->access_token : ctx->token;
     if ((st = sb_authn_verify(svc->authn, access, &claims, &err)) != SB_OK) {
-        st = sb_rpc_fail(ctx, st == SB_UNAVAILABLE ? st : SB_UNAUTHENTICATED, "access token: %s", err.buf);
+        st = sb_rpc_fail(ctx, st == SB_UNAVAILABLE ? st : SB_UNAUTHENTICATED, "access token: %s",
+                         err.buf);
         goto out;
     }
     if (strcasecmp(claims.sub, ctx->user_id) != 0) {
@@ -337,7 +336,8 @@ sb_status_t auth_logout(sb_rpc_ctx_t *ctx, const void *in, void *out)
     /* The refresh family first, committed: while the access token is still
      * valid the caller can retry a logout that failed half way; after the
      * denylist entry the gateway would turn the retry away. */
-    if (req->refresh_token && *req->refresh_token && (st = revoke_session(ctx, req->refresh_token)) != SB_OK)
+    if (req->refresh_token && *req->refresh_token &&
+        (st = revoke_session(ctx, req->refresh_token)) != SB_OK)
         goto out;
 
     long long ttl = claims.exp - now;

@@ -17,8 +17,8 @@
 
 #define BOOTSTRAP_WAIT_MS 60000
 
-static const sb_pg_stmt_t select_role = {
-    "member_bootstrap_role", "SELECT role FROM members WHERE login_id = $1"};
+static const sb_pg_stmt_t select_role = {"member_bootstrap_role",
+                                         "SELECT role FROM members WHERE login_id = $1"};
 static const sb_pg_stmt_t insert_admin = {
     "member_bootstrap_insert",
     "INSERT INTO members (user_id, login_id, password_hash, name, email, phone, role)"
@@ -64,7 +64,8 @@ static sb_status_t existing(const char *login, const char *role, const char *how
         return SB_OK;
     }
     if (!*role) { /* inserted by another instance and gone again: very unlikely */
-        sb_buf_addf(err, "bootstrap admin '%s' could not be ensured (changed concurrently); restart", login);
+        sb_buf_addf(err, "bootstrap admin '%s' could not be ensured (changed concurrently); restart",
+                    login);
         return SB_ABORTED;
     }
     sb_buf_addf(err,
@@ -96,7 +97,8 @@ sb_status_t member_bootstrap_admin(sb_pg_pool_t *pool, pw_hasher_t *pw, sb_buf_t
      * hashing), hash without holding a connection, then insert; a concurrent
      * instance inserting the same login id makes ours a no-op. */
     sb_arena_t *arena = sb_arena_new();
-    sb_db_t db = {.pool = pool, .arena = arena, .detail = err, .deadline_ms = sb_now_ms() + BOOTSTRAP_WAIT_MS};
+    sb_db_t db = {
+        .pool = pool, .arena = arena, .detail = err, .deadline_ms = sb_now_ms() + BOOTSTRAP_WAIT_MS};
     char hash[PW_HASH_MAX] = "";
     PGresult *r;
     if ((st = role_of(&db, login, &role)) != SB_OK)

@@ -19,23 +19,21 @@
 
 /* A Member's columns, named as its fields (sb_db_row_to_pb). Never the
  * password hash. */
-#define MEMBER_COLS                                                                            \
-    "user_id::text, login_id, name, email, phone, role, " SB_DB_TS("created_at") " AS created_at, " \
-    SB_DB_TS("updated_at") " AS updated_at"
+#define MEMBER_COLS                                                                                     \
+    "user_id::text, login_id, name, email, phone, role, " SB_DB_TS(                                     \
+        "created_at") " AS created_at, " SB_DB_TS("updated_at") " AS updated_at"
 
 static const sb_pg_stmt_t insert_member = {
-    "member_insert",
-    "INSERT INTO members (user_id, login_id, password_hash, name, email, phone, role)"
-    " VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6) RETURNING " MEMBER_COLS};
+    "member_insert", "INSERT INTO members (user_id, login_id, password_hash, name, email, phone, role)"
+                     " VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6) RETURNING " MEMBER_COLS};
 
 static const sb_pg_stmt_t select_member = {
     "member_select",
     "SELECT " MEMBER_COLS " FROM members WHERE user_id = $1::uuid AND status = 'ACTIVE'"};
 
-static const sb_pg_stmt_t select_credentials = {
-    "member_select_credentials",
-    "SELECT user_id::text, role, password_hash FROM members"
-    " WHERE login_id = $1 AND status = 'ACTIVE'"};
+static const sb_pg_stmt_t select_credentials = {"member_select_credentials",
+                                                "SELECT user_id::text, role, password_hash FROM members"
+                                                " WHERE login_id = $1 AND status = 'ACTIVE'"};
 
 static const sb_pg_stmt_t select_hash = {
     "member_select_hash",
@@ -47,10 +45,9 @@ static const sb_pg_stmt_t lock_member = {
 
 /* NULL parameters leave the column as it is. */
 static const sb_pg_stmt_t update_member = {
-    "member_update",
-    "UPDATE members SET name = COALESCE($2, name), email = COALESCE($3, email),"
-    " phone = COALESCE($4, phone), password_hash = COALESCE($5, password_hash),"
-    " updated_at = now() WHERE user_id = $1::uuid RETURNING " MEMBER_COLS};
+    "member_update", "UPDATE members SET name = COALESCE($2, name), email = COALESCE($3, email),"
+                     " phone = COALESCE($4, phone), password_hash = COALESCE($5, password_hash),"
+                     " updated_at = now() WHERE user_id = $1::uuid RETURNING " MEMBER_COLS};
 
 /* Only when unchanged since it was verified: a concurrent password change wins. */
 static const sb_pg_stmt_t rehash_member = {
@@ -118,7 +115,8 @@ sb_status_t member_signup(sb_rpc_ctx_t *ctx, const void *in, void *out)
 
     char *login = member_login_id_fold(ctx->arena, req->login_id);
     if (!login)
-        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "loginId %s", member_login_id_problem(req->login_id));
+        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "loginId %s",
+                           member_login_id_problem(req->login_id));
     if ((problem = member_password_problem(req->password)))
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "password %s", problem);
     if ((problem = member_name_problem(req->name)))
@@ -234,8 +232,8 @@ sb_status_t member_get(sb_rpc_ctx_t *ctx, const void *in, void *out)
  * the stored hash (*old_hash, arena). The read runs outside the call's
  * transaction and both hash computations hold no connection; the
  * transaction then checks the hash did not change meanwhile. */
-static sb_status_t new_password(sb_rpc_ctx_t *ctx, const char *id, const char *current, const char *fresh,
-                                const char **old_hash, char new_hash[PW_HASH_MAX])
+static sb_status_t new_password(sb_rpc_ctx_t *ctx, const char *id, const char *current,
+                                const char *fresh, const char **old_hash, char new_hash[PW_HASH_MAX])
 {
     sb_db_t pre = sb_db_outside(ctx->db);
     PGresult *r;
@@ -317,11 +315,12 @@ sb_status_t member_update(sb_rpc_ctx_t *ctx, const void *in, void *out)
         Sb__Events__MemberPasswordChanged ev = SB__EVENTS__MEMBER_PASSWORD_CHANGED__INIT;
         ev.user_id = resp->user_id;
         ev.changed_at = resp->updated_at;
-        if ((st = sb_outbox_add(ctx->db->conn, "member.password_changed", id, &ev.base, NULL, &ctx->detail)) != SB_OK)
+        if ((st = sb_outbox_add(ctx->db->conn, "member.password_changed", id, &ev.base, NULL,
+                                &ctx->detail)) != SB_OK)
             goto out;
     }
-    sb_info("member %s updated%s%s%s%s", id, name ? " name" : "", email ? " email" : "", phone ? " phone" : "",
-            new_hash ? " password" : "");
+    sb_info("member %s updated%s%s%s%s", id, name ? " name" : "", email ? " email" : "",
+            phone ? " phone" : "", new_hash ? " password" : "");
 out:
     sodium_memzero(hash, sizeof hash);
     return st;
@@ -342,10 +341,12 @@ sb_status_t member_delete(sb_rpc_ctx_t *ctx, const void *in, void *out)
     ev.user_id = id;
     ev.withdrawn_at = PQgetvalue(r, 0, 0);
     ev.withdrawn_by = (char *)ctx->user_id;
-    if ((st = sb_outbox_add(ctx->db->conn, "member.withdrawn", id, &ev.base, NULL, &ctx->detail)) != SB_OK)
+    if ((st = sb_outbox_add(ctx->db->conn, "member.withdrawn", id, &ev.base, NULL, &ctx->detail)) !=
+        SB_OK)
         return st;
     resp->user_id = id;
     resp->status = "WITHDRAWN";
-    sb_info("member %s withdrawn by %s%s", id, ctx->user_id, sb_rpc_is_self(ctx, id) ? " (self)" : " (admin)");
+    sb_info("member %s withdrawn by %s%s", id, ctx->user_id,
+            sb_rpc_is_self(ctx, id) ? " (self)" : " (admin)");
     return SB_OK;
 }

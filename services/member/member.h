@@ -41,8 +41,8 @@ void pw_hasher_free(pw_hasher_t *h);
  * INT64_MAX = none; the wait is capped anyway). On failure err receives a
  * message fit for the caller: RESOURCE_EXHAUSTED (no slot in time),
  * DEADLINE_EXCEEDED, INTERNAL. */
-sb_status_t pw_hash(pw_hasher_t *h, const char *password, char out[PW_HASH_MAX],
-                    int64_t deadline_ms, sb_buf_t *err);
+sb_status_t pw_hash(pw_hasher_t *h, const char *password, char out[PW_HASH_MAX], int64_t deadline_ms,
+                    sb_buf_t *err);
 
 /* Verifies password against hash; hash NULL verifies against the dummy hash
  * (same cost, never a match) so an unknown account takes as long as a known

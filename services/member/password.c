@@ -114,8 +114,8 @@ void pw_hasher_free(pw_hasher_t *h)
     free(h);
 }
 
-sb_status_t pw_hash(pw_hasher_t *h, const char *password, char out[PW_HASH_MAX],
-                    int64_t deadline_ms, sb_buf_t *err)
+sb_status_t pw_hash(pw_hasher_t *h, const char *password, char out[PW_HASH_MAX], int64_t deadline_ms,
+                    sb_buf_t *err)
 {
     sb_status_t st = slot_take(h, deadline_ms, err);
     if (st != SB_OK)

@@ -34,27 +34,26 @@
 static const sb_pg_stmt_t insert_perf = {
     "perf_insert",
     "INSERT INTO performances (performance_id, planner_id, title, description, venue, category,"
-    " running_minutes, status) VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7::int, 'PENDING_APPROVAL')"};
+    " running_minutes, status) VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6, $7::int, "
+    "'PENDING_APPROVAL')"};
 
 static const sb_pg_stmt_t insert_schedule = {
-    "perf_schedule_insert",
-    "INSERT INTO schedules (schedule_id, performance_id, starts_at, venue)"
-    " VALUES ($1::uuid, $2::uuid, $3::timestamptz, $4)"};
+    "perf_schedule_insert", "INSERT INTO schedules (schedule_id, performance_id, starts_at, venue)"
+                            " VALUES ($1::uuid, $2::uuid, $3::timestamptz, $4)"};
 
 static const sb_pg_stmt_t update_schedule = {
     "perf_schedule_update",
     "UPDATE schedules SET starts_at = $2::timestamptz, venue = $3 WHERE schedule_id = $1::uuid"};
 
-static const sb_pg_stmt_t delete_schedule = {
-    "perf_schedule_delete", "DELETE FROM schedules WHERE schedule_id = $1::uuid"};
+static const sb_pg_stmt_t delete_schedule = {"perf_schedule_delete",
+                                             "DELETE FROM schedules WHERE schedule_id = $1::uuid"};
 
 static const sb_pg_stmt_t insert_grade = {
-    "perf_grade_insert",
-    "INSERT INTO grades (performance_id, grade, price, seat_count, position)"
-    " VALUES ($1::uuid, $2, $3::bigint, $4::int, $5::int)"};
+    "perf_grade_insert", "INSERT INTO grades (performance_id, grade, price, seat_count, position)"
+                         " VALUES ($1::uuid, $2, $3::bigint, $4::int, $5::int)"};
 
-static const sb_pg_stmt_t delete_grades = {
-    "perf_grades_delete", "DELETE FROM grades WHERE performance_id = $1::uuid"};
+static const sb_pg_stmt_t delete_grades = {"perf_grades_delete",
+                                           "DELETE FROM grades WHERE performance_id = $1::uuid"};
 
 /* NULL parameters leave the column as it is. A REJECTED performance that is
  * edited goes back to PENDING_APPROVAL and its reject reason is dropped. */
@@ -108,8 +107,8 @@ static bool has_status(const perf_row_t *row, Sb__Performance__PerformanceStatus
  * admins' business only. */
 static bool visible(const sb_rpc_ctx_t *ctx, const perf_row_t *row)
 {
-    return has_status(row, STATUS(APPROVED)) || has_status(row, STATUS(CANCELLED)) || sb_rpc_is_admin(ctx) ||
-           owns(ctx, row);
+    return has_status(row, STATUS(APPROVED)) || has_status(row, STATUS(CANCELLED)) ||
+           sb_rpc_is_admin(ctx) || owns(ctx, row);
 }
 
 /* The API view for this caller: an admin's reject reason is for the planner
@@ -274,7 +273,8 @@ sb_status_t perf_list_rpc(sb_rpc_ctx_t *ctx, const void *in, void *out)
 
     if (req->planner_id && *req->planner_id && !(q.planner = sb_uuid_norm(ctx->arena, req->planner_id)))
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "plannerId: must be a UUID");
-    if (req->status != STATUS(PERFORMANCE_STATUS_UNSPECIFIED) && !(q.status = perf_status_name(req->status)))
+    if (req->status != STATUS(PERFORMANCE_STATUS_UNSPECIFIED) &&
+        !(q.status = perf_status_name(req->status)))
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT,
                            "status: must be PENDING_APPROVAL, APPROVED, REJECTED or CANCELLED");
     if (req->category && *req->category) {
@@ -292,7 +292,7 @@ sb_status_t perf_list_rpc(sb_rpc_ctx_t *ctx, const void *in, void *out)
     if (req->page_size < 0)
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "pageSize: must be 0-%d (0: %d)", PERF_PAGE_MAX,
                            PERF_PAGE_DEFAULT);
-    q.limit = req->page_size == 0 ? PERF_PAGE_DEFAULT
+    q.limit = req->page_size == 0              ? PERF_PAGE_DEFAULT
               : req->page_size > PERF_PAGE_MAX ? PERF_PAGE_MAX
                                                : req->page_size;
     if (req->page_token && *req->page_token) {
@@ -316,7 +316,8 @@ sb_status_t perf_list_rpc(sb_rpc_ctx_t *ctx, const void *in, void *out)
         present(ctx, &rows[i], resp->performances[i]);
     }
     if (more && n > 0)
-        resp->next_page_token = perf_page_token(ctx->arena, rows[n - 1].created_us, rows[n - 1].pb->performance_id);
+        resp->next_page_token =
+            perf_page_token(ctx->arena, rows[n - 1].created_us, rows[n - 1].pb->performance_id);
     return SB_OK;
 }
 
@@ -352,7 +353,8 @@ static const sched_row_t *find_sched(const perf_row_t *cur, const char *id)
     return NULL;
 }
 
-static const Sb__Performance__SeatGrade *find_grade(const Sb__Performance__Performance *p, const char *name)
+static const Sb__Performance__SeatGrade *find_grade(const Sb__Performance__Performance *p,
+                                                    const char *name)
 {
     for (size_t i = 0; i < p->n_grades; i++)
         if (!strcmp(p->grades[i]->grade, name))
@@ -377,7 +379,8 @@ static sb_status_t plan_schedules(sb_rpc_ctx_t *ctx, const edit_t *e, const perf
         *n = cur->n_sch;
         *out = SB_ARENA_NEW(ctx->arena, sched_final_t, *n);
         for (size_t i = 0; i < *n; i++)
-            (*out)[i] = (sched_final_t){cur->sch[i].id, cur->sch[i].at_ms, cur->sch[i].venue, &cur->sch[i]};
+            (*out)[i] =
+                (sched_final_t){cur->sch[i].id, cur->sch[i].at_ms, cur->sch[i].venue, &cur->sch[i]};
         return SB_OK;
     }
     *n = in->n_sch;
@@ -397,9 +400,11 @@ static sb_status_t plan_schedules(sb_rpc_ctx_t *ctx, const edit_t *e, const perf
             bool moved = f[i].at_ms != old->at_ms, rehoused = !str_eq(f[i].venue, old->venue);
             if ((moved || rehoused) && old->at_ms <= e->now_ms)
                 return sb_rpc_fail(ctx, SB_FAILED_PRECONDITION,
-                                   "schedules[%zu]: the schedule has already started and cannot change", i);
+                                   "schedules[%zu]: the schedule has already started and cannot change",
+                                   i);
             if (moved && f[i].at_ms <= e->now_ms)
-                return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "schedules[%zu].startsAt: must be in the future", i);
+                return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT,
+                                   "schedules[%zu].startsAt: must be in the future", i);
         }
         times[i] = f[i].at_ms;
     }
@@ -437,18 +442,20 @@ static sb_status_t edit_tx(sb_rpc_ctx_t *ctx, edit_t *e)
     if (!found)
         return sb_rpc_fail(ctx, SB_NOT_FOUND, "performance not found");
     if (!owns(ctx, &cur))
-        return sb_rpc_fail(ctx, SB_PERMISSION_DENIED, "only the planner who registered this performance may edit it");
+        return sb_rpc_fail(ctx, SB_PERMISSION_DENIED,
+                           "only the planner who registered this performance may edit it");
     if (has_status(&cur, STATUS(CANCELLED)))
-        return sb_rpc_fail(ctx, SB_FAILED_PRECONDITION, "the performance is CANCELLED and can no longer be edited");
+        return sb_rpc_fail(ctx, SB_FAILED_PRECONDITION,
+                           "the performance is CANCELLED and can no longer be edited");
     bool approved = has_status(&cur, STATUS(APPROVED));
     const char *venue = in->venue ? in->venue : old->venue;
 
     sb_buf_t summary = SB_BUF_INIT, msg = SB_BUF_INIT;
-#define NOTE(...)                           \
-    do {                                    \
-        if (summary.len)                    \
-            sb_buf_adds(&summary, "; ");    \
-        sb_buf_addf(&summary, __VA_ARGS__); \
+#define NOTE(...)                                                                                       \
+    do {                                                                                                \
+        if (summary.len)                                                                                \
+            sb_buf_adds(&summary, "; ");                                                                \
+        sb_buf_addf(&summary, __VA_ARGS__);                                                             \
     } while (0)
 
     if (in->title && strcmp(in->title, old->title))
@@ -490,7 +497,8 @@ static sb_status_t edit_tx(sb_rpc_ctx_t *ctx, edit_t *e)
             continue;
         }
         bool moved = f[i].at_ms != f[i].old->at_ms;
-        const char *v_old = effective(f[i].old->venue, old->venue), *v_new = effective(f[i].venue, venue);
+        const char *v_old = effective(f[i].old->venue, old->venue),
+                   *v_new = effective(f[i].venue, venue);
         bool rehoused = strcmp(v_old, v_new) != 0;
         if (moved)
             NOTE("schedule %s moved from %s to %s", f[i].id, ms_str(a, f[i].old->at_ms),
@@ -543,10 +551,11 @@ static sb_status_t edit_tx(sb_rpc_ctx_t *ctx, edit_t *e)
                     continue;
                 int64_t taken = perf_sales_taken(&e->sales, g->grade);
                 if (taken > 0) {
-                    st = sb_rpc_fail(ctx, SB_FAILED_PRECONDITION,
-                                     "grades: %lld seat%s of grade %s %s held or sold; its price and seat"
-                                     " count cannot change and it cannot be removed",
-                                     (long long)taken, taken == 1 ? "" : "s", g->grade, taken == 1 ? "is" : "are");
+                    st = sb_rpc_fail(
+                        ctx, SB_FAILED_PRECONDITION,
+                        "grades: %lld seat%s of grade %s %s held or sold; its price and seat"
+                        " count cannot change and it cannot be removed",
+                        (long long)taken, taken == 1 ? "" : "s", g->grade, taken == 1 ? "is" : "are");
                     goto out;
                 }
             }
@@ -562,12 +571,14 @@ static sb_status_t edit_tx(sb_rpc_ctx_t *ctx, edit_t *e)
     char minutes[16], version[24];
     snprintf(minutes, sizeof minutes, "%d", in->running_minutes);
     snprintf(version, sizeof version, "%lld", (long long)(cur.version + (bump ? 1 : 0)));
-    if ((st = sb_db_exec(db, &update_perf, NULL, e->id, in->title, in->description, in->venue, in->category,
-                         in->running_minutes ? minutes : NULL,
-                         perf_status_name(rejected ? STATUS(PENDING_APPROVAL) : old->status), version)) != SB_OK)
+    if ((st = sb_db_exec(db, &update_perf, NULL, e->id, in->title, in->description, in->venue,
+                         in->category, in->running_minutes ? minutes : NULL,
+                         perf_status_name(rejected ? STATUS(PENDING_APPROVAL) : old->status),
+                         version)) != SB_OK)
         goto out;
     for (size_t i = 0; i < cur.n_sch; i++)
-        if (!in_final(f, nf, cur.sch[i].id) && (st = sb_db_exec(db, &delete_schedule, NULL, cur.sch[i].id)) != SB_OK)
+        if (!in_final(f, nf, cur.sch[i].id) &&
+            (st = sb_db_exec(db, &delete_schedule, NULL, cur.sch[i].id)) != SB_OK)
             goto out;
     for (size_t i = 0; i < nf && st == SB_OK; i++) {
         char at[32];
@@ -628,7 +639,8 @@ sb_status_t perf_update(sb_rpc_ctx_t *ctx, const void *in, void *out)
     if (st != SB_OK)
         return st;
     present(ctx, &e.result, out);
-    sb_info("performance %s edited by %s%s", id, ctx->user_id, e.event ? ": performance.changed written" : "");
+    sb_info("performance %s edited by %s%s", id, ctx->user_id,
+            e.event ? ": performance.changed written" : "");
     return SB_OK;
 }
 
@@ -637,8 +649,8 @@ sb_status_t perf_update(sb_rpc_ctx_t *ctx, const void *in, void *out)
 enum transition { APPROVE, REJECT, CANCEL };
 
 /* The state change itself, decided on the locked row cur. */
-static sb_status_t apply(sb_rpc_ctx_t *ctx, enum transition op, const perf_row_t *cur, const char *reason,
-                         const char *by)
+static sb_status_t apply(sb_rpc_ctx_t *ctx, enum transition op, const perf_row_t *cur,
+                         const char *reason, const char *by)
 {
     const char *id = cur->pb->performance_id;
     switch (op) {
@@ -647,7 +659,8 @@ static sb_status_t apply(sb_rpc_ctx_t *ctx, enum transition op, const perf_row_t
         if (!has_status(cur, STATUS(PENDING_APPROVAL)))
             return sb_rpc_fail(ctx, SB_FAILED_PRECONDITION,
                                "the performance is %s; only a PENDING_APPROVAL performance can be %s",
-                               perf_status_name(cur->pb->status), op == APPROVE ? "approved" : "rejected");
+                               perf_status_name(cur->pb->status),
+                               op == APPROVE ? "approved" : "rejected");
         if (op == REJECT)
             return sb_db_exec(ctx->db, &reject_perf, NULL, id, reason);
         int64_t now = sb_now_ms();
@@ -655,22 +668,25 @@ static sb_status_t apply(sb_rpc_ctx_t *ctx, enum transition op, const perf_row_t
         for (size_t i = 0; i < cur->n_sch && !ahead; i++)
             ahead = cur->sch[i].at_ms > now;
         if (!ahead)
-            return sb_rpc_fail(ctx, SB_FAILED_PRECONDITION,
-                               "no schedule of the performance starts in the future; it cannot be approved");
+            return sb_rpc_fail(
+                ctx, SB_FAILED_PRECONDITION,
+                "no schedule of the performance starts in the future; it cannot be approved");
         return sb_db_exec(ctx->db, &approve_perf, NULL, id);
     case CANCEL:
         if (!sb_rpc_is_admin(ctx) && !owns(ctx, cur))
-            return sb_rpc_fail(ctx, SB_PERMISSION_DENIED,
-                               "only the planner who registered this performance or an admin may cancel it");
+            return sb_rpc_fail(
+                ctx, SB_PERMISSION_DENIED,
+                "only the planner who registered this performance or an admin may cancel it");
         if (has_status(cur, STATUS(CANCELLED)))
             return sb_rpc_fail(ctx, SB_FAILED_PRECONDITION, "the performance is already CANCELLED");
-        return sb_db_exec(ctx->db, &cancel_perf, NULL, id, reason, by, has_status(cur, STATUS(APPROVED)) ? "1" : "0");
+        return sb_db_exec(ctx->db, &cancel_perf, NULL, id, reason, by,
+                          has_status(cur, STATUS(APPROVED)) ? "1" : "0");
     }
     return SB_INTERNAL;
 }
 
-static sb_status_t transition(sb_rpc_ctx_t *ctx, enum transition op, const char *raw_id, const char *reason,
-                              void *out)
+static sb_status_t transition(sb_rpc_ctx_t *ctx, enum transition op, const char *raw_id,
+                              const char *reason, void *out)
 {
     char *id;
     perf_row_t cur, row;
@@ -681,7 +697,8 @@ static sb_status_t transition(sb_rpc_ctx_t *ctx, enum transition op, const char 
     if (!found)
         return sb_rpc_fail(ctx, SB_NOT_FOUND, "performance not found");
     const char *by = caller_id(ctx); /* need_signed_in made sure it is a UUID */
-    if ((st = apply(ctx, op, &cur, reason, by)) != SB_OK || (st = perf_load(ctx->db, id, false, &row, &found)) != SB_OK)
+    if ((st = apply(ctx, op, &cur, reason, by)) != SB_OK ||
+        (st = perf_load(ctx->db, id, false, &row, &found)) != SB_OK)
         return st;
 
     const char *event = NULL;

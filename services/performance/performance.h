@@ -113,7 +113,7 @@ typedef struct perf_row {
     Sb__Performance__Performance *pb;
     int64_t version;
     int64_t revision;
-    int64_t created_us;  /* the keyset of listings */
+    int64_t created_us; /* the keyset of listings */
     char *cancelled_by;
     sched_row_t *sch;
     size_t n_sch;
@@ -125,9 +125,9 @@ sb_status_t perf_load(sb_db_t *db, const char *id, bool lock, perf_row_t *out, b
 
 /* ListPerformances' query after the argument checks. */
 typedef struct perf_query {
-    const char *viewer;   /* caller's user id, NULL when anonymous or not a UUID */
+    const char *viewer; /* caller's user id, NULL when anonymous or not a UUID */
     bool admin;
-    const char *planner;  /* filters; NULL = any */
+    const char *planner; /* filters; NULL = any */
     const char *status;
     const char *category;
     const char *from, *to; /* RFC 3339 strings already checked */
@@ -167,6 +167,7 @@ Sb__Events__PerformanceSnapshot *perf_snapshot(sb_arena_t *a, const perf_row_t *
 
 /* ---- performance.c: the RPC handlers ---- */
 
-sb_rpc_handler_t perf_create, perf_update, perf_get, perf_list_rpc, perf_approve, perf_reject, perf_cancel;
+sb_rpc_handler_t perf_create, perf_update, perf_get, perf_list_rpc, perf_approve, perf_reject,
+    perf_cancel;
 
 #endif

@@ -19,7 +19,8 @@ sb_status_t perf_sales_fetch(sb_rpc_ctx_t *ctx, const char *performance_id, perf
     int64_t left = sb_rpc_remaining_ms(ctx);
     int64_t timeout = left < SALES_TIMEOUT_MS ? left - 100 : SALES_TIMEOUT_MS;
     if (timeout <= 0)
-        return sb_rpc_fail(ctx, SB_UNAVAILABLE, "no time left to ask the reservation service for held and sold seats");
+        return sb_rpc_fail(ctx, SB_UNAVAILABLE,
+                           "no time left to ask the reservation service for held and sold seats");
     Sb__Reservation__GetPerformanceReservationsRequest req =
         SB__RESERVATION__GET_PERFORMANCE_RESERVATIONS_REQUEST__INIT;
     req.performance_id = (char *)performance_id;
@@ -30,9 +31,9 @@ sb_status_t perf_sales_fetch(sb_rpc_ctx_t *ctx, const char *performance_id, perf
     };
     Sb__Reservation__PerformanceReservations *resp = NULL;
     sb_buf_t err = SB_BUF_INIT;
-    sb_status_t st = sb_rpc_call(sb_channel_get_service("reservation"), &sb__reservation__reservation_service__descriptor,
-                                 "GetPerformanceReservations", &req.base, ctx->arena,
-                                 (ProtobufCMessage **)&resp, &opts, &err);
+    sb_status_t st = sb_rpc_call(
+        sb_channel_get_service("reservation"), &sb__reservation__reservation_service__descriptor,
+        "GetPerformanceReservations", &req.base, ctx->arena, (ProtobufCMessage **)&resp, &opts, &err);
     if (st == SB_NOT_FOUND) {
         /* No inventory yet: the approval event is not consumed, so no seat
          * of this performance can be held or sold. */
@@ -41,8 +42,8 @@ sb_status_t perf_sales_fetch(sb_rpc_ctx_t *ctx, const char *performance_id, perf
         return SB_OK;
     }
     if (st != SB_OK) {
-        sb_warn("GetPerformanceReservations(%s) at %s: %s %s", performance_id, addr,
-                sb_status_name(st), err.buf);
+        sb_warn("GetPerformanceReservations(%s) at %s: %s %s", performance_id, addr, sb_status_name(st),
+                err.buf);
         sb_buf_release(&err);
         return sb_rpc_fail(ctx, SB_UNAVAILABLE,
                            "cannot confirm with the reservation service that no seat of the grade is"

@@ -13,11 +13,14 @@
 
 /* A performance's columns: the fields of a Performance by name
  * (sb_db_row_to_pb), then what perf_row_t keeps beside it. */
-#define PERF_COLS                                                                                  \
-    "performance_id::text, planner_id::text, title, description, venue, category, running_minutes," \
-    " status, reject_reason, cancel_reason, " SB_DB_TS("created_at") " AS created_at,"               \
-    " " SB_DB_TS("updated_at") " AS updated_at, " SB_DB_TS("approved_at") " AS approved_at,"         \
-    " version, revision, cancelled_by, floor(extract(epoch from created_at) * 1000000)::bigint AS created_us"
+#define PERF_COLS                                                                                       \
+    "performance_id::text, planner_id::text, title, description, venue, category, running_minutes,"     \
+    " status, reject_reason, cancel_reason, " SB_DB_TS(                                                 \
+        "created_at") " AS created_at,"                                                                 \
+                      " " SB_DB_TS("updated_at") " AS updated_at, " SB_DB_TS(                           \
+                          "approved_at") " AS approved_at,"                                             \
+                                         " version, revision, cancelled_by, floor(extract(epoch from "  \
+                                         "created_at) * 1000000)::bigint AS created_us"
 
 static const sb_pg_stmt_t select_perf = {
     "perf_select", "SELECT " PERF_COLS " FROM performances WHERE performance_id = $1::uuid"};
@@ -29,16 +32,18 @@ static const sb_pg_stmt_t lock_perf = {
  * venue (NULL: the performance's). */
 static const sb_pg_stmt_t select_schedules = {
     "perf_schedules",
-    "SELECT performance_id::text, schedule_id::text, " SB_DB_TS("starts_at") " AS starts_at,"
-    " floor(extract(epoch from starts_at) * 1000)::bigint AS starts_ms, venue FROM schedules"
-    " WHERE performance_id = ANY($1::uuid[])"
-    " ORDER BY performance_id, schedules.starts_at, schedule_id"}; /* the column, not the text */
+    "SELECT performance_id::text, schedule_id::text, " SB_DB_TS(
+        "starts_at") " AS starts_at,"
+                     " floor(extract(epoch from starts_at) * 1000)::bigint AS starts_ms, venue FROM "
+                     "schedules"
+                     " WHERE performance_id = ANY($1::uuid[])"
+                     " ORDER BY performance_id, schedules.starts_at, schedule_id"}; /* the column, not
+                                                                                       the text */
 enum { S_PERF, S_ID, S_STARTS_AT, S_STARTS_MS, S_VENUE };
 
 static const sb_pg_stmt_t select_grades = {
-    "perf_grades",
-    "SELECT performance_id::text, grade, price, seat_count FROM grades"
-    " WHERE performance_id = ANY($1::uuid[]) ORDER BY performance_id, position"};
+    "perf_grades", "SELECT performance_id::text, grade, price, seat_count FROM grades"
+                   " WHERE performance_id = ANY($1::uuid[]) ORDER BY performance_id, position"};
 
 /* Visibility: admins see everything; everyone else APPROVED and CANCELLED
  * performances plus their own. NULL parameters are filters not applied.

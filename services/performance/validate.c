@@ -77,12 +77,14 @@ static const char time_rule[] = "must be an RFC 3339 timestamp such as 2030-01-3
 static sb_status_t check_texts(sb_arena_t *a, perf_in_t *in, bool create, sb_buf_t *msg)
 {
     const char *problem;
-    if ((create || in->title) && (problem = text_problem(a, str(in->title), PERF_TITLE_MAX, true, false)))
+    if ((create || in->title) &&
+        (problem = text_problem(a, str(in->title), PERF_TITLE_MAX, true, false)))
         return bad(msg, "title: %s", problem);
     if (in->description &&
         (problem = text_problem(a, in->description, PERF_DESCRIPTION_MAX, false, true)))
         return bad(msg, "description: %s", problem);
-    if ((create || in->venue) && (problem = text_problem(a, str(in->venue), PERF_VENUE_MAX, true, false)))
+    if ((create || in->venue) &&
+        (problem = text_problem(a, str(in->venue), PERF_VENUE_MAX, true, false)))
         return bad(msg, "venue: %s", problem);
     if ((create || in->category) &&
         (problem = text_problem(a, str(in->category), PERF_CATEGORY_MAX, true, false)))

@@ -30,30 +30,34 @@
 #define NIL_UUID "00000000-0000-0000-0000-000000000000"
 
 static const sb_pg_stmt_t stmt_seat_map = {
-    "inv_seat_map",
-    "SELECT sc.performance_id::text, " SB_DB_TS("sc.starts_at") " AS starts_at,"
-    " s.seat_id, s.grade, s.row_label AS row, s.seat_number AS number, s.price, s.status"
-    " FROM inv_schedules sc"
-    " JOIN inv_performances p ON p.performance_id = sc.performance_id AND p.status = 'ON_SALE'"
-    " LEFT JOIN seats s ON s.schedule_id = sc.schedule_id"
-    " LEFT JOIN inv_grades g ON g.performance_id = sc.performance_id AND g.grade = s.grade"
-    " WHERE sc.schedule_id = $1::uuid AND NOT sc.removed"
-    " ORDER BY g.price DESC NULLS LAST, g.position, s.grade COLLATE \"C\", s.seat_index"};
+    "inv_seat_map", "SELECT sc.performance_id::text, " SB_DB_TS(
+                        "sc.starts_at") " AS starts_at,"
+                                        " s.seat_id, s.grade, s.row_label AS row, s.seat_number AS "
+                                        "number, s.price, s.status"
+                                        " FROM inv_schedules sc"
+                                        " JOIN inv_performances p ON p.performance_id = "
+                                        "sc.performance_id AND p.status = 'ON_SALE'"
+                                        " LEFT JOIN seats s ON s.schedule_id = sc.schedule_id"
+                                        " LEFT JOIN inv_grades g ON g.performance_id = "
+                                        "sc.performance_id AND g.grade = s.grade"
+                                        " WHERE sc.schedule_id = $1::uuid AND NOT sc.removed"
+                                        " ORDER BY g.price DESC NULLS LAST, g.position, s.grade COLLATE "
+                                        "\"C\", s.seat_index"};
 
 /* ListBookable's page: $1 the last id of the previous page (NIL_UUID for the
  * first), $2 now, $3 the page size + 1 (to see whether more follow), $4 the
  * category. */
-#define BOOKABLE_PAGE(category_cond) \
-    "SELECT p.performance_id::text, p.title, p.venue, p.category, p.running_minutes" \
-    " FROM inv_performances p" \
-    " WHERE p.status = 'ON_SALE' AND p.performance_id > $1::uuid" category_cond \
-    " AND EXISTS (SELECT 1 FROM inv_schedules sc WHERE sc.performance_id = p.performance_id" \
-    "   AND NOT sc.removed AND sc.starts_at > $2::timestamptz)" \
+#define BOOKABLE_PAGE(category_cond)                                                                    \
+    "SELECT p.performance_id::text, p.title, p.venue, p.category, p.running_minutes"                    \
+    " FROM inv_performances p"                                                                          \
+    " WHERE p.status = 'ON_SALE' AND p.performance_id > $1::uuid" category_cond                         \
+    " AND EXISTS (SELECT 1 FROM inv_schedules sc WHERE sc.performance_id = p.performance_id"            \
+    "   AND NOT sc.removed AND sc.starts_at > $2::timestamptz)"                                         \
     " ORDER BY p.performance_id LIMIT $3::int"
 
 static const sb_pg_stmt_t stmt_bookable_page = {"inv_bookable_page", BOOKABLE_PAGE("")};
-static const sb_pg_stmt_t stmt_bookable_page_category = {
-    "inv_bookable_page_category", BOOKABLE_PAGE(" AND p.category = $4")};
+static const sb_pg_stmt_t stmt_bookable_page_category = {"inv_bookable_page_category",
+                                                         BOOKABLE_PAGE(" AND p.category = $4")};
 
 /* Schedules with per-grade counts, one row per (schedule, grade); a schedule
  * without grades has one row with a NULL grade. The grades are those of the
@@ -61,42 +65,41 @@ static const sb_pg_stmt_t stmt_bookable_page_category = {
  * still has held or sold seats after the snapshot dropped it. Columns:
  * performance_id, schedule_id, starts_at, venue, grade, price, total, free,
  * held, sold. */
-#define SCHEDULE_GRADES(where) \
-    "SELECT sc.performance_id::text, sc.schedule_id::text, " SB_DB_TS("sc.starts_at") " AS starts_at," \
-    " sc.venue," \
-    " x.grade, x.price, x.total, x.free, x.held, x.sold" \
-    " FROM inv_schedules sc" \
-    " LEFT JOIN LATERAL (" \
-    "   SELECT COALESCE(g.grade, c.grade) AS grade, COALESCE(g.price, c.price) AS price," \
-    "   COALESCE(c.total, 0) AS total, COALESCE(c.free, 0) AS free," \
-    "   COALESCE(c.held, 0) AS held, COALESCE(c.sold, 0) AS sold," \
-    "   g.price AS order_price, g.position AS order_position" \
-    "   FROM (SELECT grade, price, position FROM inv_grades" \
-    "         WHERE performance_id = sc.performance_id) g" \
-    "   FULL JOIN (SELECT grade, max(price) AS price, count(*) AS total," \
-    "         count(*) FILTER (WHERE status = 'AVAILABLE') AS free," \
-    "         count(*) FILTER (WHERE status = 'HELD') AS held," \
-    "         count(*) FILTER (WHERE status = 'SOLD') AS sold" \
-    "         FROM seats WHERE schedule_id = sc.schedule_id GROUP BY grade) c" \
-    "   ON c.grade = g.grade) x ON true" \
-    " WHERE " where \
-    " ORDER BY sc.performance_id, sc.starts_at, sc.schedule_id," \
-    " x.order_price DESC NULLS LAST, x.order_position, x.grade COLLATE \"C\""
+#define SCHEDULE_GRADES(where)                                                                          \
+    "SELECT sc.performance_id::text, sc.schedule_id::text, " SB_DB_TS(                                  \
+        "sc.starts_at") " AS starts_at,"                                                                \
+                        " sc.venue,"                                                                    \
+                        " x.grade, x.price, x.total, x.free, x.held, x.sold"                            \
+                        " FROM inv_schedules sc"                                                        \
+                        " LEFT JOIN LATERAL ("                                                          \
+                        "   SELECT COALESCE(g.grade, c.grade) AS grade, COALESCE(g.price, c.price) AS " \
+                        "price,"                                                                        \
+                        "   COALESCE(c.total, 0) AS total, COALESCE(c.free, 0) AS free,"                \
+                        "   COALESCE(c.held, 0) AS held, COALESCE(c.sold, 0) AS sold,"                  \
+                        "   g.price AS order_price, g.position AS order_position"                       \
+                        "   FROM (SELECT grade, price, position FROM inv_grades"                        \
+                        "         WHERE performance_id = sc.performance_id) g"                          \
+                        "   FULL JOIN (SELECT grade, max(price) AS price, count(*) AS total,"           \
+                        "         count(*) FILTER (WHERE status = 'AVAILABLE') AS free,"                \
+                        "         count(*) FILTER (WHERE status = 'HELD') AS held,"                     \
+                        "         count(*) FILTER (WHERE status = 'SOLD') AS sold"                      \
+                        "         FROM seats WHERE schedule_id = sc.schedule_id GROUP BY grade) c"      \
+                        "   ON c.grade = g.grade) x ON true"                                            \
+                        " WHERE " where " ORDER BY sc.performance_id, sc.starts_at, sc.schedule_id,"    \
+                        " x.order_price DESC NULLS LAST, x.order_position, x.grade COLLATE \"C\""
 
 /* $1 the page's performance ids, $2 now. */
 static const sb_pg_stmt_t stmt_bookable_schedules = {
-    "inv_bookable_schedules",
-    SCHEDULE_GRADES("sc.performance_id = ANY($1::uuid[]) AND NOT sc.removed"
-                    " AND sc.starts_at > $2::timestamptz")};
+    "inv_bookable_schedules", SCHEDULE_GRADES("sc.performance_id = ANY($1::uuid[]) AND NOT sc.removed"
+                                              " AND sc.starts_at > $2::timestamptz")};
 
 /* Every schedule, past and removed ones included: the planner's view. */
-static const sb_pg_stmt_t stmt_performance_schedules = {
-    "inv_performance_schedules", SCHEDULE_GRADES("sc.performance_id = $1::uuid")};
+static const sb_pg_stmt_t stmt_performance_schedules = {"inv_performance_schedules",
+                                                        SCHEDULE_GRADES("sc.performance_id = $1::uuid")};
 
 static const sb_pg_stmt_t stmt_performance_owner = {
-    "inv_performance_owner",
-    "SELECT COALESCE(planner_id::text, ''), status FROM inv_performances"
-    " WHERE performance_id = $1::uuid"};
+    "inv_performance_owner", "SELECT COALESCE(planner_id::text, ''), status FROM inv_performances"
+                             " WHERE performance_id = $1::uuid"};
 
 /* SCHEDULE_GRADES columns */
 enum { C_PERF, C_SCHEDULE, C_STARTS, C_VENUE, C_GRADE, C_PRICE, C_TOTAL, C_FREE, C_HELD, C_SOLD };
@@ -124,8 +127,8 @@ static size_t count_schedules(const PGresult *r, int from, int to)
 /* The rows stmt gives for the UUID in s, the request's field `field`, with
  * *id set to s normalised (ctx->arena): the refusal INVALID_ARGUMENT when s
  * is not a UUID, NOT_FOUND ("<what> not found") when there are none. */
-static sb_status_t rows_for(sb_rpc_ctx_t *ctx, const sb_pg_stmt_t *stmt, const char *s, const char *field,
-                            const char *what, char **id, PGresult **r)
+static sb_status_t rows_for(sb_rpc_ctx_t *ctx, const sb_pg_stmt_t *stmt, const char *s,
+                            const char *field, const char *what, char **id, PGresult **r)
 {
     if (!(*id = sb_uuid_norm(ctx->arena, s)))
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "%s must be a UUID", field);
@@ -148,8 +151,8 @@ static void *grades(sb_arena_t *a, const PGresult *r, int from, int to, size_t *
 /* The schedules in rows [from, to) of a SCHEDULE_GRADES result, as messages
  * of type d (BookableSchedule, ScheduleSales): the columns d has, and the
  * grades. */
-static void *schedules(sb_arena_t *a, const PGresult *r, int from, int to, const ProtobufCMessageDescriptor *d,
-                       size_t *n)
+static void *schedules(sb_arena_t *a, const PGresult *r, int from, int to,
+                       const ProtobufCMessageDescriptor *d, size_t *n)
 {
     *n = count_schedules(r, from, to);
     ProtobufCMessage **out = SB_ARENA_NEW(a, ProtobufCMessage *, *n);
@@ -172,7 +175,8 @@ sb_status_t resv_get_seat_map(sb_rpc_ctx_t *ctx, const void *in, void *out)
     const Sb__Reservation__GetSeatMapRequest *req = in;
     Sb__Reservation__SeatMap *resp = out;
     PGresult *r;
-    sb_status_t st = rows_for(ctx, &stmt_seat_map, req->schedule_id, "scheduleId", "schedule", &resp->schedule_id, &r);
+    sb_status_t st = rows_for(ctx, &stmt_seat_map, req->schedule_id, "scheduleId", "schedule",
+                              &resp->schedule_id, &r);
     if (st != SB_OK)
         return st;
     sb_db_row_to_pb(r, 0, &resp->base); /* performance_id, starts_at */
@@ -195,7 +199,8 @@ static void fill_bookable(sb_arena_t *a, const PGresult *r, int *row,
     while (to < n && !strcmp(PQgetvalue(r, to, C_PERF), perf->performance_id))
         to++;
     *row = to;
-    perf->schedules = schedules(a, r, from, to, &sb__reservation__bookable_schedule__descriptor, &perf->n_schedules);
+    perf->schedules =
+        schedules(a, r, from, to, &sb__reservation__bookable_schedule__descriptor, &perf->n_schedules);
 }
 
 sb_status_t resv_list_bookable(sb_rpc_ctx_t *ctx, const void *in, void *out)
@@ -221,8 +226,9 @@ sb_status_t resv_list_bookable(sb_rpc_ctx_t *ctx, const void *in, void *out)
     sb_time_rfc3339(sb_now_ms(), now); /* one instant for both queries */
     snprintf(limit, sizeof limit, "%d", size + 1);
     PGresult *page, *sched;
-    sb_status_t st = *category ? sb_db_exec(ctx->db, &stmt_bookable_page_category, &page, after, now, limit, category)
-                               : sb_db_exec(ctx->db, &stmt_bookable_page, &page, after, now, limit);
+    sb_status_t st =
+        *category ? sb_db_exec(ctx->db, &stmt_bookable_page_category, &page, after, now, limit, category)
+                  : sb_db_exec(ctx->db, &stmt_bookable_page, &page, after, now, limit);
     if (st != SB_OK)
         return st;
     int n = PQntuples(page);
@@ -263,8 +269,8 @@ sb_status_t resv_get_performance_reservations(sb_rpc_ctx_t *ctx, const void *in,
     const Sb__Reservation__GetPerformanceReservationsRequest *req = in;
     Sb__Reservation__PerformanceReservations *resp = out;
     PGresult *owner, *r;
-    sb_status_t st = rows_for(ctx, &stmt_performance_owner, req->performance_id, "performanceId", "performance",
-                              &resp->performance_id, &owner);
+    sb_status_t st = rows_for(ctx, &stmt_performance_owner, req->performance_id, "performanceId",
+                              "performance", &resp->performance_id, &owner);
     if (st != SB_OK)
         return st;
     /* the policy admitted planners, admins and the performance service; a
@@ -275,7 +281,7 @@ sb_status_t resv_get_performance_reservations(sb_rpc_ctx_t *ctx, const void *in,
                            "only the performance's planner or an admin may see its reservations");
     if ((st = sb_db_exec(ctx->db, &stmt_performance_schedules, &r, resp->performance_id)) != SB_OK)
         return st;
-    resp->schedules = schedules(ctx->arena, r, 0, PQntuples(r), &sb__reservation__schedule_sales__descriptor,
-                                &resp->n_schedules);
+    resp->schedules = schedules(ctx->arena, r, 0, PQntuples(r),
+                                &sb__reservation__schedule_sales__descriptor, &resp->n_schedules);
     return SB_OK;
 }

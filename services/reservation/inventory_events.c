@@ -40,7 +40,7 @@
 /* Limits on a snapshot; the performance service's own rules are tighter. */
 #define MAX_SCHEDULES 500
 #define MAX_GRADES 50
-#define MAX_GRADE_SEATS 50000    /* seats of one grade in one schedule */
+#define MAX_GRADE_SEATS 50000     /* seats of one grade in one schedule */
 #define MAX_SCHEDULE_SEATS 100000 /* all grades of one schedule */
 #define MAX_TOTAL_SEATS 2000000   /* the whole performance */
 #define MAX_GRADE_BYTES 32
@@ -78,10 +78,9 @@ static const sb_pg_stmt_t stmt_upsert_schedules = {
 
 /* Schedules the snapshot no longer has (again, for ones kept earlier). */
 static const sb_pg_stmt_t stmt_remove_schedules = {
-    "inv_event_remove_schedules",
-    "UPDATE inv_schedules SET removed = true, updated_at = now()"
-    " WHERE performance_id = $1::uuid AND schedule_id <> ALL($2::uuid[])"
-    " RETURNING schedule_id::text"};
+    "inv_event_remove_schedules", "UPDATE inv_schedules SET removed = true, updated_at = now()"
+                                  " WHERE performance_id = $1::uuid AND schedule_id <> ALL($2::uuid[])"
+                                  " RETURNING schedule_id::text"};
 
 static const sb_pg_stmt_t stmt_schedule_taken = {
     "inv_event_schedule_taken",
@@ -93,9 +92,8 @@ static const sb_pg_stmt_t stmt_schedule_clear = {
     "inv_event_schedule_clear",
     "DELETE FROM seats WHERE schedule_id = $1::uuid AND status = 'AVAILABLE'"};
 static const sb_pg_stmt_t stmt_schedule_delete = {
-    "inv_event_schedule_delete",
-    "DELETE FROM inv_schedules WHERE schedule_id = $1::uuid"
-    " AND NOT EXISTS (SELECT 1 FROM seats WHERE schedule_id = $1::uuid)"};
+    "inv_event_schedule_delete", "DELETE FROM inv_schedules WHERE schedule_id = $1::uuid"
+                                 " AND NOT EXISTS (SELECT 1 FROM seats WHERE schedule_id = $1::uuid)"};
 
 static const sb_pg_stmt_t stmt_upsert_grades = {
     "inv_event_upsert_grades",
@@ -251,8 +249,7 @@ static const char *snapshot_problem(const Sb__Events__PerformanceSnapshot *s)
                 return "a grade appears twice";
         per_schedule += g->seat_count;
     }
-    if (per_schedule > MAX_SCHEDULE_SEATS ||
-        per_schedule * (int64_t)s->n_schedules > MAX_TOTAL_SEATS)
+    if (per_schedule > MAX_SCHEDULE_SEATS || per_schedule * (int64_t)s->n_schedules > MAX_TOTAL_SEATS)
         return "too many seats";
     return NULL;
 }
@@ -270,8 +267,8 @@ static const char *arena_text(sb_arena_t *a, sb_buf_t *b)
     return s;
 }
 
-static void snapshot_arrays_build(struct snapshot_arrays *a,
-                                  const Sb__Events__PerformanceSnapshot *s, sb_arena_t *arena)
+static void snapshot_arrays_build(struct snapshot_arrays *a, const Sb__Events__PerformanceSnapshot *s,
+                                  sb_arena_t *arena)
 {
     size_t ns = s->n_schedules, ng = s->n_grades;
     const char **ids = SB_ARENA_NEW(arena, const char *, ns + 1);
@@ -367,7 +364,8 @@ static sb_status_t drop_grades(sb_db_t *db, const char *perf, const char *grades
 static sb_status_t sync_seats(sb_db_t *db, const char *perf, long *added, long *trimmed)
 {
     PGresult *r;
-    sb_status_t st = trim_seats(db, perf, &stmt_trim_seats, &stmt_kept_seats, "beyond the new seat count", trimmed);
+    sb_status_t st =
+        trim_seats(db, perf, &stmt_trim_seats, &stmt_kept_seats, "beyond the new seat count", trimmed);
     if (st != SB_OK)
         return st;
     if ((st = sb_db_exec(db, &stmt_reprice_seats, NULL, perf)) != SB_OK ||

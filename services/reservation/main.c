@@ -16,9 +16,11 @@ static const sb_rpc_method_t methods[] = {
 };
 
 static const sb_event_handler_t events[] = {
-    {"performance.approved", &sb__events__performance_approved__descriptor, resv_on_performance_approved},
+    {"performance.approved", &sb__events__performance_approved__descriptor,
+     resv_on_performance_approved},
     {"performance.changed", &sb__events__performance_changed__descriptor, resv_on_performance_changed},
-    {"performance.cancelled", &sb__events__performance_cancelled__descriptor, resv_on_performance_cancelled},
+    {"performance.cancelled", &sb__events__performance_cancelled__descriptor,
+     resv_on_performance_cancelled},
 };
 
 SB_SERVICE_MAIN(reservation, SB_METHODS(methods), SB_EVENTS(events));

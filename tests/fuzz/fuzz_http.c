@@ -44,8 +44,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sb_api_match_t m;
     if (!sb_api_match(line, path, &m))
         return 0;
-    const ProtobufCMethodDescriptor *md = protobuf_c_service_descriptor_get_method_by_name(m.method->service,
-                                                                                         m.method->rpc->name);
+    const ProtobufCMethodDescriptor *md =
+        protobuf_c_service_descriptor_get_method_by_name(m.method->service, m.method->rpc->name);
     if (!md || md->input != m.method->rpc->input)
         __builtin_trap(); /* the API table names a method the service lacks */
     sb_arena_t *a = sb_arena_new();

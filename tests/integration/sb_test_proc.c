@@ -297,7 +297,8 @@ bool sb_test_readyz(int admin_port)
     struct timeval tv = {.tv_sec = 2};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)admin_port),
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)admin_port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     bool ok = false;
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {

@@ -78,16 +78,34 @@ ReportHook(PRE_ALL)(struct criterion_test_set *set)
     snprintf(brokers, sizeof brokers, "KAFKA_BROKERS=%s", test_brokers());
     snprintf(admin_login, sizeof admin_login, "BOOTSTRAP_ADMIN_LOGIN=%s", admin);
     snprintf(log_level, sizeof log_level, "LOG_LEVEL=%s", sb_cfg_str("SB_TEST_LOG_LEVEL", "warn"));
-    const char *member_env[] = {db, redis, brokers, admin_login, log_level,
+    const char *member_env[] = {db,
+                                redis,
+                                brokers,
+                                admin_login,
+                                log_level,
                                 "BOOTSTRAP_ADMIN_PASSWORD=" PASSWORD,
-                                "GRPC_PORT=21061", "ADMIN_PORT=9211", NULL};
+                                "GRPC_PORT=21061",
+                                "ADMIN_PORT=9211",
+                                NULL};
     /* login attempts are limited per client address (LOGIN_RATE_LIMIT), and
      * every test here logs in from 127.0.0.1: limited_auth tests the limit */
-    const char *auth_env[] = {db, redis, brokers, log_level, "LOGIN_RATE_LIMIT=1000000",
-                              "GRPC_PORT=21062", "ADMIN_PORT=9212",
-                              "MEMBER_ADDR=" MEMBER_ADDR, NULL};
-    const char *broken_env[] = {db, redis, brokers, log_level, "LOGIN_RATE_LIMIT=1000000",
-                                "GRPC_PORT=21069", "ADMIN_PORT=9219", "MEMBER_ADDR=127.0.0.1:1",
+    const char *auth_env[] = {db,
+                              redis,
+                              brokers,
+                              log_level,
+                              "LOGIN_RATE_LIMIT=1000000",
+                              "GRPC_PORT=21062",
+                              "ADMIN_PORT=9212",
+                              "MEMBER_ADDR=" MEMBER_ADDR,
+                              NULL};
+    const char *broken_env[] = {db,
+                                redis,
+                                brokers,
+                                log_level,
+                                "LOGIN_RATE_LIMIT=1000000",
+                                "GRPC_PORT=21069",
+                                "ADMIN_PORT=9219",
+                                "MEMBER_ADDR=127.0.0.1:1",
                                 NULL};
     member_pid = sb_test_spawn("member", member_env, NULL);
     auth_pid = sb_test_spawn("auth", auth_env, NULL);
@@ -142,15 +160,13 @@ TestSuite(auth, .init = setup, .fini = teardown, .timeout = 120);
 /* ---- calls ---- */
 
 static sb_status_t call(const char *addr, const ProtobufCServiceDescriptor *d, const char *method,
-                        const ProtobufCMessage *req, void *resp, const sb_call_opts_t *o,
-                        sb_buf_t *err)
+                        const ProtobufCMessage *req, void *resp, const sb_call_opts_t *o, sb_buf_t *err)
 {
     sb_buf_reset(err);
-    return sb_rpc_call(sb_channel_get(addr), d, method, req, arena, (ProtobufCMessage **)resp, o,
-                       err);
+    return sb_rpc_call(sb_channel_get(addr), d, method, req, arena, (ProtobufCMessage **)resp, o, err);
 }
 
-#define AUTH(method, req, resp, opts, err) \
+#define AUTH(method, req, resp, opts, err)                                                              \
     call(AUTH_ADDR, &sb__auth__auth_service__descriptor, method, &(req)->base, resp, opts, err)
 
 /* A fresh member of `role`; login id and user id into the arena. */
@@ -167,8 +183,8 @@ static void signup(Sb__Common__Role role, char **login_id, char **user_id)
     req.role = role;
     Sb__Member__Member *m = NULL;
     sb_buf_t err = SB_BUF_INIT;
-    sb_status_t st = call(MEMBER_ADDR, &sb__member__member_service__descriptor, "Signup", &req.base,
-                          &m, NULL, &err);
+    sb_status_t st =
+        call(MEMBER_ADDR, &sb__member__member_service__descriptor, "Signup", &req.base, &m, NULL, &err);
     cr_assert_eq(st, SB_OK, "Signup: %s %s", sb_status_name(st), err.buf);
     cr_assert(m->user_id && *m->user_id);
     *login_id = req.login_id;
@@ -204,8 +220,8 @@ static sb_status_t refresh(const char *token, Sb__Auth__TokenResponse **resp, sb
     return AUTH("Refresh", &req, resp, NULL, err);
 }
 
-static sb_status_t authorize(const char *token, const char *action,
-                             Sb__Auth__AuthorizeResponse **resp, sb_buf_t *err)
+static sb_status_t authorize(const char *token, const char *action, Sb__Auth__AuthorizeResponse **resp,
+                             sb_buf_t *err)
 {
     Sb__Auth__AuthorizeRequest req = SB__AUTH__AUTHORIZE_REQUEST__INIT;
     req.token = (char *)token;
@@ -279,11 +295,11 @@ Test(auth, login_returns_a_verifiable_access_token_and_a_hashed_refresh_token)
 
     /* 32 random bytes, base64url without padding; stored only as SHA-256 */
     cr_assert_eq(strlen(t->refresh_token), 43, "refresh token %s", t->refresh_token);
-    cr_assert_eq(strspn(t->refresh_token,
-                        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
-                 43);
     cr_assert_eq(
-        db_count("SELECT count(*) FROM refresh_tokens WHERE token_hash = $1", t->refresh_token), 0);
+        strspn(t->refresh_token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+        43);
+    cr_assert_eq(db_count("SELECT count(*) FROM refresh_tokens WHERE token_hash = $1", t->refresh_token),
+                 0);
     cr_assert_eq(db_count("SELECT count(*) FROM refresh_tokens WHERE token_hash ="
                           " encode(sha256($1::bytea), 'hex')"
                           " AND used_at IS NULL AND revoked_at IS NULL",
@@ -364,8 +380,7 @@ Test(auth, refresh_rotates_and_reuse_revokes_the_whole_family)
     cr_assert_str_eq(err.buf, REUSED);
 
     /* unknown, empty */
-    cr_assert_eq(refresh("bm90LWEtcmVhbC10b2tlbi1ub3QtYS1yZWFsLXRva2Vu", &t3, &err),
-                 SB_UNAUTHENTICATED);
+    cr_assert_eq(refresh("bm90LWEtcmVhbC10b2tlbi1ub3QtYS1yZWFsLXRva2Vu", &t3, &err), SB_UNAUTHENTICATED);
     cr_assert_str_eq(err.buf, "invalid refresh token");
     cr_assert_eq(refresh("", &t3, &err), SB_INVALID_ARGUMENT);
     sb_buf_release(&err);
@@ -438,13 +453,13 @@ Test(auth, authorize_follows_the_route_table)
     cr_assert_str_eq(r->principal, user_id);
     cr_assert_eq(r->role, SB__COMMON__ROLE__USER);
 
-    cr_assert_eq(authorize(t->access_token, "POST /performances/abc/approve", &r, &err), SB_OK,
-                 "%s", err.buf);
+    cr_assert_eq(authorize(t->access_token, "POST /performances/abc/approve", &r, &err), SB_OK, "%s",
+                 err.buf);
     cr_assert_not(r->allowed);
     cr_assert(strstr(r->reason, "USER"), "%s", r->reason);
 
-    cr_assert_eq(authorize(t->access_token, "GET /performances?plannerId=x", &r, &err), SB_OK,
-                 "%s", err.buf);
+    cr_assert_eq(authorize(t->access_token, "GET /performances?plannerId=x", &r, &err), SB_OK, "%s",
+                 err.buf);
     cr_assert(r->allowed, "public: %s", r->reason);
 
     cr_assert_eq(authorize(t->access_token, "GET /no/such/thing", &r, &err), SB_OK, "%s", err.buf);
@@ -457,8 +472,8 @@ Test(auth, authorize_follows_the_route_table)
 
     /* an admin may approve */
     Sb__Auth__TokenResponse *adm = login_ok(getenv(ENV_ADMIN), PASSWORD);
-    cr_assert_eq(authorize(adm->access_token, "POST /performances/abc/approve", &r, &err), SB_OK,
-                 "%s", err.buf);
+    cr_assert_eq(authorize(adm->access_token, "POST /performances/abc/approve", &r, &err), SB_OK, "%s",
+                 err.buf);
     cr_assert(r->allowed, "%s", r->reason);
     cr_assert_eq(r->role, SB__COMMON__ROLE__ADMIN);
     sb_buf_release(&err);
@@ -597,8 +612,8 @@ Test(auth, member_withdrawn_ends_every_session_of_the_member)
                  SB_PERMISSION_DENIED, "%s", err.buf);
     cr_assert_eq(live_tokens(user_id), 2);
 
-    cr_assert_eq(deliver(event_id, "member.withdrawn", user_id, &ev.base, "ADMIN", &resp, &err),
-                 SB_OK, "%s", err.buf);
+    cr_assert_eq(deliver(event_id, "member.withdrawn", user_id, &ev.base, "ADMIN", &resp, &err), SB_OK,
+                 "%s", err.buf);
     cr_assert_not(resp->duplicate);
     cr_assert_eq(live_tokens(user_id), 0);
     cr_assert_eq(redis_int("EXISTS sb:deny-user:%s", user_id), 1);
@@ -613,8 +628,8 @@ Test(auth, member_withdrawn_ends_every_session_of_the_member)
     cr_assert_str_eq(err.buf, "token revoked");
 
     /* the same event again is dropped by the inbox */
-    cr_assert_eq(deliver(event_id, "member.withdrawn", user_id, &ev.base, "ADMIN", &resp, &err),
-                 SB_OK, "%s", err.buf);
+    cr_assert_eq(deliver(event_id, "member.withdrawn", user_id, &ev.base, "ADMIN", &resp, &err), SB_OK,
+                 "%s", err.buf);
     cr_assert(resp->duplicate);
     sb_buf_release(&err);
 }
@@ -632,8 +647,7 @@ Test(auth, password_change_revokes_refresh_tokens_and_unknown_events_are_ignored
     Sb__Events__ReservationExpired other = SB__EVENTS__RESERVATION_EXPIRED__INIT;
     other.user_id = user_id;
     sb_uuid_v4(event_id);
-    cr_assert_eq(deliver(event_id, "reservation.expired", user_id, &other.base, "ADMIN", &resp,
-                         &err),
+    cr_assert_eq(deliver(event_id, "reservation.expired", user_id, &other.base, "ADMIN", &resp, &err),
                  SB_OK, "%s", err.buf);
     cr_assert_not(resp->duplicate);
     cr_assert_eq(live_tokens(user_id), 1);
@@ -642,8 +656,7 @@ Test(auth, password_change_revokes_refresh_tokens_and_unknown_events_are_ignored
     ev.user_id = user_id;
     ev.changed_at = "2026-11-24T09:00:00.000Z";
     sb_uuid_v4(event_id);
-    cr_assert_eq(deliver(event_id, "member.password_changed", user_id, &ev.base, "ADMIN", &resp,
-                         &err),
+    cr_assert_eq(deliver(event_id, "member.password_changed", user_id, &ev.base, "ADMIN", &resp, &err),
                  SB_OK, "%s", err.buf);
     cr_assert_eq(live_tokens(user_id), 0);
     Sb__Auth__TokenResponse *x;
@@ -654,16 +667,17 @@ Test(auth, password_change_revokes_refresh_tokens_and_unknown_events_are_ignored
     /* an event without a user id is refused, not retried */
     Sb__Events__MemberPasswordChanged empty = SB__EVENTS__MEMBER_PASSWORD_CHANGED__INIT;
     sb_uuid_v4(event_id);
-    cr_assert_eq(deliver(event_id, "member.password_changed", user_id, &empty.base, "ADMIN", &resp,
-                         &err),
-                 SB_INVALID_ARGUMENT, "%s", err.buf);
+    cr_assert_eq(
+        deliver(event_id, "member.password_changed", user_id, &empty.base, "ADMIN", &resp, &err),
+        SB_INVALID_ARGUMENT, "%s", err.buf);
     sb_buf_release(&err);
 }
 
 static long long dead_letters(const char *event_id)
 {
-    return db_count("SELECT count(*) FROM sb_dead_letters WHERE event_id = $1 AND source = 'DeliverEvent'",
-                    event_id);
+    return db_count(
+        "SELECT count(*) FROM sb_dead_letters WHERE event_id = $1 AND source = 'DeliverEvent'",
+        event_id);
 }
 
 static long long in_inbox(const char *event_id)
@@ -712,8 +726,9 @@ Test(auth, malformed_events_are_dead_letters_and_a_corrected_resend_is_handled)
 
     /* a payload the handler refuses */
     Sb__Events__MemberPasswordChanged empty = SB__EVENTS__MEMBER_PASSWORD_CHANGED__INIT;
-    cr_assert_eq(deliver(event_id, "member.password_changed", user_id, &empty.base, "ADMIN", &resp, &err),
-                 SB_INVALID_ARGUMENT, "%s", err.buf);
+    cr_assert_eq(
+        deliver(event_id, "member.password_changed", user_id, &empty.base, "ADMIN", &resp, &err),
+        SB_INVALID_ARGUMENT, "%s", err.buf);
     cr_assert(strstr(err.buf, "without a user id"), "%s", err.buf);
     cr_assert_eq(dead_letters(event_id), 3);
     cr_assert_eq(in_inbox(event_id), 0, "a dead letter is not recorded as processed");
@@ -783,12 +798,14 @@ Test(auth, a_rotation_racing_a_revocation_does_not_outlive_it)
         sb_uuid_v4(event_id);
         sb_buf_t err = SB_BUF_INIT;
         Sb__Events__DeliverEventResponse *resp;
-        cr_assert_eq(deliver(event_id, "member.password_changed", user_id, &ev.base, "ADMIN", &resp, &err), SB_OK,
-                     "%s", err.buf);
+        cr_assert_eq(
+            deliver(event_id, "member.password_changed", user_id, &ev.base, "ADMIN", &resp, &err), SB_OK,
+            "%s", err.buf);
         sb_buf_release(&err);
         pthread_join(th, NULL);
-        cr_assert_eq(r.last, SB_UNAUTHENTICATED, "round %d: rotation still works after the revocation (%d rotations)",
-                     round, r.rotations);
+        cr_assert_eq(r.last, SB_UNAUTHENTICATED,
+                     "round %d: rotation still works after the revocation (%d rotations)", round,
+                     r.rotations);
         cr_assert_eq(live_tokens(user_id), 0, "round %d", round);
     }
 }
@@ -800,9 +817,9 @@ Test(auth, unreachable_member_service_is_unavailable)
     req.password = PASSWORD;
     Sb__Auth__TokenResponse *x;
     sb_buf_t err = SB_BUF_INIT;
-    cr_assert_eq(call(BROKEN_ADDR, &sb__auth__auth_service__descriptor, "Login", &req.base, &x,
-                      NULL, &err),
-                 SB_UNAVAILABLE, "%s", err.buf);
+    cr_assert_eq(
+        call(BROKEN_ADDR, &sb__auth__auth_service__descriptor, "Login", &req.base, &x, NULL, &err),
+        SB_UNAVAILABLE, "%s", err.buf);
     cr_assert_str_eq(err.buf, "member service unavailable");
     sb_buf_release(&err);
 }
@@ -819,8 +836,15 @@ Test(auth, direct_grpc_refresh_attempts_are_rate_limited)
     snprintf(db, sizeof db, "DATABASE_URL=%s", test_db_url());
     snprintf(redis_env, sizeof redis_env, "REDIS_URL=%s", redis_url());
     snprintf(brokers, sizeof brokers, "KAFKA_BROKERS=%s", test_brokers());
-    const char *env[] = {db, redis_env, brokers, "LOG_LEVEL=error", "LOGIN_RATE_LIMIT=3",
-                         "GRPC_PORT=21068", "ADMIN_PORT=9218", "MEMBER_ADDR=" MEMBER_ADDR, NULL};
+    const char *env[] = {db,
+                         redis_env,
+                         brokers,
+                         "LOG_LEVEL=error",
+                         "LOGIN_RATE_LIMIT=3",
+                         "GRPC_PORT=21068",
+                         "ADMIN_PORT=9218",
+                         "MEMBER_ADDR=" MEMBER_ADDR,
+                         NULL};
     pid_t pid = sb_test_spawn("auth", env, NULL);
     const sb_test_child_t kid[] = {{pid, 9218, "sb-auth (limited)"}};
     sb_test_await_ready("SB_TEST_LIMITED_AUTH", kid, 1, 60 * 1000);
@@ -831,8 +855,8 @@ Test(auth, direct_grpc_refresh_attempts_are_rate_limited)
         req.refresh_token = "not-a-refresh-token";
         Sb__Auth__TokenResponse *x;
         sb_buf_t err = SB_BUF_INIT;
-        sb_status_t st = call("127.0.0.1:21068", &sb__auth__auth_service__descriptor, "Refresh", &req.base, &x,
-                              NULL, &err);
+        sb_status_t st = call("127.0.0.1:21068", &sb__auth__auth_service__descriptor, "Refresh",
+                              &req.base, &x, NULL, &err);
         if (st == SB_RESOURCE_EXHAUSTED) {
             cr_expect(strstr(err.buf, "too many attempts"), "%s", err.buf);
             exhausted++;
@@ -862,11 +886,15 @@ Test(auth, refuses_to_start_without_its_signing_key)
 {
     char db[1024], not_a_key[1024];
     snprintf(db, sizeof db, "DATABASE_URL=%s", test_db_url());
-    const char *unset[] = {db,          "JWT_SIGNING_KEY_FILE=", "GRPC_PORT=0",
-                           "ADMIN_PORT=0", "LOG_LEVEL=error",       NULL};
+    const char *unset[] = {
+        db, "JWT_SIGNING_KEY_FILE=", "GRPC_PORT=0", "ADMIN_PORT=0", "LOG_LEVEL=error", NULL};
     cr_assert_neq(exit_status_of_auth(unset), 0);
-    const char *missing[] = {db, "JWT_SIGNING_KEY_FILE=/nonexistent/k20260101-00000000.key", "GRPC_PORT=0",
-                             "ADMIN_PORT=0", "LOG_LEVEL=error", NULL};
+    const char *missing[] = {db,
+                             "JWT_SIGNING_KEY_FILE=/nonexistent/k20260101-00000000.key",
+                             "GRPC_PORT=0",
+                             "ADMIN_PORT=0",
+                             "LOG_LEVEL=error",
+                             NULL};
     cr_assert_neq(exit_status_of_auth(missing), 0);
     /* a certificate, not a private key */
     snprintf(not_a_key, sizeof not_a_key, "JWT_SIGNING_KEY_FILE=%s/ca.crt", sb_test_pki_dir());

@@ -75,7 +75,8 @@ static void teardown(void)
 static sb_status_t count_effect(sb_event_ctx_t *ev, const void *payload)
 {
     static const sb_pg_stmt_t bump = {
-        "bump", "INSERT INTO effects VALUES ($1, 1) ON CONFLICT (aggregate_id) DO UPDATE SET n = effects.n + 1"};
+        "bump",
+        "INSERT INTO effects VALUES ($1, 1) ON CONFLICT (aggregate_id) DO UPDATE SET n = effects.n + 1"};
     const Sb__Events__NotificationSent *m = payload;
     if (!strcmp(m->kind, "refuse-me"))
         return sb_event_refuse(ev, "kind refuse-me is refused");
@@ -209,7 +210,9 @@ Test(events, relay_publishes_in_order_per_aggregate)
     cr_assert_eq(sb_outbox_relay_once(pool, producer, 100, &err), 5, "%s", err.buf);
     /* read the partition back with a plain consumer and check the order */
     sb_pg_conn_t *c = sb_pg_acquire(pool, 1000, &err);
-    PGresult *r = sb_pg_exec_sql(c, "SELECT count(*) FROM sb_outbox WHERE aggregate_id='ordered-agg' AND published_at IS NOT NULL");
+    PGresult *r = sb_pg_exec_sql(
+        c,
+        "SELECT count(*) FROM sb_outbox WHERE aggregate_id='ordered-agg' AND published_at IS NOT NULL");
     cr_assert_str_eq(PQgetvalue(r, 0, 0), "5");
     PQclear(r);
     sb_pg_release(pool, c);
@@ -250,7 +253,8 @@ Test(events, send_to_an_unreachable_broker_fails_and_leaves_nothing_pending)
     cr_assert(p, "%s", err.buf);
     for (int i = 0; i < 3; i++) {
         sb_buf_reset(&err);
-        cr_assert_eq(sb_producer_send(p, "sb.unreachable", "k", "v", 1, NULL, 200, &err), SB_UNAVAILABLE);
+        cr_assert_eq(sb_producer_send(p, "sb.unreachable", "k", "v", 1, NULL, 200, &err),
+                     SB_UNAVAILABLE);
         cr_assert(strstr(err.buf, "failed"), "%s", err.buf);
     }
     sb_producer_free(p);
@@ -359,7 +363,9 @@ Test(events, malformed_events_are_dead_letters_and_a_corrected_resend_is_handled
     cr_assert_eq(out, SB_EVENT_DEAD_LETTER);
     cr_assert(strstr(reason.buf, "refuse-me is refused"), "%s", reason.buf);
 
-    cr_assert_eq(sql_int("SELECT count(*) FROM sb_dead_letters WHERE event_id = $1 AND source = 'test'", id, NULL), 3);
+    cr_assert_eq(sql_int("SELECT count(*) FROM sb_dead_letters WHERE event_id = $1 AND source = 'test'",
+                         id, NULL),
+                 3);
     cr_assert_eq(sql_int("SELECT count(*) FROM sb_dead_letters WHERE event_id = $1"
                          " AND error LIKE '%unknown event type%' AND type = 'notification.unheard_of'",
                          id, NULL),
@@ -386,7 +392,8 @@ Test(events, malformed_events_are_dead_letters_and_a_corrected_resend_is_handled
     sb_uuid_v4(other);
     Sb__Events__MemberWithdrawn w = SB__EVENTS__MEMBER_WITHDRAWN__INIT;
     ProtobufCBinaryData wp = {sb__events__member_withdrawn__pack(&w, buf), buf};
-    cr_assert_eq(handle(other, "member.withdrawn", "dl-other", wp, &out, &reason), SB_OK, "%s", reason.buf);
+    cr_assert_eq(handle(other, "member.withdrawn", "dl-other", wp, &out, &reason), SB_OK, "%s",
+                 reason.buf);
     cr_assert_eq(out, SB_EVENT_SKIPPED);
     cr_assert_eq(handle(other, "member.withdrawn", "dl-other", wp, &out, &reason), SB_OK);
     cr_assert_eq(out, SB_EVENT_DUPLICATE);
@@ -405,12 +412,13 @@ Test(events, the_consumer_dead_letters_a_malformed_event_and_moves_on)
     struct {
         const char *id;
         ProtobufCBinaryData payload;
-    } sends[] = {{id, junk_payload}, {id, notification("fixed", fixed)}, {next, notification("next", later)}};
+    } sends[] = {
+        {id, junk_payload}, {id, notification("fixed", fixed)}, {next, notification("next", later)}};
     for (size_t i = 0; i < 3; i++) {
         size_t len;
         uint8_t *b = envelope(sends[i].id, type, "kafka-dl", sends[i].payload, &len);
-        cr_assert_eq(sb_producer_send(producer, topic, "kafka-dl", b, len, NULL, 10000, &err), SB_OK, "%s",
-                     err.buf);
+        cr_assert_eq(sb_producer_send(producer, topic, "kafka-dl", b, len, NULL, 10000, &err), SB_OK,
+                     "%s", err.buf);
         free(b);
     }
     char group[80];
@@ -429,7 +437,8 @@ Test(events, the_consumer_dead_letters_a_malformed_event_and_moves_on)
                          " AND topic = $2 AND error LIKE '%undecodable%'",
                          id, topic),
                  1);
-    cr_assert_eq(sql_int("SELECT count(*) FROM sb_inbox WHERE event_id IN ($1::uuid, $2::uuid)", id, next), 2);
+    cr_assert_eq(
+        sql_int("SELECT count(*) FROM sb_inbox WHERE event_id IN ($1::uuid, $2::uuid)", id, next), 2);
     sb_buf_release(&err);
 }
 

@@ -146,12 +146,14 @@ static bool answer(int fd, const struct seen *rq)
         return respond(fd, 200, "application/json", "{\"title\":\"late\"}", NULL);
     }
     if (!strcmp(p, "/big")) {
-        const char *head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n";
+        const char *head =
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n";
         send_all(fd, head, strlen(head));
         return false;
     }
     if (!strcmp(p, "/big-stream")) {
-        const char *head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n";
+        const char *head =
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n";
         static char chunk[16384];
         memset(chunk, 'x', sizeof chunk);
         if (send_all(fd, head, strlen(head)))
@@ -361,10 +363,16 @@ Test(http, json_post_round_trip_with_trace_and_idempotency_headers)
 
 Test(http, caller_headers_are_sent_and_replace_ours)
 {
-    sb_http_header_t h[] = {{"Authorization", "Bearer sk_test_1"}, {"Content-Type", "application/vnd.x+json"}};
+    sb_http_header_t h[] = {{"Authorization", "Bearer sk_test_1"},
+                            {"Content-Type", "application/vnd.x+json"}};
     const char raw[] = "{}";
-    sb_http_request_t rq = {.method = "PUT", .url = url("/v1/charges"), .headers = h, .n_headers = 2,
-                            .body = raw, .body_len = 2, .timeout_ms = 5000};
+    sb_http_request_t rq = {.method = "PUT",
+                            .url = url("/v1/charges"),
+                            .headers = h,
+                            .n_headers = 2,
+                            .body = raw,
+                            .body_len = 2,
+                            .timeout_ms = 5000};
     sb_http_response_t resp;
     cr_assert_eq(sb_http_send(&rq, a, &resp, &err), SB_OK, "%s", err.buf);
     cr_assert_eq(resp.status, 404); /* the server only knows POST there */
@@ -398,8 +406,11 @@ Test(http, client_and_server_errors_are_data_with_their_body)
         char path[32], want[64];
         snprintf(path, sizeof path, "/status/%d", codes[i]);
         snprintf(want, sizeof want, "\"code\":\"status_%d\"", codes[i]);
-        sb_http_request_t rq = {.method = "POST", .url = url(path), .idempotency_key = "k",
-                                .timeout_ms = 5000, .response_type = &sb__test__kitchen__descriptor};
+        sb_http_request_t rq = {.method = "POST",
+                                .url = url(path),
+                                .idempotency_key = "k",
+                                .timeout_ms = 5000,
+                                .response_type = &sb__test__kitchen__descriptor};
         sb_http_response_t resp;
         cr_assert_eq(sb_http_send(&rq, a, &resp, &err), SB_OK, "%d: %s", codes[i], err.buf);
         cr_assert_eq(resp.status, codes[i]);
@@ -469,7 +480,8 @@ Test(http, connection_refused_is_unavailable)
     cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     socklen_t len = sizeof sa;
     getsockname(fd, (struct sockaddr *)&sa, &len);
-    sb_http_request_t rq = {.url = sb_arena_printf(a, "http://127.0.0.1:%d/v1/charges", ntohs(sa.sin_port)),
+    sb_http_request_t rq = {.url =
+                                sb_arena_printf(a, "http://127.0.0.1:%d/v1/charges", ntohs(sa.sin_port)),
                             .timeout_ms = 5000};
     sb_http_response_t resp;
     int64_t t0 = sb_now_ms();
@@ -507,8 +519,8 @@ Test(http, malformed_json_answers_are_internal)
     const char *paths[] = {"/malformed", "/wrong-type"};
     for (int i = 0; i < 2; i++) {
         sb_buf_reset(&err);
-        sb_http_request_t rq = {.url = url(paths[i]), .timeout_ms = 5000,
-                                .response_type = &sb__test__kitchen__descriptor};
+        sb_http_request_t rq = {
+            .url = url(paths[i]), .timeout_ms = 5000, .response_type = &sb__test__kitchen__descriptor};
         sb_http_response_t resp;
         cr_assert_eq(sb_http_send(&rq, a, &resp, &err), SB_INTERNAL, "%s", paths[i]);
         cr_assert(strstr(err.buf, "is not a sb.test.Kitchen"), "%s", err.buf);
@@ -532,7 +544,8 @@ Test(http, unusable_requests_send_nothing)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         sb_buf_reset(&err);
         sb_http_response_t resp;
-        cr_assert_eq(sb_http_send(&bad[i], a, &resp, &err), SB_INVALID_ARGUMENT, "case %zu: %s", i, err.buf);
+        cr_assert_eq(sb_http_send(&bad[i], a, &resp, &err), SB_INVALID_ARGUMENT, "case %zu: %s", i,
+                     err.buf);
     }
     cr_assert_eq(n_seen(), 0);
 }
@@ -549,7 +562,8 @@ static void *caller(void *arg)
         Sb__Test__Kitchen k = SB__TEST__KITCHEN__INIT;
         k.title = sb_arena_printf(ta, "t%d-%d", (int)(intptr_t)arg, i);
         sb_http_request_t rq = {.url = sb_arena_printf(ta, "http://127.0.0.1:%d/v1/charges", srv.port),
-                                .json = &k.base, .timeout_ms = 5000,
+                                .json = &k.base,
+                                .timeout_ms = 5000,
                                 .response_type = &sb__test__kitchen__descriptor};
         sb_http_response_t resp;
         if (sb_http_send(&rq, ta, &resp, &terr) == SB_OK && resp.status == 201 &&

@@ -232,8 +232,8 @@ static sb_call_opts_t admin(void)
 }
 
 static sb_status_t deliver_as(const char *event_id, const char *type, const char *aggregate,
-                              ProtobufCBinaryData payload, const sb_call_opts_t *o,
-                              bool *duplicate, sb_buf_t *err)
+                              ProtobufCBinaryData payload, const sb_call_opts_t *o, bool *duplicate,
+                              sb_buf_t *err)
 {
     Sb__Events__DeliverEventRequest req = SB__EVENTS__DELIVER_EVENT_REQUEST__INIT;
     req.service_id = "reservation";
@@ -518,7 +518,7 @@ Test(inventory, a_newer_change_grows_a_grade_and_moves_a_schedule_and_an_older_o
     at(old.starts[0], 40 * DAY_MS);
 
     p->version = 3;
-    p->grades[1].seats = 30; /* VIP 25 -> 30 */
+    p->grades[1].seats = 30;       /* VIP 25 -> 30 */
     at(p->starts[0], 20 * DAY_MS); /* schedule 0 moves */
     deliver_snapshot("performance.changed", p);
 
@@ -546,15 +546,15 @@ Test(inventory, shrinking_and_repricing_spare_held_and_sold_seats)
 {
     perf_t *p = new_perf("shrink", 3);
     deliver_snapshot("performance.approved", p);
-    set_seat(p->sched[0], "R-C-5", "HELD");  /* beyond the new R count */
-    set_seat(p->sched[0], "R-A-1", "SOLD");  /* within it */
+    set_seat(p->sched[0], "R-C-5", "HELD"); /* beyond the new R count */
+    set_seat(p->sched[0], "R-A-1", "SOLD"); /* within it */
     set_seat(p->sched[0], "VIP-A-1", "SOLD");
-    set_seat(p->sched[2], "R-A-2", "SOLD");  /* its schedule is dropped below */
+    set_seat(p->sched[2], "R-A-2", "SOLD"); /* its schedule is dropped below */
 
     p->version = 2;
-    p->grades[0].seats = 30;       /* R 45 -> 30 */
-    p->grades[1].price = 120000;   /* VIP re-priced */
-    p->n_sched = 2;                /* schedule 2 is gone (and has a sold seat) */
+    p->grades[0].seats = 30;     /* R 45 -> 30 */
+    p->grades[1].price = 120000; /* VIP re-priced */
+    p->n_sched = 2;              /* schedule 2 is gone (and has a sold seat) */
     p->n_grades = 2;
     deliver_snapshot("performance.changed", p);
 
@@ -759,8 +759,7 @@ Test(inventory, list_bookable_pages_see_every_performance_exactly_once)
                     seen[i]++;
                     mine = true;
                 }
-            cr_assert(mine, "a performance of another category: %s",
-                      l->performances[j]->performance_id);
+            cr_assert(mine, "a performance of another category: %s", l->performances[j]->performance_id);
         }
         token = *l->next_page_token ? l->next_page_token : NULL;
         cr_assert_lt(++pages, 10);
@@ -975,8 +974,8 @@ Test(inventory, approval_over_kafka_becomes_bookable, .timeout = 180)
 
         int64_t t0 = sb_mono_ns();
         sb_buf_reset(&err);
-        sb_status_t st = sb_producer_send(prod, topic, p->id, bytes.data, bytes.len,
-                                          event_id, 10000, &err);
+        sb_status_t st =
+            sb_producer_send(prod, topic, p->id, bytes.data, bytes.len, event_id, 10000, &err);
         cr_assert_eq(st, SB_OK, "produce: %s", err.buf);
         Sb__Reservation__SeatMap *m = NULL;
         int64_t deadline = sb_now_ms() + 60000;

@@ -60,9 +60,15 @@ ReportHook(PRE_ALL)(struct criterion_test_set *tests)
     snprintf(admin, sizeof admin, "ADMIN_PORT=%d", admin_port());
     snprintf(db, sizeof db, "DATABASE_URL=%s", test_db_url());
     const char *set[] = {
-        grpc, admin, db, "GRPC_BIND=127.0.0.1", "SHUTDOWN_GRACE_MS=2000",
-        "BOOTSTRAP_ADMIN_LOGIN=" ADMIN_LOGIN, "BOOTSTRAP_ADMIN_PASSWORD=" ADMIN_PASSWORD,
-        "PWHASH_CONCURRENCY=2", NULL,
+        grpc,
+        admin,
+        db,
+        "GRPC_BIND=127.0.0.1",
+        "SHUTDOWN_GRACE_MS=2000",
+        "BOOTSTRAP_ADMIN_LOGIN=" ADMIN_LOGIN,
+        "BOOTSTRAP_ADMIN_PASSWORD=" ADMIN_PASSWORD,
+        "PWHASH_CONCURRENCY=2",
+        NULL,
     };
     child = sb_test_spawn("member", set, NULL);
     if (child <= 0) {
@@ -113,7 +119,8 @@ static void setup(void)
         sb_buf_reset(&err);
         st = sb_rpc_call(ch, &grpc__health__v1__health__descriptor, "Check", &req.base, arena,
                          (ProtobufCMessage **)&resp, &o, &err);
-        if (st == SB_OK && resp->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING)
+        if (st == SB_OK &&
+            resp->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING)
             break;
         usleep(100000);
     }
@@ -383,12 +390,14 @@ Test(member, check_credentials_is_for_the_auth_service_only)
     snprintf(target, sizeof target, "127.0.0.1:%d", grpc_port());
     /* another service's certificate (the gateway's) */
     sb_channel_t *as_gateway = sb_test_channel_as(target, "member", "gateway");
-    cr_expect_eq(call_on(as_gateway, "CheckCredentials", &req.base, &resp, anonymous, &err), SB_PERMISSION_DENIED,
-                 "%s", err.buf);
+    cr_expect_eq(call_on(as_gateway, "CheckCredentials", &req.base, &resp, anonymous, &err),
+                 SB_PERMISSION_DENIED, "%s", err.buf);
     cr_expect_str_eq(err.buf, "only the auth service may call this");
     /* no service certificate: a client, signed in or even as an admin */
-    cr_expect_eq(call("CheckCredentials", &req.base, &resp, anonymous, &err), SB_PERMISSION_DENIED, "%s", err.buf);
-    cr_expect_eq(call("CheckCredentials", &req.base, &resp, self(m), &err), SB_PERMISSION_DENIED, "%s", err.buf);
+    cr_expect_eq(call("CheckCredentials", &req.base, &resp, anonymous, &err), SB_PERMISSION_DENIED, "%s",
+                 err.buf);
+    cr_expect_eq(call("CheckCredentials", &req.base, &resp, self(m), &err), SB_PERMISSION_DENIED, "%s",
+                 err.buf);
     cr_expect_eq(call("CheckCredentials", &req.base, &resp, (who_t){m->user_id, "ADMIN"}, &err),
                  SB_PERMISSION_DENIED, "%s", err.buf);
     /* the auth service's certificate */
@@ -429,7 +438,8 @@ Test(member, bootstrap_admin_exists)
     cr_assert_str_eq(m->login_id, ADMIN_LOGIN);
     cr_assert_eq(m->role, SB__COMMON__ROLE__ADMIN);
     Sb__Member__CheckCredentialsResponse *resp = NULL;
-    cr_assert_eq(check_credentials("MEMBER-TEST-ADMIN", ADMIN_PASSWORD, &resp, &err), SB_OK, "%s", err.buf);
+    cr_assert_eq(check_credentials("MEMBER-TEST-ADMIN", ADMIN_PASSWORD, &resp, &err), SB_OK, "%s",
+                 err.buf);
     cr_assert_eq(resp->role, SB__COMMON__ROLE__ADMIN);
     sb_buf_release(&err);
 }
@@ -460,7 +470,7 @@ Test(member, get_member_self_or_admin_only)
     char upper[SB_UUID_LEN + 1];
     for (size_t i = 0; i <= SB_UUID_LEN; i++)
         upper[i] = (char)(alice->user_id[i] >= 'a' && alice->user_id[i] <= 'f' ? alice->user_id[i] - 32
-                                                                             : alice->user_id[i]);
+                                                                               : alice->user_id[i]);
     cr_assert_eq(get_member(upper, self(alice), &m, &err), SB_OK, "%s", err.buf);
 
     const char *bad[] = {"not-a-uuid", "", "00000000-0000-0000-0000-00000000000g",
@@ -707,7 +717,8 @@ static const struct bad_bootstrap {
      "BOOTSTRAP_ADMIN_PASSWORD must be at least 8 characters"},
     {"BOOTSTRAP_ADMIN_LOGIN=admin2", "BOOTSTRAP_ADMIN_PASSWORD=",
      "BOOTSTRAP_ADMIN_LOGIN and BOOTSTRAP_ADMIN_PASSWORD must be set together"},
-    {"BOOTSTRAP_ADMIN_LOGIN=no", "BOOTSTRAP_ADMIN_PASSWORD=long-enough-1", "BOOTSTRAP_ADMIN_LOGIN must be"},
+    {"BOOTSTRAP_ADMIN_LOGIN=no", "BOOTSTRAP_ADMIN_PASSWORD=long-enough-1",
+     "BOOTSTRAP_ADMIN_LOGIN must be"},
 };
 
 Test(member, bootstrap_refuses_bad_settings_at_once)
@@ -797,8 +808,8 @@ Test(member, bootstrap_is_safe_when_instances_start_together)
 
     PGconn *c = member_db();
     const char *params[] = {login};
-    PGresult *r = PQexecParams(c, "SELECT count(*) FROM members WHERE login_id = $1 AND role = 'ADMIN'", 1,
-                               NULL, params, NULL, NULL, 0);
+    PGresult *r = PQexecParams(c, "SELECT count(*) FROM members WHERE login_id = $1 AND role = 'ADMIN'",
+                               1, NULL, params, NULL, NULL, 0);
     cr_assert_str_eq(PQgetvalue(r, 0, 0), "1");
     PQclear(r);
     PQfinish(c);
@@ -828,8 +839,8 @@ static void *burst_login(void *p)
     req.password = (char *)b->password;
     ProtobufCMessage *resp = NULL;
     sb_call_opts_t o = {.timeout_ms = 30000};
-    b->got = sb_rpc_call(as_auth, &sb__member__member_service__descriptor, "CheckCredentials", &req.base, a,
-                         &resp, &o, &err);
+    b->got = sb_rpc_call(as_auth, &sb__member__member_service__descriptor, "CheckCredentials", &req.base,
+                         a, &resp, &o, &err);
     sb_buf_release(&err);
     sb_arena_free(a);
     return NULL;
@@ -887,8 +898,8 @@ static char *stored_hash(const char *login)
 {
     PGconn *c = member_db();
     const char *params[] = {login};
-    PGresult *r = PQexecParams(c, "SELECT password_hash FROM members WHERE login_id = $1", 1, NULL, params,
-                               NULL, NULL, 0);
+    PGresult *r = PQexecParams(c, "SELECT password_hash FROM members WHERE login_id = $1", 1, NULL,
+                               params, NULL, NULL, 0);
     cr_assert_eq(PQntuples(r), 1);
     char *hash = sb_arena_strdup(arena, PQgetvalue(r, 0, 0));
     PQclear(r);
@@ -918,9 +929,9 @@ Test(member, login_rehashes_a_password_with_outdated_parameters)
         req.password = PASSWORD;
         ProtobufCMessage *resp = NULL;
         sb_call_opts_t o = {.timeout_ms = 15000};
-        st = sb_rpc_call(sb_test_channel_as(target, "member", "auth"), &sb__member__member_service__descriptor,
-                         "CheckCredentials",
-                         &req.base, arena, &resp, &o, &err);
+        st = sb_rpc_call(sb_test_channel_as(target, "member", "auth"),
+                         &sb__member__member_service__descriptor, "CheckCredentials", &req.base, arena,
+                         &resp, &o, &err);
     }
     int rc = sb_test_stop(pid, "sb-member with other hashing parameters", 100000);
     char *text = slurp(log);

@@ -36,9 +36,9 @@
 #include "sb_test_proc.h"
 
 #define PERF_ADDR "127.0.0.1:21071"
-#define PERF2_ADDR "127.0.0.1:21072"              /* second instance, with a stand-in reservation service */
+#define PERF2_ADDR "127.0.0.1:21072" /* second instance, with a stand-in reservation service */
 #define FAKE_RESERVATION_ADDR "127.0.0.1:21079" /* the stand-in, run inside one test */
-#define ENV_READY "SB_PERF_TEST_READY" /* "1" or why not */
+#define ENV_READY "SB_PERF_TEST_READY"          /* "1" or why not */
 #define DAY_MS (24LL * 3600 * 1000)
 
 /* ================================================================ children */
@@ -56,10 +56,22 @@ ReportHook(PRE_ALL)(struct criterion_test_set *set)
     snprintf(redis, sizeof redis, "REDIS_URL=%s", sb_cfg_str("REDIS_URL", "redis://127.0.0.1:6379"));
     snprintf(brokers, sizeof brokers, "KAFKA_BROKERS=%s", test_brokers());
     snprintf(log_level, sizeof log_level, "LOG_LEVEL=%s", sb_cfg_str("SB_TEST_LOG_LEVEL", "warn"));
-    const char *main_env[] = {db, redis, brokers, log_level, "GRPC_PORT=21071", "ADMIN_PORT=9221",
-                              "RESERVATION_ADDR=127.0.0.1:1", NULL};
-    const char *second_env[] = {db, redis, brokers, log_level, "GRPC_PORT=21072", "ADMIN_PORT=9222",
-                                "RESERVATION_ADDR=" FAKE_RESERVATION_ADDR, NULL};
+    const char *main_env[] = {db,
+                              redis,
+                              brokers,
+                              log_level,
+                              "GRPC_PORT=21071",
+                              "ADMIN_PORT=9221",
+                              "RESERVATION_ADDR=127.0.0.1:1",
+                              NULL};
+    const char *second_env[] = {db,
+                                redis,
+                                brokers,
+                                log_level,
+                                "GRPC_PORT=21072",
+                                "ADMIN_PORT=9222",
+                                "RESERVATION_ADDR=" FAKE_RESERVATION_ADDR,
+                                NULL};
     perf_pid[0] = sb_test_spawn("performance", main_env, NULL);
     perf_pid[1] = sb_test_spawn("performance", second_env, NULL);
     /* both ready (admin /readyz: gRPC up, database and Redis answer) within 90 s */
@@ -285,8 +297,8 @@ static void keep_schedules(Sb__Performance__UpdatePerformanceRequest *r,
 }
 
 /* p's grades as an update list (a copy the test may change). */
-static void keep_grades(Sb__Performance__UpdatePerformanceRequest *r, const Sb__Performance__Performance *p,
-                        size_t extra)
+static void keep_grades(Sb__Performance__UpdatePerformanceRequest *r,
+                        const Sb__Performance__Performance *p, size_t extra)
 {
     r->n_grades = p->n_grades;
     r->grades = sb_arena_alloc(arena, (p->n_grades + extra) * sizeof *r->grades);
@@ -311,7 +323,8 @@ static long long db_int(const char *sql, const char *p1, const char *p2)
 
 static long long events_of(const char *aggregate_id, const char *type)
 {
-    return db_int("SELECT count(*) FROM sb_outbox WHERE aggregate_id = $1 AND type = $2", aggregate_id, type);
+    return db_int("SELECT count(*) FROM sb_outbox WHERE aggregate_id = $1 AND type = $2", aggregate_id,
+                  type);
 }
 
 /* The payload bytes of the latest outbox event of that type for the
@@ -327,8 +340,9 @@ static ProtobufCBinaryData event_payload_of(const char *aggregate_id, const char
                                " ORDER BY id DESC LIMIT 1",
                                2, NULL, p, NULL, NULL, 1 /* binary: raw bytea */);
     cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(db));
-    Sb__Events__EventEnvelope *env = sb__events__event_envelope__unpack(
-        sb_arena_pb_allocator(arena), (size_t)PQgetlength(r, 0, 0), (const uint8_t *)PQgetvalue(r, 0, 0));
+    Sb__Events__EventEnvelope *env =
+        sb__events__event_envelope__unpack(sb_arena_pb_allocator(arena), (size_t)PQgetlength(r, 0, 0),
+                                           (const uint8_t *)PQgetvalue(r, 0, 0));
     PQclear(r);
     cr_assert_not_null(env, "undecodable envelope");
     cr_assert_str_eq(env->type, type);
@@ -365,8 +379,11 @@ Test(performance, only_a_planner_may_register)
 
 typedef Sb__Performance__CreatePerformanceRequest create_req_t;
 typedef void (*breaker_fn)(create_req_t *r);
-#define BREAKER(name, ...) \
-    static void name(create_req_t *r) { __VA_ARGS__; }
+#define BREAKER(name, ...)                                                                              \
+    static void name(create_req_t *r)                                                                   \
+    {                                                                                                   \
+        __VA_ARGS__;                                                                                    \
+    }
 
 static char *repeat(char c, size_t n)
 {
@@ -487,8 +504,8 @@ Test(performance, invalid_input_names_the_field_and_changes_nothing)
         cr_expect(!strncmp(err.buf, c->message_prefix, strlen(c->message_prefix)),
                   "%s: message \"%s\" should start with \"%s\"", c->name, err.buf, c->message_prefix);
     }
-    cr_assert_eq(db_int("SELECT count(*) FROM performances WHERE planner_id = $1::uuid", planner, NULL), 0,
-                 "a refused request stored something");
+    cr_assert_eq(db_int("SELECT count(*) FROM performances WHERE planner_id = $1::uuid", planner, NULL),
+                 0, "a refused request stored something");
     sb_buf_release(&err);
 }
 
@@ -526,7 +543,8 @@ Test(performance, create_returns_the_pending_performance_with_schedule_ids)
     cr_assert_eq(p->grades[0]->seat_count, 50);
     cr_assert_str_eq(p->grades[1]->grade, "R");
     cr_assert_eq(db_int("SELECT version FROM performances WHERE performance_id = $1::uuid",
-                        p->performance_id, NULL), 1);
+                        p->performance_id, NULL),
+                 1);
     cr_assert_eq(events_of(p->performance_id, "performance.approved"), 0);
 
     Sb__Performance__Performance *again;
@@ -636,8 +654,8 @@ Test(performance, only_an_admin_may_approve_and_approval_writes_the_snapshot_eve
     cr_assert(*out->approved_at);
 
     ProtobufCBinaryData payload = event_payload(p->performance_id, "performance.approved");
-    Sb__Events__PerformanceApproved *ev =
-        sb__events__performance_approved__unpack(sb_arena_pb_allocator(arena), payload.len, payload.data);
+    Sb__Events__PerformanceApproved *ev = sb__events__performance_approved__unpack(
+        sb_arena_pb_allocator(arena), payload.len, payload.data);
     cr_assert_not_null(ev);
     const Sb__Events__PerformanceSnapshot *s = ev->performance;
     cr_assert_not_null(s);
@@ -684,12 +702,14 @@ static void *race(void *arg)
     sb_call_opts_t o = as_in(a, "ADMIN", admin_id());
     ProtobufCMessage *resp;
     if (!strcmp(r->method, "ApprovePerformance")) {
-        Sb__Performance__ApprovePerformanceRequest req = SB__PERFORMANCE__APPROVE_PERFORMANCE_REQUEST__INIT;
+        Sb__Performance__ApprovePerformanceRequest req =
+            SB__PERFORMANCE__APPROVE_PERFORMANCE_REQUEST__INIT;
         req.performance_id = (char *)r->id;
         r->st = sb_rpc_call(sb_channel_get(PERF_ADDR), &sb__performance__performance_service__descriptor,
                             r->method, &req.base, a, &resp, &o, &err);
     } else {
-        Sb__Performance__CancelPerformanceRequest req = SB__PERFORMANCE__CANCEL_PERFORMANCE_REQUEST__INIT;
+        Sb__Performance__CancelPerformanceRequest req =
+            SB__PERFORMANCE__CANCEL_PERFORMANCE_REQUEST__INIT;
         req.performance_id = (char *)r->id;
         r->st = sb_rpc_call(sb_channel_get(PERF_ADDR), &sb__performance__performance_service__descriptor,
                             r->method, &req.base, a, &resp, &o, &err);
@@ -712,7 +732,8 @@ Test(performance, concurrent_approvals_only_one_wins)
         int ok = 0;
         for (int i = 0; i < 4; i++) {
             pthread_join(t[i], NULL);
-            cr_assert(r[i].st == SB_OK || r[i].st == SB_FAILED_PRECONDITION, "%s", sb_status_name(r[i].st));
+            cr_assert(r[i].st == SB_OK || r[i].st == SB_FAILED_PRECONDITION, "%s",
+                      sb_status_name(r[i].st));
             ok += r[i].st == SB_OK;
         }
         cr_assert_eq(ok, 1, "round %d: %d approvals won", round, ok);
@@ -742,7 +763,8 @@ Test(performance, concurrent_approve_and_cancel_serialise)
                       cancelled);
         else
             cr_assert(r[0].st == SB_FAILED_PRECONDITION && approved == 0 && cancelled == 0,
-                      "cancelled first: %s, %lld/%lld events", sb_status_name(r[0].st), approved, cancelled);
+                      "cancelled first: %s, %lld/%lld events", sb_status_name(r[0].st), approved,
+                      cancelled);
     }
 }
 
@@ -812,8 +834,8 @@ Test(performance, pending_is_invisible_to_others)
     Sb__Performance__Performance *p = create_ok(planner, "Secret", 1);
     Sb__Performance__Performance *out;
     sb_buf_t err = SB_BUF_INIT;
-    sb_call_opts_t o = as("PLANNER", planner), other = as("PLANNER", new_id()), user = as("USER", new_id()),
-                   adm = admin();
+    sb_call_opts_t o = as("PLANNER", planner), other = as("PLANNER", new_id()),
+                   user = as("USER", new_id()), adm = admin();
 
     cr_assert_eq(get(p->performance_id, &o, &out, &err), SB_OK, "%s", err.buf);
     cr_assert_eq(get(p->performance_id, &adm, &out, &err), SB_OK, "%s", err.buf);
@@ -843,11 +865,12 @@ Test(performance, pages_of_two_walk_every_item_once_even_with_equal_created_at)
     for (int i = 0; i < N; i++)
         ids[i] = create_ok(planner, sb_arena_printf(arena, "Paged %d", i), 1)->performance_id;
     /* Five of them share one created_at: only the id breaks the tie. */
-    PGresult *r = PQexecParams(db,
-                               "UPDATE performances SET created_at = '2030-01-01T00:00:00.123456Z'"
-                               " WHERE planner_id = $1::uuid AND title IN ('Paged 1', 'Paged 2', 'Paged 3',"
-                               " 'Paged 4', 'Paged 5')",
-                               1, NULL, (const char *const[]){planner}, NULL, NULL, 0);
+    PGresult *r =
+        PQexecParams(db,
+                     "UPDATE performances SET created_at = '2030-01-01T00:00:00.123456Z'"
+                     " WHERE planner_id = $1::uuid AND title IN ('Paged 1', 'Paged 2', 'Paged 3',"
+                     " 'Paged 4', 'Paged 5')",
+                     1, NULL, (const char *const[]){planner}, NULL, NULL, 0);
     cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(db));
     PQclear(r);
 
@@ -1012,7 +1035,8 @@ Test(performance, moving_a_schedule_of_an_approved_performance_emits_changed)
     cr_assert_str_eq(out->schedules[1]->venue, "New Hall");
     cr_assert_str_eq(out->schedules[2]->venue, "New Hall");
     payload = event_payload_of(p->performance_id, "performance.changed", 2);
-    ev = sb__events__performance_changed__unpack(sb_arena_pb_allocator(arena), payload.len, payload.data);
+    ev =
+        sb__events__performance_changed__unpack(sb_arena_pb_allocator(arena), payload.len, payload.data);
     cr_assert_not_null(ev);
     cr_assert_eq(ev->performance->version, 3);
     cr_assert_eq(ev->n_changed_schedule_ids, 2, "both existing schedules changed venue");
@@ -1075,7 +1099,8 @@ Test(performance, cancelling_an_approved_performance_emits_cancelled_once)
     const char *planner = new_id();
     Sb__Performance__Performance *p = create_ok(planner, "Cancel me", 1);
     approve_ok(p->performance_id);
-    sb_call_opts_t o = as("PLANNER", planner), other = as("PLANNER", new_id()), user = as("USER", new_id());
+    sb_call_opts_t o = as("PLANNER", planner), other = as("PLANNER", new_id()),
+                   user = as("USER", new_id());
     sb_buf_t err = SB_BUF_INIT;
     Sb__Performance__Performance *out;
 
@@ -1090,8 +1115,8 @@ Test(performance, cancelling_an_approved_performance_emits_cancelled_once)
     cr_assert_str_eq(out->cancel_reason, "The lead is ill");
 
     ProtobufCBinaryData payload = event_payload(p->performance_id, "performance.cancelled");
-    Sb__Events__PerformanceCancelled *ev =
-        sb__events__performance_cancelled__unpack(sb_arena_pb_allocator(arena), payload.len, payload.data);
+    Sb__Events__PerformanceCancelled *ev = sb__events__performance_cancelled__unpack(
+        sb_arena_pb_allocator(arena), payload.len, payload.data);
     cr_assert_not_null(ev);
     cr_assert_str_eq(ev->performance_id, p->performance_id);
     cr_assert_str_eq(ev->planner_id, planner);
@@ -1161,7 +1186,8 @@ static struct {
     char performance_id[64], user_id[64], user_role[16], caller_service[64];
 } fake = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
-static Sb__Reservation__GradeAvailability *availability(sb_arena_t *a, const char *grade, int held, int sold)
+static Sb__Reservation__GradeAvailability *availability(sb_arena_t *a, const char *grade, int held,
+                                                        int sold)
 {
     Sb__Reservation__GradeAvailability *g = sb_arena_alloc(a, sizeof *g);
     sb__reservation__grade_availability__init(g);
@@ -1209,8 +1235,8 @@ Test(performance, grades_with_held_or_sold_seats_are_frozen)
     sb_server_add_service(srv, &sb__reservation__reservation_service__descriptor, fake_methods, 1, NULL);
     sb_test_server_authn(srv);
     sb_buf_t err = SB_BUF_INIT;
-    cr_assert_eq(sb_test_server_start_as(srv, "reservation", &err), SB_OK, "stand-in reservation service: %s",
-                 err.buf);
+    cr_assert_eq(sb_test_server_start_as(srv, "reservation", &err), SB_OK,
+                 "stand-in reservation service: %s", err.buf);
 
     const char *planner = new_id();
     Sb__Performance__Performance *p = create_ok(planner, "Selling", 2);
@@ -1229,7 +1255,8 @@ Test(performance, grades_with_held_or_sold_seats_are_frozen)
     cr_assert_geq(fake.calls, 1);
     cr_assert_str_eq(fake.performance_id, p->performance_id);
     /* known by its certificate, and the planner's token passed on */
-    cr_assert_str_eq(fake.caller_service, "performance", "the calling service is known by its certificate");
+    cr_assert_str_eq(fake.caller_service, "performance",
+                     "the calling service is known by its certificate");
     cr_assert_str_eq(fake.user_id, planner, "the caller's identity is passed on (the verified token)");
     cr_assert_str_eq(fake.user_role, "PLANNER");
     pthread_mutex_unlock(&fake.mu);

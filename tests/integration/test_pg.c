@@ -150,7 +150,8 @@ static void *worker(void *arg)
 
 Test(pg, serializable_conflicts_are_retried)
 {
-    PQclear(q("CREATE TABLE counter (id int PRIMARY KEY, n int NOT NULL); INSERT INTO counter VALUES (1, 0)"));
+    PQclear(q(
+        "CREATE TABLE counter (id int PRIMARY KEY, n int NOT NULL); INSERT INTO counter VALUES (1, 0)"));
     pthread_t t[4];
     int failures[4] = {0};
     for (int i = 0; i < 4; i++)
@@ -174,8 +175,9 @@ static int kill_backends(void)
     const char *vals[] = {test_db_url(), NULL};
     PGconn *k = PQconnectdbParams(keys, vals, 1);
     cr_assert_eq(PQstatus(k), CONNECTION_OK, "%s", PQerrorMessage(k));
-    PGresult *r = PQexec(k, "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
-                            " WHERE datname = '" DB "' AND pid <> pg_backend_pid()");
+    PGresult *r =
+        PQexec(k, "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+                  " WHERE datname = '" DB "' AND pid <> pg_backend_pid()");
     cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(k));
     int killed = atoi(PQgetvalue(r, 0, 0));
     PQclear(r);
@@ -391,8 +393,8 @@ Test(pg, connection_lost_inside_a_transaction_is_unavailable_and_the_pool_recove
     warm_all();
     int calls = 0;
     sb_buf_t err = SB_BUF_INIT;
-    cr_assert_eq(sb_pg_tx(pool, SB_PG_READ_COMMITTED, insert_kill_insert, &calls, &err),
-                 SB_UNAVAILABLE, "%s", err.buf);
+    cr_assert_eq(sb_pg_tx(pool, SB_PG_READ_COMMITTED, insert_kill_insert, &calls, &err), SB_UNAVAILABLE,
+                 "%s", err.buf);
     cr_assert_eq(calls, 1, "a transaction that did work is not replayed behind the caller");
     cr_assert_eq(count_rows("mid"), 0, "the lost transaction left nothing");
     sb_buf_reset(&err);

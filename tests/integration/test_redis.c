@@ -181,7 +181,8 @@ Test(redis, concurrent_callers_of_a_stalled_server_all_fail_fast)
         if (c[i].ms > worst)
             worst = c[i].ms;
     }
-    fprintf(stderr, "stalled redis, %d concurrent callers: the slowest failed after %.0f ms\n", CALLERS, worst);
+    fprintf(stderr, "stalled redis, %d concurrent callers: the slowest failed after %.0f ms\n", CALLERS,
+            worst);
     cr_assert_leq(worst, TIMEOUT_MS * 2.5, "slowest caller: %.0f ms", worst);
     sb_redis_free(r);
     close(fd);

@@ -61,8 +61,8 @@ static void teardown(void)
     sb_test_authn_free();
 }
 
-static sb_status_t call_echo(const Sb__Test__EchoRequest *req, const sb_call_opts_t *opts,
-                             sb_arena_t *a, Sb__Test__EchoReply **resp, sb_buf_t *err)
+static sb_status_t call_echo(const Sb__Test__EchoRequest *req, const sb_call_opts_t *opts, sb_arena_t *a,
+                             Sb__Test__EchoReply **resp, sb_buf_t *err)
 {
     return sb_rpc_call(ch, &sb__test__echo_service__descriptor, "Echo", &req->base, a,
                        (ProtobufCMessage **)resp, opts, err);
@@ -76,7 +76,8 @@ Test(rpc, round_trip_carries_identity_and_trace)
     sb_buf_t err = SB_BUF_INIT;
     Sb__Test__EchoRequest req = SB__TEST__ECHO_REQUEST__INIT;
     req.text = "hello seats";
-    sb_call_opts_t o = {.timeout_ms = 5000, .trace_id = "trace-123", .token = sb_test_token(a, "u-1", "PLANNER")};
+    sb_call_opts_t o = {
+        .timeout_ms = 5000, .trace_id = "trace-123", .token = sb_test_token(a, "u-1", "PLANNER")};
     Sb__Test__EchoReply *resp;
     cr_assert_eq(call_echo(&req, &o, a, &resp, &err), SB_OK, "%s", err.buf);
     cr_assert_str_eq(resp->text, "hello seats");
@@ -95,8 +96,9 @@ Test(rpc, round_trip_carries_identity_and_trace)
     char target[64];
     snprintf(target, sizeof target, "127.0.0.1:%d", sb_server_port(srv));
     sb_buf_reset(&err);
-    cr_assert_eq(sb_rpc_call(sb_test_channel_as(target, NULL, "payment"), &sb__test__echo_service__descriptor,
-                             "Echo", &req.base, a, (ProtobufCMessage **)&resp, &o, &err),
+    cr_assert_eq(sb_rpc_call(sb_test_channel_as(target, NULL, "payment"),
+                             &sb__test__echo_service__descriptor, "Echo", &req.base, a,
+                             (ProtobufCMessage **)&resp, &o, &err),
                  SB_OK, "%s", err.buf);
     cr_assert_str_eq(resp->caller_service, "payment");
     cr_assert_str_eq(resp->user_id, "u-1");
@@ -148,8 +150,8 @@ Test(rpc, malformed_payload_is_invalid_argument_and_server_keeps_serving)
     /* field 1 (string) announcing 100 bytes but carrying 3: not a message */
     static const unsigned char junk[] = {0x0a, 0x64, 'a', 'b', 'c'};
     sb_buf_t resp_bytes = SB_BUF_INIT, err = SB_BUF_INIT;
-    sb_status_t st = sb_rpc_call_raw(ch, "/sb.test.EchoService/Echo", junk, sizeof junk,
-                                     &resp_bytes, NULL, &err);
+    sb_status_t st =
+        sb_rpc_call_raw(ch, "/sb.test.EchoService/Echo", junk, sizeof junk, &resp_bytes, NULL, &err);
     cr_assert_eq(st, SB_INVALID_ARGUMENT, "got %s: %s", sb_status_name(st), err.buf);
     cr_assert(strstr(err.buf, "malformed") != NULL, "message: %s", err.buf);
     cr_assert_eq(resp_bytes.len, 0);

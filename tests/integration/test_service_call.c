@@ -37,13 +37,14 @@ static const sb_migration_t tables[] = {
 };
 
 static const sb_pg_stmt_t insert_deposit = {
-    "t_deposit_insert", "INSERT INTO deposits (account, amount) VALUES ($1, $2::bigint) RETURNING deposit_id::text"};
+    "t_deposit_insert",
+    "INSERT INTO deposits (account, amount) VALUES ($1, $2::bigint) RETURNING deposit_id::text"};
 static const sb_pg_stmt_t balance = {
     "t_balance", "SELECT coalesce(sum(amount), 0)::text FROM deposits WHERE account = $1"};
 static const sb_pg_stmt_t counter_get = {"t_counter_get", "SELECT value FROM counters WHERE name = $1"};
-static const sb_pg_stmt_t counter_set = {
-    "t_counter_set",
-    "INSERT INTO counters VALUES ($1, $2::bigint) ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value"};
+static const sb_pg_stmt_t counter_set = {"t_counter_set",
+                                         "INSERT INTO counters VALUES ($1, $2::bigint) ON CONFLICT "
+                                         "(name) DO UPDATE SET value = EXCLUDED.value"};
 static const sb_pg_stmt_t broken = {"t_broken", "SELECT * FROM no_such_table"};
 
 static sb_status_t deposit(sb_rpc_ctx_t *ctx, const void *in, void *out)
@@ -198,7 +199,8 @@ static void *run_deposit(void *arg)
     req.amount = c->amount;
     req.sleep_ms = c->sleep_ms;
     req.idempotency_key = (char *)(c->key ? c->key : "");
-    sb_call_opts_t o = {.timeout_ms = 20000, .token = sb_test_token(a, c->user ? c->user : "u-1", "USER")};
+    sb_call_opts_t o = {.timeout_ms = 20000,
+                        .token = sb_test_token(a, c->user ? c->user : "u-1", "USER")};
     Sb__Test__DepositReply *resp = NULL;
     c->st = sb_rpc_call(ch, &sb__test__ledger_service__descriptor, c->method ? c->method : "Deposit",
                         &req.base, a, (ProtobufCMessage **)&resp, &o, &err);
@@ -288,8 +290,9 @@ Test(service_call, refusals_are_stored_without_their_effects)
     cr_assert_eq(c1.st, SB_INVALID_ARGUMENT, "%s", c1.msg);
     cr_assert_str_eq(c1.msg, "amount must be positive");
     cr_assert_eq(DEPOSITS_OF("a-refused"), 0, "the refused call's insert was undone");
-    cr_assert_eq(count("SELECT count(*) FROM sb_idempotency WHERE key = '%s' AND status = 3", "k-refused"), 1,
-                 "the refusal is stored");
+    cr_assert_eq(
+        count("SELECT count(*) FROM sb_idempotency WHERE key = '%s' AND status = 3", "k-refused"), 1,
+        "the refusal is stored");
     run_deposit(&c2);
     cr_assert_eq(c2.st, SB_INVALID_ARGUMENT, "%s", c2.msg);
     cr_assert_str_eq(c2.msg, "amount must be positive");
@@ -365,7 +368,8 @@ Test(service_call, serialization_failures_are_run_again)
         pthread_join(t[i], NULL);
         cr_assert_eq(args[i].failures, 0);
     }
-    cr_assert_eq(count("SELECT value FROM counters WHERE name = '%s'", "hits"), T * N, "no increment lost");
+    cr_assert_eq(count("SELECT value FROM counters WHERE name = '%s'", "hits"), T * N,
+                 "no increment lost");
     cr_assert_gt(atomic_load(&increments_run), T * N, "conflicts were run again (%d runs)",
                  atomic_load(&increments_run));
 }

@@ -13,7 +13,8 @@
 
 static bool admits_someone(const sb_api_access_t *a)
 {
-    return a->public_ || (a->roles & SB_ROLE_BITS_ALL) || a->owner_field || (a->services && a->services[0]);
+    return a->public_ || (a->roles & SB_ROLE_BITS_ALL) || a->owner_field ||
+           (a->services && a->services[0]);
 }
 
 /* ------------------------------------------------- every RPC has a policy */
@@ -62,21 +63,23 @@ Test(api, every_row_names_existing_fields)
                 char field[64] = {0};
                 memcpy(field, p + 1, (size_t)(e - p - 1));
                 cr_expect_not_null(protobuf_c_message_descriptor_get_field_by_name(in, field),
-                                   "%s %s: {%s} is not a field of %s", m->http[h].verb, m->http[h].path, field,
-                                   in->name);
+                                   "%s %s: {%s} is not a field of %s", m->http[h].verb, m->http[h].path,
+                                   field, in->name);
                 p = e;
             }
             if (m->dispatch_var) {
                 char var[64];
                 snprintf(var, sizeof var, "{%s}", m->dispatch_var);
-                cr_expect(strstr(m->http[h].path, var), "%s: dispatch_var not in the path", m->rpc->name);
+                cr_expect(strstr(m->http[h].path, var), "%s: dispatch_var not in the path",
+                          m->rpc->name);
             }
         }
         for (size_t h = 0; h < m->n_headers; h++)
             cr_expect_not_null(protobuf_c_message_descriptor_get_field_by_name(in, m->headers[h].field),
                                "%s: header %s", m->rpc->name, m->headers[h].header);
         if (m->access.owner_field) {
-            const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(in, m->access.owner_field);
+            const ProtobufCFieldDescriptor *f =
+                protobuf_c_message_descriptor_get_field_by_name(in, m->access.owner_field);
             cr_expect(f && f->type == PROTOBUF_C_TYPE_STRING, "%s: owner_field", m->rpc->name);
         }
     }
@@ -190,9 +193,12 @@ static const char *const two_services[] = {"performance", "reservation", NULL};
 static const sb_api_method_t pol_public = {.access = {.public_ = true}};
 static const sb_api_method_t pol_signed_in = {.access = {.roles = SB_ROLE_BITS_ALL}};
 static const sb_api_method_t pol_admin = {.access = {.roles = SB_ROLE_BIT_ADMIN}};
-static const sb_api_method_t pol_planner_admin = {.access = {.roles = SB_ROLE_BIT_PLANNER | SB_ROLE_BIT_ADMIN}};
-static const sb_api_method_t pol_self_admin = {.access = {.roles = SB_ROLE_BIT_ADMIN, .owner_field = "user_id"}};
-static const sb_api_method_t pol_self = {.access = {.owner_field = "user_id", .refusal = "only your own"}};
+static const sb_api_method_t pol_planner_admin = {
+    .access = {.roles = SB_ROLE_BIT_PLANNER | SB_ROLE_BIT_ADMIN}};
+static const sb_api_method_t pol_self_admin = {
+    .access = {.roles = SB_ROLE_BIT_ADMIN, .owner_field = "user_id"}};
+static const sb_api_method_t pol_self = {
+    .access = {.owner_field = "user_id", .refusal = "only your own"}};
 static const sb_api_method_t pol_service = {.access = {.services = auth_only}};
 static const sb_api_method_t pol_planner_or_services = {
     .access = {.roles = SB_ROLE_BIT_PLANNER, .services = two_services}};
@@ -207,7 +213,7 @@ struct authz_case {
     const char *user, *role, *service;
     const char *field; /* the request's user_id; NULL: no request */
     sb_status_t want;
-    const char *why;   /* expected message, or NULL */
+    const char *why; /* expected message, or NULL */
 };
 
 static const struct authz_case authz[] = {
@@ -251,7 +257,8 @@ static const struct authz_case authz[] = {
     {&pol_service, ALICE, "USER", "auth", NULL, SB_OK, NULL},
     {&pol_service, "", "", "member", NULL, SB_PERMISSION_DENIED, "only the auth service may call this"},
     {&pol_service, "", "", "", NULL, SB_PERMISSION_DENIED, "only the auth service may call this"},
-    {&pol_service, ALICE, "ADMIN", "", NULL, SB_PERMISSION_DENIED, "only the auth service may call this"},
+    {&pol_service, ALICE, "ADMIN", "", NULL, SB_PERMISSION_DENIED,
+     "only the auth service may call this"},
     {&pol_service, "", "", "Auth", NULL, SB_PERMISSION_DENIED, NULL},
     {&pol_planner_or_services, "", "", "reservation", NULL, SB_OK, NULL},
     {&pol_planner_or_services, "", "", "gateway", NULL, SB_UNAUTHENTICATED, NULL},
@@ -269,9 +276,10 @@ Test(api, authorize_cases)
         Sb__Member__GetMemberRequest req = SB__MEMBER__GET_MEMBER_REQUEST__INIT;
         req.user_id = (char *)c->field;
         sb_buf_t why = SB_BUF_INIT;
-        sb_status_t st = sb_api_authorize(c->m, c->user, c->role, c->service, c->field ? &req.base : NULL, &why);
-        cr_expect_eq(st, c->want, "case %zu: %s, want %s (%s)", i, sb_status_name(st), sb_status_name(c->want),
-                     why.buf);
+        sb_status_t st =
+            sb_api_authorize(c->m, c->user, c->role, c->service, c->field ? &req.base : NULL, &why);
+        cr_expect_eq(st, c->want, "case %zu: %s, want %s (%s)", i, sb_status_name(st),
+                     sb_status_name(c->want), why.buf);
         if (c->want != SB_OK)
             cr_expect(why.len > 0, "case %zu: no message", i);
         if (c->why)
@@ -334,18 +342,20 @@ static const struct match_case matches[] = {
     /* one path, the service named by its variable */
     {"POST", "/events/payment", "/events/{service_id}", false, "service_id", "payment", "payment"},
     {"POST", "/events/auth", "/events/{service_id}", false, "service_id", "auth", "auth"},
-    {"POST", "/events/reservation", "/events/{service_id}", false, "service_id", "reservation", "reservation"},
+    {"POST", "/events/reservation", "/events/{service_id}", false, "service_id", "reservation",
+     "reservation"},
     {"POST", "/events/nobody", NULL, false, NULL, NULL, NULL},
     {"POST", "/events/member", NULL, false, NULL, NULL, NULL}, /* member consumes no events */
     {"GET", "/events/payment", NULL, true, NULL, NULL, NULL},
     {"GET", "/performances/p1/reservations", "/performances/{performance_id}/reservations", false,
      "performance_id", "p1", "reservation"},
-    {"POST", "/performances/p1/approve", "/performances/{performance_id}/approve", false, "performance_id", "p1",
-     "performance"},
+    {"POST", "/performances/p1/approve", "/performances/{performance_id}/approve", false,
+     "performance_id", "p1", "performance"},
     {"GET", "/performances", "/performances", false, NULL, NULL, "performance"},
-    {"GET", "/reservations/r9/payment", "/reservations/{reservation_id}/payment", false, "reservation_id", "r9",
+    {"GET", "/reservations/r9/payment", "/reservations/{reservation_id}/payment", false,
+     "reservation_id", "r9", "reservation"},
+    {"GET", "/schedules/s1/seats", "/schedules/{schedule_id}/seats", false, "schedule_id", "s1",
      "reservation"},
-    {"GET", "/schedules/s1/seats", "/schedules/{schedule_id}/seats", false, "schedule_id", "s1", "reservation"},
 };
 
 Test(api, match_cases)
@@ -355,7 +365,8 @@ Test(api, match_cases)
         sb_api_match_t m;
         bool ok = sb_api_match(c->verb, c->path, &m);
         if (!c->want_path) {
-            cr_expect(!ok, "%s %s should not match (matched %s)", c->verb, c->path, ok ? m.http->path : "");
+            cr_expect(!ok, "%s %s should not match (matched %s)", c->verb, c->path,
+                      ok ? m.http->path : "");
             cr_expect_eq(m.path_known, c->want_known, "%s %s path_known", c->verb, c->path);
             continue;
         }

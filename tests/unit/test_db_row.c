@@ -11,8 +11,8 @@ static sb_arena_t *a;
 static PGresult *r;
 
 /* columns: what a query would name them */
-static const char *const cols[] = {"title", "running_minutes", "grade", "active", "not_a_field",
-                                   "amount", "limit", "seat_ids", "quantity", "main_seat"};
+static const char *const cols[] = {"title",  "running_minutes", "grade",    "active",   "not_a_field",
+                                   "amount", "limit",           "seat_ids", "quantity", "main_seat"};
 #define NCOLS (int)(sizeof cols / sizeof cols[0])
 
 static void put(int row, const char *const *values)

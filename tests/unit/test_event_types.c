@@ -79,8 +79,10 @@ Test(event_types, a_service_table_is_checked_against_the_platforms)
         const sb_event_handler_t *rows;
         size_t n;
         const char *says;
-    } bad[] = {{unknown, 1, "not an event type"}, {wrong_payload, 1, "PerformanceChanged"},
-               {twice, 2, "twice"}, {no_fn, 1, "no handler"}};
+    } bad[] = {{unknown, 1, "not an event type"},
+               {wrong_payload, 1, "PerformanceChanged"},
+               {twice, 2, "twice"},
+               {no_fn, 1, "no handler"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         sb_buf_reset(&err);
         t = (sb_event_table_t){bad[i].rows, bad[i].n, NULL};

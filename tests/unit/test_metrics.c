@@ -6,8 +6,8 @@
 Test(metrics, rpc_histogram_and_counters_render)
 {
     sb_metrics_reset();
-    sb_metrics_rpc("/sb.x.S/A", SB_OK, 2000000);            /* 2 ms */
-    sb_metrics_rpc("/sb.x.S/A", SB_NOT_FOUND, 300000000);   /* 300 ms */
+    sb_metrics_rpc("/sb.x.S/A", SB_OK, 2000000);          /* 2 ms */
+    sb_metrics_rpc("/sb.x.S/A", SB_NOT_FOUND, 300000000); /* 300 ms */
     sb_metrics_count("sb_things_total", 3);
     sb_buf_t out = SB_BUF_INIT;
     sb_metrics_render(&out);

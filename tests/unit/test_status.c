@@ -57,8 +57,8 @@ Test(status, http_comes_from_the_same_table)
         sb_status_t st;
         int http;
     } cases[] = {
-        {SB_OK, 200},         {SB_FAILED_PRECONDITION, 400}, {SB_ALREADY_EXISTS, 409},
-        {SB_ABORTED, 409},    {SB_CANCELLED, 499},           {SB_DATA_LOSS, 500},
+        {SB_OK, 200},           {SB_FAILED_PRECONDITION, 400}, {SB_ALREADY_EXISTS, 409},
+        {SB_ABORTED, 409},      {SB_CANCELLED, 499},           {SB_DATA_LOSS, 500},
         {(sb_status_t)99, 500}, {(sb_status_t)-1, 500},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
@@ -73,6 +73,7 @@ Test(status, enum_names_through_descriptors)
     cr_expect_null(sb_enum_name(&sb__test__grade__descriptor, 42));
     cr_expect_eq(sb_enum_value(&sb__test__grade__descriptor, "R", -1), SB__TEST__GRADE__R);
     cr_expect_eq(sb_enum_value(&sb__test__grade__descriptor, "r", -1), -1, "case-sensitive");
-    cr_expect_eq(sb_enum_value(&sb__test__grade__descriptor, "SB__TEST__GRADE__R", -1), -1, "the .proto name only");
+    cr_expect_eq(sb_enum_value(&sb__test__grade__descriptor, "SB__TEST__GRADE__R", -1), -1,
+                 "the .proto name only");
     cr_expect_eq(sb_enum_value(&sb__test__grade__descriptor, NULL, -1), -1);
 }

@@ -38,7 +38,8 @@ static void parse_bad(const char *json, const char *needle)
     sb_buf_reset(&err);
     sb_status_t st = sb_json_decode(&sb__test__kitchen__descriptor, json, strlen(json), a, &m, &err);
     cr_assert_eq(st, SB_INVALID_ARGUMENT, "%s should be rejected", json);
-    cr_assert(strstr(err.buf, needle) != NULL, "error for %s was: %s (wanted %s)", json, err.buf, needle);
+    cr_assert(strstr(err.buf, needle) != NULL, "error for %s was: %s (wanted %s)", json, err.buf,
+              needle);
 }
 
 Test(transcode, camel_case_names)
@@ -54,11 +55,13 @@ Test(transcode, camel_case_names)
 
 Test(transcode, parses_every_shape)
 {
-    Sb__Test__Kitchen *k = parse_ok(
-        "{\"title\":\"Cats\",\"runningMinutes\":150,\"amount\":\"120000\",\"big\":\"18446744073709551615\","
-        "\"active\":true,\"ratio\":0.5,\"blob\":\"aGk=\",\"grade\":\"VIP\",\"seatIds\":[\"A-1\",\"A-2\"],"
-        "\"seats\":[{\"seatId\":\"B-1\",\"grade\":\"R\",\"price\":90000}],\"mainSeat\":{\"seat_id\":\"C-3\"},"
-        "\"limit\":0,\"amounts\":[1,\"2\"],\"quantity\":3}");
+    Sb__Test__Kitchen *k = parse_ok("{\"title\":\"Cats\",\"runningMinutes\":150,\"amount\":\"120000\","
+                                    "\"big\":\"18446744073709551615\","
+                                    "\"active\":true,\"ratio\":0.5,\"blob\":\"aGk=\",\"grade\":\"VIP\","
+                                    "\"seatIds\":[\"A-1\",\"A-2\"],"
+                                    "\"seats\":[{\"seatId\":\"B-1\",\"grade\":\"R\",\"price\":90000}],"
+                                    "\"mainSeat\":{\"seat_id\":\"C-3\"},"
+                                    "\"limit\":0,\"amounts\":[1,\"2\"],\"quantity\":3}");
     cr_assert_str_eq(k->title, "Cats");
     cr_assert_eq(k->running_minutes, 150);
     cr_assert_eq(k->amount, 120000);
@@ -119,7 +122,8 @@ Test(transcode, ignore_unknown_skips_what_the_message_does_not_declare)
                        "\"grade\":\"PLATINUM\",\"mainSeat\":{\"seatId\":\"C-3\",\"row\":3}}";
     ProtobufCMessage *m;
     cr_assert_eq(sb_json_decode_flags(&sb__test__kitchen__descriptor, json, strlen(json),
-                                      SB_JSON_IGNORE_UNKNOWN, a, &m, &err), SB_OK, "%s", err.buf);
+                                      SB_JSON_IGNORE_UNKNOWN, a, &m, &err),
+                 SB_OK, "%s", err.buf);
     Sb__Test__Kitchen *k = (Sb__Test__Kitchen *)m;
     cr_assert_str_eq(k->title, "Cats");
     cr_assert_eq(k->grade, SB__TEST__GRADE__GRADE_UNSPECIFIED);
@@ -128,7 +132,8 @@ Test(transcode, ignore_unknown_skips_what_the_message_does_not_declare)
     const char *wrong = "{\"title\":5,\"extra\":1}";
     sb_buf_reset(&err);
     cr_assert_eq(sb_json_decode_flags(&sb__test__kitchen__descriptor, wrong, strlen(wrong),
-                                      SB_JSON_IGNORE_UNKNOWN, a, &m, &err), SB_INVALID_ARGUMENT);
+                                      SB_JSON_IGNORE_UNKNOWN, a, &m, &err),
+                 SB_INVALID_ARGUMENT);
     cr_assert(strstr(err.buf, "field title: must be a string"), "%s", err.buf);
 }
 
@@ -146,27 +151,32 @@ Test(transcode, rejects_deep_nesting)
 
 Test(transcode, prints_proto3_json)
 {
-    Sb__Test__Kitchen *k = parse_ok("{\"title\":\"Cats \\\"2\\\"\",\"amount\":-5,\"grade\":\"R\",\"blob\":\"aGk=\","
-                                    "\"seats\":[{\"seatId\":\"B-1\",\"price\":\"7\"}],\"scheduleId\":\"s1\"}");
+    Sb__Test__Kitchen *k =
+        parse_ok("{\"title\":\"Cats \\\"2\\\"\",\"amount\":-5,\"grade\":\"R\",\"blob\":\"aGk=\","
+                 "\"seats\":[{\"seatId\":\"B-1\",\"price\":\"7\"}],\"scheduleId\":\"s1\"}");
     sb_json_encode(&k->base, &out);
-    cr_assert_str_eq(out.buf,
-                     "{\"title\":\"Cats \\\"2\\\"\",\"runningMinutes\":0,\"amount\":\"-5\",\"big\":\"0\","
-                     "\"active\":false,\"ratio\":0,\"blob\":\"aGk=\",\"grade\":\"R\",\"seatIds\":[],"
-                     "\"seats\":[{\"seatId\":\"B-1\",\"grade\":\"GRADE_UNSPECIFIED\",\"price\":\"7\"}],"
-                     "\"limit\":0,\"amounts\":[],\"scheduleId\":\"s1\"}");
+    cr_assert_str_eq(
+        out.buf, "{\"title\":\"Cats \\\"2\\\"\",\"runningMinutes\":0,\"amount\":\"-5\",\"big\":\"0\","
+                 "\"active\":false,\"ratio\":0,\"blob\":\"aGk=\",\"grade\":\"R\",\"seatIds\":[],"
+                 "\"seats\":[{\"seatId\":\"B-1\",\"grade\":\"GRADE_UNSPECIFIED\",\"price\":\"7\"}],"
+                 "\"limit\":0,\"amounts\":[],\"scheduleId\":\"s1\"}");
 }
 
 Test(transcode, round_trip_through_json_is_identity)
 {
     Sb__Test__Kitchen *k = parse_ok(
-        "{\"title\":\"t\",\"runningMinutes\":-7,\"amount\":\"9007199254740993\",\"big\":\"5\",\"active\":true,"
-        "\"ratio\":0.25,\"blob\":\"AAEC/w==\",\"grade\":\"VIP\",\"seatIds\":[\"x\"],\"seats\":[{\"seatId\":\"s\"}],"
+        "{\"title\":\"t\",\"runningMinutes\":-7,\"amount\":\"9007199254740993\",\"big\":\"5\","
+        "\"active\":true,"
+        "\"ratio\":0.25,\"blob\":\"AAEC/"
+        "w==\",\"grade\":\"VIP\",\"seatIds\":[\"x\"],\"seats\":[{\"seatId\":\"s\"}],"
         "\"mainSeat\":{\"price\":\"1\"},\"limit\":4,\"amounts\":[\"-1\"],\"scheduleId\":\"z\"}");
     sb_json_encode(&k->base, &out);
     ProtobufCMessage *m2;
-    cr_assert_eq(sb_json_decode(&sb__test__kitchen__descriptor, out.buf, out.len, a, &m2, &err), SB_OK, "%s", err.buf);
+    cr_assert_eq(sb_json_decode(&sb__test__kitchen__descriptor, out.buf, out.len, a, &m2, &err), SB_OK,
+                 "%s", err.buf);
     /* compare the wire encodings */
-    size_t n1 = protobuf_c_message_get_packed_size(&k->base), n2 = protobuf_c_message_get_packed_size(m2);
+    size_t n1 = protobuf_c_message_get_packed_size(&k->base),
+           n2 = protobuf_c_message_get_packed_size(m2);
     cr_assert_eq(n1, n2);
     uint8_t *b1 = sb_arena_alloc(a, n1), *b2 = sb_arena_alloc(a, n2);
     protobuf_c_message_pack(&k->base, b1);

@@ -37,9 +37,12 @@ static void want(const ProtobufCMessageDescriptor *d)
 static void collect(void)
 {
     const ProtobufCServiceDescriptor *svcs[] = {
-        &sb__member__member_service__descriptor,           &sb__auth__auth_service__descriptor,
-        &sb__performance__performance_service__descriptor, &sb__reservation__reservation_service__descriptor,
-        &sb__payment__payment_service__descriptor,         &sb__notification__notification_service__descriptor,
+        &sb__member__member_service__descriptor,
+        &sb__auth__auth_service__descriptor,
+        &sb__performance__performance_service__descriptor,
+        &sb__reservation__reservation_service__descriptor,
+        &sb__payment__payment_service__descriptor,
+        &sb__notification__notification_service__descriptor,
         &grpc__health__v1__health__descriptor,
     };
     for (size_t s = 0; s < sizeof svcs / sizeof svcs[0]; s++)
@@ -48,13 +51,13 @@ static void collect(void)
             want(svcs[s]->methods[m].output);
         }
     const ProtobufCMessageDescriptor *events[] = {
-        &sb__events__event_envelope__descriptor,        &sb__events__member_withdrawn__descriptor,
+        &sb__events__event_envelope__descriptor,          &sb__events__member_withdrawn__descriptor,
         &sb__events__member_password_changed__descriptor, &sb__events__performance_approved__descriptor,
-        &sb__events__performance_changed__descriptor,   &sb__events__performance_cancelled__descriptor,
-        &sb__events__reservation_created__descriptor,   &sb__events__reservation_confirmed__descriptor,
-        &sb__events__reservation_changed__descriptor,   &sb__events__reservation_cancelled__descriptor,
-        &sb__events__reservation_expired__descriptor,   &sb__events__payment_approved__descriptor,
-        &sb__events__payment_declined__descriptor,      &sb__events__payment_refunded__descriptor,
+        &sb__events__performance_changed__descriptor,     &sb__events__performance_cancelled__descriptor,
+        &sb__events__reservation_created__descriptor,     &sb__events__reservation_confirmed__descriptor,
+        &sb__events__reservation_changed__descriptor,     &sb__events__reservation_cancelled__descriptor,
+        &sb__events__reservation_expired__descriptor,     &sb__events__payment_approved__descriptor,
+        &sb__events__payment_declined__descriptor,        &sb__events__payment_refunded__descriptor,
         &sb__events__notification_sent__descriptor,
     };
     for (size_t e = 0; e < sizeof events / sizeof events[0]; e++)
@@ -69,17 +72,31 @@ static void fill_value(const ProtobufCFieldDescriptor *f, void *p, size_t i, sb_
     switch (f->type) {
     case PROTOBUF_C_TYPE_INT32:
     case PROTOBUF_C_TYPE_SINT32:
-    case PROTOBUF_C_TYPE_SFIXED32: *(int32_t *)p = -123456 - (int32_t)i; break;
+    case PROTOBUF_C_TYPE_SFIXED32:
+        *(int32_t *)p = -123456 - (int32_t)i;
+        break;
     case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_FIXED32: *(uint32_t *)p = 4000000000u + (uint32_t)i; break;
+    case PROTOBUF_C_TYPE_FIXED32:
+        *(uint32_t *)p = 4000000000u + (uint32_t)i;
+        break;
     case PROTOBUF_C_TYPE_INT64:
     case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64: *(int64_t *)p = -9007199254740993LL - (int64_t)i; break;
+    case PROTOBUF_C_TYPE_SFIXED64:
+        *(int64_t *)p = -9007199254740993LL - (int64_t)i;
+        break;
     case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64: *(uint64_t *)p = UINT64_MAX - i; break;
-    case PROTOBUF_C_TYPE_FLOAT: *(float *)p = 0.5f + (float)i; break;
-    case PROTOBUF_C_TYPE_DOUBLE: *(double *)p = -1234.25 + (double)i; break;
-    case PROTOBUF_C_TYPE_BOOL: *(protobuf_c_boolean *)p = 1; break;
+    case PROTOBUF_C_TYPE_FIXED64:
+        *(uint64_t *)p = UINT64_MAX - i;
+        break;
+    case PROTOBUF_C_TYPE_FLOAT:
+        *(float *)p = 0.5f + (float)i;
+        break;
+    case PROTOBUF_C_TYPE_DOUBLE:
+        *(double *)p = -1234.25 + (double)i;
+        break;
+    case PROTOBUF_C_TYPE_BOOL:
+        *(protobuf_c_boolean *)p = 1;
+        break;
     case PROTOBUF_C_TYPE_ENUM: {
         const ProtobufCEnumDescriptor *e = f->descriptor;
         *(int *)p = e->values[e->n_values - 1].value;
@@ -111,15 +128,26 @@ static void fill_value(const ProtobufCFieldDescriptor *f, void *p, size_t i, sb_
 static size_t value_size(const ProtobufCFieldDescriptor *f)
 {
     switch (f->type) {
-    case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64: return 8;
-    case PROTOBUF_C_TYPE_DOUBLE: return sizeof(double);
-    case PROTOBUF_C_TYPE_BOOL: return sizeof(protobuf_c_boolean);
-    case PROTOBUF_C_TYPE_ENUM: return sizeof(int);
-    case PROTOBUF_C_TYPE_STRING: return sizeof(char *);
-    case PROTOBUF_C_TYPE_BYTES: return sizeof(ProtobufCBinaryData);
-    case PROTOBUF_C_TYPE_MESSAGE: return sizeof(void *);
-    default: return 4;
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+        return 8;
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return sizeof(double);
+    case PROTOBUF_C_TYPE_BOOL:
+        return sizeof(protobuf_c_boolean);
+    case PROTOBUF_C_TYPE_ENUM:
+        return sizeof(int);
+    case PROTOBUF_C_TYPE_STRING:
+        return sizeof(char *);
+    case PROTOBUF_C_TYPE_BYTES:
+        return sizeof(ProtobufCBinaryData);
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return sizeof(void *);
+    default:
+        return 4;
     }
 }
 
@@ -171,8 +199,8 @@ Test(transcode_all, every_message_round_trips)
         uint8_t *b1 = sb_arena_alloc(a, n1 + 1), *b2 = sb_arena_alloc(a, n2 + 1);
         protobuf_c_message_pack(m, b1);
         protobuf_c_message_pack(back, b2);
-        cr_assert_eq(memcmp(b1, b2, n1), 0, "%s differs after the JSON round trip\njson: %s", msgs[i]->name,
-                     json.buf);
+        cr_assert_eq(memcmp(b1, b2, n1), 0, "%s differs after the JSON round trip\njson: %s",
+                     msgs[i]->name, json.buf);
         sb_buf_release(&json);
         sb_buf_release(&err);
         sb_arena_free(a);

@@ -34,7 +34,7 @@ static const struct uuid_case uuid_cases[] = {
     {"123e4567e-89b-12d3-a456-426614174000", NULL},  /* hyphen one off */
     {"123e4567-e89b-12d3-a4564-26614174000", NULL},
     {"123e4567_e89b_12d3_a456_426614174000", NULL},
-    {"123e4567-e89b-12d3-a456-4266141740-0", NULL},  /* extra hyphen */
+    {"123e4567-e89b-12d3-a456-4266141740-0", NULL}, /* extra hyphen */
     {"{23e4567-e89b-12d3-a456-42661417400}", NULL},
     {"{123e4567-e89b-12d3-a456-426614174000}", NULL},
     {"urn:uuid:123e4567-e89b-12d3-a456-426614174000", NULL},
@@ -79,20 +79,20 @@ struct text_case {
 static const struct text_case text_cases[] = {
     {"", false, true, 0},
     {"abc", false, true, 3},
-    {" ~!", false, true, 3},                     /* printable ASCII edges */
-    {"caf\xc3\xa9", false, true, 4},             /* U+00E9 */
+    {" ~!", false, true, 3},                                  /* printable ASCII edges */
+    {"caf\xc3\xa9", false, true, 4},                          /* U+00E9 */
     {"\xed\x95\x9c\xea\xb5\xad\xec\x96\xb4", false, true, 3}, /* 3 Hangul syllables */
-    {"\xf0\x9f\x98\x80", false, true, 1},        /* U+1F600 */
-    {"\xc2\xa0", false, true, 1},                /* U+00A0: first past C1 */
-    {"\xdf\xbf", false, true, 1},                /* U+07FF */
-    {"\xe0\xa0\x80", false, true, 1},            /* U+0800: shortest 3-byte */
-    {"\xed\x9f\xbf", false, true, 1},            /* U+D7FF: last before surrogates */
-    {"\xee\x80\x80", false, true, 1},            /* U+E000: first after them */
-    {"\xef\xbf\xbd", false, true, 1},            /* U+FFFD */
-    {"\xef\xbf\xbf", false, true, 1},            /* U+FFFF (a noncharacter, still UTF-8) */
-    {"\xf0\x90\x80\x80", false, true, 1},        /* U+10000: shortest 4-byte */
-    {"\xf4\x8f\xbf\xbf", false, true, 1},        /* U+10FFFF: the last */
-    {"a\tb\r\nc", true, true, 6},                /* multiline: tab, CR, LF */
+    {"\xf0\x9f\x98\x80", false, true, 1},                     /* U+1F600 */
+    {"\xc2\xa0", false, true, 1},                             /* U+00A0: first past C1 */
+    {"\xdf\xbf", false, true, 1},                             /* U+07FF */
+    {"\xe0\xa0\x80", false, true, 1},                         /* U+0800: shortest 3-byte */
+    {"\xed\x9f\xbf", false, true, 1},                         /* U+D7FF: last before surrogates */
+    {"\xee\x80\x80", false, true, 1},                         /* U+E000: first after them */
+    {"\xef\xbf\xbd", false, true, 1},                         /* U+FFFD */
+    {"\xef\xbf\xbf", false, true, 1},                         /* U+FFFF (a noncharacter, still UTF-8) */
+    {"\xf0\x90\x80\x80", false, true, 1},                     /* U+10000: shortest 4-byte */
+    {"\xf4\x8f\xbf\xbf", false, true, 1},                     /* U+10FFFF: the last */
+    {"a\tb\r\nc", true, true, 6},                             /* multiline: tab, CR, LF */
     {"\n", true, true, 1},
     /* control characters */
     {"a\tb", false, false, 0},
@@ -101,25 +101,25 @@ static const struct text_case text_cases[] = {
     {"\x01", false, false, 0},
     {"\x01", true, false, 0},
     {"\x1f", true, false, 0},
-    {"\x0b", true, false, 0},                    /* vertical tab is no newline */
-    {"\x7f", false, false, 0},                   /* DEL */
+    {"\x0b", true, false, 0},  /* vertical tab is no newline */
+    {"\x7f", false, false, 0}, /* DEL */
     {"\x7f", true, false, 0},
-    {"\xc2\x80", false, false, 0},               /* U+0080: C1 */
-    {"\xc2\x85", true, false, 0},                /* U+0085 NEL: C1 even in multiline */
-    {"\xc2\x9f", false, false, 0},               /* U+009F: last C1 */
+    {"\xc2\x80", false, false, 0}, /* U+0080: C1 */
+    {"\xc2\x85", true, false, 0},  /* U+0085 NEL: C1 even in multiline */
+    {"\xc2\x9f", false, false, 0}, /* U+009F: last C1 */
     /* overlong forms */
-    {"\xc0\xaf", false, false, 0},               /* '/' in 2 bytes */
-    {"\xc0\x80", false, false, 0},               /* NUL in 2 bytes */
+    {"\xc0\xaf", false, false, 0}, /* '/' in 2 bytes */
+    {"\xc0\x80", false, false, 0}, /* NUL in 2 bytes */
     {"\xc1\xbf", false, false, 0},
     {"\xe0\x80\xaf", false, false, 0},
-    {"\xe0\x9f\xbf", false, false, 0},           /* U+07FF in 3 bytes */
+    {"\xe0\x9f\xbf", false, false, 0}, /* U+07FF in 3 bytes */
     {"\xf0\x80\x80\xaf", false, false, 0},
-    {"\xf0\x8f\xbf\xbf", false, false, 0},       /* U+FFFF in 4 bytes */
+    {"\xf0\x8f\xbf\xbf", false, false, 0}, /* U+FFFF in 4 bytes */
     /* surrogates */
-    {"\xed\xa0\x80", false, false, 0},           /* U+D800 */
-    {"\xed\xaf\xbf", false, false, 0},           /* U+DBFF */
-    {"\xed\xb0\x80", false, false, 0},           /* U+DC00 */
-    {"\xed\xbf\xbf", false, false, 0},           /* U+DFFF */
+    {"\xed\xa0\x80", false, false, 0},             /* U+D800 */
+    {"\xed\xaf\xbf", false, false, 0},             /* U+DBFF */
+    {"\xed\xb0\x80", false, false, 0},             /* U+DC00 */
+    {"\xed\xbf\xbf", false, false, 0},             /* U+DFFF */
     {"\xed\xa0\xbd\xed\xb8\x80", false, false, 0}, /* CESU-8 pair for U+1F600 */
     /* beyond U+10FFFF, bytes that never occur */
     {"\xf4\x90\x80\x80", false, false, 0},
@@ -132,9 +132,9 @@ static const struct text_case text_cases[] = {
     {"caf\xc3", false, false, 0},
     {"\xe2\x82", false, false, 0},
     {"\xf0\x9f\x98", false, false, 0},
-    {"\x80", false, false, 0},                   /* lone continuation byte */
+    {"\x80", false, false, 0}, /* lone continuation byte */
     {"a\xbf", false, false, 0},
-    {"\xc3\x28", false, false, 0},               /* second byte not a continuation */
+    {"\xc3\x28", false, false, 0}, /* second byte not a continuation */
     {"\xe2\x28\xa1", false, false, 0},
     {"\xe2\x82\x28", false, false, 0},
     {"\xf0\x9f\x98\x28", false, false, 0},
@@ -207,8 +207,8 @@ static const struct time_case time_cases[] = {
     {NULL, false, 0},
     {"", false, 0},
     {"2026-11-24", false, 0},
-    {"2026-11-24T09:00:00", false, 0},          /* no offset */
-    {"2026-11-24T09:00Z", false, 0},            /* no seconds */
+    {"2026-11-24T09:00:00", false, 0}, /* no offset */
+    {"2026-11-24T09:00Z", false, 0},   /* no seconds */
     {"2026-11-24T09:00:00+", false, 0},
     {"2026-11-24T09:00:00+0", false, 0},
     {"2026-11-24T09:00:00+09", false, 0},
@@ -227,13 +227,13 @@ static const struct time_case time_cases[] = {
     {"2026-1-24T09:00:00.0Z", false, 0},
     {"+2026-11-24T09:00:00Z", false, 0},
     {"20260-11-24T09:00:00Z", false, 0},
-    {"2026-11-24T09:00:00.Z", false, 0},        /* empty fraction */
+    {"2026-11-24T09:00:00.Z", false, 0}, /* empty fraction */
     {"2026-11-24T09:00:00,5Z", false, 0},
-    {"2026-11-24T09:00:00.1234567890Z", false, 0}, /* 10 fraction digits */
+    {"2026-11-24T09:00:00.1234567890Z", false, 0},                   /* 10 fraction digits */
     {"2026-11-24T09:00:00.00000000000000000000000+09:00", false, 0}, /* > 40 bytes */
     /* impossible dates and times */
     {"2023-02-29T00:00:00Z", false, 0},
-    {"1900-02-29T00:00:00Z", false, 0},         /* century, not leap */
+    {"1900-02-29T00:00:00Z", false, 0}, /* century, not leap */
     {"2026-02-30T00:00:00Z", false, 0},
     {"2026-04-31T00:00:00Z", false, 0},
     {"2026-06-31T00:00:00Z", false, 0},
@@ -246,7 +246,7 @@ static const struct time_case time_cases[] = {
     {"0000-01-01T00:00:00Z", false, 0},
     {"2026-01-01T24:00:00Z", false, 0},
     {"2026-01-01T23:60:00Z", false, 0},
-    {"2016-12-31T23:59:60Z", false, 0},         /* leap second */
+    {"2016-12-31T23:59:60Z", false, 0}, /* leap second */
     {"2026-01-01T-1:00:00Z", false, 0},
     /* offsets out of range */
     {"2026-01-01T00:00:00+16:00", false, 0},
@@ -279,8 +279,8 @@ Test(valid, rfc3339)
 /* What sb_time_rfc3339 prints, sb_parse_rfc3339 reads back. */
 Test(valid, rfc3339_round_trip)
 {
-    static const int64_t ms[] = {0, 1, 999, 1795510800123LL, 951827696000LL, 253402300799999LL,
-                                 1709164799999LL};
+    static const int64_t ms[] = {
+        0, 1, 999, 1795510800123LL, 951827696000LL, 253402300799999LL, 1709164799999LL};
     for (size_t i = 0; i < N(ms); i++) {
         char out[32];
         int64_t back = -1;

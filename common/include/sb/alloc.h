@@ -6,10 +6,10 @@
 #define SB_ALLOC_H
 #include <stddef.h>
 
-void *sb_malloc(size_t n);             /* caller frees with free() */
-void *sb_calloc(size_t n, size_t sz);  /* caller frees with free() */
-void *sb_realloc(void *p, size_t n);   /* caller frees with free() */
-char *sb_strdup(const char *s);        /* caller frees with free() */
+void *sb_malloc(size_t n);            /* caller frees with free() */
+void *sb_calloc(size_t n, size_t sz); /* caller frees with free() */
+void *sb_realloc(void *p, size_t n);  /* caller frees with free() */
+char *sb_strdup(const char *s);       /* caller frees with free() */
 char *sb_strndup(const char *s, size_t n);
 /* Logs "out of memory allocating n bytes" and aborts. */
 _Noreturn void sb_oom(size_t n);

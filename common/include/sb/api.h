@@ -64,18 +64,18 @@ typedef struct sb_api_header {
 
 typedef struct sb_api_method {
     const ProtobufCServiceDescriptor *service; /* "sb.member.MemberService" */
-    const ProtobufCMethodDescriptor *rpc; /* name, input, output (a copy of the
-                                             service's entry: compare by name) */
-    const char *backend;           /* short service name: "member" */
+    const ProtobufCMethodDescriptor *rpc;      /* name, input, output (a copy of the
+                                                  service's entry: compare by name) */
+    const char *backend;                       /* short service name: "member" */
     sb_api_access_t access;
-    int ok_status;                 /* HTTP status on success: 200, or 201 (created) */
-    bool idempotent;               /* Idempotency-Key honoured (runtime stores answers) */
-    bool rate_limited;             /* per-client rate limit (login) */
-    const char *dispatch_var;      /* non-NULL: the path variable whose value names the
-                                      backend among rows sharing this path (/events/{service_id}) */
-    const char *summary;           /* one line for OpenAPI (the rpc's leading comment) */
-    const sb_api_http_t *http;     /* primary binding first, then additional_bindings */
-    size_t n_http;                 /* 0: not on the REST API */
+    int ok_status;             /* HTTP status on success: 200, or 201 (created) */
+    bool idempotent;           /* Idempotency-Key honoured (runtime stores answers) */
+    bool rate_limited;         /* per-client rate limit (login) */
+    const char *dispatch_var;  /* non-NULL: the path variable whose value names the
+                                  backend among rows sharing this path (/events/{service_id}) */
+    const char *summary;       /* one line for OpenAPI (the rpc's leading comment) */
+    const sb_api_http_t *http; /* primary binding first, then additional_bindings */
+    size_t n_http;             /* 0: not on the REST API */
     const sb_api_header_t *headers;
     size_t n_headers;
 } sb_api_method_t;

@@ -9,9 +9,9 @@
 typedef struct sb_arena sb_arena_t;
 typedef void (*sb_cleanup_fn)(void *obj);
 
-sb_arena_t *sb_arena_new(void);                 /* caller frees with sb_arena_free */
-void sb_arena_free(sb_arena_t *a);              /* runs cleanups, frees all */
-void *sb_arena_alloc(sb_arena_t *a, size_t n);  /* zeroed, 16-byte aligned; owned by a */
+sb_arena_t *sb_arena_new(void);                /* caller frees with sb_arena_free */
+void sb_arena_free(sb_arena_t *a);             /* runs cleanups, frees all */
+void *sb_arena_alloc(sb_arena_t *a, size_t n); /* zeroed, 16-byte aligned; owned by a */
 char *sb_arena_strdup(sb_arena_t *a, const char *s);
 char *sb_arena_strndup(sb_arena_t *a, const char *s, size_t n);
 char *sb_arena_printf(sb_arena_t *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -13,11 +13,14 @@ typedef struct sb_buf {
 } sb_buf_t;
 
 extern char sb_buf_empty[];
-#define SB_BUF_INIT {sb_buf_empty, 0, 0}
+#define SB_BUF_INIT                                                                                     \
+    {                                                                                                   \
+        sb_buf_empty, 0, 0                                                                              \
+    }
 
 void sb_buf_init(sb_buf_t *b);
-void sb_buf_release(sb_buf_t *b);                 /* frees, leaves b empty and valid */
-void sb_buf_reset(sb_buf_t *b);                   /* len = 0, keeps capacity */
+void sb_buf_release(sb_buf_t *b); /* frees, leaves b empty and valid */
+void sb_buf_reset(sb_buf_t *b);   /* len = 0, keeps capacity */
 void sb_buf_grow(sb_buf_t *b, size_t extra);
 void sb_buf_add(sb_buf_t *b, const void *data, size_t n);
 void sb_buf_adds(sb_buf_t *b, const char *s);

@@ -52,9 +52,9 @@ typedef struct sb_db {
 sb_status_t sb_db_exec_v(sb_db_t *db, const sb_pg_stmt_t *stmt, PGresult **out, int n,
                          const char *const *params);
 /* sb_db_exec(db, &stmt, &res, p1, p2, ...): the parameters as arguments. */
-#define sb_db_exec(db, stmt, out, ...)                                                         \
-    sb_db_exec_v((db), (stmt), (out),                                                         \
-                 (int)(sizeof((const char *[]){NULL, ##__VA_ARGS__}) / sizeof(const char *)) - 1, \
+#define sb_db_exec(db, stmt, out, ...)                                                                  \
+    sb_db_exec_v((db), (stmt), (out),                                                                   \
+                 (int)(sizeof((const char *[]){NULL, ##__VA_ARGS__}) / sizeof(const char *)) - 1,       \
                  ((const char *[]){NULL, ##__VA_ARGS__}) + 1)
 /* Plain SQL without parameters (DDL, SET LOCAL ...). */
 sb_status_t sb_db_sql(sb_db_t *db, const char *sql, PGresult **out);
@@ -85,7 +85,8 @@ void sb_db_row_to_pb(const PGresult *r, int row, ProtobufCMessage *m);
 /* Rows [from, to) of r as new messages of type d in a, each initialised and
  * filled as above: an array of to - from message pointers, for a repeated
  * field (resp->seats = sb_db_rows_to_pb(a, r, 0, n, &sb__x__seat__descriptor)). */
-void *sb_db_rows_to_pb(sb_arena_t *a, const PGresult *r, int from, int to, const ProtobufCMessageDescriptor *d);
+void *sb_db_rows_to_pb(sb_arena_t *a, const PGresult *r, int from, int to,
+                       const ProtobufCMessageDescriptor *d);
 
 /* A timestamptz as RFC 3339 UTC with milliseconds, the form sb_time_rfc3339
  * writes: "SELECT " SB_DB_TS("created_at") " AS created_at ..." */

@@ -110,9 +110,8 @@ size_t sb_producer_send_batch(sb_producer_t *p, sb_kafka_msg_t *msgs, size_t n, 
                               const atomic_bool *cancel, sb_buf_t *err);
 /* Produces one message and waits for its delivery report up to timeout_ms:
  * OK, or UNAVAILABLE with err. */
-sb_status_t sb_producer_send(sb_producer_t *p, const char *topic, const char *key,
-                             const void *val, size_t len, const char *trace_id, int timeout_ms,
-                             sb_buf_t *err);
+sb_status_t sb_producer_send(sb_producer_t *p, const char *topic, const char *key, const void *val,
+                             size_t len, const char *trace_id, int timeout_ms, sb_buf_t *err);
 /* Creates the topics if missing (partitions, replication 1). */
 sb_status_t sb_kafka_ensure_topics(const char *brokers, const char *const *topics, size_t n,
                                    int partitions, sb_buf_t *err);
@@ -200,7 +199,10 @@ typedef struct sb_inbox_result {
     sb_buf_t reason; /* dead letter or failure: why, for the sender (no SQL) */
     sb_buf_t detail; /* failure: internal detail (SQL, library), for the log only */
 } sb_inbox_result_t;
-#define SB_INBOX_RESULT_INIT {SB_EVENT_FAILED, SB_BUF_INIT, SB_BUF_INIT}
+#define SB_INBOX_RESULT_INIT                                                                            \
+    {                                                                                                   \
+        SB_EVENT_FAILED, SB_BUF_INIT, SB_BUF_INIT                                                       \
+    }
 void sb_inbox_result_release(sb_inbox_result_t *res);
 
 /* Handles one packed envelope that arrived from source ("kafka",
@@ -210,8 +212,7 @@ void sb_inbox_result_release(sb_inbox_result_t *res);
  * failure's status with outcome FAILED (reason and detail set; a dead letter
  * that could not be written is a failure too). */
 sb_status_t sb_inbox_handle(sb_pg_pool_t *pool, const sb_event_table_t *t, const char *source,
-                            const char *topic, const void *bytes, size_t len,
-                            sb_inbox_result_t *res);
+                            const char *topic, const void *bytes, size_t len, sb_inbox_result_t *res);
 /* Writes the packed envelope to sb_dead_letters with why (the event id and
  * type filled in when it decodes). */
 sb_status_t sb_dead_letter_add(sb_pg_pool_t *pool, const char *source, const char *topic,

@@ -47,12 +47,12 @@
 #include "sb/rpc.h"
 #include "sb/status.h"
 
-#define SB_HTTP_DEFAULT_TIMEOUT_MS 10000       /* without ctx and timeout_ms */
+#define SB_HTTP_DEFAULT_TIMEOUT_MS 10000 /* without ctx and timeout_ms */
 #define SB_HTTP_DEFAULT_CONNECT_TIMEOUT_MS 3000
 #define SB_HTTP_DEFAULT_MAX_RESPONSE (1u << 20) /* bytes */
 
 typedef struct sb_http_header {
-    const char *name; /* no CR, LF or ':' */
+    const char *name;  /* no CR, LF or ':' */
     const char *value; /* no CR or LF */
 } sb_http_header_t;
 
@@ -69,8 +69,8 @@ typedef struct sb_http_request {
     const ProtobufCMessage *json; /* sent as JSON (sb/json.h), Content-Type: application/json */
     const void *body;             /* raw bytes (body_len), Content-Type: content_type */
     size_t body_len;
-    const char *content_type;     /* for body; NULL = application/octet-stream */
-    const char *idempotency_key;  /* Idempotency-Key header; NULL or "" = none */
+    const char *content_type;    /* for body; NULL = application/octet-stream */
+    const char *idempotency_key; /* Idempotency-Key header; NULL or "" = none */
     /* Time limit: the calling RPC's remaining time (sb_rpc_remaining_ms), the
      * explicit timeout_ms, or the smaller of the two when both are given;
      * neither = SB_HTTP_DEFAULT_TIMEOUT_MS. */
@@ -85,8 +85,8 @@ typedef struct sb_http_request {
 
 /* The answer; every pointer is owned by the arena given to sb_http_send. */
 typedef struct sb_http_response {
-    int status;                /* HTTP status; 0 when no answer came */
-    const char *body;          /* body_len bytes, NUL-terminated; "" when none */
+    int status;       /* HTTP status; 0 when no answer came */
+    const char *body; /* body_len bytes, NUL-terminated; "" when none */
     size_t body_len;
     const char *content_type;  /* "" when none */
     ProtobufCMessage *message; /* response_type parsed from a 2xx body; NULL otherwise */

@@ -39,14 +39,14 @@ typedef struct sb_job sb_job_t;
 /* One tick; borrowed for the call. */
 typedef struct sb_job_ctx {
     const sb_job_t *job;
-    sb_db_t *db;        /* inside the tick's transaction (a session job: its
-                         * leader connection, no transaction open); results
-                         * and db->detail as for any unit of work (sb/db.h) */
-    sb_arena_t *arena;  /* the tick's, freed after it */
-    void *arg;          /* given to sb_jobs_start (a service's jobs: its sb_service_t) */
+    sb_db_t *db;                 /* inside the tick's transaction (a session job: its
+                                  * leader connection, no transaction open); results
+                                  * and db->detail as for any unit of work (sb/db.h) */
+    sb_arena_t *arena;           /* the tick's, freed after it */
+    void *arg;                   /* given to sb_jobs_start (a service's jobs: its sb_service_t) */
     const atomic_bool *stopping; /* becomes true when the runner stops: cut long waits short */
-    bool final;         /* the last tick, run while stopping (sb_job_t.final_tick) */
-    bool again;         /* set by the job: more work is waiting, tick again at once */
+    bool final;                  /* the last tick, run while stopping (sb_job_t.final_tick) */
+    bool again;                  /* set by the job: more work is waiting, tick again at once */
 } sb_job_ctx_t;
 
 /* OK commits the tick; anything else rolls it back (detail in job->db->detail
@@ -54,7 +54,7 @@ typedef struct sb_job_ctx {
 typedef sb_status_t (*sb_job_fn)(sb_job_ctx_t *job);
 
 struct sb_job {
-    const char *name;     /* "hold-expiry": logs, and the lock key SB_LOCK_JOB(name) */
+    const char *name; /* "hold-expiry": logs, and the lock key SB_LOCK_JOB(name) */
     sb_job_fn fn;
     int every_ms;         /* between ticks (0: 1000) */
     const char *channel;  /* NOTIFY channel that wakes it early; NULL: none */

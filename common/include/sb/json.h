@@ -42,8 +42,8 @@ sb_status_t sb_json_decode_flags(const ProtobufCMessageDescriptor *d, const char
 sb_status_t sb_json_decode_object(ProtobufCMessage *m, json_t *obj, sb_arena_t *a, sb_buf_t *err);
 /* Sets one scalar field of m (by JSON or proto name) from a text value, as
  * path variables and query parameters do. NOT_FOUND if m has no such field. */
-sb_status_t sb_json_set_field(ProtobufCMessage *m, const char *name, const char *value,
-                              sb_arena_t *a, sb_buf_t *err);
+sb_status_t sb_json_set_field(ProtobufCMessage *m, const char *name, const char *value, sb_arena_t *a,
+                              sb_buf_t *err);
 /* Appends m as a JSON object to out. */
 void sb_json_encode(const ProtobufCMessage *m, sb_buf_t *out);
 

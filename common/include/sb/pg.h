@@ -65,8 +65,7 @@ void sb_pg_pin(sb_pg_conn_t *c);
  * with PQclear. Never NULL. When the connection was lost and the statement
  * is safe to replay (see the top), it runs once more on a new session
  * (prepared again there) and that result is returned. */
-PGresult *sb_pg_exec(sb_pg_conn_t *c, const sb_pg_stmt_t *stmt, int nparams,
-                     const char *const *params);
+PGresult *sb_pg_exec(sb_pg_conn_t *c, const sb_pg_stmt_t *stmt, int nparams, const char *const *params);
 /* Same with explicit lengths and formats (1 = binary) per parameter. */
 PGresult *sb_pg_exec_bin(sb_pg_conn_t *c, const sb_pg_stmt_t *stmt, int nparams,
                          const char *const *params, const int *lengths, const int *formats);
@@ -91,8 +90,7 @@ typedef sb_status_t (*sb_pg_tx_fn)(sb_pg_conn_t *c, void *arg, sb_buf_t *err);
  * attempt's message. A connection lost at BEGIN or at fn's first statement is
  * replayed by the pool (fn is not called again); lost after that, or at
  * COMMIT (whose outcome is then unknown), the result is UNAVAILABLE. */
-sb_status_t sb_pg_tx(sb_pg_pool_t *p, sb_pg_isolation_t iso, sb_pg_tx_fn fn, void *arg,
-                     sb_buf_t *err);
+sb_status_t sb_pg_tx(sb_pg_pool_t *p, sb_pg_isolation_t iso, sb_pg_tx_fn fn, void *arg, sb_buf_t *err);
 
 /* One migration: applied once, in version order, each in its own
  * transaction, serialised across processes by an advisory lock. */
@@ -111,7 +109,7 @@ typedef struct sb_migration_set {
 
 /* Applies the not-yet-applied migrations of `component` (a namespace such as
  * "common" or "member") recorded in table sb_schema_migrations. */
-sb_status_t sb_pg_migrate(sb_pg_pool_t *p, const char *component, const sb_migration_t *m,
-                          size_t n, sb_buf_t *err);
+sb_status_t sb_pg_migrate(sb_pg_pool_t *p, const char *component, const sb_migration_t *m, size_t n,
+                          sb_buf_t *err);
 
 #endif

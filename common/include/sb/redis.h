@@ -33,7 +33,8 @@ redisReply *sb_redis_cmd(sb_redis_t *r, sb_buf_t *err, const char *fmt, ...);
  * UNAVAILABLE when Redis cannot count (fail closed: an unlimited login is a
  * password oracle). The gateway counts per REST path, the services per RPC,
  * so a direct gRPC caller is held to the same limit as a REST one. */
-sb_status_t sb_rate_limit(sb_redis_t *r, const char *scope, const char *client, long limit, sb_buf_t *err);
+sb_status_t sb_rate_limit(sb_redis_t *r, const char *scope, const char *client, long limit,
+                          sb_buf_t *err);
 /* PING: true when the server answers (within the timeout). */
 bool sb_redis_ping(sb_redis_t *r);
 

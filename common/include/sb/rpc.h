@@ -69,26 +69,26 @@ typedef struct sb_db sb_db_t; /* sb/db.h */
 typedef struct sb_rpc_method sb_rpc_method_t;
 
 typedef struct sb_rpc_ctx {
-    sb_arena_t *arena;       /* the call's arena: response strings, scratch */
-    const char *method;      /* "/pkg.Service/Method" */
-    int64_t deadline_ms;     /* unix ms; INT64_MAX when the caller set none */
-    const char *trace_id;    /* from metadata, or generated; never NULL */
-    const char *user_id;     /* the end user, from the verified access token; "" when anonymous */
-    const char *user_role;   /* "USER", "PLANNER", "ADMIN" (verified) or "" */
-    const char *token;       /* the verified access token as received (to pass on); "" when none */
+    sb_arena_t *arena;          /* the call's arena: response strings, scratch */
+    const char *method;         /* "/pkg.Service/Method" */
+    int64_t deadline_ms;        /* unix ms; INT64_MAX when the caller set none */
+    const char *trace_id;       /* from metadata, or generated; never NULL */
+    const char *user_id;        /* the end user, from the verified access token; "" when anonymous */
+    const char *user_role;      /* "USER", "PLANNER", "ADMIN" (verified) or "" */
+    const char *token;          /* the verified access token as received (to pass on); "" when none */
     const char *caller_service; /* the calling service: its verified client certificate's
                                    name; "" when the peer presented none */
-    void *service_data;      /* the pointer given to sb_server_add_service */
+    void *service_data;         /* the pointer given to sb_server_add_service */
     const sb_rpc_method_t *row; /* the row being run */
     const struct sb_api_method *api; /* its API table row (sb/api.h); NULL for services
                                         the table does not know (health, test fixtures) */
-    const char *client_ip;   /* the end user's address: the edge's x-client-ip when
-                                the caller is SB_EDGE_SERVICE, else the peer's host */
-    sb_db_t *db;             /* the call's database (sb/db.h), set by the service
-                                runner: inside the row's transaction for a tx row;
-                                NULL on a server without one */
-    sb_buf_t err;            /* the refusal the client reads; set by sb_rpc_fail only */
-    sb_buf_t detail;         /* internal detail for the log only (never sent) */
+    const char *client_ip;           /* the end user's address: the edge's x-client-ip when
+                                        the caller is SB_EDGE_SERVICE, else the peer's host */
+    sb_db_t *db;                     /* the call's database (sb/db.h), set by the service
+                                        runner: inside the row's transaction for a tx row;
+                                        NULL on a server without one */
+    sb_buf_t err;                    /* the refusal the client reads; set by sb_rpc_fail only */
+    sb_buf_t detail;                 /* internal detail for the log only (never sent) */
 } sb_rpc_ctx_t;
 
 /* in: the unpacked request (owned by the call); out: the response message,
@@ -112,9 +112,9 @@ struct sb_rpc_method {
     const char *name; /* method name as written in the .proto */
     sb_rpc_handler_fn fn;
     sb_tx_t tx;
-    int iso;          /* the transaction's sb_pg_isolation_t (sb/pg.h); 0 = READ COMMITTED */
-    bool idempotent;  /* a request carrying an idempotency_key field gets the first
-                         answer given to that key again (see sb_service_call) */
+    int iso;         /* the transaction's sb_pg_isolation_t (sb/pg.h); 0 = READ COMMITTED */
+    bool idempotent; /* a request carrying an idempotency_key field gets the first
+                        answer given to that key again (see sb_service_call) */
 };
 
 /* Runs row->fn for one call with whatever the row's flags ask for; returns
@@ -143,7 +143,8 @@ static inline bool sb_rpc_is_self(const sb_rpc_ctx_t *ctx, const char *user_id)
 /* true when the call comes from service `name` (its verified certificate). */
 static inline bool sb_rpc_is_service(const sb_rpc_ctx_t *ctx, const char *name)
 {
-    return ctx->caller_service && *ctx->caller_service && __builtin_strcmp(ctx->caller_service, name) == 0;
+    return ctx->caller_service && *ctx->caller_service &&
+           __builtin_strcmp(ctx->caller_service, name) == 0;
 }
 /* Milliseconds left before the caller's deadline (INT64_MAX if none; may be <= 0). */
 int64_t sb_rpc_remaining_ms(const sb_rpc_ctx_t *ctx);
@@ -159,8 +160,8 @@ void sb_server_add_service(sb_server_t *s, const ProtobufCServiceDescriptor *des
                            const sb_rpc_method_t *methods, size_t n_methods, void *service_data);
 /* The same with every call of these methods going through run. */
 void sb_server_add_service_run(sb_server_t *s, const ProtobufCServiceDescriptor *desc,
-                               const sb_rpc_method_t *methods, size_t n_methods,
-                               void *service_data, sb_rpc_run_fn run);
+                               const sb_rpc_method_t *methods, size_t n_methods, void *service_data,
+                               sb_rpc_run_fn run);
 /* Binds and starts the workers. */
 sb_status_t sb_server_start(sb_server_t *s, sb_buf_t *err);
 int sb_server_port(const sb_server_t *s); /* the bound port after start */
@@ -169,14 +170,14 @@ void sb_server_set_serving(sb_server_t *s, bool serving);
 /* The end-user check every call passes before its handler: fn verifies the
  * bearer token of the call's authorization metadata (sb_authn_verify); a call
  * without one is anonymous. Without an authenticator every call is anonymous. */
-typedef sb_status_t (*sb_rpc_authn_fn)(void *arg, const char *token, sb_jwt_claims_t *out, sb_buf_t *err);
+typedef sb_status_t (*sb_rpc_authn_fn)(void *arg, const char *token, sb_jwt_claims_t *out,
+                                       sb_buf_t *err);
 void sb_server_set_authenticator(sb_server_t *s, sb_rpc_authn_fn fn, void *arg);
 /* Stops accepting, lets calls in flight finish for up to grace_ms, then cancels. */
 void sb_server_shutdown(sb_server_t *s, int grace_ms);
 void sb_server_free(sb_server_t *s);
 
 /* ---- client ---- */
-
 
 typedef struct sb_channel sb_channel_t;
 
@@ -202,8 +203,8 @@ sb_channel_t *sb_channel_get(const char *target);
  * that calls as more than one service, i.e. the tests calling as a given
  * service (tests/integration/sb_test_pki.h). cert_file NULL: the process's
  * own, as sb_channel_get_for. Cached per (target, name, certificate). */
-sb_channel_t *sb_channel_get_with_identity(const char *target, const char *service, const char *cert_file,
-                                           const char *key_file);
+sb_channel_t *sb_channel_get_with_identity(const char *target, const char *service,
+                                           const char *cert_file, const char *key_file);
 void sb_channels_free_all(void);
 
 typedef struct sb_call_opts {
@@ -217,9 +218,9 @@ typedef struct sb_call_opts {
 /* Unary call of desc's method `method`. On OK *resp is unpacked into arena
  * (valid until the arena is freed). Otherwise the status and the server's
  * message (in err) are returned. */
-sb_status_t sb_rpc_call(sb_channel_t *ch, const ProtobufCServiceDescriptor *desc,
-                        const char *method, const ProtobufCMessage *req, sb_arena_t *arena,
-                        ProtobufCMessage **resp, const sb_call_opts_t *opts, sb_buf_t *err);
+sb_status_t sb_rpc_call(sb_channel_t *ch, const ProtobufCServiceDescriptor *desc, const char *method,
+                        const ProtobufCMessage *req, sb_arena_t *arena, ProtobufCMessage **resp,
+                        const sb_call_opts_t *opts, sb_buf_t *err);
 /* Same with raw request bytes and raw response bytes (appended to resp). */
 sb_status_t sb_rpc_call_raw(sb_channel_t *ch, const char *path, const void *req, size_t len,
                             sb_buf_t *resp, const sb_call_opts_t *opts, sb_buf_t *err);

@@ -28,7 +28,7 @@
 typedef struct sb_service sb_service_t;
 
 typedef struct sb_service_def {
-    const char *name;  /* "member": database sb_member, consumer group sb-member */
+    const char *name; /* "member": database sb_member, consumer group sb-member */
     const ProtobufCServiceDescriptor *descriptor;
     const sb_rpc_method_t *methods;
     size_t n_methods;
@@ -85,16 +85,16 @@ int sb_service_main(const sb_service_def_t *def);
  * (sb__<svc>__<svc>_service__descriptor); the other fields of
  * sb_service_def_t follow as designated initialisers:
  *     SB_SERVICE_MAIN(auth, SB_METHODS(methods), .init = auth_init); */
-#define SB_SERVICE_MAIN(svc, ...)                                        \
-    SB_SERVICE_MIGRATIONS(svc);                                          \
-    static const sb_service_def_t sb_##svc##_service = {                 \
-        .name = #svc,                                                    \
-        .descriptor = &sb__##svc##__##svc##_service__descriptor,         \
-        .migrations = &sb_##svc##_migrations,                            \
-        __VA_ARGS__};                                                    \
-    int main(void)                                                       \
-    {                                                                    \
-        return sb_service_main(&sb_##svc##_service);                     \
+#define SB_SERVICE_MAIN(svc, ...)                                                                       \
+    SB_SERVICE_MIGRATIONS(svc);                                                                         \
+    static const sb_service_def_t sb_##svc##_service = {.name = #svc,                                   \
+                                                        .descriptor =                                   \
+                                                            &sb__##svc##__##svc##_service__descriptor,  \
+                                                        .migrations = &sb_##svc##_migrations,           \
+                                                        __VA_ARGS__};                                   \
+    int main(void)                                                                                      \
+    {                                                                                                   \
+        return sb_service_main(&sb_##svc##_service);                                                    \
     }
 
 /* The service a handler runs in. */

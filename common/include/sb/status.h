@@ -9,23 +9,23 @@
 
 /* XX(name, gRPC code, HTTP status). HTTP follows grpc-gateway's mapping,
  * but CANCELLED is nginx's 499 (the client went away). */
-#define SB_STATUS_TABLE(XX)             \
-    XX(OK, 0, 200)                      \
-    XX(CANCELLED, 1, 499)               \
-    XX(UNKNOWN, 2, 500)                 \
-    XX(INVALID_ARGUMENT, 3, 400)        \
-    XX(DEADLINE_EXCEEDED, 4, 504)       \
-    XX(NOT_FOUND, 5, 404)               \
-    XX(ALREADY_EXISTS, 6, 409)          \
-    XX(PERMISSION_DENIED, 7, 403)       \
-    XX(RESOURCE_EXHAUSTED, 8, 429)      \
-    XX(FAILED_PRECONDITION, 9, 400)     \
-    XX(ABORTED, 10, 409)                \
-    XX(OUT_OF_RANGE, 11, 400)           \
-    XX(UNIMPLEMENTED, 12, 501)          \
-    XX(INTERNAL, 13, 500)               \
-    XX(UNAVAILABLE, 14, 503)            \
-    XX(DATA_LOSS, 15, 500)              \
+#define SB_STATUS_TABLE(XX)                                                                             \
+    XX(OK, 0, 200)                                                                                      \
+    XX(CANCELLED, 1, 499)                                                                               \
+    XX(UNKNOWN, 2, 500)                                                                                 \
+    XX(INVALID_ARGUMENT, 3, 400)                                                                        \
+    XX(DEADLINE_EXCEEDED, 4, 504)                                                                       \
+    XX(NOT_FOUND, 5, 404)                                                                               \
+    XX(ALREADY_EXISTS, 6, 409)                                                                          \
+    XX(PERMISSION_DENIED, 7, 403)                                                                       \
+    XX(RESOURCE_EXHAUSTED, 8, 429)                                                                      \
+    XX(FAILED_PRECONDITION, 9, 400)                                                                     \
+    XX(ABORTED, 10, 409)                                                                                \
+    XX(OUT_OF_RANGE, 11, 400)                                                                           \
+    XX(UNIMPLEMENTED, 12, 501)                                                                          \
+    XX(INTERNAL, 13, 500)                                                                               \
+    XX(UNAVAILABLE, 14, 503)                                                                            \
+    XX(DATA_LOSS, 15, 500)                                                                              \
     XX(UNAUTHENTICATED, 16, 401)
 
 typedef enum sb_status {

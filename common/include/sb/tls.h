@@ -60,7 +60,8 @@ grpc_channel_credentials *sb_tls_channel_creds(sb_buf_t *err);
  * instead of TLS_CERT_FILE/TLS_KEY_FILE (both NULL: none). For a process
  * that calls under more than one identity: the test harness calling as a
  * given service (sb_channel_get_with_identity in sb/rpc.h). */
-grpc_channel_credentials *sb_tls_channel_creds_as(const char *cert_file, const char *key_file, sb_buf_t *err);
+grpc_channel_credentials *sb_tls_channel_creds_as(const char *cert_file, const char *key_file,
+                                                  sb_buf_t *err);
 
 /* The name of the service that made this (server-side) call: the CN of its
  * verified client certificate, or the first DNS SAN when there is no CN.
