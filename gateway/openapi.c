@@ -51,9 +51,7 @@ static void field_schema(sb_buf_t *o, const ProtobufCFieldDescriptor *f)
     switch (f->type) {
     case PROTOBUF_C_TYPE_INT32:
     case PROTOBUF_C_TYPE_SINT32:
-    case PROTOBUF_C_TYPE_SFIXED32:
-        sb_buf_adds(o, "{\"type\":\"integer\",\"format\":\"int32\"}");
-        break;
+    case PROTOBUF_C_TYPE_SFIXED32: sb_buf_adds(o, "{\"type\":\"integer\",\"format\":\"int32\"}"); break;
     case PROTOBUF_C_TYPE_UINT32:
     case PROTOBUF_C_TYPE_FIXED32:
         sb_buf_adds(o, "{\"type\":\"integer\",\"format\":\"int64\",\"minimum\":0}");
@@ -62,27 +60,13 @@ static void field_schema(sb_buf_t *o, const ProtobufCFieldDescriptor *f)
     case PROTOBUF_C_TYPE_SINT64:
     case PROTOBUF_C_TYPE_SFIXED64:
     case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-        sb_buf_adds(o, "{\"type\":\"string\",\"format\":\"int64\"}");
-        break;
-    case PROTOBUF_C_TYPE_FLOAT:
-        sb_buf_adds(o, "{\"type\":\"number\",\"format\":\"float\"}");
-        break;
-    case PROTOBUF_C_TYPE_DOUBLE:
-        sb_buf_adds(o, "{\"type\":\"number\",\"format\":\"double\"}");
-        break;
-    case PROTOBUF_C_TYPE_BOOL:
-        sb_buf_adds(o, "{\"type\":\"boolean\"}");
-        break;
-    case PROTOBUF_C_TYPE_STRING:
-        sb_buf_adds(o, "{\"type\":\"string\"}");
-        break;
-    case PROTOBUF_C_TYPE_BYTES:
-        sb_buf_adds(o, "{\"type\":\"string\",\"format\":\"byte\"}");
-        break;
-    case PROTOBUF_C_TYPE_ENUM:
-        ref(o, ((const ProtobufCEnumDescriptor *)f->descriptor)->name);
-        break;
+    case PROTOBUF_C_TYPE_FIXED64: sb_buf_adds(o, "{\"type\":\"string\",\"format\":\"int64\"}"); break;
+    case PROTOBUF_C_TYPE_FLOAT: sb_buf_adds(o, "{\"type\":\"number\",\"format\":\"float\"}"); break;
+    case PROTOBUF_C_TYPE_DOUBLE: sb_buf_adds(o, "{\"type\":\"number\",\"format\":\"double\"}"); break;
+    case PROTOBUF_C_TYPE_BOOL: sb_buf_adds(o, "{\"type\":\"boolean\"}"); break;
+    case PROTOBUF_C_TYPE_STRING: sb_buf_adds(o, "{\"type\":\"string\"}"); break;
+    case PROTOBUF_C_TYPE_BYTES: sb_buf_adds(o, "{\"type\":\"string\",\"format\":\"byte\"}"); break;
+    case PROTOBUF_C_TYPE_ENUM: ref(o, ((const ProtobufCEnumDescriptor *)f->descriptor)->name); break;
     case PROTOBUF_C_TYPE_MESSAGE:
         ref(o, ((const ProtobufCMessageDescriptor *)f->descriptor)->name);
         break;

@@ -47,14 +47,10 @@ const sb_api_method_t *sb_api_find_path(const char *grpc_path)
 unsigned sb_api_role_bit(const char *role)
 {
     switch (sb_role_parse(role)) {
-    case SB__COMMON__ROLE__USER:
-        return SB_ROLE_BIT_USER;
-    case SB__COMMON__ROLE__PLANNER:
-        return SB_ROLE_BIT_PLANNER;
-    case SB__COMMON__ROLE__ADMIN:
-        return SB_ROLE_BIT_ADMIN;
-    default:
-        return 0;
+    case SB__COMMON__ROLE__USER: return SB_ROLE_BIT_USER;
+    case SB__COMMON__ROLE__PLANNER: return SB_ROLE_BIT_PLANNER;
+    case SB__COMMON__ROLE__ADMIN: return SB_ROLE_BIT_ADMIN;
+    default: return 0;
     }
 }
 

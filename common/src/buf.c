@@ -95,21 +95,11 @@ void sb_buf_add_json_str(sb_buf_t *b, const char *s, size_t n)
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         switch (c) {
-        case '"':
-            sb_buf_add(b, "\\\"", 2);
-            break;
-        case '\\':
-            sb_buf_add(b, "\\\\", 2);
-            break;
-        case '\n':
-            sb_buf_add(b, "\\n", 2);
-            break;
-        case '\r':
-            sb_buf_add(b, "\\r", 2);
-            break;
-        case '\t':
-            sb_buf_add(b, "\\t", 2);
-            break;
+        case '"': sb_buf_add(b, "\\\"", 2); break;
+        case '\\': sb_buf_add(b, "\\\\", 2); break;
+        case '\n': sb_buf_add(b, "\\n", 2); break;
+        case '\r': sb_buf_add(b, "\\r", 2); break;
+        case '\t': sb_buf_add(b, "\\t", 2); break;
         default:
             if (c < 0x20 || c == 0x7f) {
                 char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};

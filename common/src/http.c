@@ -165,9 +165,7 @@ static sb_status_t transfer_failed(CURLcode rc, const sb_http_request_t *req, bo
         sb_buf_addf(err, "unusable URL: %s", detail);
         return SB_INVALID_ARGUMENT;
     case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_CONNECT:
-        sb_buf_addf(err, "cannot connect: %s", detail);
-        return SB_UNAVAILABLE;
+    case CURLE_COULDNT_CONNECT: sb_buf_addf(err, "cannot connect: %s", detail); return SB_UNAVAILABLE;
     default:
         /* reset, TLS failure, empty reply, ...: no usable answer came */
         sb_buf_addf(err, "%s", detail);

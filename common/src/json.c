@@ -412,22 +412,14 @@ static void put_value(const ProtobufCFieldDescriptor *f, const void *slot, sb_bu
     switch (f->type) {
     case PROTOBUF_C_TYPE_INT32:
     case PROTOBUF_C_TYPE_SINT32:
-    case PROTOBUF_C_TYPE_SFIXED32:
-        sb_buf_addf(out, "%" PRId32, *(const int32_t *)slot);
-        break;
+    case PROTOBUF_C_TYPE_SFIXED32: sb_buf_addf(out, "%" PRId32, *(const int32_t *)slot); break;
     case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_FIXED32:
-        sb_buf_addf(out, "%" PRIu32, *(const uint32_t *)slot);
-        break;
+    case PROTOBUF_C_TYPE_FIXED32: sb_buf_addf(out, "%" PRIu32, *(const uint32_t *)slot); break;
     case PROTOBUF_C_TYPE_INT64:
     case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-        sb_buf_addf(out, "\"%" PRId64 "\"", *(const int64_t *)slot);
-        break;
+    case PROTOBUF_C_TYPE_SFIXED64: sb_buf_addf(out, "\"%" PRId64 "\"", *(const int64_t *)slot); break;
     case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-        sb_buf_addf(out, "\"%" PRIu64 "\"", *(const uint64_t *)slot);
-        break;
+    case PROTOBUF_C_TYPE_FIXED64: sb_buf_addf(out, "\"%" PRIu64 "\"", *(const uint64_t *)slot); break;
     case PROTOBUF_C_TYPE_FLOAT:
     case PROTOBUF_C_TYPE_DOUBLE: {
         double d = f->type == PROTOBUF_C_TYPE_FLOAT ? *(const float *)slot : *(const double *)slot;
@@ -458,12 +450,8 @@ static void put_value(const ProtobufCFieldDescriptor *f, const void *slot, sb_bu
         sb_buf_add_json_str(out, s, strlen(s));
         break;
     }
-    case PROTOBUF_C_TYPE_BYTES:
-        put_b64(slot, out);
-        break;
-    case PROTOBUF_C_TYPE_MESSAGE:
-        put_message(*(const ProtobufCMessage *const *)slot, out);
-        break;
+    case PROTOBUF_C_TYPE_BYTES: put_b64(slot, out); break;
+    case PROTOBUF_C_TYPE_MESSAGE: put_message(*(const ProtobufCMessage *const *)slot, out); break;
     }
 }
 

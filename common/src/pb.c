@@ -25,24 +25,18 @@ size_t sb_pb_value_size(ProtobufCType t)
     case PROTOBUF_C_TYPE_SFIXED32:
     case PROTOBUF_C_TYPE_UINT32:
     case PROTOBUF_C_TYPE_FIXED32:
-    case PROTOBUF_C_TYPE_ENUM:
-        return 4;
+    case PROTOBUF_C_TYPE_ENUM: return 4;
     case PROTOBUF_C_TYPE_INT64:
     case PROTOBUF_C_TYPE_SINT64:
     case PROTOBUF_C_TYPE_SFIXED64:
     case PROTOBUF_C_TYPE_UINT64:
     case PROTOBUF_C_TYPE_FIXED64:
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return 8;
-    case PROTOBUF_C_TYPE_FLOAT:
-        return 4;
-    case PROTOBUF_C_TYPE_BOOL:
-        return sizeof(protobuf_c_boolean);
+    case PROTOBUF_C_TYPE_DOUBLE: return 8;
+    case PROTOBUF_C_TYPE_FLOAT: return 4;
+    case PROTOBUF_C_TYPE_BOOL: return sizeof(protobuf_c_boolean);
     case PROTOBUF_C_TYPE_STRING:
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return sizeof(void *);
-    case PROTOBUF_C_TYPE_BYTES:
-        return sizeof(ProtobufCBinaryData);
+    case PROTOBUF_C_TYPE_MESSAGE: return sizeof(void *);
+    case PROTOBUF_C_TYPE_BYTES: return sizeof(ProtobufCBinaryData);
     }
     return 0;
 }
@@ -149,8 +143,7 @@ static bool parse_text(const ProtobufCFieldDescriptor *f, const char *text, void
             *(double *)slot = d;
         return true;
     }
-    case PROTOBUF_C_TYPE_BOOL:
-        return parse_bool(text, slot);
+    case PROTOBUF_C_TYPE_BOOL: return parse_bool(text, slot);
     case PROTOBUF_C_TYPE_ENUM: {
         const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value_by_name(f->descriptor, text);
         if (!v)
@@ -158,12 +151,9 @@ static bool parse_text(const ProtobufCFieldDescriptor *f, const char *text, void
         *(int *)slot = v->value;
         return true;
     }
-    case PROTOBUF_C_TYPE_STRING:
-        *(char **)slot = (char *)text;
-        return true;
+    case PROTOBUF_C_TYPE_STRING: *(char **)slot = (char *)text; return true;
     case PROTOBUF_C_TYPE_BYTES:
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return false;
+    case PROTOBUF_C_TYPE_MESSAGE: return false;
     }
     return false;
 }

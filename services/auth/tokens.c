@@ -195,8 +195,7 @@ sb_status_t auth_login(sb_rpc_ctx_t *ctx, const void *in, void *out)
         sb_rpc_call(sb_channel_get(cfg->member_addr), &sb__member__member_service__descriptor,
                     "CheckCredentials", &creq.base, ctx->arena, (ProtobufCMessage **)&cred, &opts, &err);
     switch (st) {
-    case SB_OK:
-        break;
+    case SB_OK: break;
     case SB_UNAUTHENTICATED:
     case SB_NOT_FOUND:
     case SB_PERMISSION_DENIED:

@@ -72,39 +72,23 @@ static void fill_value(const ProtobufCFieldDescriptor *f, void *p, size_t i, sb_
     switch (f->type) {
     case PROTOBUF_C_TYPE_INT32:
     case PROTOBUF_C_TYPE_SINT32:
-    case PROTOBUF_C_TYPE_SFIXED32:
-        *(int32_t *)p = -123456 - (int32_t)i;
-        break;
+    case PROTOBUF_C_TYPE_SFIXED32: *(int32_t *)p = -123456 - (int32_t)i; break;
     case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_FIXED32:
-        *(uint32_t *)p = 4000000000u + (uint32_t)i;
-        break;
+    case PROTOBUF_C_TYPE_FIXED32: *(uint32_t *)p = 4000000000u + (uint32_t)i; break;
     case PROTOBUF_C_TYPE_INT64:
     case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-        *(int64_t *)p = -9007199254740993LL - (int64_t)i;
-        break;
+    case PROTOBUF_C_TYPE_SFIXED64: *(int64_t *)p = -9007199254740993LL - (int64_t)i; break;
     case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-        *(uint64_t *)p = UINT64_MAX - i;
-        break;
-    case PROTOBUF_C_TYPE_FLOAT:
-        *(float *)p = 0.5f + (float)i;
-        break;
-    case PROTOBUF_C_TYPE_DOUBLE:
-        *(double *)p = -1234.25 + (double)i;
-        break;
-    case PROTOBUF_C_TYPE_BOOL:
-        *(protobuf_c_boolean *)p = 1;
-        break;
+    case PROTOBUF_C_TYPE_FIXED64: *(uint64_t *)p = UINT64_MAX - i; break;
+    case PROTOBUF_C_TYPE_FLOAT: *(float *)p = 0.5f + (float)i; break;
+    case PROTOBUF_C_TYPE_DOUBLE: *(double *)p = -1234.25 + (double)i; break;
+    case PROTOBUF_C_TYPE_BOOL: *(protobuf_c_boolean *)p = 1; break;
     case PROTOBUF_C_TYPE_ENUM: {
         const ProtobufCEnumDescriptor *e = f->descriptor;
         *(int *)p = e->values[e->n_values - 1].value;
         break;
     }
-    case PROTOBUF_C_TYPE_STRING:
-        *(char **)p = sb_arena_printf(a, "%s \"é\" \\ %zu", f->name, i);
-        break;
+    case PROTOBUF_C_TYPE_STRING: *(char **)p = sb_arena_printf(a, "%s \"é\" \\ %zu", f->name, i); break;
     case PROTOBUF_C_TYPE_BYTES: {
         ProtobufCBinaryData *b = p;
         b->len = 5;
@@ -132,22 +116,14 @@ static size_t value_size(const ProtobufCFieldDescriptor *f)
     case PROTOBUF_C_TYPE_SINT64:
     case PROTOBUF_C_TYPE_SFIXED64:
     case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-        return 8;
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return sizeof(double);
-    case PROTOBUF_C_TYPE_BOOL:
-        return sizeof(protobuf_c_boolean);
-    case PROTOBUF_C_TYPE_ENUM:
-        return sizeof(int);
-    case PROTOBUF_C_TYPE_STRING:
-        return sizeof(char *);
-    case PROTOBUF_C_TYPE_BYTES:
-        return sizeof(ProtobufCBinaryData);
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return sizeof(void *);
-    default:
-        return 4;
+    case PROTOBUF_C_TYPE_FIXED64: return 8;
+    case PROTOBUF_C_TYPE_DOUBLE: return sizeof(double);
+    case PROTOBUF_C_TYPE_BOOL: return sizeof(protobuf_c_boolean);
+    case PROTOBUF_C_TYPE_ENUM: return sizeof(int);
+    case PROTOBUF_C_TYPE_STRING: return sizeof(char *);
+    case PROTOBUF_C_TYPE_BYTES: return sizeof(ProtobufCBinaryData);
+    case PROTOBUF_C_TYPE_MESSAGE: return sizeof(void *);
+    default: return 4;
     }
 }
 
