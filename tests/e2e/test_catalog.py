@@ -24,7 +24,11 @@ ADMIN = None
 def setUpModule():
     global P, ADMIN
     P = Platform().__enter__()  # every service, the skeletons too
-    ADMIN = P.login(ADMIN_LOGIN, ADMIN_PASSWORD)
+    try:
+        ADMIN = P.login(ADMIN_LOGIN, ADMIN_PASSWORD)
+    except BaseException:
+        P.__exit__(None, None, None)  # tearDownModule does not run: stop them here
+        raise
 
 
 def tearDownModule():
