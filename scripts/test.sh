@@ -41,6 +41,26 @@ psql "$DATABASE_URL" -qAtX -c "SELECT datname FROM pg_database WHERE datname LIK
 # The tests' PKI (<build>/pki: CA, a certificate per service, the token
 # signing key) is made by CTest itself, the fixture pki/ensure that every
 # integration and e2e test requires (tests/CMakeLists.txt).
+# ... and so are its Kafka topics (sb.<x>.test and the per-test namespaces
+# sb.<x>.test_<id>): deleted with Kafka's own TopicCommand (the broker's jars,
+# resolved by deploy/local/kafka.sh from the Maven cache), then waited for, so
+# no event of an earlier run is on them. The consumer groups' offsets of a
+# deleted topic go with it.
+kafka_topics() {
+  java -cp "$ROOT/.cache/kafka/libs/*" org.apache.kafka.tools.TopicCommand \
+    --bootstrap-server "${KAFKA_BROKERS%%,*}" "$@" 2>/dev/null
+}
+if deploy/local/kafka.sh resolve >/dev/null 2>&1; then
+  kafka_topics --delete --if-exists --topic 'sb\..*\.test.*' || true
+  for _ in $(seq 1 30); do
+    kafka_topics --list | grep -qE '^sb\..*\.test' || break
+    sleep 1
+  done
+  kafka_topics --list | grep -qE '^sb\..*\.test' && echo "make test: some sb.*.test topics are still being deleted" >&2
+else
+  echo "make test: cannot resolve Kafka's tools; the test topics are reused" >&2
+fi
+
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$ROOT/tests/lsan.supp:print_suppressions=0}"
