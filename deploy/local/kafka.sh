@@ -17,6 +17,13 @@
 #   (the KRaft controller quorum), loopback only.
 # - The broker's log goes to .cache/infra/kafka.log (its stdout/stderr to
 #   .cache/infra/kafka-console.log); its pid is written to .cache/infra/kafka.pid.
+# - A second, private broker (the fault tests stop and restart their own,
+#   tests/e2e/sbservers.py) takes other ports and another folder:
+#     SB_KAFKA_PORT             client port (default 9092)
+#     SB_KAFKA_CONTROLLER_PORT  controller port (default SB_KAFKA_PORT + 1)
+#     SB_KAFKA_DIR              instead of .cache/infra: kafka/ (configuration),
+#                               kafka-data/, kafka.log, kafka-console.log, kafka.pid
+#   The jars stay in .cache/kafka/libs, shared.
 # - "start" does not wait for the broker to answer: infra.sh does that with a
 #   metadata request (kcat -L). Nothing is printed on stdout.
 # Needs: java 17 or newer (`java`, or $JAVA), mvn.
@@ -27,19 +34,22 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 POM="$ROOT/deploy/local/kafka/pom.xml"
 LIBS="$ROOT/.cache/kafka/libs"
 MVNLOG="$ROOT/.cache/kafka/mvn.log"
-INFRA="$ROOT/.cache/infra"
+INFRA="${SB_KAFKA_DIR:-$ROOT/.cache/infra}"
 CONF="$INFRA/kafka"
 DATA="$INFRA/kafka-data"
 PIDFILE="$INFRA/kafka.pid"
 JAVA="${JAVA:-java}"
-PORT=9092
-CONTROLLER_PORT=9093
+PORT="${SB_KAFKA_PORT:-9092}"
+CONTROLLER_PORT="${SB_KAFKA_CONTROLLER_PORT:-$((${PORT//[^0-9]/} + 1))}"
 HEAP="${SB_KAFKA_HEAP:--Xmx512m}"
 # Pinned so Maven does not have to look up the newest plugin on every run.
 DEP_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 
 log() { echo "kafka.sh: $*" >&2; }
 die() { echo "kafka.sh: error: $*" >&2; exit 1; }
+
+[[ "$PORT" =~ ^[0-9]+$ && "$CONTROLLER_PORT" =~ ^[0-9]+$ ]] \
+  || die "SB_KAFKA_PORT / SB_KAFKA_CONTROLLER_PORT must be port numbers"
 
 # Copies the broker's jars from Maven Central into $LIBS unless they are there
 # already for this very pom (its checksum is kept in $LIBS/.resolved).

@@ -79,7 +79,7 @@ class Platform:
 
     def start(self, name, binary, extra):
         env = dict(self.env, **self.identity(name), **extra)
-        log = open(os.path.join(self.logdir, f"{name}.log"), "w")
+        log = open(os.path.join(self.logdir, f"{name}.log"), "a")  # a restart appends
         # SB_E2E_WRAP runs every binary under a tool, e.g.
         # SB_E2E_WRAP="valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
         wrap = os.environ.get("SB_E2E_WRAP", "").split()
@@ -87,12 +87,16 @@ class Platform:
         self.procs.append((name, p, log))
         return p
 
+    def start_service(self, s):
+        i = SERVICES.index(s) + 1
+        return self.start(s, os.path.join(self.build, "services", s, f"sb-{s}"),
+                          {"GRPC_PORT": str(GRPC_BASE + i), "ADMIN_PORT": str(ADMIN_BASE + i)})
+
     def __enter__(self):
         try:
-            for i, s in enumerate(SERVICES, start=1):
+            for s in SERVICES:
                 if s in self.services:
-                    self.start(s, os.path.join(self.build, "services", s, f"sb-{s}"),
-                               {"GRPC_PORT": str(GRPC_BASE + i), "ADMIN_PORT": str(ADMIN_BASE + i)})
+                    self.start_service(s)
             self.start("gateway", os.path.join(self.build, "gateway", "sb-gateway"),
                        {"GATEWAY_PORT": str(GATEWAY_PORT)})
             self.wait_ready()
@@ -130,6 +134,18 @@ class Platform:
             if n == name and p.poll() is None:
                 p.send_signal(signal.SIGTERM)
                 p.wait(timeout=15)
+
+    def kill(self, name, sig=signal.SIGKILL):
+        """Sends `sig` to process `name` and waits for it to end; its exit is
+        expected (not a bad exit). Start it again with start_service(name)
+        and wait_ready()."""
+        for entry in [e for e in self.procs if e[0] == name]:
+            _, p, log = entry
+            if p.poll() is None:
+                p.send_signal(sig)
+                p.wait(timeout=60)
+            log.close()
+            self.procs.remove(entry)
 
     def __exit__(self, *exc):
         failed = exc and exc[0] is not None
