@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all setup build test test-sanitize fuzz bench run infra-up infra-down clean format format-check
+.PHONY: all setup build test test-sanitize fault-scenarios fuzz bench run infra-up infra-down clean format format-check
 
 all: build
 
@@ -20,6 +20,10 @@ test:
 # The same suite built with -fsanitize=address,undefined (what CI also runs).
 test-sanitize:
 	@SB_BUILD=build-asan SB_CMAKE_FLAGS="-DSB_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug" scripts/test.sh
+
+# Issue 14's fault scenarios (ctest -L fault and the tests of the other rows) as a table.
+fault-scenarios:
+	@scripts/fault_scenarios.py
 
 # libFuzzer (clang, ASan+UBSan) on every harness for FUZZ_SECONDS each; new
 # inputs go to build-fuzz/corpus-*, crashes to build-fuzz/crash-*.
