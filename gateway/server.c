@@ -10,16 +10,22 @@
  * .proto options. The policy check here is a convenience (an early, cheap
  * refusal): every service checks the same policy again before its handler.
  *
- * Paths handled here rather than routed: /healthz /readyz /metrics /openapi.json. */
+ * Paths handled here rather than routed: /healthz /readyz /metrics /openapi.json.
+ *
+ * SIGTERM drains (drain() below; docs/internals.md, "Graceful drain"). */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "gateway.h"
 #include "health.pb-c.h"
@@ -50,6 +56,12 @@ static struct {
     char **keys;      /* "GET /members/{userId}" per REST binding, for metrics and logs */
     size_t *key_at;   /* per API table row: the index of its first binding's key */
     size_t n_keys;
+    /* the drain */
+    atomic_bool draining;  /* SIGTERM came: /readyz answers 503 */
+    atomic_bool closing;   /* the listener is closed: every answer carries Connection: close */
+    atomic_int in_flight;  /* requests received and not yet completed */
+    atomic_int conns;      /* open connections */
+    atomic_long n_closing; /* answers sent with Connection: close */
 } gw;
 
 static int backend_index(const char *name)
@@ -70,16 +82,25 @@ struct req {
     int64_t t0;
 };
 
-static enum MHD_Result send_json(struct MHD_Connection *c, int code, sb_buf_t *body, const char *trace)
+/* Queues body (handed over) with status code; a JSON body gets the API's
+ * headers. While the gateway drains, the connection closes after it. */
+static enum MHD_Result send_body(struct MHD_Connection *c, int code, const char *ctype, sb_buf_t *body,
+                                 const char *trace)
 {
     size_t len;
     char *data = sb_buf_detach(body, &len);
     struct MHD_Response *r = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
-    MHD_add_response_header(r, "Content-Type", "application/json");
-    MHD_add_response_header(r, "Cache-Control", "no-store");
-    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-    if (trace)
-        MHD_add_response_header(r, "X-Trace-Id", trace);
+    MHD_add_response_header(r, "Content-Type", ctype);
+    if (!strcmp(ctype, "application/json")) {
+        MHD_add_response_header(r, "Cache-Control", "no-store");
+        MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+        if (trace)
+            MHD_add_response_header(r, "X-Trace-Id", trace);
+    }
+    if (atomic_load(&gw.closing)) {
+        MHD_add_response_header(r, "Connection", "close");
+        atomic_fetch_add(&gw.n_closing, 1);
+    }
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)code, r);
     MHD_destroy_response(r);
     return ret;
@@ -333,6 +354,10 @@ static int builtin(const char *method, const char *url, sb_arena_t *a, sb_buf_t 
         return 200;
     }
     if (!strcmp(url, "/readyz")) {
+        if (atomic_load(&gw.draining)) { /* a load balancer stops sending */
+            sb_buf_adds(out, "{\"ready\":false,\"draining\":true}");
+            return 503;
+        }
         bool ok = sb_redis_ping(gw.redis);
         sb_buf_addf(out, "{\"redis\":%s", ok ? "true" : "false");
         for (size_t b = 0; b < N_BACKENDS; b++) {
@@ -367,6 +392,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         sb_buf_init(&rq->body);
         rq->t0 = sb_mono_ns();
         *req_cls = rq;
+        atomic_fetch_add(&gw.in_flight, 1);
         return MHD_YES;
     }
     if (*upload_size) {
@@ -413,17 +439,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         metric_key = "builtin";
     }
     size_t bytes = out.len;
-    enum MHD_Result ret;
-    if (!strcmp(ctype, "application/json")) {
-        ret = send_json(c, code, &out, trace);
-    } else {
-        size_t len;
-        char *data = sb_buf_detach(&out, &len);
-        struct MHD_Response *r = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
-        MHD_add_response_header(r, "Content-Type", ctype);
-        ret = MHD_queue_response(c, (unsigned)code, r);
-        MHD_destroy_response(r);
-    }
+    enum MHD_Result ret = send_body(c, code, ctype, &out, trace);
     int64_t dt = sb_mono_ns() - rq->t0;
     sb_metrics_rpc(metric_key, code < 400 ? SB_OK : SB_UNKNOWN, dt);
     /* access log: one JSON line per request (the URL path only: query strings may carry tokens) */
@@ -455,7 +471,76 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
         sb_buf_release(&rq->body);
         free(rq);
         *req_cls = NULL;
+        atomic_fetch_sub(&gw.in_flight, 1);
     }
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    (void)cls;
+    (void)c;
+    (void)socket_context;
+    atomic_fetch_add(&gw.conns, toe == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
+}
+
+/* SIGTERM: /readyz answers 503 at once and, for SHUTDOWN_DELAY_MS, requests
+ * are still taken (a load balancer notices and stops sending); then the
+ * listener closes: connections the kernel already completed are adopted and
+ * served rather than reset, new ones are refused; every answer from then on
+ * carries Connection: close, so a kept-alive connection closes after the
+ * request it brings; the requests in flight finish. When no connection is
+ * left, or SHUTDOWN_GRACE_MS has passed, the daemon stops (closing idle
+ * connections). Each phase is logged with its counts. */
+static void drain(struct MHD_Daemon *d, int sig)
+{
+    long delay_ms = sb_cfg_int("SHUTDOWN_DELAY_MS", 0, 0, 600000);
+    long grace_ms = sb_cfg_int("SHUTDOWN_GRACE_MS", 5000, 0, 600000);
+    int64_t t0 = sb_mono_ns();
+    atomic_store(&gw.draining, true);
+    sb_info("signal %d: draining: /readyz 503; %d connections, %d requests in flight; accepting for "
+            "%ld ms more",
+            sig, atomic_load(&gw.conns), atomic_load(&gw.in_flight), delay_ms);
+    sb_sleep_ms(delay_ms);
+
+    MHD_socket ls = MHD_quiesce_daemon(d);
+    int adopted = 0;
+    if (ls != MHD_INVALID_SOCKET) {
+        int fl = fcntl(ls, F_GETFL);
+        if (fl < 0 || fcntl(ls, F_SETFL, fl | O_NONBLOCK) < 0)
+            sb_warn("drain: cannot make the listener non-blocking; its backlog is not adopted");
+        else
+            for (;;) {
+                struct sockaddr_storage sa;
+                socklen_t n = sizeof sa;
+                int fd = accept(ls, (struct sockaddr *)&sa, &n);
+                if (fd < 0)
+                    break;
+                adopted += MHD_add_connection(d, fd, (struct sockaddr *)&sa, n) == MHD_YES;
+            }
+        /* refuse from now on (a connect fails at once, nothing is sent);
+         * the descriptor is closed after MHD_stop_daemon, as MHD asks */
+        if (shutdown(ls, SHUT_RDWR) != 0)
+            sb_warn("drain: shutdown of the listener failed");
+    } else {
+        sb_warn("drain: cannot quiesce the HTTP daemon; it stops at the end of the grace period");
+    }
+    atomic_store(&gw.closing, true);
+    sb_info("drain: stopped accepting: %d connections open (%d adopted from the listen backlog), %d "
+            "requests in flight; grace %ld ms",
+            atomic_load(&gw.conns), adopted, atomic_load(&gw.in_flight), grace_ms);
+
+    int64_t end = sb_mono_ns() + grace_ms * 1000000;
+    while (atomic_load(&gw.conns) > 0 && sb_mono_ns() < end)
+        sb_sleep_ms(5);
+    int left = atomic_load(&gw.conns), busy = atomic_load(&gw.in_flight);
+    sb_log(left ? SB_LOG_WARN : SB_LOG_INFO,
+           "drain: done after %.0f ms: %ld answers sent with Connection: close; %d connections left "
+           "(%d requests in flight), closed now",
+           (double)(sb_mono_ns() - t0) / 1e6, atomic_load(&gw.n_closing), left, busy);
+    MHD_stop_daemon(d);
+    if (ls != MHD_INVALID_SOCKET)
+        close(ls);
 }
 
 int main(void)
@@ -502,11 +587,12 @@ int main(void)
      * pool of N (a blocked call then holds a pool thread). docs/benchmarks.md
      * has both measured. */
     long pool = sb_cfg_int("GATEWAY_THREADS", 0, 0, 1024);
-    unsigned flags = MHD_USE_ERROR_LOG | MHD_USE_INTERNAL_POLLING_THREAD |
+    /* MHD_USE_ITC: MHD_quiesce_daemon and MHD_add_connection (the drain) need it */
+    unsigned flags = MHD_USE_ERROR_LOG | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
                      (pool ? MHD_USE_EPOLL : MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL);
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)port, NULL, NULL, on_request, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-        NULL, MHD_OPTION_CONNECTION_LIMIT,
+        NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)sb_cfg_int("GATEWAY_MAX_CONNECTIONS", 1024, 1, 100000), MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)30, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(pool ? pool : 1), MHD_OPTION_END);
@@ -517,8 +603,7 @@ int main(void)
     sb_info("gateway listening on http://0.0.0.0:%ld", port);
     int sig;
     sigwait(&stop, &sig);
-    sb_info("signal %d: shutting down", sig);
-    MHD_stop_daemon(d);
+    drain(d, sig);
     sb_authn_free(gw.authn);
     sb_redis_free(gw.redis);
     sb_channels_free_all();

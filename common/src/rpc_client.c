@@ -1,6 +1,13 @@
 /* gRPC unary client: one cached channel per (target, expected server name),
  * over TLS (sb/tls.h); each call uses its own pluck completion queue so
- * callers on any thread can block on it. */
+ * callers on any thread can block on it.
+ *
+ * Calls are fail-fast (no wait_for_ready): while a channel cannot connect
+ * (TRANSIENT_FAILURE) a call fails at once with UNAVAILABLE, which the
+ * gateway answers 503 with its JSON body. The channel keeps reconnecting on
+ * its own with a backoff capped by RECONNECT_MAX_MS (gRPC's default grows to
+ * 120 s, so a backend back after a long outage was not used for up to two
+ * minutes); see docs/internals.md, "Reconnect backoff". */
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
@@ -12,6 +19,7 @@
 #include <string.h>
 
 #include "sb/alloc.h"
+#include "sb/config.h"
 #include "sb/log.h"
 #include "sb/registry.h"
 #include "sb/rpc.h"
@@ -27,6 +35,26 @@ struct sb_channel {
 
 static pthread_mutex_t channels_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct sb_channel *channels;
+
+/* The gRPC core does its I/O on the threads that wait on a completion queue.
+ * A fail-fast call to a channel in TRANSIENT_FAILURE fails at once, so while
+ * a backend is down no caller waits long enough to carry the channel's next
+ * connection attempt (TCP connect, TLS handshake) through: the attempt timed
+ * out half done until gRPC's backup poller (every 5 s) happened to move it,
+ * and a backend back after an outage was not used for seconds more. One
+ * thread per process waits on an idle queue for as long as channels exist,
+ * so reconnection proceeds on its own, whoever is calling. */
+static grpc_completion_queue *poller_cq;
+static pthread_t poller;
+
+static void *poller_main(void *arg)
+{
+    (void)arg;
+    while (grpc_completion_queue_next(poller_cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN)
+        ;
+    return NULL;
+}
 
 static bool str_eq(const char *a, const char *b)
 {
@@ -50,11 +78,26 @@ static grpc_channel *channel_new(const char *target, const char *service, const 
         sb_buf_release(&err);
         return ch;
     }
-    grpc_arg arg = {.type = GRPC_ARG_STRING,
-                    .key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG,
-                    .value.string = (char *)service};
-    grpc_channel_args args = {.num_args = 1, .args = &arg};
-    ch = grpc_channel_create(target, creds, service && !sb_tls_insecure() ? &args : NULL);
+    /* the reconnect backoff: first retry after RECONNECT_INITIAL_MS, growing
+     * 1.6x (jitter 20%) to at most RECONNECT_MAX_MS; one connect attempt
+     * (TCP + TLS) may take CONNECT_TIMEOUT_MS (gRPC calls this the minimum
+     * reconnect backoff) */
+    grpc_arg args[4] = {
+        {.type = GRPC_ARG_INTEGER,
+         .key = (char *)GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+         .value.integer = (int)sb_cfg_int("RECONNECT_INITIAL_MS", 250, 100, 60000)},
+        {.type = GRPC_ARG_INTEGER,
+         .key = (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+         .value.integer = (int)sb_cfg_int("RECONNECT_MAX_MS", 2000, 100, 120000)},
+        {.type = GRPC_ARG_INTEGER,
+         .key = (char *)GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+         .value.integer = (int)sb_cfg_int("CONNECT_TIMEOUT_MS", 2000, 100, 60000)},
+        {.type = GRPC_ARG_STRING,
+         .key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG,
+         .value.string = (char *)service},
+    };
+    grpc_channel_args cargs = {.num_args = service && !sb_tls_insecure() ? 4 : 3, .args = args};
+    ch = grpc_channel_create(target, creds, &cargs);
     grpc_channel_credentials_release(creds);
     return ch;
 }
@@ -70,6 +113,11 @@ static sb_channel_t *channel_get(const char *target, const char *service, const 
         c = c->next;
     if (!c) {
         grpc_init();
+        if (!poller_cq) { /* the first channel: start the poller (it holds a grpc_init of its own) */
+            grpc_init();
+            poller_cq = grpc_completion_queue_create_for_next(NULL);
+            pthread_create(&poller, NULL, poller_main, NULL);
+        }
         c = sb_calloc(1, sizeof *c);
         c->target = sb_strdup(target);
         c->service = service ? sb_strdup(service) : NULL;
@@ -127,6 +175,13 @@ void sb_channels_free_all(void)
         free(channels->key);
         free(channels);
         channels = n;
+        grpc_shutdown();
+    }
+    if (poller_cq) {
+        grpc_completion_queue_shutdown(poller_cq);
+        pthread_join(poller, NULL);
+        grpc_completion_queue_destroy(poller_cq);
+        poller_cq = NULL;
         grpc_shutdown();
     }
     pthread_mutex_unlock(&channels_mu);
@@ -208,6 +263,14 @@ sb_status_t sb_rpc_call_raw(sb_channel_t *ch, const char *path, const void *req,
     }
     grpc_completion_queue_pluck(cq, ops, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     st = (sb_status_t)status;
+    if (st == SB_CANCELLED) {
+        /* this client never cancels a call, so the server did: it was
+         * shutting down (a call it could not finish in its grace period, or
+         * one that reached it as it stopped). Retryable: UNAVAILABLE, never
+         * CANCELLED (the gateway's 499, "the client went away"). */
+        sb_buf_adds(err, "call cancelled by the server (shutting down?): ");
+        st = SB_UNAVAILABLE;
+    }
     if (st != SB_OK) {
         sb_buf_add(err, GRPC_SLICE_START_PTR(details), GRPC_SLICE_LENGTH(details));
     } else if (resp_bb) {

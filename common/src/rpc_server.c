@@ -1,9 +1,18 @@
 /* gRPC server on the core C API. See sb/rpc.h for the model.
  *
- * Threads: each worker owns one completion queue registered with the server
- * and loops request_call -> wait -> handle -> answer. A call is handled
- * synchronously by the worker that received it, so handlers may block on the
- * database; concurrency is the number of workers (SB_GRPC_WORKERS).
+ * Threads: an acceptor keeps a backlog of grpc_server_request_call slots
+ * posted on the one completion queue registered with the server; each call
+ * it gets goes, with its own completion queue, onto the server's queue of
+ * calls waiting for a worker. A worker takes the oldest and handles it
+ * synchronously (request -> handler -> answer), so handlers may block on the
+ * database; concurrency is the number of workers (GRPC_WORKERS).
+ *
+ * Why the queue is ours and not gRPC's: a call gRPC holds because no
+ * request_call is posted is cancelled by grpc_server_shutdown_and_notify
+ * (its client reads CANCELLED: HTTP 499 at the gateway), while a call handed
+ * to us is waited for. So every call that arrived before SIGTERM is ours,
+ * and sb_server_shutdown can drain the queue within the grace period and
+ * answer what is left UNAVAILABLE "shutting down" (a retryable 503).
  *
  * dispatch() is the one path of a call: find the row, unpack the request,
  * run the row, answer for an internal failure (answer_internal), pack. The
@@ -45,10 +54,14 @@ struct route {
     bool policed;               /* check api's access policy before the handler */
 };
 
-struct worker {
-    sb_server_t *srv;
-    grpc_completion_queue *cq;
-    pthread_t thread;
+/* One posted grpc_server_request_call, then the call it got, waiting in
+ * the server's queue for a worker. */
+struct slot {
+    grpc_call *call;
+    grpc_call_details details;
+    grpc_metadata_array md;
+    grpc_completion_queue *cq; /* the call's own: its batches complete here */
+    struct slot *next;
 };
 
 struct sb_server {
@@ -56,8 +69,19 @@ struct sb_server {
     int port;
     grpc_server *server;
     grpc_completion_queue *shutdown_cq;
-    struct worker *workers;
+    grpc_completion_queue *accept_cq; /* request_call notifications (registered) */
+    pthread_t acceptor;
+    pthread_t *workers;
     int n_workers;
+    int backlog; /* request_call slots kept posted */
+    /* the calls waiting for a worker; mu guards the queue and the counts */
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    struct slot *head, *tail;
+    int queued, running;
+    bool closed;   /* the acceptor is done: workers leave when the queue is empty */
+    bool refusing; /* the grace period is over: queued calls are answered UNAVAILABLE */
+    long n_finished, n_refused;
     struct route *routes;
     size_t n_routes;
     atomic_bool serving;
@@ -140,6 +164,10 @@ sb_server_t *sb_server_new(const char *addr, int workers)
     sb_server_t *s = sb_calloc(1, sizeof *s);
     s->addr = sb_strdup(addr);
     s->n_workers = workers > 0 ? workers : 4;
+    /* enough posted slots that a burst lands in our queue, not gRPC's */
+    s->backlog = s->n_workers * 4 > 32 ? s->n_workers * 4 : 32;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cond, NULL);
     atomic_init(&s->serving, true);
     sb_server_add_service(s, &grpc__health__v1__health__descriptor, health_methods, 1, s);
     return s;
@@ -351,8 +379,8 @@ static sb_status_t dispatch(const struct route *r, sb_rpc_ctx_t *ctx, const uint
     return SB_OK;
 }
 
-static void handle_call(sb_server_t *s, struct worker *w, grpc_call *call, grpc_call_details *details,
-                        grpc_metadata_array *md)
+static void handle_call(sb_server_t *s, grpc_completion_queue *cq, grpc_call *call,
+                        grpc_call_details *details, grpc_metadata_array *md)
 {
     int64_t t0 = sb_mono_ns();
     sb_rpc_ctx_t ctx = {.arena = sb_arena_new(), .err = SB_BUF_INIT, .detail = SB_BUF_INIT};
@@ -379,7 +407,7 @@ static void handle_call(sb_server_t *s, struct worker *w, grpc_call *call, grpc_
     grpc_op op = {.op = GRPC_OP_RECV_MESSAGE};
     op.data.recv_message.recv_message = &payload;
     sb_status_t st;
-    if (grpc_call_start_batch(call, &op, 1, &op, NULL) != GRPC_CALL_OK || !wait_op(w->cq, &op)) {
+    if (grpc_call_start_batch(call, &op, 1, &op, NULL) != GRPC_CALL_OK || !wait_op(cq, &op)) {
         st = sb_rpc_fail(&ctx, SB_CANCELLED, "call ended before its request arrived");
         goto out_answer;
     }
@@ -429,7 +457,7 @@ out_answer : {
     ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     ops[n++].data.recv_close_on_server.cancelled = &cancelled;
     if (grpc_call_start_batch(call, ops, n, ops, NULL) == GRPC_CALL_OK)
-        wait_op(w->cq, ops);
+        wait_op(cq, ops);
     else
         sb_error("grpc: could not send the answer of %s", ctx.method);
     grpc_slice_unref(details_slice);
@@ -445,41 +473,146 @@ out_answer : {
     sb_arena_free(ctx.arena);
 }
 
+static void drain_and_destroy(grpc_completion_queue *cq)
+{
+    grpc_completion_queue_shutdown(cq);
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+    }
+    grpc_completion_queue_destroy(cq);
+}
+
+/* Sends status st with message msg on a call whose request was never read
+ * (a refusal before any worker touched it). */
+static void answer_status(grpc_completion_queue *cq, grpc_call *call, sb_status_t st, const char *msg)
+{
+    grpc_op ops[3];
+    memset(ops, 0, sizeof ops);
+    grpc_slice details = grpc_slice_from_copied_string(msg);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[1].data.send_status_from_server.status = (grpc_status_code)st;
+    ops[1].data.send_status_from_server.status_details = &details;
+    int cancelled = 0;
+    ops[2].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[2].data.recv_close_on_server.cancelled = &cancelled;
+    if (grpc_call_start_batch(call, ops, 3, ops, NULL) == GRPC_CALL_OK)
+        wait_op(cq, ops);
+    grpc_slice_unref(details);
+}
+
+static void slot_free(struct slot *sl)
+{
+    if (sl->call)
+        grpc_call_unref(sl->call);
+    grpc_call_details_destroy(&sl->details);
+    grpc_metadata_array_destroy(&sl->md);
+    drain_and_destroy(sl->cq);
+    free(sl);
+}
+
+/* Posts one request_call slot; false when the server refuses it. */
+static bool post_slot(sb_server_t *s)
+{
+    struct slot *sl = sb_calloc(1, sizeof *sl);
+    grpc_call_details_init(&sl->details);
+    grpc_metadata_array_init(&sl->md);
+    sl->cq = grpc_completion_queue_create_for_next(NULL);
+    if (grpc_server_request_call(s->server, &sl->call, &sl->details, &sl->md, sl->cq, s->accept_cq,
+                                 sl) != GRPC_CALL_OK) {
+        slot_free(sl);
+        return false;
+    }
+    return true;
+}
+
+/* Moves every call gRPC hands over onto the queue and posts a slot in its
+ * place, until shutdown fails the posted slots. */
+static void *acceptor_main(void *arg)
+{
+    sb_server_t *s = arg;
+    int posted = 0;
+    for (int i = 0; i < s->backlog; i++)
+        posted += post_slot(s);
+    while (posted > 0) {
+        grpc_event ev =
+            grpc_completion_queue_next(s->accept_cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type != GRPC_OP_COMPLETE)
+            break;
+        struct slot *sl = ev.tag;
+        posted--;
+        if (!ev.success) { /* the server is shutting down */
+            slot_free(sl);
+            continue;
+        }
+        pthread_mutex_lock(&s->mu);
+        if (s->tail)
+            s->tail->next = sl;
+        else
+            s->head = sl;
+        s->tail = sl;
+        s->queued++;
+        pthread_cond_signal(&s->cond);
+        pthread_mutex_unlock(&s->mu);
+        posted += post_slot(s);
+    }
+    pthread_mutex_lock(&s->mu);
+    s->closed = true;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* The oldest queued call, or NULL when the queue is empty (and, with wait,
+ * the acceptor is done). Called with s->mu held. */
+static struct slot *dequeue(sb_server_t *s, bool wait)
+{
+    while (wait && !s->head && !s->closed)
+        pthread_cond_wait(&s->cond, &s->mu);
+    struct slot *sl = s->head;
+    if (sl) {
+        s->head = sl->next;
+        if (!s->head)
+            s->tail = NULL;
+        s->queued--;
+    }
+    return sl;
+}
+
 static void *worker_main(void *arg)
 {
-    struct worker *w = arg;
-    sb_server_t *s = w->srv;
-    for (;;) {
-        grpc_call *call = NULL;
-        grpc_call_details details;
-        grpc_metadata_array md;
-        grpc_call_details_init(&details);
-        grpc_metadata_array_init(&md);
-        int tag;
-        grpc_call_error e =
-            grpc_server_request_call(s->server, &call, &details, &md, w->cq, w->cq, &tag);
-        bool got = e == GRPC_CALL_OK && wait_op(w->cq, &tag);
-        if (got)
-            handle_call(s, w, call, &details, &md);
-        if (call)
-            grpc_call_unref(call);
-        grpc_call_details_destroy(&details);
-        grpc_metadata_array_destroy(&md);
-        if (!got)
-            break; /* server shutting down */
+    sb_server_t *s = arg;
+    pthread_mutex_lock(&s->mu);
+    struct slot *sl;
+    while ((sl = dequeue(s, true))) {
+        bool refuse = s->refusing;
+        if (refuse)
+            s->n_refused++;
+        else
+            s->running++;
+        pthread_mutex_unlock(&s->mu);
+        if (refuse)
+            answer_status(sl->cq, sl->call, SB_UNAVAILABLE, "shutting down; try again");
+        else
+            handle_call(s, sl->cq, sl->call, &sl->details, &sl->md);
+        slot_free(sl);
+        pthread_mutex_lock(&s->mu);
+        if (!refuse) {
+            s->running--;
+            s->n_finished++;
+        }
     }
+    pthread_mutex_unlock(&s->mu);
     return NULL;
 }
 
 sb_status_t sb_server_start(sb_server_t *s, sb_buf_t *err)
 {
     s->server = grpc_server_create(NULL, NULL);
-    s->workers = sb_calloc((size_t)s->n_workers, sizeof *s->workers);
-    for (int i = 0; i < s->n_workers; i++) {
-        s->workers[i].srv = s;
-        s->workers[i].cq = grpc_completion_queue_create_for_next(NULL);
-        grpc_server_register_completion_queue(s->server, s->workers[i].cq, NULL);
-    }
+    s->accept_cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(s->server, s->accept_cq, NULL);
     s->shutdown_cq = grpc_completion_queue_create_for_pluck(NULL);
     grpc_server_credentials *creds = sb_tls_server_creds(err); /* TLS unless GRPC_INSECURE */
     if (!creds)
@@ -491,8 +624,10 @@ sb_status_t sb_server_start(sb_server_t *s, sb_buf_t *err)
         return SB_UNAVAILABLE;
     }
     grpc_server_start(s->server);
+    s->workers = sb_calloc((size_t)s->n_workers, sizeof *s->workers);
+    pthread_create(&s->acceptor, NULL, acceptor_main, s);
     for (int i = 0; i < s->n_workers; i++)
-        pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
+        pthread_create(&s->workers[i], NULL, worker_main, s);
     s->started = true;
     sb_info("gRPC server listening on %s (port %d, %d workers, %s)", s->addr, s->port, s->n_workers,
             sb_tls_insecure() ? "plaintext" : "TLS");
@@ -515,35 +650,62 @@ void sb_server_set_serving(sb_server_t *s, bool serving)
     atomic_store(&s->serving, serving);
 }
 
+bool sb_server_serving(const sb_server_t *s)
+{
+    return atomic_load(&s->serving);
+}
+
+/* The drain (docs/internals.md, "Graceful drain"): gRPC stops listening,
+ * sends GOAWAY and fails the posted slots, so nothing new reaches the queue;
+ * the workers finish the running calls and work through the queued ones.
+ * When the grace period is over, what is still queued is answered
+ * UNAVAILABLE (never started, safe to retry); calls still running after it
+ * are cancelled (their clients read CANCELLED, which sb_rpc_call turns into
+ * UNAVAILABLE). */
 void sb_server_shutdown(sb_server_t *s, int grace_ms)
 {
     if (!s->started)
         return;
     atomic_store(&s->serving, false);
+    int64_t t0 = sb_mono_ns();
+    pthread_mutex_lock(&s->mu);
+    long finished0 = s->n_finished;
+    sb_info("gRPC server on %s draining: %d calls running, %d queued; grace %d ms", s->addr, s->running,
+            s->queued, grace_ms);
+    pthread_mutex_unlock(&s->mu);
     int tag;
     grpc_server_shutdown_and_notify(s->server, s->shutdown_cq, &tag);
-    grpc_event ev = grpc_completion_queue_pluck(s->shutdown_cq, &tag,
-                                                gpr_time_from_millis(grace_ms, GPR_TIMESPAN), NULL);
+    grpc_event ev = grpc_completion_queue_pluck(
+        s->shutdown_cq, &tag,
+        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(grace_ms, GPR_TIMESPAN)), NULL);
     if (ev.type == GRPC_QUEUE_TIMEOUT) {
-        sb_warn("grpc: calls still running after %d ms; cancelling them", grace_ms);
+        /* answer the queue here rather than wait for a worker to come free */
+        pthread_mutex_lock(&s->mu);
+        s->refusing = true;
+        int running = s->running;
+        struct slot *sl;
+        while ((sl = dequeue(s, false))) {
+            s->n_refused++;
+            pthread_mutex_unlock(&s->mu);
+            answer_status(sl->cq, sl->call, SB_UNAVAILABLE, "shutting down; try again");
+            slot_free(sl);
+            pthread_mutex_lock(&s->mu);
+        }
+        if (s->n_refused || running)
+            sb_warn("gRPC server on %s: grace of %d ms over: %ld queued calls answered UNAVAILABLE, "
+                    "%d running calls cancelled",
+                    s->addr, grace_ms, s->n_refused, running);
+        pthread_mutex_unlock(&s->mu);
         grpc_server_cancel_all_calls(s->server);
         grpc_completion_queue_pluck(s->shutdown_cq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     }
+    pthread_join(s->acceptor, NULL);
     for (int i = 0; i < s->n_workers; i++)
-        pthread_join(s->workers[i].thread, NULL);
+        pthread_join(s->workers[i], NULL);
     s->started = false;
-    sb_info("gRPC server on %s stopped", s->addr);
-}
-
-static void drain_and_destroy(grpc_completion_queue *cq)
-{
-    grpc_completion_queue_shutdown(cq);
-    for (;;) {
-        grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        if (ev.type == GRPC_QUEUE_SHUTDOWN)
-            break;
-    }
-    grpc_completion_queue_destroy(cq);
+    sb_info("gRPC server on %s stopped after %.0f ms: %ld calls finished during the drain, %ld "
+            "refused UNAVAILABLE",
+            s->addr, (double)(sb_mono_ns() - t0) / 1e6, s->n_finished - finished0, s->n_refused);
 }
 
 void sb_server_free(sb_server_t *s)
@@ -553,8 +715,8 @@ void sb_server_free(sb_server_t *s)
     sb_server_shutdown(s, 0);
     if (s->server)
         grpc_server_destroy(s->server);
-    for (int i = 0; s->workers && i < s->n_workers; i++)
-        drain_and_destroy(s->workers[i].cq);
+    if (s->accept_cq)
+        drain_and_destroy(s->accept_cq);
     if (s->shutdown_cq) {
         grpc_completion_queue_shutdown(s->shutdown_cq);
         grpc_completion_queue_pluck(s->shutdown_cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
@@ -562,6 +724,8 @@ void sb_server_free(sb_server_t *s)
     }
     for (size_t i = 0; i < s->n_routes; i++)
         free(s->routes[i].path);
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->mu);
     free(s->routes);
     free(s->workers);
     free(s->addr);

@@ -10,11 +10,14 @@
 #include "sb/config.h"
 #include "sb/log.h"
 #include "sb/registry.h"
+#include "sb/util.h"
 #include "sb/authn.h"
 
 static bool is_ready(void *arg)
 {
     sb_service_t *svc = arg;
+    if (!sb_server_serving(svc->server)) /* draining: a load balancer stops sending */
+        return false;
     sb_buf_t err = SB_BUF_INIT;
     sb_pg_conn_t *c = sb_pg_acquire(svc->pg, 1000, &err);
     bool ok = c != NULL;
@@ -77,6 +80,7 @@ int sb_service_main(const sb_service_def_t *def)
     long workers = sb_cfg_int("GRPC_WORKERS", 8, 1, 256);
     long pool_size = sb_cfg_int("DB_POOL_SIZE", 8, 1, 128);
     const char *bind = sb_cfg_str("GRPC_BIND", "127.0.0.1"); /* pods set 0.0.0.0 */
+    int grace_ms = (int)sb_cfg_int("SHUTDOWN_GRACE_MS", 5000, 0, 600000);
 
     sb_service_t svc = {.def = def};
     sb_admin_t *admin = NULL;
@@ -137,12 +141,20 @@ int sb_service_main(const sb_service_def_t *def)
     sb_info("%s service ready: gRPC %s, admin :%ld, database %s", def->name, addr, admin_port, dbname);
     int sig = 0;
     sigwait(&stop, &sig);
-    sb_info("signal %d: shutting down", sig);
     rc = 0;
-
+    /* The drain (docs/internals.md): /readyz and grpc.health say no first,
+     * for SHUTDOWN_DELAY_MS while calls are still taken, so a load balancer
+     * stops sending; then the server stops accepting and finishes the
+     * running and queued calls within SHUTDOWN_GRACE_MS; the admin listener
+     * answers /readyz 503 until then. */
+    long delay_ms = sb_cfg_int("SHUTDOWN_DELAY_MS", 0, 0, 600000);
+    sb_server_set_serving(svc.server, false);
+    sb_info("signal %d: draining: /readyz 503, accepting calls for %ld ms more", sig, delay_ms);
+    sb_sleep_ms(delay_ms);
+    sb_server_shutdown(svc.server, grace_ms);
     sb_admin_stop(admin);
 out_server_stop:
-    sb_server_shutdown(svc.server, (int)sb_cfg_int("SHUTDOWN_GRACE_MS", 5000, 0, 600000));
+    sb_server_shutdown(svc.server, grace_ms);
 out_server:
     sb_server_free(svc.server);
     if (def->fini)

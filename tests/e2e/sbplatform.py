@@ -88,17 +88,39 @@ class Platform:
         return p
 
     def start_service(self, s):
-        i = SERVICES.index(s) + 1
-        return self.start(s, os.path.join(self.build, "services", s, f"sb-{s}"),
-                          {"GRPC_PORT": str(GRPC_BASE + i), "ADMIN_PORT": str(ADMIN_BASE + i)})
+        return self.launch(s)
+
+    def launch(self, name, extra=None):
+        """Starts process `name` (a service of the registry, or "gateway") on
+        its ports, with `extra` added to its environment."""
+        if name == "gateway":
+            return self.start("gateway", os.path.join(self.build, "gateway", "sb-gateway"),
+                              dict({"GATEWAY_PORT": str(GATEWAY_PORT)}, **(extra or {})))
+        i = SERVICES.index(name) + 1
+        return self.start(name, os.path.join(self.build, "services", name, f"sb-{name}"),
+                          dict({"GRPC_PORT": str(GRPC_BASE + i), "ADMIN_PORT": str(ADMIN_BASE + i)},
+                               **(extra or {})))
+
+    def admin_url(self, name):
+        """The admin HTTP base of service `name` (/readyz, /metrics)."""
+        return f"http://127.0.0.1:{ADMIN_BASE + 1 + SERVICES.index(name)}"
+
+    def proc(self, name):
+        """The latest process started as `name` (a subprocess.Popen), or None."""
+        found = [p for n, p, _ in self.procs if n == name]
+        return found[-1] if found else None
+
+    def log_text(self, name):
+        """Everything process `name` has logged so far (restarts included)."""
+        with open(os.path.join(self.logdir, f"{name}.log")) as f:
+            return f.read()
 
     def __enter__(self):
         try:
             for s in SERVICES:
                 if s in self.services:
-                    self.start_service(s)
-            self.start("gateway", os.path.join(self.build, "gateway", "sb-gateway"),
-                       {"GATEWAY_PORT": str(GATEWAY_PORT)})
+                    self.launch(s)
+            self.launch("gateway")
             self.wait_ready()
         except BaseException:
             self.__exit__(None, None, None)
@@ -109,7 +131,7 @@ class Platform:
         deadline = time.time() + timeout
         pending = {s: ADMIN_BASE + 1 + SERVICES.index(s) for s in self.services}
         while pending or not self._get_ok(f"{self.base}/healthz"):
-            for name, p, _ in self.procs:
+            for name, p in {n: p for n, p, _ in self.procs}.items():  # the latest of each
                 if p.poll() is not None:
                     self.dump_logs()
                     raise RuntimeError(f"{name} exited with {p.returncode} during start-up")
@@ -129,11 +151,23 @@ class Platform:
         except (urllib.error.URLError, OSError):
             return False
 
-    def stop(self, name):
+    def stop(self, name, timeout=15):
+        """SIGTERM to `name`, waits for it; its exit code (None if none ran)."""
+        rc = None
         for n, p, _ in self.procs:
             if n == name and p.poll() is None:
                 p.send_signal(signal.SIGTERM)
-                p.wait(timeout=15)
+                p.wait(timeout=timeout)
+            if n == name:
+                rc = p.returncode
+        return rc
+
+    def restart(self, name, extra=None):
+        """Starts `name` again (stopping it first if it runs) and waits until
+        it is ready."""
+        self.stop(name)
+        self.launch(name, extra)
+        self.wait_ready()
 
     def kill(self, name, sig=signal.SIGKILL):
         """Sends `sig` to process `name` and waits for it to end; its exit is
@@ -170,7 +204,7 @@ class Platform:
         return False
 
     def dump_logs(self, tail=40):
-        for name, _, log in self.procs:
+        for name in dict.fromkeys(n for n, _, _ in self.procs):  # a restarted one once
             path = os.path.join(self.logdir, f"{name}.log")
             try:
                 lines = open(path).read().splitlines()[-tail:]

@@ -167,13 +167,18 @@ sb_status_t sb_server_start(sb_server_t *s, sb_buf_t *err);
 int sb_server_port(const sb_server_t *s); /* the bound port after start */
 /* Health status reported for the service name ("" = the whole server). */
 void sb_server_set_serving(sb_server_t *s, bool serving);
+/* false once sb_server_set_serving(s, false) or sb_server_shutdown began. */
+bool sb_server_serving(const sb_server_t *s);
 /* The end-user check every call passes before its handler: fn verifies the
  * bearer token of the call's authorization metadata (sb_authn_verify); a call
  * without one is anonymous. Without an authenticator every call is anonymous. */
 typedef sb_status_t (*sb_rpc_authn_fn)(void *arg, const char *token, sb_jwt_claims_t *out,
                                        sb_buf_t *err);
 void sb_server_set_authenticator(sb_server_t *s, sb_rpc_authn_fn fn, void *arg);
-/* Stops accepting, lets calls in flight finish for up to grace_ms, then cancels. */
+/* The drain: reports NOT_SERVING, stops accepting (GOAWAY to clients), lets
+ * the running calls and those queued for a worker finish for up to grace_ms,
+ * then answers what is still queued UNAVAILABLE "shutting down" and cancels
+ * what still runs; joins the threads. Logs each phase with counts. */
 void sb_server_shutdown(sb_server_t *s, int grace_ms);
 void sb_server_free(sb_server_t *s);
 
