@@ -10,7 +10,27 @@
  * still failing after 5 attempts, becomes a dead letter as well. Only when
  * the dead letter itself cannot be written (the database is down) does the
  * consumer keep the message and keep trying: the offset is never committed
- * for an event that left no trace. */
+ * for an event that left no trace.
+ *
+ * Concurrency: one poll thread and CONSUMER_WORKERS (default 4) workers. The
+ * poll thread hands each message to the worker its (topic, partition) maps
+ * to, so the events of one partition (of one aggregate: the relay keys them
+ * by aggregate id) are handled one after the other in offset order, while
+ * another partition's events go on in parallel: a 2,000,000-seat approval
+ * holds up only its own partition. Each worker commits the offset of a
+ * message after its inbox transaction, as before; offsets of one partition
+ * are committed in order because one worker owns the partition.
+ *
+ * A worker's queue is unbounded, but a partition whose worker has more than
+ * QUEUE_HIGH messages waiting is paused (no more fetched for it) until the
+ * queue is below QUEUE_LOW, so a backlog stays in Kafka, not in memory.
+ *
+ * Rebalance and stop: before partitions are taken away (a rebalance, or
+ * leaving the group) the messages not started yet are dropped (their offsets
+ * were never committed: the next owner gets them) and the ones being handled
+ * are waited for, so two members never handle one partition at once. On
+ * stop, a worker finishes (and commits) the event it is handling; the
+ * consumer leaves the group after every worker has returned. */
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -20,11 +40,38 @@
 
 #include "kafka.h"
 #include "sb/alloc.h"
+#include "sb/config.h"
 #include "sb/events.h"
 #include "sb/log.h"
 #include "sb/metrics.h"
 
 #define ATTEMPTS 5
+#define WORKERS_MAX 64
+#define QUEUE_HIGH 500 /* messages waiting for one worker: pause the partition */
+#define QUEUE_LOW 100  /* ... and resume it below this */
+#define PAUSED_MAX 256 /* partitions paused at once (more: the poll thread waits instead) */
+
+typedef struct msg_node {
+    rd_kafka_message_t *m;
+    struct msg_node *next;
+} msg_node_t;
+
+/* One worker: its queue (FIFO) and whether it is handling a message. */
+typedef struct worker {
+    struct sb_consumer *c;
+    pthread_t thread;
+    msg_node_t *head, *tail;
+    size_t len;
+    bool busy;
+    pthread_cond_t more; /* a message was queued, or stopping */
+    pthread_cond_t idle; /* the queue is empty and nothing is being handled */
+} worker_t;
+
+typedef struct paused {
+    char *topic;
+    int32_t partition;
+    worker_t *w;
+} paused_t;
 
 struct sb_consumer {
     rd_kafka_t *rk;
@@ -33,6 +80,12 @@ struct sb_consumer {
     atomic_bool stop;
     atomic_uint_fast64_t handled, duplicates;
     pthread_t thread;
+    pthread_mutex_t mu; /* the workers' queues and flags */
+    worker_t *workers;
+    size_t n_workers;
+    bool workers_stop;           /* under mu */
+    paused_t paused[PAUSED_MAX]; /* poll thread and rebalance callback only */
+    size_t n_paused;
 };
 
 /* Sleeps ms in slices, returning early when stopping. */
@@ -90,10 +143,176 @@ static bool consume(sb_consumer_t *c, const rd_kafka_message_t *m)
     return done;
 }
 
+/* A worker: handles its queue in order; commits each offset after the
+ * event's inbox transaction. */
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    sb_consumer_t *c = w->c;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (!w->head && !c->workers_stop)
+            pthread_cond_wait(&w->more, &c->mu);
+        if (c->workers_stop)
+            break;
+        msg_node_t *n = w->head;
+        w->head = n->next;
+        if (!w->head)
+            w->tail = NULL;
+        w->len--;
+        w->busy = true;
+        pthread_mutex_unlock(&c->mu);
+
+        rd_kafka_message_t *m = n->m;
+        free(n);
+        if (consume(c, m)) {
+            rd_kafka_resp_err_t ce = rd_kafka_commit_message(c->rk, m, 0);
+            if (ce)
+                sb_warn("kafka commit failed: %s (the event may be redelivered; the inbox drops it)",
+                        rd_kafka_err2str(ce));
+        } /* else stopping: the offset stays uncommitted, the next owner handles it */
+        rd_kafka_message_destroy(m);
+
+        pthread_mutex_lock(&c->mu);
+        w->busy = false;
+        if (!w->head)
+            pthread_cond_broadcast(&w->idle);
+    }
+    w->busy = false;
+    pthread_cond_broadcast(&w->idle);
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+/* The worker of a message's partition: the same one for every message of
+ * the partition. */
+static worker_t *worker_of(sb_consumer_t *c, const char *topic, int32_t partition)
+{
+    uint32_t h = 2166136261u; /* FNV-1a of the topic, plus the partition */
+    for (const char *p = topic; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    return &c->workers[(h + (uint32_t)partition) % c->n_workers];
+}
+
+static void queue_push(worker_t *w, rd_kafka_message_t *m)
+{
+    msg_node_t *n = sb_calloc(1, sizeof *n);
+    n->m = m;
+    if (w->tail)
+        w->tail->next = n;
+    else
+        w->head = n;
+    w->tail = n;
+    w->len++;
+}
+
+static void pause_set(sb_consumer_t *c, const char *topic, int32_t partition, bool pause)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition);
+    rd_kafka_resp_err_t e =
+        pause ? rd_kafka_pause_partitions(c->rk, l) : rd_kafka_resume_partitions(c->rk, l);
+    if (e)
+        sb_warn("kafka consumer: cannot %s %s[%d]: %s", pause ? "pause" : "resume", topic,
+                (int)partition, rd_kafka_err2str(e));
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Resumes the paused partitions whose worker has caught up (all of them
+ * when `all`). Poll thread (or its rebalance callback) only. */
+static void resume_caught_up(sb_consumer_t *c, bool all)
+{
+    for (size_t i = 0; i < c->n_paused;) {
+        paused_t *p = &c->paused[i];
+        pthread_mutex_lock(&c->mu);
+        bool low = p->w->len < QUEUE_LOW;
+        pthread_mutex_unlock(&c->mu);
+        if (!all && !low) {
+            i++;
+            continue;
+        }
+        pause_set(c, p->topic, p->partition, false);
+        free(p->topic);
+        c->paused[i] = c->paused[--c->n_paused];
+    }
+}
+
+/* Hands m to its partition's worker; pauses the partition when the worker
+ * is far behind. */
+static void dispatch(sb_consumer_t *c, rd_kafka_message_t *m)
+{
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    worker_t *w = worker_of(c, topic, m->partition);
+    pthread_mutex_lock(&c->mu);
+    queue_push(w, m);
+    size_t len = w->len;
+    pthread_cond_signal(&w->more);
+    pthread_mutex_unlock(&c->mu);
+    if (len < QUEUE_HIGH)
+        return;
+    for (size_t i = 0; i < c->n_paused; i++)
+        if (c->paused[i].partition == m->partition && !strcmp(c->paused[i].topic, topic))
+            return; /* already paused: what was fetched before still arrives */
+    if (c->n_paused < PAUSED_MAX) {
+        pause_set(c, topic, m->partition, true);
+        c->paused[c->n_paused++] = (paused_t){sb_strdup(topic), m->partition, w};
+        return;
+    }
+    /* too many paused partitions to track: wait for this worker instead */
+    pthread_mutex_lock(&c->mu);
+    while (w->len >= QUEUE_LOW && !atomic_load(&c->stop))
+        pthread_cond_wait(&w->idle, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Drops every message not started yet (never committed: the partition's
+ * next owner gets them again) and waits until no worker is handling one. */
+static void drain(sb_consumer_t *c)
+{
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < c->n_workers; i++) {
+        worker_t *w = &c->workers[i];
+        while (w->head) {
+            msg_node_t *n = w->head;
+            w->head = n->next;
+            rd_kafka_message_destroy(n->m);
+            free(n);
+        }
+        w->tail = NULL;
+        w->len = 0;
+        while (w->busy)
+            pthread_cond_wait(&w->idle, &c->mu);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Partitions assigned or taken away (poll thread, inside
+ * rd_kafka_consumer_poll or rd_kafka_consumer_close). The assignment is
+ * eager (partition.assignment.strategy below): a rebalance takes every
+ * partition away first, so dropping every queued message is right. */
+static void rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
+                      void *opaque)
+{
+    sb_consumer_t *c = opaque;
+    rd_kafka_resp_err_t e;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        if ((e = rd_kafka_assign(rk, parts)))
+            sb_warn("kafka consumer: assign: %s", rd_kafka_err2str(e));
+        return;
+    }
+    /* before anyone else may take them: nothing of ours in flight */
+    resume_caught_up(c, true);
+    drain(c);
+    if ((e = rd_kafka_assign(rk, NULL)))
+        sb_warn("kafka consumer: unassign: %s", rd_kafka_err2str(e));
+}
+
 static void *consumer_main(void *arg)
 {
     sb_consumer_t *c = arg;
     while (!atomic_load(&c->stop)) {
+        if (c->n_paused)
+            resume_caught_up(c, false);
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 200);
         if (!m)
             continue;
@@ -103,16 +322,7 @@ static void *consumer_main(void *arg)
             rd_kafka_message_destroy(m);
             continue;
         }
-        if (!consume(c, m)) {
-            /* stopping: the offset stays uncommitted, the next owner handles it */
-            rd_kafka_message_destroy(m);
-            break;
-        }
-        rd_kafka_resp_err_t ce = rd_kafka_commit_message(c->rk, m, 0);
-        if (ce)
-            sb_warn("kafka commit failed: %s (the event may be redelivered; the inbox drops it)",
-                    rd_kafka_err2str(ce));
-        rd_kafka_message_destroy(m);
+        dispatch(c, m);
     }
     return NULL;
 }
@@ -157,18 +367,24 @@ sb_consumer_t *sb_consumer_start(const char *brokers, const char *group, sb_pg_p
         goto out_topics;
     static const char *const kv[][2] = {
         {"enable.auto.commit", "false"}, /* committed after the inbox transaction */
-        {"auto.offset.reset", "earliest"}, {"enable.partition.eof", "false"},
-        {"session.timeout.ms", "10000"},   {"heartbeat.interval.ms", "1000"},
+        {"auto.offset.reset", "earliest"},
+        {"enable.partition.eof", "false"},
+        {"session.timeout.ms", "10000"},
+        {"heartbeat.interval.ms", "1000"},
+        {"partition.assignment.strategy", "range,roundrobin"}, /* eager: see rebalance() */
     };
     if (rd_kafka_conf_set(conf, "group.id", group, e, sizeof e) != RD_KAFKA_CONF_OK)
         goto out_conf;
+    sb_consumer_t *c = sb_calloc(1, sizeof *c);
+    rd_kafka_conf_set_opaque(conf, c);
+    rd_kafka_conf_set_rebalance_cb(conf, rebalance);
     for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
         if (rd_kafka_conf_set(conf, kv[i][0], kv[i][1], e, sizeof e) != RD_KAFKA_CONF_OK)
             goto out_conf;
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
     if (!rk) {
         sb_buf_addf(err, "kafka consumer: %s", e);
-        goto out_topics;
+        goto out_consumer;
     }
     rd_kafka_poll_set_consumer(rk);
     rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new((int)n_topics);
@@ -179,20 +395,33 @@ sb_consumer_t *sb_consumer_start(const char *brokers, const char *group, sb_pg_p
     if (se) {
         sb_buf_addf(err, "kafka subscribe: %s", rd_kafka_err2str(se));
         rd_kafka_destroy(rk);
-        goto out_topics;
+        goto out_consumer;
     }
-    sb_consumer_t *c = sb_calloc(1, sizeof *c);
     c->rk = rk;
     c->pool = pool;
     c->table = *t;
+    c->n_workers = (size_t)sb_cfg_int("CONSUMER_WORKERS", 4, 1, WORKERS_MAX);
+    c->workers = sb_calloc(c->n_workers, sizeof *c->workers);
+    pthread_mutex_init(&c->mu, NULL);
+    for (size_t i = 0; i < c->n_workers; i++) {
+        worker_t *w = &c->workers[i];
+        w->c = c;
+        pthread_cond_init(&w->more, NULL);
+        pthread_cond_init(&w->idle, NULL);
+        pthread_create(&w->thread, NULL, worker_main, w);
+    }
     pthread_create(&c->thread, NULL, consumer_main, c);
-    sb_info("kafka consumer group %s started on %zu topic(s), %zu event type(s)", group, n_topics, t->n);
+    sb_info("kafka consumer group %s started on %zu topic(s), %zu event type(s), %zu worker(s)", group,
+            n_topics, t->n, c->n_workers);
     topics_free(topics, n_topics);
     return c;
 
 out_conf:
     sb_buf_addf(err, "kafka consumer config: %s", e);
     rd_kafka_conf_destroy(conf);
+    goto out_topics;
+out_consumer:
+    free(c);
 out_topics:
     topics_free(topics, n_topics);
     return NULL;
@@ -203,9 +432,28 @@ void sb_consumer_stop(sb_consumer_t *c)
     if (!c)
         return;
     atomic_store(&c->stop, true);
-    pthread_join(c->thread, NULL);
+    pthread_join(c->thread, NULL); /* no more dispatching */
+    pthread_mutex_lock(&c->mu);
+    c->workers_stop = true; /* each finishes (and commits) what it is handling */
+    for (size_t i = 0; i < c->n_workers; i++) {
+        pthread_cond_broadcast(&c->workers[i].more);
+        pthread_cond_broadcast(&c->workers[i].idle); /* a dispatch waiting on a worker */
+    }
+    pthread_mutex_unlock(&c->mu);
+    for (size_t i = 0; i < c->n_workers; i++)
+        pthread_join(c->workers[i].thread, NULL);
+    /* leaving the group revokes the partitions: the rebalance callback drops
+     * what is still queued (never started, never committed) */
     rd_kafka_consumer_close(c->rk);
+    drain(c);
+    resume_caught_up(c, true);
     rd_kafka_destroy(c->rk);
+    for (size_t i = 0; i < c->n_workers; i++) {
+        pthread_cond_destroy(&c->workers[i].more);
+        pthread_cond_destroy(&c->workers[i].idle);
+    }
+    pthread_mutex_destroy(&c->mu);
+    free(c->workers);
     free(c);
 }
 

@@ -152,22 +152,48 @@ static const sb_pg_stmt_t stmt_reprice_seats = {
     " AND g.performance_id = $1::uuid AND g.grade = s.grade AND s.status = 'AVAILABLE'"
     " AND s.price <> g.price"};
 
-/* Every seat the grades call for on every current schedule; existing ones
- * stay as they are, so a replay adds nothing. Only (schedule, grade) pairs
- * missing some of their seats are generated (the count is an index range).
+/* Every seat the grades call for on every current schedule, set-based (see
+ * migrations/0002_bulk_seats.sql): the layout of one schedule (seat ids,
+ * rows, numbers, prices) is computed once per grade (inv_row_label once per
+ * row of 20, not per seat) and crossed with the schedules, so PostgreSQL
+ * writes 2,000,000 seats without any per-seat function call, trigger or
+ * conflict check. Two statements:
+ *   add_seats   (schedule, grade) pairs without any seat yet, the whole of
+ *               an approval: a plain INSERT (a duplicate cannot occur under
+ *               the performance's lock; if one did, the unique key fails the
+ *               transaction and the event is retried);
+ *   fill_seats  pairs that have some seats but not all of their count (a
+ *               grown grade, a grade brought back next to kept held seats):
+ *               ON CONFLICT DO NOTHING, so existing seats stay as they are.
+ * A replay adds nothing: every pair is then complete.
  * 20 = RESV_SEATS_PER_ROW. */
+#define SEAT_LAYOUT                                                                                     \
+    "WITH g AS (SELECT grade, price, seat_count FROM inv_grades WHERE performance_id = $1::uuid),"      \
+    " rl AS (SELECT g.grade, g.price, g.seat_count, r, inv_row_label(r) AS label"                       \
+    "   FROM g, generate_series(0, (g.seat_count - 1) / 20) AS r),"                                     \
+    " layout AS MATERIALIZED (SELECT rl.grade, rl.price, rl.r * 20 + n - 1 AS i, rl.label, n,"          \
+    "   rl.grade || '-' || rl.label || '-' || n AS seat_id"                                             \
+    "   FROM rl, generate_series(1, 20) AS n WHERE rl.r * 20 + n - 1 < rl.seat_count),"                 \
+    " sc AS (SELECT schedule_id FROM inv_schedules WHERE performance_id = $1::uuid AND NOT removed)"
+#define SEAT_INSERT                                                                                     \
+    " INSERT INTO seats (schedule_id, seat_id, grade, seat_index, row_label, seat_number, price)"       \
+    " SELECT p.schedule_id, l.seat_id, l.grade, l.i, l.label, l.n, l.price FROM pairs p"                \
+    " JOIN layout l ON l.grade = p.grade"
+
 static const sb_pg_stmt_t stmt_add_seats = {
     "inv_event_add_seats",
-    "INSERT INTO seats (schedule_id, seat_id, grade, seat_index, row_label, seat_number, price)"
-    " SELECT sc.schedule_id, g.grade || '-' || r.label || '-' || (i % 20 + 1)::text, g.grade, i,"
-    " r.label, i % 20 + 1, g.price"
-    " FROM inv_schedules sc JOIN inv_grades g ON g.performance_id = sc.performance_id"
-    " CROSS JOIN LATERAL generate_series(0, g.seat_count - 1) AS i"
-    " CROSS JOIN LATERAL (SELECT inv_row_label(i / 20) AS label) AS r"
-    " WHERE sc.performance_id = $1::uuid AND NOT sc.removed"
-    " AND (SELECT count(*) FROM seats s WHERE s.schedule_id = sc.schedule_id"
-    "      AND s.grade = g.grade AND s.seat_index < g.seat_count) < g.seat_count"
-    " ON CONFLICT (schedule_id, seat_id) DO NOTHING"};
+    SEAT_LAYOUT ", pairs AS (SELECT sc.schedule_id, g.grade FROM sc, g WHERE g.seat_count > 0"
+                " AND NOT EXISTS (SELECT 1 FROM seats s WHERE s.schedule_id = sc.schedule_id"
+                "   AND s.grade = g.grade))" SEAT_INSERT};
+
+static const sb_pg_stmt_t stmt_fill_seats = {
+    "inv_event_fill_seats",
+    SEAT_LAYOUT ", pairs AS (SELECT sc.schedule_id, g.grade FROM sc, g WHERE g.seat_count > 0"
+                " AND EXISTS (SELECT 1 FROM seats s WHERE s.schedule_id = sc.schedule_id"
+                "   AND s.grade = g.grade)"
+                " AND (SELECT count(*) FROM seats s WHERE s.schedule_id = sc.schedule_id"
+                "   AND s.grade = g.grade AND s.seat_index < g.seat_count) < g.seat_count)" SEAT_INSERT
+                " ON CONFLICT (schedule_id, seat_id) DO NOTHING"};
 
 static const sb_pg_stmt_t stmt_cancel = {
     "inv_event_cancel",
@@ -372,6 +398,9 @@ static sb_status_t sync_seats(sb_db_t *db, const char *perf, long *added, long *
         (st = sb_db_exec(db, &stmt_add_seats, &r, perf)) != SB_OK)
         return st;
     *added = sb_db_affected(r);
+    if ((st = sb_db_exec(db, &stmt_fill_seats, &r, perf)) != SB_OK)
+        return st;
+    *added += sb_db_affected(r);
     return SB_OK;
 }
 

@@ -221,12 +221,17 @@ sb_status_t sb_dead_letter_add(sb_pg_pool_t *pool, const char *source, const cha
 /* ---- consumer (consumer.c) ---- */
 typedef struct sb_consumer sb_consumer_t;
 /* Checks t (sb_event_table_check), creates the topics of its types if
- * missing, joins consumer group `group` on them and handles events on a
- * background thread. t is copied; its rows and arg must outlive the
- * consumer. NULL with err on failure. */
+ * missing, joins consumer group `group` on them and handles events on
+ * background threads: CONSUMER_WORKERS (default 4, 1-64) workers, each
+ * partition always on the same one, so events of one partition are handled
+ * in order and different partitions in parallel (consumer.c). t is copied;
+ * its rows and arg must outlive the consumer. NULL with err on failure. */
 sb_consumer_t *sb_consumer_start(const char *brokers, const char *group, sb_pg_pool_t *pool,
                                  const sb_event_table_t *t, sb_buf_t *err);
-void sb_consumer_stop(sb_consumer_t *c); /* leaves the group, joins, frees */
+/* Stops: every worker finishes (and commits) the event it is handling, what
+ * is queued is dropped uncommitted, then the consumer leaves the group;
+ * joins every thread and frees. NULL is fine. */
+void sb_consumer_stop(sb_consumer_t *c);
 /* Events this consumer handled (skipped ones included), and redelivered ones
  * it dropped, so far. */
 void sb_consumer_stats(const sb_consumer_t *c, uint64_t *handled, uint64_t *duplicates);
