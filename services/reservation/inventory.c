@@ -10,6 +10,10 @@
  *   GetPerformanceReservations  owning planner or admin: every schedule's
  *                               per-grade counts (reservations: booking issue)
  *
+ * A schedule whose seats the seat-fill job has not created yet
+ * (seats_pending, inventory_events.c) has no seat map and is not bookable;
+ * the planner's counts show what exists so far.
+ *
  * Counts are one GROUP BY per schedule over seats, answered from the index
  * on (schedule_id, grade, status). The two RPCs of two queries read one
  * snapshot (REPEATABLE READ rows, main.c). Response strings point into the
@@ -30,19 +34,20 @@
 #define NIL_UUID "00000000-0000-0000-0000-000000000000"
 
 static const sb_pg_stmt_t stmt_seat_map = {
-    "inv_seat_map", "SELECT sc.performance_id::text, " SB_DB_TS(
-                        "sc.starts_at") " AS starts_at,"
-                                        " s.seat_id, s.grade, s.row_label AS row, s.seat_number AS "
-                                        "number, s.price, s.status"
-                                        " FROM inv_schedules sc"
-                                        " JOIN inv_performances p ON p.performance_id = "
-                                        "sc.performance_id AND p.status = 'ON_SALE'"
-                                        " LEFT JOIN seats s ON s.schedule_id = sc.schedule_id"
-                                        " LEFT JOIN inv_grades g ON g.performance_id = "
-                                        "sc.performance_id AND g.grade = s.grade"
-                                        " WHERE sc.schedule_id = $1::uuid AND NOT sc.removed"
-                                        " ORDER BY g.price DESC NULLS LAST, g.position, s.grade COLLATE "
-                                        "\"C\", s.seat_index"};
+    "inv_seat_map",
+    "SELECT sc.performance_id::text, " SB_DB_TS(
+        "sc.starts_at") " AS starts_at,"
+                        " s.seat_id, s.grade, s.row_label AS row, s.seat_number AS "
+                        "number, s.price, s.status"
+                        " FROM inv_schedules sc"
+                        " JOIN inv_performances p ON p.performance_id = "
+                        "sc.performance_id AND p.status = 'ON_SALE'"
+                        " LEFT JOIN seats s ON s.schedule_id = sc.schedule_id"
+                        " LEFT JOIN inv_grades g ON g.performance_id = "
+                        "sc.performance_id AND g.grade = s.grade"
+                        " WHERE sc.schedule_id = $1::uuid AND NOT sc.removed AND NOT sc.seats_pending"
+                        " ORDER BY g.price DESC NULLS LAST, g.position, s.grade COLLATE "
+                        "\"C\", s.seat_index"};
 
 /* ListBookable's page: $1 the last id of the previous page (NIL_UUID for the
  * first), $2 now, $3 the page size + 1 (to see whether more follow), $4 the
@@ -52,7 +57,7 @@ static const sb_pg_stmt_t stmt_seat_map = {
     " FROM inv_performances p"                                                                          \
     " WHERE p.status = 'ON_SALE' AND p.performance_id > $1::uuid" category_cond                         \
     " AND EXISTS (SELECT 1 FROM inv_schedules sc WHERE sc.performance_id = p.performance_id"            \
-    "   AND NOT sc.removed AND sc.starts_at > $2::timestamptz)"                                         \
+    "   AND NOT sc.removed AND NOT sc.seats_pending AND sc.starts_at > $2::timestamptz)"                \
     " ORDER BY p.performance_id LIMIT $3::int"
 
 static const sb_pg_stmt_t stmt_bookable_page = {"inv_bookable_page", BOOKABLE_PAGE("")};
@@ -90,8 +95,9 @@ static const sb_pg_stmt_t stmt_bookable_page_category = {"inv_bookable_page_cate
 
 /* $1 the page's performance ids, $2 now. */
 static const sb_pg_stmt_t stmt_bookable_schedules = {
-    "inv_bookable_schedules", SCHEDULE_GRADES("sc.performance_id = ANY($1::uuid[]) AND NOT sc.removed"
-                                              " AND sc.starts_at > $2::timestamptz")};
+    "inv_bookable_schedules",
+    SCHEDULE_GRADES("sc.performance_id = ANY($1::uuid[]) AND NOT sc.removed AND NOT sc.seats_pending"
+                    " AND sc.starts_at > $2::timestamptz")};
 
 /* Every schedule, past and removed ones included: the planner's view. */
 static const sb_pg_stmt_t stmt_performance_schedules = {"inv_performance_schedules",

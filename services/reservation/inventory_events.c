@@ -33,9 +33,12 @@
 #include <strings.h>
 
 #include "reservation.h"
+#include "sb/config.h"
+#include "sb/jobs.h"
 #include "sb/locks.h"
 #include "sb/log.h"
 #include "sb/service.h"
+#include "sb/util.h"
 
 /* Limits on a snapshot; the performance service's own rules are tighter. */
 #define MAX_SCHEDULES 500
@@ -165,7 +168,8 @@ static const sb_pg_stmt_t stmt_reprice_seats = {
  *   fill_seats  pairs that have some seats but not all of their count (a
  *               grown grade, a grade brought back next to kept held seats):
  *               ON CONFLICT DO NOTHING, so existing seats stay as they are.
- * A replay adds nothing: every pair is then complete.
+ * A replay adds nothing: every pair is then complete. $2: one schedule (the
+ * seat-fill job), or NULL for all of the performance's.
  * 20 = RESV_SEATS_PER_ROW. */
 #define SEAT_LAYOUT                                                                                     \
     "WITH g AS (SELECT grade, price, seat_count FROM inv_grades WHERE performance_id = $1::uuid),"      \
@@ -174,7 +178,8 @@ static const sb_pg_stmt_t stmt_reprice_seats = {
     " layout AS MATERIALIZED (SELECT rl.grade, rl.price, rl.r * 20 + n - 1 AS i, rl.label, n,"          \
     "   rl.grade || '-' || rl.label || '-' || n AS seat_id"                                             \
     "   FROM rl, generate_series(1, 20) AS n WHERE rl.r * 20 + n - 1 < rl.seat_count),"                 \
-    " sc AS (SELECT schedule_id FROM inv_schedules WHERE performance_id = $1::uuid AND NOT removed)"
+    " sc AS (SELECT schedule_id FROM inv_schedules WHERE performance_id = $1::uuid AND NOT removed"     \
+    "   AND ($2::uuid IS NULL OR schedule_id = $2::uuid))"
 #define SEAT_INSERT                                                                                     \
     " INSERT INTO seats (schedule_id, seat_id, grade, seat_index, row_label, seat_number, price)"       \
     " SELECT p.schedule_id, l.seat_id, l.grade, l.i, l.label, l.n, l.price FROM pairs p"                \
@@ -194,6 +199,25 @@ static const sb_pg_stmt_t stmt_fill_seats = {
                 " AND (SELECT count(*) FROM seats s WHERE s.schedule_id = sc.schedule_id"
                 "   AND s.grade = g.grade AND s.seat_index < g.seat_count) < g.seat_count)" SEAT_INSERT
                 " ON CONFLICT (schedule_id, seat_id) DO NOTHING"};
+
+/* A snapshot over INVENTORY_INLINE_SEATS: its current schedules wait for the
+ * seat-fill job; pg_notify wakes the job at COMMIT. */
+static const sb_pg_stmt_t stmt_mark_pending = {
+    "inv_event_mark_pending",
+    "WITH m AS (UPDATE inv_schedules SET seats_pending = true, updated_at = now()"
+    " WHERE performance_id = $1::uuid AND NOT removed RETURNING 1)"
+    " SELECT count(*), pg_notify('" RESV_SEAT_FILL_CHANNEL "', '') FROM m"};
+
+/* The seat-fill job: the oldest schedule waiting, then (under the
+ * performance's lock) whether it still is. */
+static const sb_pg_stmt_t stmt_next_pending = {
+    "inv_fill_next", "SELECT schedule_id::text, performance_id::text FROM inv_schedules"
+                     " WHERE seats_pending AND NOT removed ORDER BY updated_at, schedule_id LIMIT 1"};
+static const sb_pg_stmt_t stmt_still_pending = {
+    "inv_fill_still_pending", "SELECT 1 FROM inv_schedules WHERE schedule_id = $1::uuid"
+                              " AND seats_pending AND NOT removed FOR UPDATE"};
+static const sb_pg_stmt_t stmt_filled = {
+    "inv_fill_done", "UPDATE inv_schedules SET seats_pending = false WHERE schedule_id = $1::uuid"};
 
 static const sb_pg_stmt_t stmt_cancel = {
     "inv_event_cancel",
@@ -386,21 +410,43 @@ static sb_status_t drop_grades(sb_db_t *db, const char *perf, const char *grades
                       "although the grade is gone from the snapshot", trimmed);
 }
 
-/* Seats in line with the grades on every current schedule. */
-static sb_status_t sync_seats(sb_db_t *db, const char *perf, long *added, long *trimmed)
+/* Creates the missing seats of one schedule (NULL: every current schedule)
+ * of perf; *added counts them. */
+static sb_status_t add_seats(sb_db_t *db, const char *perf, const char *schedule, long *added)
+{
+    PGresult *r;
+    sb_status_t st = sb_db_exec(db, &stmt_add_seats, &r, perf, schedule);
+    if (st != SB_OK)
+        return st;
+    *added += sb_db_affected(r);
+    if ((st = sb_db_exec(db, &stmt_fill_seats, &r, perf, schedule)) != SB_OK)
+        return st;
+    *added += sb_db_affected(r);
+    return SB_OK;
+}
+
+/* Seats in line with the grades on every current schedule: trimmed and
+ * re-priced here; created here too when the snapshot has at most
+ * INVENTORY_INLINE_SEATS seats, otherwise by the seat-fill job, schedule by
+ * schedule (*deferred counts the schedules left to it). */
+static sb_status_t sync_seats(sb_db_t *db, const Sb__Events__PerformanceSnapshot *s, const char *perf,
+                              long *added, long *trimmed, long *deferred)
 {
     PGresult *r;
     sb_status_t st =
         trim_seats(db, perf, &stmt_trim_seats, &stmt_kept_seats, "beyond the new seat count", trimmed);
-    if (st != SB_OK)
+    if (st != SB_OK || (st = sb_db_exec(db, &stmt_reprice_seats, NULL, perf)) != SB_OK)
         return st;
-    if ((st = sb_db_exec(db, &stmt_reprice_seats, NULL, perf)) != SB_OK ||
-        (st = sb_db_exec(db, &stmt_add_seats, &r, perf)) != SB_OK)
+    int64_t seats = 0;
+    for (size_t i = 0; i < s->n_grades; i++)
+        seats += s->grades[i]->seat_count;
+    seats *= (int64_t)s->n_schedules;
+    long inline_max = sb_cfg_int("INVENTORY_INLINE_SEATS", 100000, 0, MAX_TOTAL_SEATS);
+    if (seats <= inline_max)
+        return add_seats(db, perf, NULL, added);
+    if ((st = sb_db_exec(db, &stmt_mark_pending, &r, perf)) != SB_OK)
         return st;
-    *added = sb_db_affected(r);
-    if ((st = sb_db_exec(db, &stmt_fill_seats, &r, perf)) != SB_OK)
-        return st;
-    *added += sb_db_affected(r);
+    *deferred = atol(PQgetvalue(r, 0, 0));
     return SB_OK;
 }
 
@@ -416,7 +462,7 @@ static sb_status_t apply_snapshot(sb_event_ctx_t *ev, const Sb__Events__Performa
     char *planner = sb_uuid_norm(ev->arena, s->planner_id);
     bool exists, cancelled;
     int64_t stored;
-    long added = 0, trimmed = 0;
+    long added = 0, trimmed = 0, deferred = 0;
     sb_status_t st = lock_performance(db, perf, &exists, &stored, &cancelled);
     if (st != SB_OK)
         return st;
@@ -443,11 +489,11 @@ static sb_status_t apply_snapshot(sb_event_ctx_t *ev, const Sb__Events__Performa
     if ((st = drop_schedules(db, perf, a.ids)) != SB_OK ||
         (st = sb_db_exec(db, &stmt_upsert_grades, NULL, perf, a.grades, a.prices, a.counts)) != SB_OK ||
         (st = drop_grades(db, perf, a.grades, &trimmed)) != SB_OK ||
-        (st = sync_seats(db, perf, &added, &trimmed)) != SB_OK)
+        (st = sync_seats(db, s, perf, &added, &trimmed, &deferred)) != SB_OK)
         return st;
     sb_info("performance %s: %s v%" PRId64 " applied (%zu schedules, %zu grades, %ld seats added,"
-            " %ld removed)",
-            perf, ev->env->type, s->version, s->n_schedules, s->n_grades, added, trimmed);
+            " %ld removed, %ld schedules' seats left to the seat-fill job)",
+            perf, ev->env->type, s->version, s->n_schedules, s->n_grades, added, trimmed, deferred);
     return SB_OK;
 }
 
@@ -461,6 +507,35 @@ sb_status_t resv_on_performance_changed(sb_event_ctx_t *ev, const void *payload)
 {
     const Sb__Events__PerformanceChanged *m = payload;
     return apply_snapshot(ev, m->performance);
+}
+
+/* ------------------------------------------------------------ seat fill */
+
+/* One tick: the seats of the oldest schedule waiting for them, in the
+ * tick's transaction, under the performance's event lock (so an event of the
+ * performance and the fill never interleave); the mark is cleared in the
+ * same transaction. again: more may be waiting. */
+sb_status_t resv_seat_fill_tick(sb_job_ctx_t *job)
+{
+    PGresult *r;
+    sb_status_t st = sb_db_exec(job->db, &stmt_next_pending, &r);
+    if (st != SB_OK || PQntuples(r) == 0)
+        return st;
+    const char *sid = PQgetvalue(r, 0, 0), *perf = PQgetvalue(r, 0, 1);
+    long added = 0;
+    if ((st = sb_db_exec(job->db, &stmt_lock, NULL, perf)) != SB_OK ||
+        (st = sb_db_exec(job->db, &stmt_still_pending, &r, sid)) != SB_OK)
+        return st;
+    job->again = true;
+    if (PQntuples(r) == 0)
+        return SB_OK; /* an event removed it meanwhile */
+    int64_t t0 = sb_mono_ns();
+    if ((st = add_seats(job->db, perf, sid, &added)) != SB_OK ||
+        (st = sb_db_exec(job->db, &stmt_filled, NULL, sid)) != SB_OK)
+        return st;
+    sb_info("performance %s: schedule %s: %ld seats created by the seat-fill job in %.0f ms", perf, sid,
+            added, (double)(sb_mono_ns() - t0) / 1e6);
+    return SB_OK;
 }
 
 /* ------------------------------------------------------------ cancellation */

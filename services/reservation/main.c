@@ -23,4 +23,9 @@ static const sb_event_handler_t events[] = {
      resv_on_performance_cancelled},
 };
 
-SB_SERVICE_MAIN(reservation, SB_METHODS(methods), SB_EVENTS(events));
+/* Seats of large snapshots, schedule by schedule (inventory_events.c). */
+static const sb_job_t jobs[] = {
+    {"inventory-seat-fill", resv_seat_fill_tick, .every_ms = 5000, .channel = RESV_SEAT_FILL_CHANNEL},
+};
+
+SB_SERVICE_MAIN(reservation, SB_METHODS(methods), SB_EVENTS(events), SB_JOBS(jobs));

@@ -16,6 +16,7 @@
 #include "sb/arena.h"
 #include "sb/buf.h"
 #include "sb/events.h"
+#include "sb/jobs.h"
 #include "sb/pg.h"
 #include "sb/rpc.h"
 #include "sb/status.h"
@@ -38,6 +39,12 @@ void resv_pg_array(sb_buf_t *out, const char *const *items, size_t n);
 sb_status_t resv_on_performance_approved(sb_event_ctx_t *ev, const void *payload);
 sb_status_t resv_on_performance_changed(sb_event_ctx_t *ev, const void *payload);
 sb_status_t resv_on_performance_cancelled(sb_event_ctx_t *ev, const void *payload);
+
+/* The seat-fill job (main.c's job table): creates the seats of schedules a
+ * snapshot over INVENTORY_INLINE_SEATS left pending, one schedule per tick
+ * (one transaction), woken by NOTIFY on RESV_SEAT_FILL_CHANNEL. */
+#define RESV_SEAT_FILL_CHANNEL "inv_seat_fill"
+sb_status_t resv_seat_fill_tick(sb_job_ctx_t *job);
 
 /* ---- inventory.c ---- */
 

@@ -20,6 +20,15 @@
 --   reader sorts by them in another order (inventory.c orders grades with
 --   COLLATE "C" already).
 --
+-- Bounded batches: a snapshot with more seats than INVENTORY_INLINE_SEATS
+-- does not create them in the event's transaction. It marks its schedules
+-- seats_pending (the durable progress marker) and the seat-fill job
+-- (inventory_events.c) creates one schedule's seats per transaction,
+-- clearing the mark in the same transaction: a kill mid-way leaves the
+-- remaining schedules marked and the next tick goes on; nothing is created
+-- twice. A schedule whose seats are pending is not served (no seat map, not
+-- bookable) until they are all there.
+--
 -- What stays: the primary key (schedule_id, seat_id), so a seat exists once
 -- per schedule; the status column with its CHECKs, for a booking's guarded
 -- UPDATE ... WHERE status = 'AVAILABLE'.
@@ -29,3 +38,6 @@ CREATE INDEX seats_held_until_idx ON seats (held_until) WHERE status = 'HELD';
 ALTER TABLE seats ALTER COLUMN seat_id TYPE text COLLATE "C",
   ALTER COLUMN grade TYPE text COLLATE "C", ALTER COLUMN status TYPE text COLLATE "C";
 ALTER TABLE inv_grades ALTER COLUMN grade TYPE text COLLATE "C";
+ALTER TABLE inv_schedules ADD COLUMN seats_pending boolean NOT NULL DEFAULT false;
+CREATE INDEX inv_schedules_seats_pending_idx ON inv_schedules (updated_at, schedule_id)
+  WHERE seats_pending AND NOT removed;
