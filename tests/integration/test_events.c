@@ -2,6 +2,9 @@
  * The same event delivered twice (re-published from the outbox, and handed
  * to the inbox directly) must have exactly one effect.
  *
+ * The consumer's workers: a slow event holds up only its own partition, stop
+ * waits for it, the rest comes to the next consumer once.
+ *
  * Also: the one dead-letter policy (unknown type, undecodable payload, a
  * handler's refusal: a dead letter, not in the inbox, and a corrected resend
  * under the same id is handled), on the inbox directly and through Kafka;
@@ -71,6 +74,10 @@ static void teardown(void)
     sb_pg_pool_free(pool);
 }
 
+/* kind "hold": the handler waits (inside its inbox transaction) until the
+ * test sets release, or 30 s */
+static atomic_bool holding, release;
+
 /* the effect: count deliveries per aggregate */
 static sb_status_t count_effect(sb_event_ctx_t *ev, const void *payload)
 {
@@ -80,6 +87,12 @@ static sb_status_t count_effect(sb_event_ctx_t *ev, const void *payload)
     const Sb__Events__NotificationSent *m = payload;
     if (!strcmp(m->kind, "refuse-me"))
         return sb_event_refuse(ev, "kind refuse-me is refused");
+    if (!strcmp(m->kind, "hold")) {
+        atomic_store(&holding, true);
+        for (int i = 0; i < 3000 && !atomic_load(&release); i++)
+            usleep(10000);
+        atomic_store(&holding, false);
+    }
     return sb_db_exec(ev->db, &bump, NULL, ev->env->aggregate_id);
 }
 
@@ -439,6 +452,87 @@ Test(events, the_consumer_dead_letters_a_malformed_event_and_moves_on)
                  1);
     cr_assert_eq(
         sql_int("SELECT count(*) FROM sb_inbox WHERE event_id IN ($1::uuid, $2::uuid)", id, next), 2);
+    sb_buf_release(&err);
+}
+
+static void *release_later(void *arg)
+{
+    (void)arg;
+    usleep(500000);
+    atomic_store(&release, true);
+    return NULL;
+}
+
+/* The consumer's workers (CONSUMER_WORKERS): an event that takes long holds
+ * up the events behind it on its own partition only; stopping waits for it
+ * and commits it; what was not handled comes again to the next consumer. */
+Test(events, a_slow_event_holds_up_only_its_own_partition)
+{
+    enum { FAST = 12 };
+    sb_buf_t err = SB_BUF_INIT;
+    uint8_t hold[128], after[128], plain[128];
+    struct {
+        const char *agg;
+        ProtobufCBinaryData payload;
+    } sends[FAST + 2] = {{"slow-agg", notification("hold", hold)},
+                         {"slow-agg", notification("after", after)}};
+    char fast[FAST][16];
+    for (int i = 0; i < FAST; i++) {
+        snprintf(fast[i], sizeof fast[i], "fast-%d", i);
+        sends[i + 2].agg = fast[i];
+        sends[i + 2].payload = notification("fast", plain);
+    }
+    for (size_t i = 0; i < FAST + 2; i++) { /* the slow one first: same order on every partition */
+        char id[SB_UUID_LEN + 1];
+        sb_uuid_v4(id);
+        size_t len;
+        uint8_t *b = envelope(id, type, sends[i].agg, sends[i].payload, &len);
+        cr_assert_eq(sb_producer_send(producer, topic, sends[i].agg, b, len, NULL, 10000, &err), SB_OK,
+                     "%s", err.buf);
+        free(b);
+    }
+    setenv("CONSUMER_WORKERS", "4", 1);
+    char group[80];
+    snprintf(group, sizeof group, "slow-%s", sb_namespace());
+    sb_consumer_t *cons = sb_consumer_start(test_brokers(), group, pool, &table, &err);
+    cr_assert_not_null(cons, "%s", err.buf);
+    for (int i = 0; i < 600 && !atomic_load(&holding); i++)
+        usleep(100000);
+    cr_assert(atomic_load(&holding), "the slow event never started");
+    /* Keys spread over the 3 partitions: some fast event is on another one
+     * than slow-agg (all 12 on its partition: odds 1 in 531441). */
+    int done = 0;
+    for (int i = 0; i < 600 && done == 0; i++) {
+        usleep(100000);
+        for (int k = 0; k < FAST; k++)
+            done += effect_count(fast[k]);
+    }
+    cr_assert(atomic_load(&holding), "the slow event must still be running");
+    cr_assert_gt(done, 0, "no event of another partition was handled while the slow one ran");
+    cr_assert_eq(effect_count("slow-agg"), 0, "the event behind the slow one on its partition waited");
+
+    /* stop while the slow event runs: it finishes and is committed first */
+    pthread_t t;
+    pthread_create(&t, NULL, release_later, NULL);
+    sb_consumer_stop(cons);
+    pthread_join(t, NULL);
+    cr_assert_eq(effect_count("slow-agg"), 1, "stop waited for the event in flight");
+
+    /* the next consumer of the group gets what was left, and nothing twice */
+    cons = sb_consumer_start(test_brokers(), group, pool, &table, &err);
+    cr_assert_not_null(cons, "%s", err.buf);
+    for (int i = 0; i < 600; i++) {
+        done = 0;
+        for (int k = 0; k < FAST; k++)
+            done += effect_count(fast[k]);
+        if (done == FAST && effect_count("slow-agg") == 2)
+            break;
+        usleep(100000);
+    }
+    sb_consumer_stop(cons);
+    cr_assert_eq(effect_count("slow-agg"), 2);
+    for (int k = 0; k < FAST; k++)
+        cr_assert_eq(effect_count(fast[k]), 1, "%s", fast[k]);
     sb_buf_release(&err);
 }
 

@@ -7,7 +7,8 @@
  * shrinking and re-pricing grades next to held and sold seats, moved and
  * dropped schedules and grades, cancellation, concurrent deliveries of one
  * performance's versions, what ListBookable lists and its paging, who may
- * read GetPerformanceReservations, and (printed, not asserted) how long an
+ * read GetPerformanceReservations, a large approval filled in batches by
+ * the seat-fill job without holding up a small one, and (printed, not asserted) how long an
  * approval takes to become bookable over Kafka and what a 50000-seat
  * performance costs.
  *
@@ -376,6 +377,22 @@ static long long db_exec(const char *sql, int n, const char *const *params)
     PQclear(r);
     PQfinish(c);
     return rows;
+}
+
+/* The first value of a query on the service's own database, as a number. */
+static long long db_int(const char *sql, int n, const char *const *params)
+{
+    char name[64];
+    const char *keys[] = {"dbname", "dbname", NULL};
+    const char *vals[] = {test_db_url(), sb_test_db("reservation", name, sizeof name), NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+    PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(c));
+    long long v = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    PQfinish(c);
+    return v;
 }
 
 /* Sets a seat's status as a booking would. */
@@ -940,6 +957,117 @@ Test(inventory, a_large_venue)
             " seat map of 5000 in %.1f ms, ListBookable in %.1f ms\n",
             apply_ms, change_ms, map_ms, list_ms);
     purge(p->id);
+}
+
+/* The packed envelope of p's approval under event_id. */
+static ProtobufCBinaryData approval_envelope(const perf_t *p, const char *event_id)
+{
+    Sb__Events__EventEnvelope env = SB__EVENTS__EVENT_ENVELOPE__INIT;
+    char ts[32];
+    sb_time_rfc3339(sb_now_ms(), ts);
+    env.event_id = (char *)event_id;
+    env.type = "performance.approved";
+    env.aggregate_id = (char *)p->id;
+    env.occurred_at = ts;
+    env.trace_id = (char *)event_id;
+    env.producer = "test-inventory";
+    env.payload = snapshot_payload("performance.approved", p);
+    return pack(arena, &env.base);
+}
+
+static void produce(sb_producer_t *prod, const char *key, ProtobufCBinaryData env)
+{
+    char topic[64]; /* sb.performance in the tests' namespace, which the service consumes */
+    cr_assert(sb_event_topic("performance.approved", topic, sizeof topic));
+    sb_buf_t err = SB_BUF_INIT;
+    sb_status_t st = sb_producer_send(prod, topic, key, env.data, env.len, NULL, 10000, &err);
+    cr_assert_eq(st, SB_OK, "produce: %s", err.buf);
+    sb_buf_release(&err);
+}
+
+/* Waits up to 60 s for the seat map of schedule_id. */
+static Sb__Reservation__SeatMap *await_seat_map(const char *schedule_id)
+{
+    Sb__Reservation__SeatMap *m = NULL;
+    int64_t deadline = sb_now_ms() + 60000;
+    while (seat_map(schedule_id, &m) == SB_NOT_FOUND) {
+        cr_assert_lt(sb_now_ms(), deadline, "no seat map for %s after 60 s", schedule_id);
+        usleep(2000);
+    }
+    return m;
+}
+
+/* A performance over INVENTORY_INLINE_SEATS (the service's default,
+ * 100000): its approval only marks the schedules, and the seat-fill job
+ * creates the seats schedule by schedule, one transaction each. A small
+ * approval sent right after it over Kafka is bookable before the big one is
+ * complete, and redelivering the big approval (the same event id over Kafka,
+ * the same version under a new id) creates nothing twice. 200,000 seats: a
+ * few seconds (bench/inventory_approve.c measures the largest, 2,000,000). */
+Test(inventory, a_large_approval_is_filled_in_batches_and_holds_up_nothing, .timeout = 240)
+{
+    sb_buf_t err = SB_BUF_INIT;
+    sb_producer_t *prod = sb_producer_new(test_brokers(), &err);
+    cr_assert_not_null(prod, "%s", err.buf);
+    perf_t *big = new_perf("batch", MAX_SCHED);
+    big->n_grades = 4;
+    big->grades[0] = (grade_t){"VIP", 150000, 5000};
+    big->grades[1] = (grade_t){"R", 90000, 5000};
+    big->grades[2] = (grade_t){"S", 60000, 5000};
+    big->grades[3] = (grade_t){"A", 40000, 5000};
+    perf_t *small = new_perf("batch", 1);
+    char big_event[SB_UUID_LEN + 1], small_event[SB_UUID_LEN + 1];
+    sb_uuid_v4(big_event);
+    sb_uuid_v4(small_event);
+    ProtobufCBinaryData big_env = approval_envelope(big, big_event);
+    produce(prod, big->id, big_env);
+    produce(prod, small->id, approval_envelope(small, small_event));
+
+    cr_assert_eq(await_seat_map(small->sched[0])->n_seats, 70);
+    const char *bp[] = {big->id};
+    static const char *const complete_sql =
+        "SELECT count(*) FROM inv_schedules WHERE performance_id = $1::uuid AND NOT seats_pending";
+    long long complete = db_int(complete_sql, 1, bp);
+    fprintf(stderr,
+            "test_inventory: the small approval was bookable with %lld of the big one's %d"
+            " schedules complete\n",
+            complete, MAX_SCHED);
+    cr_assert_lt(complete, MAX_SCHED, "the small approval waited for the big one");
+
+    /* the big one completes, schedule by schedule */
+    int64_t t0 = sb_mono_ns(), deadline = sb_now_ms() + 120000;
+    while (db_int(complete_sql, 1, bp) < MAX_SCHED) {
+        cr_assert_lt(sb_now_ms(), deadline, "the big approval's seats were not all there after 120 s");
+        usleep(20000);
+    }
+    fprintf(stderr, "test_inventory: the big approval (200000 seats) complete %.0f ms later\n",
+            (double)(sb_mono_ns() - t0) / 1e6);
+    static const char *const seats_sql = "SELECT count(*) FROM seats s JOIN inv_schedules sc USING"
+                                         " (schedule_id) WHERE sc.performance_id = $1::uuid";
+    cr_assert_eq(db_int(seats_sql, 1, bp), 200000);
+    Sb__Reservation__SeatMap *m = seat_map_ok(big->sched[MAX_SCHED - 1]);
+    cr_assert_eq(m->n_seats, 20000);
+    cr_assert_str_eq(m->seats[0]->seat_id, "VIP-A-1");
+    cr_assert_str_eq(m->seats[19999]->seat_id, "A-IP-20"); /* row 249 */
+    Sb__Reservation__ListBookableResponse *l = bookable(big->category, 0, NULL);
+    cr_assert_eq(l->n_performances, 2);
+
+    /* the same event again over Kafka, then a marker on its partition (same
+     * key): once the marker is bookable, the redelivery has been handled */
+    perf_t *marker = new_perf("batch-marker", 1);
+    char marker_event[SB_UUID_LEN + 1];
+    sb_uuid_v4(marker_event);
+    produce(prod, big->id, big_env);
+    produce(prod, big->id, approval_envelope(marker, marker_event));
+    await_seat_map(marker->sched[0]);
+    /* and the same version under a new id */
+    cr_assert_not(deliver_id(NULL, "performance.approved", big->id,
+                             snapshot_payload("performance.approved", big)));
+    cr_assert_eq(db_int(seats_sql, 1, bp), 200000, "nothing created twice");
+    cr_assert_eq(db_int(complete_sql, 1, bp), MAX_SCHED, "nothing pending again");
+    sb_producer_free(prod);
+    sb_buf_release(&err);
+    purge(big->id);
 }
 
 static int cmp_ms(const void *a, const void *b)
