@@ -15,13 +15,17 @@ consumes it and builds each schedule's seat map in its inbox transaction.
     (same data), the rest are approved.
  2. Large performances are approved and the reservation service is killed
     with SIGKILL as soon as it has started applying them, then restarted.
+ 3. A performance over INVENTORY_INLINE_SEATS is approved and the
+    reservation service is killed while its seat-fill job creates the seats
+    schedule by schedule, then restarted: the job resumes at the next
+    pending schedule and creates nothing twice.
 
 After each: every approved schedule's seat map in the reservation database
 has exactly the layout's seats (per grade, no duplicates, nothing else), the
 reservation inbox has each approval event once, no dead letters, and no
 outbox of any service holds an unpublished event.
 
-Takes about 40-90 s (two broker starts, one of them after a SIGKILL; the
+Takes about 60-120 s (two broker starts, one of them after a SIGKILL; the
 killed consumer's group session expiring, 10 s)."""
 import datetime as dt
 import os
@@ -200,6 +204,32 @@ class BrokerFaults(unittest.TestCase):
         P.start_service("reservation")
         P.wait_ready()
         self.check_exactly_once()
+
+    def test_3_reservation_killed_while_the_seat_fill_job_runs(self):
+        self.wait_complete()  # nothing of test 2 pending
+        # 8 schedules x 20,000 seats = 160,000 > INVENTORY_INLINE_SEATS
+        # (100,000): the approval only marks the schedules pending and the
+        # seat-fill job creates them one schedule per transaction
+        p = self.create(8, [("VIP", 5000), ("R", 5000), ("S", 5000), ("A", 5000)])
+        sids = {s["scheduleId"] for s in p["schedules"]}
+        self.approve(p)
+        in_sql = ",".join(f"'{s}'" for s in sids)
+        deadline = time.time() + 60
+        while True:
+            done = int(PG.query(f"SELECT count(*) FROM inv_schedules WHERE schedule_id IN ({in_sql})"
+                                " AND NOT seats_pending", db("reservation"))[0][0])
+            if done >= 1:
+                break
+            self.assertLess(time.time(), deadline, "the seat-fill job never completed a schedule")
+            time.sleep(0.01)
+        P.kill("reservation")
+        print(f"\nreservation killed (SIGKILL) with {done} of {len(sids)} schedules filled", file=sys.stderr)
+        self.assertLess(done, len(sids), "killed too late: every schedule was already filled")
+        P.start_service("reservation")
+        P.wait_ready()
+        self.check_exactly_once()
+        self.assertEqual(PG.query("SELECT count(*) FROM inv_schedules WHERE seats_pending", db("reservation")),
+                         [["0"]])
 
 
 if __name__ == "__main__":
