@@ -23,9 +23,11 @@ static const sb_event_handler_t events[] = {
      resv_on_performance_cancelled},
 };
 
-/* Seats of large snapshots, schedule by schedule (inventory_events.c). */
+/* Seats of large snapshots, schedule by schedule (inventory_events.c); woken
+ * by NOTIFY at the event's commit, and every second (a pending schedule left
+ * by a crash, a connection lost to a database restart: back within 1-2 s). */
 static const sb_job_t jobs[] = {
-    {"inventory-seat-fill", resv_seat_fill_tick, .every_ms = 5000, .channel = RESV_SEAT_FILL_CHANNEL},
+    {"inventory-seat-fill", resv_seat_fill_tick, .every_ms = 1000, .channel = RESV_SEAT_FILL_CHANNEL},
 };
 
 SB_SERVICE_MAIN(reservation, SB_METHODS(methods), SB_EVENTS(events), SB_JOBS(jobs));
