@@ -123,7 +123,8 @@ static void operation(sb_buf_t *o, const sb_api_method_t *r, const sb_api_http_t
     /* operationId: the backend keeps ReplayEvents of two services apart; a
      * dispatched binding (POST /events/{serviceId}) is one operation of all */
     if (r->dispatch_var)
-        sb_buf_addf(o, ",\"operationId\":\"%s\",\"tags\":[\"events\"]", md->name);
+        sb_buf_addf(o, ",\"operationId\":\"%s\",\"tags\":[\"%s\"]", md->name,
+                    r->backend ? "events" : "admin");
     else
         sb_buf_addf(o, ",\"operationId\":\"%s_%s\",\"tags\":[\"%s\"]", r->backend, md->name, r->backend);
     if (!r->access.public_)

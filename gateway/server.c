@@ -259,9 +259,13 @@ static int route_request(struct MHD_Connection *c, const sb_api_match_t *mt, str
     if (r->rate_limited &&
         (st = sb_rate_limit(gw.redis, mt->http->path, ip, gw.login_limit, &err)) != SB_OK)
         goto out_status;
-    if ((backend = backend_index(r->backend)) < 0) {
-        st = SB_UNIMPLEMENTED;
-        sb_buf_addf(&err, "%s: no %s service is configured", key, r->backend);
+    if ((backend = backend_index(sb_api_match_backend(mt))) < 0) {
+        /* a row every service serves names its service in the path */
+        st = r->backend ? SB_UNIMPLEMENTED : SB_NOT_FOUND;
+        if (r->backend)
+            sb_buf_addf(&err, "%s: no %s service is configured", key, r->backend);
+        else
+            sb_buf_addf(&err, "no service named \"%.64s\"", sb_api_match_backend(mt));
         goto out_status;
     }
     const ProtobufCMethodDescriptor *md = r->rpc;

@@ -24,6 +24,9 @@ ROLE_BITS = {"USER": 1 << 0, "PLANNER": 1 << 1, "ADMIN": 1 << 2}
 ALL_ROLES = ROLE_BITS["USER"] | ROLE_BITS["PLANNER"] | ROLE_BITS["ADMIN"]
 VERBS = ("get", "put", "post", "delete", "patch")
 EXEMPT = {"grpc.health.v1.Health"}
+# Served by the runtime in every service (proto/runtime.proto): no fixed
+# backend; each rpc needs a dispatch_var, whose value names the service.
+EVERY_SERVICE = {"sb.runtime.Runtime"}
 
 
 class Error(Exception):
@@ -143,7 +146,7 @@ def rows_of(c, opt_http, opt_method, role_enum):
             service_files.append(f.name)
             if full in EXEMPT:
                 continue
-            backend = f.package.split(".")[-1] if f.package else s.name.lower()
+            backend = None if full in EVERY_SERVICE else f.package.split(".")[-1] if f.package else s.name.lower()
             for mi, m in enumerate(s.method):
                 where = "%s/%s" % (full, m.name)
                 o = m.options
@@ -194,6 +197,8 @@ def rows_of(c, opt_http, opt_method, role_enum):
                 if dispatch:
                     if not http or any(dispatch not in vars_ for _, _, _, vars_ in http):
                         raise Error("%s: dispatch_var %s is not a variable of every path" % (where, dispatch))
+                if backend is None and not dispatch:
+                    raise Error("%s: an rpc of every service needs a dispatch_var" % where)
                 rows.append({
                     "service": c_symbol(f.package, [s.name]),
                     "rpc": (m.name, c.symbol(m.input_type), c.symbol(m.output_type)),

@@ -202,15 +202,29 @@ static bool match_one(const char *pattern, const char *path, sb_api_match_t *m)
     }
 }
 
-/* A dispatch_var row serves only the path whose variable names its backend. */
+static const char *dispatch_value(const sb_api_method_t *r, const sb_api_match_t *m)
+{
+    for (size_t i = 0; r->dispatch_var && i < m->n_vars; i++)
+        if (!strcmp(m->vars[i].field, r->dispatch_var))
+            return m->vars[i].value;
+    return NULL;
+}
+
+/* A dispatch_var row serves only the path whose variable names its backend
+ * (any service, for a row every service serves). */
 static bool dispatches_here(const sb_api_method_t *r, const sb_api_match_t *m)
 {
     if (!r->dispatch_var)
         return true;
-    for (size_t i = 0; i < m->n_vars; i++)
-        if (!strcmp(m->vars[i].field, r->dispatch_var))
-            return !strcmp(m->vars[i].value, r->backend);
-    return false;
+    const char *v = dispatch_value(r, m);
+    return v && (!r->backend || !strcmp(v, r->backend));
+}
+
+const char *sb_api_match_backend(const sb_api_match_t *m)
+{
+    if (!m->method)
+        return NULL;
+    return m->method->backend ? m->method->backend : dispatch_value(m->method, m);
 }
 
 bool sb_api_match(const char *verb, const char *path, sb_api_match_t *m)

@@ -80,11 +80,52 @@ sb_status_t sb_dead_letter_add(sb_pg_pool_t *pool, const char *source, const cha
     return st;
 }
 
-/* The event could not be used: a dead letter (or, when even that cannot be
- * written, a failure to retry). */
-static sb_status_t dead_letter(sb_pg_pool_t *pool, const char *source, const char *topic,
-                               const void *bytes, size_t len, sb_inbox_result_t *res)
+/* A replay of dead letter `id` (sb_inbox_replay); NULL for a delivery. */
+struct replay {
+    const char *id, *by;
+};
+
+static const sb_pg_stmt_t stmt_replay_failed = {
+    "sb_dead_letter_replay_failed",
+    "UPDATE sb_dead_letters SET error = $2, replay_attempts = replay_attempts + 1"
+    " WHERE id = $1::bigint AND replayed_at IS NULL"};
+
+static const sb_pg_stmt_t stmt_replay_done = {
+    "sb_dead_letter_replay_done", "UPDATE sb_dead_letters SET replayed_at = now(), replayed_by = $2"
+                                  " WHERE id = $1::bigint AND replayed_at IS NULL"};
+
+/* A replay that still cannot be used: the row stays, with the new reason. */
+static sb_status_t replay_failed(sb_pg_pool_t *pool, const struct replay *rp, sb_inbox_result_t *res)
 {
+    sb_status_t st = SB_UNAVAILABLE;
+    sb_pg_conn_t *c = sb_pg_acquire(pool, 5000, &res->detail);
+    if (c) {
+        const char *params[] = {rp->id, res->reason.buf};
+        PGresult *r = sb_pg_exec(c, &stmt_replay_failed, 2, params);
+        st = sb_pg_check(c, r, &res->detail);
+        PQclear(r);
+        sb_pg_release(pool, c);
+    }
+    if (st != SB_OK) {
+        sb_error("dead letter %s: cannot record the failed replay (%s): %s", rp->id, res->reason.buf,
+                 res->detail.buf);
+        res->outcome = SB_EVENT_FAILED;
+        return st;
+    }
+    sb_warn("dead letter %s replayed by %s: still cannot be handled: %s", rp->id, rp->by,
+            res->reason.buf);
+    res->outcome = SB_EVENT_DEAD_LETTER;
+    return SB_INVALID_ARGUMENT;
+}
+
+/* The event could not be used: a dead letter (or, when even that cannot be
+ * written, a failure to retry). A replay keeps its one row instead. */
+static sb_status_t dead_letter(sb_pg_pool_t *pool, const char *source, const char *topic,
+                               const void *bytes, size_t len, const struct replay *rp,
+                               sb_inbox_result_t *res)
+{
+    if (rp)
+        return replay_failed(pool, rp, res);
     sb_status_t st = sb_dead_letter_add(pool, source, topic, bytes, len, res->reason.buf, &res->detail);
     if (st != SB_OK) {
         sb_error("event from %s: cannot write the dead letter (%s): %s", source, res->reason.buf,
@@ -100,6 +141,7 @@ struct inbox_job {
     sb_event_ctx_t *ev;
     const sb_event_handler_t *row; /* NULL: skipped */
     const void *payload;
+    const struct replay *replay;
     bool duplicate;
 };
 
@@ -117,13 +159,18 @@ static sb_status_t inbox_tx(sb_pg_conn_t *c, void *arg, sb_buf_t *err)
     j->duplicate = sb_db_affected(r) == 0;
     if (!j->duplicate && j->row)
         st = j->row->fn(j->ev, j->payload);
+    /* a replayed dead letter is resolved with the effect, in its transaction
+     * (a duplicate too: the event id was processed, by a resend or a racing replay) */
+    if (st == SB_OK && j->replay)
+        st = sb_db_exec(&db, &stmt_replay_done, NULL, j->replay->id, j->replay->by);
 out:
     j->ev->db = NULL;
     return st;
 }
 
-sb_status_t sb_inbox_handle(sb_pg_pool_t *pool, const sb_event_table_t *t, const char *source,
-                            const char *topic, const void *bytes, size_t len, sb_inbox_result_t *res)
+static sb_status_t handle(sb_pg_pool_t *pool, const sb_event_table_t *t, const char *source,
+                          const char *topic, const void *bytes, size_t len, const struct replay *rp,
+                          sb_inbox_result_t *res)
 {
     sb_buf_reset(&res->reason);
     sb_buf_reset(&res->detail);
@@ -135,12 +182,12 @@ sb_status_t sb_inbox_handle(sb_pg_pool_t *pool, const sb_event_table_t *t, const
         sb__events__event_envelope__unpack(sb_arena_pb_allocator(arena), len, bytes);
     if (!env) {
         sb_buf_addf(&res->reason, "undecodable event envelope (%zu bytes)", len);
-        st = dead_letter(pool, source, topic, bytes, len, res);
+        st = dead_letter(pool, source, topic, bytes, len, rp, res);
         goto out_arena;
     }
     if (!sb_valid_uuid(env->event_id) || !*env->type) {
         sb_buf_adds(&res->reason, "the event envelope needs a UUID event id and a type");
-        st = dead_letter(pool, source, topic, bytes, len, res);
+        st = dead_letter(pool, source, topic, bytes, len, rp, res);
         goto out_arena;
     }
     ev.env = env;
@@ -152,17 +199,17 @@ sb_status_t sb_inbox_handle(sb_pg_pool_t *pool, const sb_event_table_t *t, const
     if (!desc) {
         sb_buf_addf(&res->reason, "unknown event type \"%.100s\": not an event of the platform",
                     env->type);
-        st = dead_letter(pool, source, topic, bytes, len, res);
+        st = dead_letter(pool, source, topic, bytes, len, rp, res);
         goto out_trace;
     }
-    struct inbox_job j = {&ev, sb_event_table_find(t, env->type), NULL, false};
+    struct inbox_job j = {&ev, sb_event_table_find(t, env->type), NULL, rp, false};
     if (j.row) {
         j.payload = protobuf_c_message_unpack(desc, sb_arena_pb_allocator(arena), env->payload.len,
                                               env->payload.data);
         if (!j.payload) {
             sb_buf_addf(&res->reason, "undecodable %s payload (%zu bytes) of %s", desc->short_name,
                         env->payload.len, env->type);
-            st = dead_letter(pool, source, topic, bytes, len, res);
+            st = dead_letter(pool, source, topic, bytes, len, rp, res);
             goto out_trace;
         }
     }
@@ -182,7 +229,7 @@ sb_status_t sb_inbox_handle(sb_pg_pool_t *pool, const sb_event_table_t *t, const
         if (res->detail.len)
             sb_warn("event %s %s refused: %s", env->type, env->event_id, res->detail.buf);
         sb_buf_reset(&res->detail);
-        st = dead_letter(pool, source, topic, bytes, len, res);
+        st = dead_letter(pool, source, topic, bytes, len, rp, res);
     } else {
         sb_buf_addf(&res->reason, "%s %s could not be handled (%s); it may be sent again", env->type,
                     env->event_id, sb_status_name(st));
@@ -195,4 +242,19 @@ out_arena:
     sb_buf_release(&ev.reason);
     sb_arena_free(arena);
     return st;
+}
+
+sb_status_t sb_inbox_handle(sb_pg_pool_t *pool, const sb_event_table_t *t, const char *source,
+                            const char *topic, const void *bytes, size_t len, sb_inbox_result_t *res)
+{
+    return handle(pool, t, source, topic, bytes, len, NULL, res);
+}
+
+sb_status_t sb_inbox_replay(sb_pg_pool_t *pool, const sb_event_table_t *t, int64_t id, const char *by,
+                            const char *topic, const void *bytes, size_t len, sb_inbox_result_t *res)
+{
+    char ids[24];
+    snprintf(ids, sizeof ids, "%lld", (long long)id);
+    struct replay rp = {ids, by};
+    return handle(pool, t, "replay", topic, bytes, len, &rp, res);
 }

@@ -131,6 +131,7 @@ int sb_service_main(const sb_service_def_t *def)
     check_rows(def);
     sb_server_add_service_run(svc.server, def->descriptor, def->methods, def->n_methods, &svc,
                               sb_service_call);
+    sb_service_add_runtime(svc.server, &svc);
     sb_server_set_authenticator(svc.server, verify_token, svc.authn);
     if (sb_server_start(svc.server, &err) != SB_OK)
         goto out_server;

@@ -52,7 +52,9 @@ Test(api, every_row_names_existing_fields)
         const sb_api_method_t *m = &sb_api_methods[i];
         const ProtobufCMessageDescriptor *in = m->rpc->input;
         cr_expect(m->ok_status == 200 || m->ok_status == 201, "%s", m->rpc->name);
-        cr_expect(m->backend && *m->backend);
+        /* no backend: an rpc every service serves (proto/runtime.proto), sent
+         * to the service its dispatch variable names */
+        cr_expect((m->backend && *m->backend) || (!m->backend && m->dispatch_var), "%s", m->rpc->name);
         cr_expect(m->summary && (*m->summary || !m->n_http), "%s/%s has no summary (leading comment)",
                   m->service->name, m->rpc->name);
         for (size_t h = 0; h < m->n_http; h++) {
@@ -90,7 +92,8 @@ Test(api, every_row_names_existing_fields)
 struct path_case {
     const char *verb, *path; /* the binding, proto field names */
     const char *rpc;         /* the method it calls */
-    const char *backend;     /* NULL: dispatched by a path variable */
+    const char *backend;     /* NULL: dispatched by a path variable; "*": every
+                                service's (one row, no backend) */
 };
 
 /* SPEC §3's table, then the extra paths routes.c served before the table. */
@@ -132,6 +135,9 @@ static const struct path_case rest_paths[] = {
     {"GET", "/admin/reservations", "ListReservations", "reservation"},
     {"GET", "/payments", "ListPayments", "payment"},
     {"GET", "/notifications", "ListNotifications", "notification"},
+    /* the runtime's, in every service */
+    {"GET", "/admin/dead-letters/{service_id}", "ListDeadLetters", "*"},
+    {"POST", "/admin/dead-letters/{service_id}/{id}/replay", "ReplayDeadLetter", "*"},
 };
 
 Test(api, every_documented_rest_path_is_bound)
@@ -146,7 +152,10 @@ Test(api, every_documented_rest_path_is_bound)
                     continue;
                 hits++;
                 cr_expect_str_eq(m->rpc->name, pc->rpc, "%s %s", pc->verb, pc->path);
-                if (pc->backend)
+                bool every = pc->backend && !strcmp(pc->backend, "*");
+                if (every)
+                    cr_expect(!m->backend && m->dispatch_var, "%s %s", pc->verb, pc->path);
+                else if (pc->backend)
                     cr_expect_str_eq(m->backend, pc->backend, "%s %s", pc->verb, pc->path);
                 else
                     cr_expect_not_null(m->dispatch_var, "%s %s", pc->verb, pc->path);
@@ -347,6 +356,12 @@ static const struct match_case matches[] = {
     {"POST", "/events/nobody", NULL, false, NULL, NULL, NULL},
     {"POST", "/events/member", NULL, false, NULL, NULL, NULL}, /* member consumes no events */
     {"GET", "/events/payment", NULL, true, NULL, NULL, NULL},
+    /* every service's: any name matches (the gateway checks the registry) */
+    {"GET", "/admin/dead-letters/member", "/admin/dead-letters/{service_id}", false, "service_id",
+     "member", "*"},
+    {"GET", "/admin/dead-letters/nobody", "/admin/dead-letters/{service_id}", false, "service_id",
+     "nobody", "*"},
+    {"GET", "/admin/dead-letters/auth/7/replay", NULL, true, NULL, NULL, NULL},
     {"GET", "/performances/p1/reservations", "/performances/{performance_id}/reservations", false,
      "performance_id", "p1", "reservation"},
     {"POST", "/performances/p1/approve", "/performances/{performance_id}/approve", false,
@@ -373,8 +388,12 @@ Test(api, match_cases)
         cr_assert(ok, "%s %s should match %s", c->verb, c->path, c->want_path);
         cr_expect_str_eq(m.http->path, c->want_path, "%s %s", c->verb, c->path);
         cr_expect_str_eq(m.http->verb, c->verb);
-        if (c->backend)
+        if (c->backend && !strcmp(c->backend, "*"))
+            cr_expect_str_eq(sb_api_match_backend(&m), c->value, "%s %s", c->verb, c->path);
+        else if (c->backend)
             cr_expect_str_eq(m.method->backend, c->backend, "%s %s", c->verb, c->path);
+        if (c->backend)
+            cr_expect_str_eq(sb_api_match_backend(&m), c->backend[0] == '*' ? c->value : c->backend);
         if (c->var) {
             cr_assert_eq(m.n_vars, 1, "%s %s", c->verb, c->path);
             cr_expect_str_eq(m.vars[0].field, c->var);

@@ -66,7 +66,10 @@ typedef struct sb_api_method {
     const ProtobufCServiceDescriptor *service; /* "sb.member.MemberService" */
     const ProtobufCMethodDescriptor *rpc;      /* name, input, output (a copy of the
                                                   service's entry: compare by name) */
-    const char *backend;                       /* short service name: "member" */
+    const char *backend;                       /* short service name: "member"; NULL for
+                                                  the runtime's rpcs every service serves
+                                                  (proto/runtime.proto): the dispatch_var
+                                                  names the service */
     sb_api_access_t access;
     int ok_status;             /* HTTP status on success: 200, or 201 (created) */
     bool idempotent;           /* Idempotency-Key honoured (runtime stores answers) */
@@ -109,7 +112,9 @@ sb_status_t sb_api_authorize(const sb_api_method_t *m, const char *user_id, cons
 /* REST routing over the table (used by the gateway and by POST /auth).
  * Matches verb + path (no query) against every binding; path variables are
  * returned by proto field name. dispatch_var rows are chosen by the value of
- * that variable (the backend's short name). false when nothing matches;
+ * that variable (the backend's short name); a row without a backend (every
+ * service's) matches any value, and the caller sends it to the service the
+ * value names (sb_api_match_backend). false when nothing matches;
  * *path_known tells 405 (the path exists with another verb) from 404. */
 #define SB_API_MAX_VARS 4
 typedef struct sb_api_match {
@@ -123,6 +128,9 @@ typedef struct sb_api_match {
     bool path_known;
 } sb_api_match_t;
 bool sb_api_match(const char *verb, const char *path, sb_api_match_t *m);
+/* The service a match goes to: the row's backend, or for a row every service
+ * serves the value of its dispatch_var. Borrowed from m. */
+const char *sb_api_match_backend(const sb_api_match_t *m);
 
 /* A request message of m's RPC, allocated in a, with its string fields set
  * from m's path variables (others stay default): what sb_api_authorize needs

@@ -213,6 +213,17 @@ void sb_inbox_result_release(sb_inbox_result_t *res);
  * that could not be written is a failure too). */
 sb_status_t sb_inbox_handle(sb_pg_pool_t *pool, const sb_event_table_t *t, const char *source,
                             const char *topic, const void *bytes, size_t len, sb_inbox_result_t *res);
+/* Replays dead letter `id` (its stored envelope, bytes/len, from topic)
+ * through t exactly as sb_inbox_handle would handle a delivery, except that
+ * nothing new goes to sb_dead_letters: OK (HANDLED, SKIPPED or DUPLICATE)
+ * also marks the row replayed (replayed_at, replayed_by = by) in the
+ * transaction that applied the event, so the effect and the mark commit
+ * together; a row replayed already is left as it is. INVALID_ARGUMENT with
+ * outcome DEAD_LETTER: still malformed, the row keeps its place with the new
+ * reason in error and one more replay_attempts. Any other status: a failure,
+ * nothing recorded (may be retried). */
+sb_status_t sb_inbox_replay(sb_pg_pool_t *pool, const sb_event_table_t *t, int64_t id, const char *by,
+                            const char *topic, const void *bytes, size_t len, sb_inbox_result_t *res);
 /* Writes the packed envelope to sb_dead_letters with why (the event id and
  * type filled in when it decodes). */
 sb_status_t sb_dead_letter_add(sb_pg_pool_t *pool, const char *source, const char *topic,

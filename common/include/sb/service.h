@@ -133,6 +133,12 @@ static inline sb_service_t *sb_event_service(const sb_event_ctx_t *ev)
 sb_rpc_handler_t sb_service_deliver_event, sb_service_replay_events;
 sb_status_t sb_service_replay(sb_rpc_ctx_t *ctx, const void *in, void *out, const char *type_prefix);
 
+/* Registers on server the rpcs every service serves (proto/runtime.proto,
+ * sb.runtime.Runtime), run by sb_service_call on svc: ListDeadLetters and
+ * ReplayDeadLetter (dead_letters.c; admin only). sb_service_main does it;
+ * public for servers built by hand (tests). */
+void sb_service_add_runtime(sb_server_t *server, sb_service_t *svc);
+
 /* Admin HTTP listener on 127.0.0.1/0.0.0.0:port serving /metrics (Prometheus
  * text), /healthz and /readyz (ready() decides; NULL = always). */
 typedef struct sb_admin sb_admin_t;
