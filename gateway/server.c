@@ -36,6 +36,7 @@
 #include "sb/jwt.h"
 #include "sb/log.h"
 #include "sb/metrics.h"
+#include "sb/ready.h"
 #include "sb/redis.h"
 #include "sb/registry.h"
 #include "sb/rpc.h"
@@ -349,6 +350,21 @@ static bool backend_healthy(size_t b, sb_arena_t *a)
                               GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
 }
 
+/* /readyz: Redis (the token denylist, rate limits) and every backend are
+ * required; the answer names each with its state (sb/ready.h). */
+static void gateway_ready(void *arg, sb_ready_t *r)
+{
+    sb_arena_t *a = arg;
+    if (atomic_load(&gw.draining)) { /* a load balancer stops sending; nothing else to ask */
+        sb_ready_report(r, "gateway", true, false, "draining: shutting down");
+        return;
+    }
+    sb_ready_report(r, "redis", true, sb_redis_ping(gw.redis), "no answer to PING");
+    for (size_t b = 0; b < N_BACKENDS; b++)
+        sb_ready_report(r, sb_registry[b].name, true, backend_healthy(b, a),
+                        "no SERVING answer to grpc.health.v1 Check within 1 s");
+}
+
 static int builtin(const char *method, const char *url, sb_arena_t *a, sb_buf_t *out, const char **ctype)
 {
     if (strcmp(method, "GET") != 0)
@@ -357,21 +373,8 @@ static int builtin(const char *method, const char *url, sb_arena_t *a, sb_buf_t 
         sb_buf_adds(out, "{\"status\":\"ok\"}");
         return 200;
     }
-    if (!strcmp(url, "/readyz")) {
-        if (atomic_load(&gw.draining)) { /* a load balancer stops sending */
-            sb_buf_adds(out, "{\"ready\":false,\"draining\":true}");
-            return 503;
-        }
-        bool ok = sb_redis_ping(gw.redis);
-        sb_buf_addf(out, "{\"redis\":%s", ok ? "true" : "false");
-        for (size_t b = 0; b < N_BACKENDS; b++) {
-            bool h = backend_healthy(b, a);
-            ok = ok && h;
-            sb_buf_addf(out, ",\"%s\":%s", sb_registry[b].name, h ? "true" : "false");
-        }
-        sb_buf_addf(out, ",\"ready\":%s}", ok ? "true" : "false");
-        return ok ? 200 : 503;
-    }
+    if (!strcmp(url, "/readyz"))
+        return sb_ready_render(gateway_ready, a, out);
     if (!strcmp(url, "/metrics")) {
         sb_metrics_render(out);
         *ctype = "text/plain; version=0.0.4";

@@ -1,4 +1,5 @@
-/* Admin HTTP listener (libmicrohttpd): /metrics, /healthz, /readyz. */
+/* Admin HTTP listener (libmicrohttpd): /metrics, /healthz, /readyz; and the
+ * /readyz answer (sb/ready.h), which the gateway serves too. */
 #include <microhttpd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,13 +7,54 @@
 #include "sb/alloc.h"
 #include "sb/log.h"
 #include "sb/metrics.h"
+#include "sb/ready.h"
 #include "sb/service.h"
 
 struct sb_admin {
     struct MHD_Daemon *d;
-    _Bool (*ready)(void *arg);
+    sb_ready_fn ready;
     void *arg;
 };
+
+struct sb_ready {
+    sb_buf_t checks;   /* "name":"state",... */
+    sb_buf_t optional; /* "name",... */
+    bool ready;
+};
+
+void sb_ready_report(sb_ready_t *r, const char *name, bool required, bool ok, const char *why)
+{
+    sb_buf_t state = SB_BUF_INIT;
+    if (ok)
+        sb_buf_adds(&state, "ok");
+    else
+        sb_buf_addf(&state, "down%s%s", why && *why ? ": " : "", why && *why ? why : "");
+    if (r->checks.len)
+        sb_buf_addch(&r->checks, ',');
+    sb_buf_add_json_str(&r->checks, name, strlen(name));
+    sb_buf_addch(&r->checks, ':');
+    sb_buf_add_json_str(&r->checks, state.buf, state.len);
+    sb_buf_release(&state);
+    if (!required) {
+        if (r->optional.len)
+            sb_buf_addch(&r->optional, ',');
+        sb_buf_add_json_str(&r->optional, name, strlen(name));
+    }
+    if (required && !ok)
+        r->ready = false;
+}
+
+int sb_ready_render(sb_ready_fn ready, void *arg, sb_buf_t *body)
+{
+    sb_ready_t r = {SB_BUF_INIT, SB_BUF_INIT, true};
+    if (ready)
+        ready(arg, &r);
+    sb_buf_addf(body, "{\"ready\":%s,\"checks\":{%s},\"optional\":[%s]}", r.ready ? "true" : "false",
+                r.checks.buf, r.optional.buf);
+    sb_buf_release(&r.checks);
+    sb_buf_release(&r.optional);
+    return r.ready ? 200 : 503;
+}
 
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned code, const char *type,
                              sb_buf_t *body)
@@ -49,15 +91,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return reply(conn, 200, "application/json", &body);
     }
     if (!strcmp(url, "/readyz")) {
-        bool ok = !a->ready || a->ready(a->arg);
-        sb_buf_adds(&body, ok ? "{\"status\":\"ready\"}" : "{\"status\":\"not ready\"}");
-        return reply(conn, ok ? 200 : 503, "application/json", &body);
+        int code = sb_ready_render(a->ready, a->arg, &body);
+        return reply(conn, (unsigned)code, "application/json", &body);
     }
     sb_buf_adds(&body, "{\"error\":{\"code\":\"NOT_FOUND\",\"message\":\"no such path\"}}");
     return reply(conn, 404, "application/json", &body);
 }
 
-sb_admin_t *sb_admin_start(int port, _Bool (*ready)(void *arg), void *arg, sb_buf_t *err)
+sb_admin_t *sb_admin_start(int port, sb_ready_fn ready, void *arg, sb_buf_t *err)
 {
     struct sb_admin *a = sb_calloc(1, sizeof *a);
     a->ready = ready;

@@ -31,11 +31,11 @@
     " " SB_DB_TS("failed_at") " AS failed_at, " SB_DB_TS("replayed_at") " AS replayed_at,"              \
                                                                         " replayed_by, replay_attempts"
 
-static const sb_pg_stmt_t stmt_list = {
-    "sb_dead_letters_list", "SELECT " COLUMNS " FROM sb_dead_letters"
-                            " WHERE ($1::bigint IS NULL OR id < $1::bigint)"
-                            " AND (NOT $2::bool OR replayed_at IS NULL)"
-                            " ORDER BY id DESC LIMIT $3::int"};
+static const sb_pg_stmt_t stmt_list = {"sb_dead_letters_list",
+                                       "SELECT " COLUMNS " FROM sb_dead_letters"
+                                       " WHERE ($1::bigint IS NULL OR id < $1::bigint)"
+                                       " AND (NOT $2::bool OR replayed_at IS NULL)"
+                                       " ORDER BY id DESC LIMIT $3::int"};
 
 static const sb_pg_stmt_t stmt_get = {"sb_dead_letters_get",
                                       "SELECT " COLUMNS " FROM sb_dead_letters WHERE id = $1::bigint"};
@@ -100,7 +100,7 @@ static sb_status_t load(sb_rpc_ctx_t *ctx, const char *id, Sb__Runtime__DeadLett
     if (PQntuples(r) == 0)
         return sb_rpc_fail(ctx, SB_NOT_FOUND, "dead letter %s not found", id);
     *out = *(Sb__Runtime__DeadLetter **)sb_db_rows_to_pb(ctx->arena, r, 0, 1,
-                                                          &sb__runtime__dead_letter__descriptor);
+                                                         &sb__runtime__dead_letter__descriptor);
     return SB_OK;
 }
 

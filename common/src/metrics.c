@@ -3,6 +3,7 @@
 #include "sb/metrics.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,9 +23,28 @@ struct metric {
     double sum_s;
 };
 
+/* A gauge: its name (with labels) is the registry's own copy. */
+struct gauge {
+    struct gauge *next;
+    char *name;
+    double value;
+};
+
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct metric *rpcs;
 static struct metric *counters;
+static struct gauge *gauges;
+
+/* The length of name's family: up to '{' or the end. */
+static size_t family_len(const char *name)
+{
+    return strcspn(name, "{");
+}
+
+static bool same_family(const char *name, const char *family, size_t n)
+{
+    return family_len(name) == n && strncmp(name, family, n) == 0;
+}
 
 /* The metric of that name in *list, added when missing; under mu. */
 static struct metric *metric(struct metric **list, const char *name)
@@ -72,6 +92,67 @@ void sb_metrics_count(const char *name, uint64_t delta)
     pthread_mutex_unlock(&mu);
 }
 
+/* under mu */
+static void gauge_set(const char *name, double value)
+{
+    struct gauge *g = gauges, *last = NULL;
+    for (; g && strcmp(g->name, name) != 0; g = g->next)
+        last = g;
+    if (!g) {
+        g = sb_calloc(1, sizeof *g);
+        g->name = sb_strdup(name);
+        if (last)
+            last->next = g; /* appended: a family's members stay in order */
+        else
+            gauges = g;
+    }
+    g->value = value;
+}
+
+void sb_metrics_gauge(const char *name, double value)
+{
+    pthread_mutex_lock(&mu);
+    gauge_set(name, value);
+    pthread_mutex_unlock(&mu);
+}
+
+void sb_metrics_gauge_family(const char *family, size_t n, const char *const *names,
+                             const double *values)
+{
+    size_t fl = strlen(family);
+    pthread_mutex_lock(&mu);
+    for (struct gauge **p = &gauges; *p;) {
+        if (same_family((*p)->name, family, fl)) {
+            struct gauge *dead = *p;
+            *p = dead->next;
+            free(dead->name);
+            free(dead);
+        } else {
+            p = &(*p)->next;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        gauge_set(names[i], values[i]);
+    pthread_mutex_unlock(&mu);
+}
+
+/* Gauges by family, each family once with its TYPE line (under mu). */
+static void render_gauges(sb_buf_t *out)
+{
+    for (struct gauge *g = gauges; g; g = g->next) {
+        size_t fl = family_len(g->name);
+        bool seen = false;
+        for (struct gauge *e = gauges; e != g && !seen; e = e->next)
+            seen = same_family(e->name, g->name, fl);
+        if (seen)
+            continue;
+        sb_buf_addf(out, "# TYPE %.*s gauge\n", (int)fl, g->name);
+        for (struct gauge *m = g; m; m = m->next)
+            if (same_family(m->name, g->name, fl))
+                sb_buf_addf(out, "%s %.15g\n", m->name, m->value);
+    }
+}
+
 void sb_metrics_render(sb_buf_t *out)
 {
     pthread_mutex_lock(&mu);
@@ -97,6 +178,7 @@ void sb_metrics_render(sb_buf_t *out)
     }
     for (struct metric *c = counters; c; c = c->next)
         sb_buf_addf(out, "%s %lu\n", c->name, (unsigned long)c->value);
+    render_gauges(out);
     pthread_mutex_unlock(&mu);
 }
 
@@ -105,5 +187,11 @@ void sb_metrics_reset(void)
     pthread_mutex_lock(&mu);
     clear(&rpcs);
     clear(&counters);
+    while (gauges) {
+        struct gauge *n = gauges->next;
+        free(gauges->name);
+        free(gauges);
+        gauges = n;
+    }
     pthread_mutex_unlock(&mu);
 }

@@ -209,6 +209,18 @@ sb_status_t sb_producer_send(sb_producer_t *p, const char *topic, const char *ke
     return sb_producer_send_batch(p, &m, 1, timeout_ms, NULL, err) == 1 ? SB_OK : SB_UNAVAILABLE;
 }
 
+bool sb_producer_broker_up(sb_producer_t *p, int timeout_ms, sb_buf_t *why)
+{
+    /* no topics asked (all_topics 0, none named): the brokers only */
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(p->rk, 0, NULL, &md, timeout_ms);
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (e)
+        sb_buf_addf(why, "no broker answered within %d ms (%s)", timeout_ms, rd_kafka_err2str(e));
+    return e == RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
 sb_status_t sb_kafka_ensure_topics(const char *brokers, const char *const *topics, size_t n,
                                    int partitions, sb_buf_t *err)
 {

@@ -13,24 +13,6 @@
 #include "sb/util.h"
 #include "sb/authn.h"
 
-static bool is_ready(void *arg)
-{
-    sb_service_t *svc = arg;
-    if (!sb_server_serving(svc->server)) /* draining: a load balancer stops sending */
-        return false;
-    sb_buf_t err = SB_BUF_INIT;
-    sb_pg_conn_t *c = sb_pg_acquire(svc->pg, 1000, &err);
-    bool ok = c != NULL;
-    if (c) {
-        PGresult *r = sb_pg_exec_sql(c, "SELECT 1");
-        ok = PQresultStatus(r) == PGRES_TUPLES_OK;
-        PQclear(r);
-        sb_pg_release(svc->pg, c);
-    }
-    sb_buf_release(&err);
-    return ok && sb_redis_ping(svc->redis);
-}
-
 /* An idempotent row whose request has no idempotency_key string field is
  * never idempotent: say so at start-up. */
 static void check_rows(const sb_service_def_t *def)
@@ -127,6 +109,9 @@ int sb_service_main(const sb_service_def_t *def)
     }
     if (def->n_jobs && !(svc.jobs = sb_jobs_start(svc.pg, def->jobs, def->n_jobs, &svc, &err)))
         goto out_relay;
+    sb_job_t health = sb_service_health_job((int)sb_cfg_int("HEALTH_REFRESH_MS", 5000, 100, 600000));
+    if (!(svc.health = sb_jobs_start(svc.pg, &health, 1, &svc, &err)))
+        goto out_relay;
     svc.server = sb_server_new(addr, (int)workers);
     check_rows(def);
     sb_server_add_service_run(svc.server, def->descriptor, def->methods, def->n_methods, &svc,
@@ -135,7 +120,7 @@ int sb_service_main(const sb_service_def_t *def)
     sb_server_set_authenticator(svc.server, verify_token, svc.authn);
     if (sb_server_start(svc.server, &err) != SB_OK)
         goto out_server;
-    admin = sb_admin_start((int)admin_port, is_ready, &svc, &err);
+    admin = sb_admin_start((int)admin_port, sb_service_ready, &svc, &err);
     if (!admin)
         goto out_server_stop;
 
@@ -161,6 +146,7 @@ out_server:
     if (def->fini)
         def->fini(&svc);
 out_relay:
+    sb_jobs_stop(svc.health);       /* reads the consumer and the producer */
     sb_consumer_stop(svc.consumer); /* first: its handlers may still write events */
     sb_jobs_stop(svc.jobs);         /* so may the service's jobs */
     sb_jobs_stop(svc.relay);        /* then publish what is left */

@@ -297,7 +297,19 @@ class Identity(unittest.TestCase):
         self.assertEqual(st, 200)
         st, body, _ = P.call("GET", "/readyz")
         self.assertIn(st, (200, 503))
-        self.assertTrue(body["member"] and body["auth"] and body["redis"], body)
+        # every dependency named with its state; all required at the gateway
+        self.assertEqual(body["checks"]["member"], "ok", body)
+        self.assertEqual(body["checks"]["auth"], "ok", body)
+        self.assertEqual(body["checks"]["redis"], "ok", body)
+        self.assertEqual(body["optional"], [], body)
+        self.assertEqual(body["ready"], st == 200, body)
+        for s in ("member", "auth"):  # a service: PostgreSQL and Redis required, Kafka reported
+            with urllib.request.urlopen(f"http://127.0.0.1:{ADMIN_BASE + 1 + SERVICES.index(s)}/readyz") as r:
+                ready = json.load(r)
+            self.assertEqual(ready["ready"], True, ready)
+            self.assertEqual((ready["checks"]["postgres"], ready["checks"]["redis"]), ("ok", "ok"), ready)
+            self.assertIn("kafka", ready["checks"])
+            self.assertEqual(ready["optional"], ["kafka"], ready)
         st, body, _ = P.call("GET", "/metrics")
         self.assertEqual(st, 200)
         self.assertIn("sb_rpc_calls_total", body if isinstance(body, str) else json.dumps(body))

@@ -112,6 +112,9 @@ size_t sb_producer_send_batch(sb_producer_t *p, sb_kafka_msg_t *msgs, size_t n, 
  * OK, or UNAVAILABLE with err. */
 sb_status_t sb_producer_send(sb_producer_t *p, const char *topic, const char *key, const void *val,
                              size_t len, const char *trace_id, int timeout_ms, sb_buf_t *err);
+/* Whether a broker of the producer's cluster answers a metadata request
+ * within timeout_ms (why says what failed when not). Safe beside sends. */
+bool sb_producer_broker_up(sb_producer_t *p, int timeout_ms, sb_buf_t *why);
 /* Creates the topics if missing (partitions, replication 1). */
 sb_status_t sb_kafka_ensure_topics(const char *brokers, const char *const *topics, size_t n,
                                    int partitions, sb_buf_t *err);
@@ -246,5 +249,12 @@ void sb_consumer_stop(sb_consumer_t *c);
 /* Events this consumer handled (skipped ones included), and redelivered ones
  * it dropped, so far. */
 void sb_consumer_stats(const sb_consumer_t *c, uint64_t *handled, uint64_t *duplicates);
+/* The lag of each partition assigned to c (its high watermark minus the next
+ * offset c will handle): fn(arg, topic, partition, lag) per partition whose
+ * figures are known; broker calls, when needed, wait up to timeout_ms.
+ * Returns how many partitions were reported. Thread-safe (the health job). */
+size_t sb_consumer_lag(sb_consumer_t *c, int timeout_ms,
+                       void (*fn)(void *arg, const char *topic, int32_t partition, int64_t lag),
+                       void *arg);
 
 #endif

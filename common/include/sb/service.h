@@ -22,10 +22,13 @@
 #include "sb/jobs.h"
 #include "sb/pg.h"
 #include "sb/authn.h"
+#include "sb/ready.h"
 #include "sb/redis.h"
 #include "sb/rpc.h"
 
 typedef struct sb_service sb_service_t;
+
+enum { SB_KAFKA_UNKNOWN = 0, SB_KAFKA_UP, SB_KAFKA_DOWN };
 
 typedef struct sb_service_def {
     const char *name; /* "member": database sb_member, consumer group sb-member */
@@ -63,7 +66,9 @@ struct sb_service {
     sb_jobs_t *jobs;  /* the service's job table */
     sb_consumer_t *consumer;
     sb_server_t *server;
-    void *user; /* the service's own state, set by init */
+    sb_jobs_t *health;       /* the health job (sb_service_health_job) */
+    _Atomic int kafka_state; /* SB_KAFKA_UNKNOWN/UP/DOWN, as the health job found it */
+    void *user;              /* the service's own state, set by init */
 };
 
 /* Table fields of a definition from an array:
@@ -140,9 +145,22 @@ sb_status_t sb_service_replay(sb_rpc_ctx_t *ctx, const void *in, void *out, cons
 void sb_service_add_runtime(sb_server_t *server, sb_service_t *svc);
 
 /* Admin HTTP listener on 127.0.0.1/0.0.0.0:port serving /metrics (Prometheus
- * text), /healthz and /readyz (ready() decides; NULL = always). */
+ * text), /healthz and /readyz (what ready reports, sb/ready.h; NULL: always
+ * ready). */
 typedef struct sb_admin sb_admin_t;
-sb_admin_t *sb_admin_start(int port, _Bool (*ready)(void *arg), void *arg, sb_buf_t *err);
+sb_admin_t *sb_admin_start(int port, sb_ready_fn ready, void *arg, sb_buf_t *err);
+
+/* A service's readiness (sb_service_main's /readyz): PostgreSQL and Redis
+ * required, asked now; Kafka optional, as the health job last found it (the
+ * outbox keeps events while the broker is away, so the service still
+ * serves). */
+void sb_service_ready(void *svc, sb_ready_t *r);
+/* The health job (every replica, HEALTH_REFRESH_MS): refreshes the /metrics
+ * gauges sb_outbox_unpublished, sb_outbox_oldest_unpublished_age_seconds,
+ * sb_dead_letters (unreplayed), sb_kafka_broker_up and
+ * sb_consumer_lag{topic,partition}, and the Kafka state /readyz reports.
+ * job->arg is the sb_service_t (health.c). */
+sb_job_t sb_service_health_job(int every_ms);
 void sb_admin_stop(sb_admin_t *a);
 
 #endif
