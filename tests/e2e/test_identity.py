@@ -16,10 +16,11 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.request
 import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
-from sbplatform import ADMIN_LOGIN, ADMIN_PASSWORD, Platform  # noqa: E402
+from sbplatform import ADMIN_BASE, ADMIN_LOGIN, ADMIN_PASSWORD, SERVICES, Platform  # noqa: E402
 
 P = None
 
@@ -44,7 +45,7 @@ def forge(claims: dict, alg="ES256", key=None, kid=None) -> str:
 
 def setUpModule():
     global P
-    P = Platform(["member", "auth"], env={"LOGIN_RATE_LIMIT": "100"}).__enter__()
+    P = Platform(["member", "auth"], env={"LOGIN_RATE_LIMIT": "100", "HEALTH_REFRESH_MS": "200"}).__enter__()
 
 
 def tearDownModule():
@@ -303,6 +304,9 @@ class Identity(unittest.TestCase):
         self.assertEqual(body["checks"]["redis"], "ok", body)
         self.assertEqual(body["optional"], [], body)
         self.assertEqual(body["ready"], st == 200, body)
+        # only member and auth run here: the gateway names the others down
+        self.assertEqual(st, 503, body)
+        self.assertTrue(body["checks"]["performance"].startswith("down"), body)
         for s in ("member", "auth"):  # a service: PostgreSQL and Redis required, Kafka reported
             with urllib.request.urlopen(f"http://127.0.0.1:{ADMIN_BASE + 1 + SERVICES.index(s)}/readyz") as r:
                 ready = json.load(r)
@@ -323,6 +327,59 @@ class Identity(unittest.TestCase):
         if validator:
             r = subprocess.run(["node", validator, f.name], capture_output=True, text=True)
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_dead_letters_listed_and_replayed_by_admins_only(self):
+        """A refused event (POST /events/auth) is a dead letter an admin lists
+        at GET /admin/dead-letters/auth; its replay is refused with the reason
+        while the stored event is still bad, and the row stays."""
+        admin = P.login(ADMIN_LOGIN, ADMIN_PASSWORD)["accessToken"]
+        _, ut = P.user("USER")
+        event_id = str(uuid.uuid4())
+        # member.password_changed without a user id: auth's handler refuses it
+        st, body, _ = P.call("POST", "/events/auth", {"eventId": event_id, "type": "member.password_changed",
+                                                       "aggregateId": "x", "payload": ""}, token=admin)
+        self.assertEqual(st, 400, body)
+        st, body, _ = P.call("GET", "/admin/dead-letters/auth?unreplayed=true&pageSize=100", token=admin)
+        self.assertEqual(st, 200, body)
+        mine = [d for d in body.get("deadLetters", []) if d.get("eventId") == event_id]
+        self.assertEqual(len(mine), 1, body)
+        dl = mine[0]
+        self.assertEqual((dl["type"], dl["source"]), ("member.password_changed", "DeliverEvent"), dl)
+        self.assertIn("without a user id", dl["error"])
+        self.assertFalse(dl.get("replayedAt"), dl)
+        # not for users; an unknown service is 404; a service without dead letters lists none
+        self.assertError(P.call("GET", "/admin/dead-letters/auth", token=ut["accessToken"]), 403,
+                         "PERMISSION_DENIED")
+        self.assertError(P.call("GET", "/admin/dead-letters/auth"), 401, "UNAUTHENTICATED")
+        self.assertError(P.call("GET", "/admin/dead-letters/nobody", token=admin), 404, "NOT_FOUND")
+        st, body, _ = P.call("GET", "/admin/dead-letters/member", token=admin)
+        self.assertEqual((st, body.get("deadLetters", [])), (200, []), body)
+        # replay: users refused; the stored event is still bad, so 400 with the reason, row kept
+        path = f"/admin/dead-letters/auth/{dl['id']}/replay"
+        self.assertError(P.call("POST", path, token=ut["accessToken"]), 403, "PERMISSION_DENIED")
+        msg = self.assertError(P.call("POST", path, token=admin), 400, "FAILED_PRECONDITION", "still cannot be handled")
+        self.assertIn("without a user id", msg)
+        st, body, _ = P.call("GET", "/admin/dead-letters/auth?unreplayed=true&pageSize=100", token=admin)
+        again = [d for d in body.get("deadLetters", []) if d.get("eventId") == event_id]
+        self.assertEqual(len(again), 1, body)
+        self.assertEqual(again[0]["replayAttempts"], 1, again)
+        self.assertError(P.call("POST", "/admin/dead-letters/auth/987654321/replay", token=admin), 404, "NOT_FOUND")
+        # the service's gauges (the health job, HEALTH_REFRESH_MS=200 here)
+        port = ADMIN_BASE + 1 + SERVICES.index("auth")
+        deadline = time.time() + 30
+        while True:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as r:
+                text = r.read().decode()
+            values = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+            done = float(values.get("sb_dead_letters", "0")) >= 1 and "# TYPE sb_consumer_lag gauge" in text
+            if done or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertGreaterEqual(float(values["sb_dead_letters"]), 1, text)
+        self.assertEqual(values["sb_kafka_broker_up"], "1", text)
+        self.assertIn("sb_outbox_unpublished", values)
+        self.assertIn("sb_outbox_oldest_unpublished_age_seconds", values)
+        self.assertIn("# TYPE sb_consumer_lag gauge", text)
 
     def test_zz_login_rate_limit(self):
         """Runs last: after LOGIN_RATE_LIMIT attempts a minute from one IP, /login answers 429."""
