@@ -464,7 +464,7 @@ void sb_consumer_stats(const sb_consumer_t *c, uint64_t *handled, uint64_t *dupl
     *duplicates = atomic_load(&m->duplicates);
 }
 
-/* Lag per assigned partition, for the health job (health.c). The position
+/* Lag per assigned partition, for the health refresher (health.c). The position
  * is the next offset this consumer will hand out (cached by librdkafka, no
  * broker call); before its first message on a partition it is the group's
  * committed offset (one OffsetFetch), and with nothing committed the group

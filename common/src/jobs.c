@@ -105,7 +105,7 @@ static bool connect_runner(struct runner *r)
  * leader); *got says whether it is ours. */
 static sb_status_t take_lock(struct runner *r, sb_db_t *db, bool *got)
 {
-    if ((r->job.session && r->leader) || r->job.every_replica) {
+    if (r->job.session && r->leader) {
         *got = true;
         return SB_OK;
     }
@@ -130,7 +130,7 @@ static sb_status_t tick(struct runner *r, bool final, bool *ran, bool *again)
     if (final)
         ctx.stopping = &never; /* the final tick is the flush: let it finish */
     *ran = false;
-    sb_status_t st = r->job.session || r->job.every_replica ? SB_OK : sb_db_sql(&db, "BEGIN", NULL);
+    sb_status_t st = r->job.session ? SB_OK : sb_db_sql(&db, "BEGIN", NULL);
     if (st == SB_OK)
         st = take_lock(r, &db, ran);
     if (st == SB_OK && *ran)

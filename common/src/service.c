@@ -109,9 +109,7 @@ int sb_service_main(const sb_service_def_t *def)
     }
     if (def->n_jobs && !(svc.jobs = sb_jobs_start(svc.pg, def->jobs, def->n_jobs, &svc, &err)))
         goto out_relay;
-    sb_job_t health = sb_service_health_job((int)sb_cfg_int("HEALTH_REFRESH_MS", 5000, 100, 600000));
-    if (!(svc.health = sb_jobs_start(svc.pg, &health, 1, &svc, &err)))
-        goto out_relay;
+    svc.health = sb_service_health_start(&svc, (int)sb_cfg_int("HEALTH_REFRESH_MS", 5000, 100, 600000));
     svc.server = sb_server_new(addr, (int)workers);
     check_rows(def);
     sb_server_add_service_run(svc.server, def->descriptor, def->methods, def->n_methods, &svc,
@@ -146,10 +144,10 @@ out_server:
     if (def->fini)
         def->fini(&svc);
 out_relay:
-    sb_jobs_stop(svc.health);       /* reads the consumer and the producer */
-    sb_consumer_stop(svc.consumer); /* first: its handlers may still write events */
-    sb_jobs_stop(svc.jobs);         /* so may the service's jobs */
-    sb_jobs_stop(svc.relay);        /* then publish what is left */
+    sb_service_health_stop(svc.health); /* reads the consumer and the producer */
+    sb_consumer_stop(svc.consumer);     /* first: its handlers may still write events */
+    sb_jobs_stop(svc.jobs);             /* so may the service's jobs */
+    sb_jobs_stop(svc.relay);            /* then publish what is left */
 out_producer:
     sb_producer_free(svc.producer);
 out_authn:

@@ -10,7 +10,7 @@
  * event applies once, a second replay changes nothing, a replay before the
  * fix keeps the row with its reason.
  *
- * Health: the gauges of the health job with a producer pointed at a closed
+ * Health: the gauges of the health refresher with a producer pointed at a closed
  * port (the shared broker is never stopped): the outbox backlog and its age
  * grow, sb_kafka_broker_up is 0, /readyz stays 200 naming Kafka down, and
  * 503 naming Redis when Redis is the one away; consumer lag while a handler
@@ -428,9 +428,7 @@ Test(dead_letters, gauges_and_readiness_while_kafka_is_unreachable)
                  SB_INVALID_ARGUMENT);
     sb_inbox_result_release(&res);
 
-    sb_job_t job = sb_service_health_job(100);
-    sb_jobs_t *health = sb_jobs_start(pool, &job, 1, &down, &err);
-    cr_assert_not_null(health, "%s", err.buf);
+    sb_health_t *health = sb_service_health_start(&down, 100);
     for (int i = 0;
          i < 300 && (metric("sb_kafka_broker_up") != 0 || metric("sb_outbox_unpublished") < 3); i++)
         usleep(50000);
@@ -454,7 +452,7 @@ Test(dead_letters, gauges_and_readiness_while_kafka_is_unreachable)
     cr_assert(strstr(body.buf, "\"redis\":\"ok\""), "%s", body.buf);
     cr_assert(strstr(body.buf, "\"kafka\":\"down: "), "%s", body.buf);
     cr_assert(strstr(body.buf, "\"optional\":[\"kafka\"]"), "%s", body.buf);
-    sb_jobs_stop(health);
+    sb_service_health_stop(health);
 
     /* Redis away (a closed port): unready, and the answer says which */
     sb_redis_free(down.redis);
@@ -471,11 +469,11 @@ Test(dead_letters, gauges_and_readiness_while_kafka_is_unreachable)
     down.producer = producer;
     sb_redis_free(down.redis);
     down.redis = NULL;
-    health = sb_jobs_start(pool, &job, 1, &down, &err);
+    health = sb_service_health_start(&down, 100);
     for (int i = 0; i < 300 && metric("sb_kafka_broker_up") != 1; i++)
         usleep(50000);
     cr_assert_eq(metric("sb_kafka_broker_up"), 1);
-    sb_jobs_stop(health);
+    sb_service_health_stop(health);
     sb_buf_release(&body);
     sb_buf_release(&err);
 }
@@ -502,9 +500,7 @@ Test(dead_letters, consumer_lag_counts_what_is_not_handled_yet)
         cr_assert_eq(sb_producer_send(producer, topic, user, env, len, NULL, 10000, &err), SB_OK, "%s",
                      err.buf);
     }
-    sb_job_t job = sb_service_health_job(100);
-    sb_jobs_t *health = sb_jobs_start(pool, &job, 1, &svc, &err);
-    cr_assert_not_null(health, "%s", err.buf);
+    sb_health_t *health = sb_service_health_start(&svc, 100);
     /* the partition holding the five: lag 4 once the first is taken (in hand), 5 before */
     double total = -1;
     for (int i = 0; i < 600; i++) {
@@ -541,6 +537,6 @@ Test(dead_letters, consumer_lag_counts_what_is_not_handled_yet)
         usleep(50000);
     }
     cr_assert_eq(total, 0, "lag after the handler caught up");
-    sb_jobs_stop(health);
+    sb_service_health_stop(health);
     sb_buf_release(&err);
 }

@@ -252,7 +252,7 @@ void sb_consumer_stats(const sb_consumer_t *c, uint64_t *handled, uint64_t *dupl
 /* The lag of each partition assigned to c (its high watermark minus the next
  * offset c will handle): fn(arg, topic, partition, lag) per partition whose
  * figures are known; broker calls, when needed, wait up to timeout_ms.
- * Returns how many partitions were reported. Thread-safe (the health job). */
+ * Returns how many partitions were reported. Thread-safe (the health refresher). */
 size_t sb_consumer_lag(sb_consumer_t *c, int timeout_ms,
                        void (*fn)(void *arg, const char *topic, int32_t partition, int64_t lag),
                        void *arg);

@@ -60,8 +60,6 @@ struct sb_job {
     const char *channel;  /* NOTIFY channel that wakes it early; NULL: none */
     const char *lock_key; /* a fixed key from sb/locks.h instead of the name's; NULL: by name */
     bool session;         /* a session job (see above) */
-    bool every_replica;   /* no lock, no transaction: every replica ticks (work about
-                             this process itself, such as the /metrics gauges) */
     bool final_tick;      /* tick once more when the runner stops (flush what is left) */
 };
 

@@ -12,7 +12,7 @@ void sb_metrics_rpc(const char *method, sb_status_t st, int64_t latency_ns);
 /* Adds delta to the counter `name` (static string, Prometheus syntax, may
  * include labels: "sb_outbox_published_total"). */
 void sb_metrics_count(const char *name, uint64_t delta);
-/* Gauges: values a refresher sets (the runtime's health job, health.c),
+/* Gauges: values a refresher sets (the runtime's health refresher, health.c),
  * rendered with a "# TYPE <family> gauge" line per family. Sets the gauge
  * `name` (Prometheus syntax, may include labels:
  * "sb_outbox_unpublished" or "sb_consumer_lag{topic=\"sb.member\",partition=\"0\"}";

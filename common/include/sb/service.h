@@ -66,9 +66,9 @@ struct sb_service {
     sb_jobs_t *jobs;  /* the service's job table */
     sb_consumer_t *consumer;
     sb_server_t *server;
-    sb_jobs_t *health;       /* the health job (sb_service_health_job) */
-    _Atomic int kafka_state; /* SB_KAFKA_UNKNOWN/UP/DOWN, as the health job found it */
-    void *user;              /* the service's own state, set by init */
+    struct sb_health *health; /* the health refresher (sb_service_health_start) */
+    _Atomic int kafka_state;  /* SB_KAFKA_UNKNOWN/UP/DOWN, as the refresher found it */
+    void *user;               /* the service's own state, set by init */
 };
 
 /* Table fields of a definition from an array:
@@ -151,16 +151,20 @@ typedef struct sb_admin sb_admin_t;
 sb_admin_t *sb_admin_start(int port, sb_ready_fn ready, void *arg, sb_buf_t *err);
 
 /* A service's readiness (sb_service_main's /readyz): PostgreSQL and Redis
- * required, asked now; Kafka optional, as the health job last found it (the
+ * required, asked now; Kafka optional, as the refresher last found it (the
  * outbox keeps events while the broker is away, so the service still
  * serves). */
 void sb_service_ready(void *svc, sb_ready_t *r);
-/* The health job (every replica, HEALTH_REFRESH_MS): refreshes the /metrics
- * gauges sb_outbox_unpublished, sb_outbox_oldest_unpublished_age_seconds,
- * sb_dead_letters (unreplayed), sb_kafka_broker_up and
- * sb_consumer_lag{topic,partition}, and the Kafka state /readyz reports.
- * job->arg is the sb_service_t (health.c). */
-sb_job_t sb_service_health_job(int every_ms);
+/* The health refresher (health.c): a thread that every every_ms refreshes
+ * the /metrics gauges sb_outbox_unpublished,
+ * sb_outbox_oldest_unpublished_age_seconds, sb_dead_letters (unreplayed),
+ * sb_kafka_broker_up and sb_consumer_lag{topic,partition} from svc (its
+ * pool, producer and consumer, each optional) and the Kafka state /readyz
+ * reports. sb_service_main starts it (HEALTH_REFRESH_MS); stop it before
+ * what it reads goes. */
+typedef struct sb_health sb_health_t;
+sb_health_t *sb_service_health_start(sb_service_t *svc, int every_ms);
+void sb_service_health_stop(sb_health_t *h); /* NULL is fine */
 void sb_admin_stop(sb_admin_t *a);
 
 #endif
