@@ -364,7 +364,7 @@ class Identity(unittest.TestCase):
         self.assertEqual(len(again), 1, body)
         self.assertEqual(again[0]["replayAttempts"], 1, again)
         self.assertError(P.call("POST", "/admin/dead-letters/auth/987654321/replay", token=admin), 404, "NOT_FOUND")
-        # the service's gauges (the health job, HEALTH_REFRESH_MS=200 here)
+        # the service's gauges (the health refresher, HEALTH_REFRESH_MS=200 here)
         port = ADMIN_BASE + 1 + SERVICES.index("auth")
         deadline = time.time() + 30
         while True:
