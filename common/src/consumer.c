@@ -464,13 +464,13 @@ void sb_consumer_stats(const sb_consumer_t *c, uint64_t *handled, uint64_t *dupl
     *duplicates = atomic_load(&m->duplicates);
 }
 
-/* Lag per assigned partition, for the health refresher (health.c). The position
- * is the next offset this consumer will hand out (cached by librdkafka, no
- * broker call); before its first message on a partition it is the group's
- * committed offset (one OffsetFetch), and with nothing committed the group
- * starts at the beginning. The high watermark is the one the last fetch
- * reported, asked of the broker only when none is cached yet. Calls
- * fn(arg, topic, partition, lag) for each; returns how many. */
+/* Lag per assigned partition, for the health refresher (health.c): the
+ * high watermark minus the group's committed offset (one OffsetFetch), which
+ * moves only once an event is handled (the workers may hold fetched events
+ * not handled yet, so the fetch position would under-count); with nothing
+ * committed the group starts at the beginning. The high watermark is the one
+ * the last fetch reported, asked of the broker only when none is cached yet.
+ * Calls fn(arg, topic, partition, lag) for each; returns how many. */
 size_t sb_consumer_lag(sb_consumer_t *c, int timeout_ms,
                        void (*fn)(void *arg, const char *topic, int32_t partition, int64_t lag),
                        void *arg)
@@ -478,22 +478,16 @@ size_t sb_consumer_lag(sb_consumer_t *c, int timeout_ms,
     rd_kafka_topic_partition_list_t *parts = NULL;
     if (rd_kafka_assignment(c->rk, &parts) || !parts)
         return 0;
-    rd_kafka_position(c->rk, parts);
-    bool need_committed = false;
-    for (int i = 0; i < parts->cnt; i++)
-        need_committed |= parts->elems[i].offset < 0;
-    rd_kafka_topic_partition_list_t *committed = NULL;
-    if (need_committed) {
-        committed = rd_kafka_topic_partition_list_copy(parts);
-        if (rd_kafka_committed(c->rk, committed, timeout_ms)) {
-            rd_kafka_topic_partition_list_destroy(committed);
-            committed = NULL;
-        }
+    rd_kafka_topic_partition_list_t *committed = rd_kafka_topic_partition_list_copy(parts);
+    if (rd_kafka_committed(c->rk, committed, timeout_ms)) {
+        rd_kafka_topic_partition_list_destroy(committed);
+        committed = NULL;
     }
     size_t n = 0;
     for (int i = 0; i < parts->cnt; i++) {
         const rd_kafka_topic_partition_t *p = &parts->elems[i];
-        int64_t lo = RD_KAFKA_OFFSET_INVALID, hi = RD_KAFKA_OFFSET_INVALID, pos = p->offset;
+        int64_t lo = RD_KAFKA_OFFSET_INVALID, hi = RD_KAFKA_OFFSET_INVALID,
+                pos = RD_KAFKA_OFFSET_INVALID;
         rd_kafka_get_watermark_offsets(c->rk, p->topic, p->partition, &lo, &hi);
         if (hi < 0 || (pos < 0 && lo < 0))
             rd_kafka_query_watermark_offsets(c->rk, p->topic, p->partition, &lo, &hi, timeout_ms);
