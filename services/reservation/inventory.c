@@ -8,7 +8,11 @@
  *                               each with its future schedules and per-grade
  *                               total/free/held/sold
  *   GetPerformanceReservations  owning planner or admin: every schedule's
- *                               per-grade counts (reservations: booking issue)
+ *                               per-grade counts, and a page of the
+ *                               performance's reservations (booking.c)
+ *
+ * A hold past its deadline counts as free (resv_seat_status, the booking
+ * migration) before the expiry job has ended it.
  *
  * A schedule whose seats the seat-fill job has not created yet
  * (seats_pending, inventory_events.c) has no seat map and is not bookable;
@@ -38,7 +42,7 @@ static const sb_pg_stmt_t stmt_seat_map = {
     "SELECT sc.performance_id::text, " SB_DB_TS(
         "sc.starts_at") " AS starts_at,"
                         " s.seat_id, s.grade, s.row_label AS row, s.seat_number AS "
-                        "number, s.price, s.status"
+                        "number, s.price, resv_seat_status(s.status, s.held_until) AS status"
                         " FROM inv_schedules sc"
                         " JOIN inv_performances p ON p.performance_id = "
                         "sc.performance_id AND p.status = 'ON_SALE'"
@@ -85,8 +89,10 @@ static const sb_pg_stmt_t stmt_bookable_page_category = {"inv_bookable_page_cate
                         "   FROM (SELECT grade, price, position FROM inv_grades"                        \
                         "         WHERE performance_id = sc.performance_id) g"                          \
                         "   FULL JOIN (SELECT grade, max(price) AS price, count(*) AS total,"           \
-                        "         count(*) FILTER (WHERE status = 'AVAILABLE') AS free,"                \
-                        "         count(*) FILTER (WHERE status = 'HELD') AS held,"                     \
+                        "         count(*) FILTER (WHERE resv_seat_status(status, held_until)"          \
+                        "           = 'AVAILABLE') AS free,"                                            \
+                        "         count(*) FILTER (WHERE resv_seat_status(status, held_until)"          \
+                        "           = 'HELD') AS held,"                                                 \
                         "         count(*) FILTER (WHERE status = 'SOLD') AS sold"                      \
                         "         FROM seats WHERE schedule_id = sc.schedule_id GROUP BY grade) c"      \
                         "   ON c.grade = g.grade) x ON true"                                            \
@@ -289,5 +295,7 @@ sb_status_t resv_get_performance_reservations(sb_rpc_ctx_t *ctx, const void *in,
         return st;
     resp->schedules = schedules(ctx->arena, r, 0, PQntuples(r),
                                 &sb__reservation__schedule_sales__descriptor, &resp->n_schedules);
-    return SB_OK;
+    resv_filter_t f = {.performance = resp->performance_id};
+    return resv_list_page(ctx, &f, req->page_size, req->page_token, &resp->reservations,
+                          &resp->n_reservations, &resp->next_page_token);
 }

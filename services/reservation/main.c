@@ -1,8 +1,9 @@
-/* reservation service: wiring. Inventory (this issue): the seat maps and
- * bookable performances built from the performance service's events on
+/* reservation service: wiring. Inventory: the seat maps and bookable
+ * performances built from the performance service's events on
  * sb.performance (inventory_events.c) and the RPCs reading them
- * (inventory.c); see reservation.h for the file map. Holds, reservations and
- * payments come with the booking issue; their RPCs answer UNIMPLEMENTED. */
+ * (inventory.c). Booking: holds (holds.c), view/change/cancel and the lists
+ * (booking.c), the hold-expiry job. See reservation.h for the file map.
+ * GetReservationPayment comes with payment and answers UNIMPLEMENTED. */
 #include "reservation.h"
 #include "sb/service.h"
 
@@ -11,8 +12,15 @@ static const sb_rpc_method_t methods[] = {
     {"ListBookable", resv_list_bookable, .tx = SB_TX_READ, .iso = SB_PG_REPEATABLE_READ},
     {"GetPerformanceReservations", resv_get_performance_reservations, .tx = SB_TX_READ,
      .iso = SB_PG_REPEATABLE_READ},
+    {"CreateReservation", resv_create, .tx = SB_TX, .idempotent = true},
+    {"GetReservation", resv_get, .tx = SB_TX_READ, .iso = SB_PG_REPEATABLE_READ},
+    {"UpdateReservation", resv_update, .tx = SB_TX},
+    {"CancelReservation", resv_cancel, .tx = SB_TX},
+    {"ListReservations", resv_list},
+    {"ListMemberReservations", resv_list_member},
     {"DeliverEvent", sb_service_deliver_event},
     {"ReplayEvents", sb_service_replay_events},
+    {"ReplayCancellationEvents", resv_replay_cancellations},
 };
 
 static const sb_event_handler_t events[] = {
@@ -25,9 +33,12 @@ static const sb_event_handler_t events[] = {
 
 /* Seats of large snapshots, schedule by schedule (inventory_events.c); woken
  * by NOTIFY at the event's commit, and every second (a pending schedule left
- * by a crash, a connection lost to a database restart: back within 1-2 s). */
+ * by a crash, a connection lost to a database restart: back within 1-2 s).
+ * Holds past their deadline ended within a second (HOLD_TTL_S, holds.c). */
 static const sb_job_t jobs[] = {
     {"inventory-seat-fill", resv_seat_fill_tick, .every_ms = 1000, .channel = RESV_SEAT_FILL_CHANNEL},
+    {"hold-expiry", resv_expire_holds, .every_ms = 500},
 };
 
-SB_SERVICE_MAIN(reservation, SB_METHODS(methods), SB_EVENTS(events), SB_JOBS(jobs));
+SB_SERVICE_MAIN(reservation, SB_METHODS(methods), SB_EVENTS(events), SB_JOBS(jobs),
+                .check = resv_booking_check);

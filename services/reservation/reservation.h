@@ -6,7 +6,12 @@
  *                       GetPerformanceReservations)
  *   validate.c          text checks, PostgreSQL array literals (UUIDs and
  *                       timestamps are checked with sb/valid.h)
- * Tables: migrations/0001_inventory.sql. */
+ *   holds.c             CreateReservation (chosen seats, best available),
+ *                       taking seats, the hold-expiry job
+ *   booking.c           GetReservation, UpdateReservation,
+ *                       CancelReservation, the lists, the log, the events
+ *   seat_pick.c         best-available choice (pure logic, seat_pick.h)
+ * Tables: migrations/0001_inventory.sql, 0003_booking.sql. */
 #ifndef SB_RESERVATION_INTERNAL_H
 #define SB_RESERVATION_INTERNAL_H
 #include <stdbool.h>
@@ -15,6 +20,7 @@
 #include "reservation.pb-c.h"
 #include "sb/arena.h"
 #include "sb/buf.h"
+#include "sb/db.h"
 #include "sb/events.h"
 #include "sb/jobs.h"
 #include "sb/pg.h"
@@ -49,5 +55,76 @@ sb_status_t resv_seat_fill_tick(sb_job_ctx_t *job);
 /* ---- inventory.c ---- */
 
 sb_rpc_handler_t resv_get_seat_map, resv_list_bookable, resv_get_performance_reservations;
+
+/* ---- booking (holds.c, booking.c) ---- */
+
+/* The limits, from the environment at start-up (resv_booking_check). */
+typedef struct resv_config {
+    int hold_ttl_s;     /* HOLD_TTL_S: how long a hold lasts */
+    int max_seats;      /* RESV_MAX_SEATS: seats in one reservation */
+    int max_user_seats; /* RESV_MAX_USER_SEATS: seats one user holds or bought in a schedule */
+    int max_pending;    /* RESV_MAX_PENDING: PENDING_PAYMENT reservations per user and schedule */
+    int expiry_batch;   /* HOLD_EXPIRY_BATCH: reservations one expiry tick ends */
+} resv_config_t;
+extern resv_config_t resv_config;
+/* The service's check hook: reads resv_config. */
+sb_status_t resv_booking_check(sb_buf_t *err);
+
+sb_rpc_handler_t resv_create, resv_get, resv_update, resv_cancel, resv_list, resv_list_member,
+    resv_replay_cancellations;
+/* The hold-expiry job (main.c's job table). */
+sb_status_t resv_expire_holds(sb_job_ctx_t *job);
+
+/* A reservation's columns, named as the fields of Reservation (the seat ids
+ * joined by RESV_SEP as seat_list), over a row of reservations (unqualified
+ * names: usable in RETURNING). status is the status readers see (a
+ * PENDING_PAYMENT past its deadline reads EXPIRED); stored_status the row's. */
+#define RESV_SEP "\\x1f" /* SQL: E'\\x1f', the unit separator (never in a seat id) */
+#define RESV_COLS                                                                                       \
+    "reservation_id::text AS reservation_id, user_id::text AS user_id,"                                 \
+    " performance_id::text AS performance_id, schedule_id::text AS schedule_id,"                        \
+    " array_to_string(seat_ids, E'" RESV_SEP "') AS seat_list, amount,"                                 \
+    " resv_status(status, expires_at) AS status, status AS stored_status,"                              \
+    " " SB_DB_TS("expires_at") " AS expires_at, attendee_name, attendee_phone, payment_id,"             \
+                               " " SB_DB_TS("created_at") " AS created_at, " SB_DB_TS(                  \
+                                   "updated_at") " AS updated_at, version,"                             \
+                                                 " (extract(epoch FROM created_at) * 1000000)::bigint " \
+                                                 "AS cursor_us, expires_at::text AS hold_until"
+
+/* Row `row` of a result with RESV_COLS as a Reservation in a. */
+Sb__Reservation__Reservation *resv_from_row(sb_arena_t *a, const PGresult *r, int row);
+/* Writes the reservation.* event `type` for res to the outbox on db's
+ * transaction: the flat fields by name, the full snapshot, reason and actor
+ * where the payload has them. */
+sb_status_t resv_emit(sb_db_t *db, sb_arena_t *a, const char *type,
+                      const Sb__Reservation__Reservation *res, const char *reason, const char *actor);
+/* A reservation's name for its status ("PENDING_PAYMENT"). */
+const char *resv_status_name(int status);
+
+/* One page of reservations, newest first, those matching every filter set
+ * (NULL or "": any): ids are checked as UUIDs, times as RFC 3339, status is
+ * the status readers see. out, n: the page (ctx->arena); next: its token
+ * when more follow. */
+typedef struct resv_filter {
+    const char *user, *performance, *schedule, *status, *from, *to;
+} resv_filter_t;
+sb_status_t resv_list_page(sb_rpc_ctx_t *ctx, const resv_filter_t *f, int page_size, const char *token,
+                           Sb__Reservation__Reservation ***out, size_t *n, char **next);
+
+/* Takes the seats `ids` (a PostgreSQL text[] literal of n ids) of schedule
+ * for reservation, held until `until` (an SQL timestamptz text) or for
+ * HOLD_TTL_S when NULL: one guarded UPDATE, all or nothing. A seat held
+ * (unexpired) or sold is ALREADY_EXISTS naming the seats, an id the schedule
+ * does not have INVALID_ARGUMENT, both refusals (the caller rolls back). */
+sb_status_t resv_take_seats(sb_rpc_ctx_t *ctx, const char *schedule, const char *reservation,
+                            const char *ids, const char *const *id_list, size_t n, const char *until);
+/* Checks seatIds: 1..max_seats UUID-free texts without duplicates. */
+sb_status_t resv_check_seat_ids(sb_rpc_ctx_t *ctx, char *const *ids, size_t n);
+/* Locks the user's holds of the schedule (SB_LOCK_RESV_USER_SCHEDULE) and
+ * refuses what would break the per-user limits with `adding` more seats and
+ * (new_pending) one more PENDING_PAYMENT reservation; `except` (a
+ * reservation id or NULL) is left out of the counts. */
+sb_status_t resv_check_user_limits(sb_rpc_ctx_t *ctx, const char *user, const char *schedule,
+                                   const char *except, size_t adding, bool new_pending);
 
 #endif

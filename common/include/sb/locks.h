@@ -29,7 +29,12 @@
  *                                   member_events.c), per transaction
  *   SB_LOCK_INV_PERFORMANCE(id)     reservation: the inventory events of one
  *                                   performance (inventory_events.c), per
- *                                   transaction */
+ *                                   transaction
+ *   SB_LOCK_RESV_USER_SCHEDULE(user, schedule)
+ *                                   reservation: one user's holds of one
+ *                                   schedule (holds.c, booking.c), per
+ *                                   transaction, so the per-user limits are
+ *                                   checked against committed holds only */
 #ifndef SB_LOCKS_H
 #define SB_LOCKS_H
 
@@ -40,5 +45,7 @@
 #define SB_LOCK_JOB(name) "hashtextextended('sb:job:' || " name ", 0)"
 #define SB_LOCK_AUTH_USER(user_id) "hashtextextended(" user_id ", 1)"
 #define SB_LOCK_INV_PERFORMANCE(id) "hashtextextended('sb-inv:' || " id ", 0)"
+#define SB_LOCK_RESV_USER_SCHEDULE(user, schedule)                                                      \
+    "hashtextextended('sb-resv-user:' || " user " || ':' || " schedule ", 0)"
 
 #endif

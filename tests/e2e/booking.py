@@ -1,0 +1,68 @@
+"""Helpers the booking tests share: a performance made and approved through
+the gateway (as test_catalog.py does), tokens for many buyers minted with the
+platform's signing key (no sign-up per buyer), the seat map, and direct reads
+of the reservation service's database for what the API does not show (the
+outbox)."""
+import datetime as dt
+import os
+import secrets
+import subprocess
+import time
+import uuid
+
+
+def future(days, hours=0):
+    t = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=days, hours=hours)
+    return t.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def approved_show(p, planner_token, admin_token, grades=None, schedules=1):
+    """Creates and approves a performance; waits for its seat maps. Returns
+    (performance, [scheduleId, ...])."""
+    body = {"title": f"Booking {secrets.token_hex(3)}", "description": "e2e", "venue": "Hall B",
+            "category": "CONCERT", "runningMinutes": 100,
+            "schedules": [{"startsAt": future(20 + i)} for i in range(schedules)],
+            "grades": grades or [{"grade": "VIP", "price": "150000", "seatCount": 10},
+                                 {"grade": "R", "price": 90000, "seatCount": 40}]}
+    st, perf, _ = p.call("POST", "/performances", body, token=planner_token)
+    assert st == 201, (st, perf)
+    st, b, _ = p.call("POST", f"/performances/{perf['performanceId']}/approve", {}, token=admin_token)
+    assert st == 200, (st, b)
+    sids = [s["scheduleId"] for s in perf["schedules"]]
+    for sid in sids:
+        wait_for(lambda: p.call("GET", f"/schedules/{sid}/seats")[0] == 200, 30, f"seat map of {sid}")
+    return perf, sids
+
+
+def wait_for(cond, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{what}: not within {timeout}s")
+
+
+def seat_status(p, sid):
+    st, m, _ = p.call("GET", f"/schedules/{sid}/seats")
+    assert st == 200, (st, m)
+    return {s["seatId"]: s["status"] for s in m["seats"]}
+
+
+def mint(p, role="USER"):
+    """A fresh member id and an access token for it, signed as auth signs."""
+    uid = str(uuid.uuid4())
+    now = int(time.time())
+    tok = p.token({"sub": uid, "role": role, "jti": str(uuid.uuid4()), "iat": now, "exp": now + 3600,
+                   "iss": "showbook-auth", "aud": "showbook"})
+    return uid, tok
+
+
+def psql(sql):
+    """Rows of sql on the reservation service's test database, as lists of
+    text (psql -At, fields split on |)."""
+    db = f"sb_reservation_{os.environ.get('SB_NAMESPACE', 'test')}"
+    url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    out = subprocess.run(["psql", f"{url.rsplit('/', 1)[0]}/{db}", "-v", "ON_ERROR_STOP=1", "-Atc", sql],
+                         check=True, capture_output=True, text=True).stdout
+    return [line.split("|") for line in out.splitlines() if line]
