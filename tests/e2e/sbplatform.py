@@ -77,14 +77,17 @@ class Platform:
             env["JWT_SIGNING_KEY_FILE"] = self.signing_key
         return env
 
-    def start(self, name, binary, extra):
+    def start(self, name, binary, extra, label=None):
+        """Starts process `name` (its identity); `label` names its log and
+        its entry in self.procs when it is a second replica of a service."""
         env = dict(self.env, **self.identity(name), **extra)
-        log = open(os.path.join(self.logdir, f"{name}.log"), "a")  # a restart appends
+        label = label or name
+        log = open(os.path.join(self.logdir, f"{label}.log"), "a")  # a restart appends
         # SB_E2E_WRAP runs every binary under a tool, e.g.
         # SB_E2E_WRAP="valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
         wrap = os.environ.get("SB_E2E_WRAP", "").split()
         p = subprocess.Popen(wrap + [binary], env=env, stdout=log, stderr=log)
-        self.procs.append((name, p, log))
+        self.procs.append((label, p, log))
         return p
 
     def start_service(self, s):
