@@ -39,13 +39,14 @@
 #define ATTENDEE_NAME_MAX_BYTES 100
 #define ATTENDEE_PHONE_MAX_BYTES 30
 
-static const sb_pg_stmt_t stmt_get = {
-    "resv_get", "SELECT " RESV_COLS " FROM reservations WHERE reservation_id = $1::uuid"};
+static const sb_pg_stmt_t stmt_get = {"resv_get", "SELECT " RESV_COLS
+                                                  " FROM reservations WHERE reservation_id = $1::uuid"};
 static const sb_pg_stmt_t stmt_lock = {
     "resv_lock", "SELECT " RESV_COLS " FROM reservations WHERE reservation_id = $1::uuid FOR UPDATE"};
 static const sb_pg_stmt_t stmt_log = {
-    "resv_log", "SELECT from_status, to_status, actor, reason, " SB_DB_TS("at") " AS at"
-                " FROM reservation_log WHERE reservation_id = $1::uuid ORDER BY id"};
+    "resv_log", "SELECT from_status, to_status, actor, reason, " SB_DB_TS(
+                    "at") " AS at"
+                          " FROM reservation_log WHERE reservation_id = $1::uuid ORDER BY id"};
 
 /* Ends a PENDING_PAYMENT reservation ($1) in state $2 (CANCELLED, EXPIRED):
  * its seats free, a log row by $3 for $4. */
@@ -82,17 +83,16 @@ static const sb_pg_stmt_t stmt_update = {
     " SELECT " RESV_COLS " FROM t"};
 
 static const sb_pg_stmt_t stmt_list = {
-    "resv_list",
-    "SELECT " RESV_COLS " FROM reservations"
-    " WHERE ($1::uuid IS NULL OR user_id = $1::uuid)"
-    " AND ($2::uuid IS NULL OR performance_id = $2::uuid)"
-    " AND ($3::uuid IS NULL OR schedule_id = $3::uuid)"
-    " AND ($4::text IS NULL OR resv_status(status, expires_at) = $4::text)"
-    " AND ($5::timestamptz IS NULL OR created_at >= $5::timestamptz)"
-    " AND ($6::timestamptz IS NULL OR created_at < $6::timestamptz)"
-    " AND ($7::bigint IS NULL OR (created_at, reservation_id) <"
-    "      (timestamptz 'epoch' + $7::bigint * interval '1 microsecond', $8::uuid))"
-    " ORDER BY created_at DESC, reservation_id DESC LIMIT $9::int"};
+    "resv_list", "SELECT " RESV_COLS " FROM reservations"
+                 " WHERE ($1::uuid IS NULL OR user_id = $1::uuid)"
+                 " AND ($2::uuid IS NULL OR performance_id = $2::uuid)"
+                 " AND ($3::uuid IS NULL OR schedule_id = $3::uuid)"
+                 " AND ($4::text IS NULL OR resv_status(status, expires_at) = $4::text)"
+                 " AND ($5::timestamptz IS NULL OR created_at >= $5::timestamptz)"
+                 " AND ($6::timestamptz IS NULL OR created_at < $6::timestamptz)"
+                 " AND ($7::bigint IS NULL OR (created_at, reservation_id) <"
+                 "      (timestamptz 'epoch' + $7::bigint * interval '1 microsecond', $8::uuid))"
+                 " ORDER BY created_at DESC, reservation_id DESC LIMIT $9::int"};
 
 /* ------------------------------------------------------------ rows, events */
 
@@ -105,8 +105,8 @@ const char *resv_status_name(int status)
 
 Sb__Reservation__Reservation *resv_from_row(sb_arena_t *a, const PGresult *r, int row)
 {
-    Sb__Reservation__Reservation *res = (Sb__Reservation__Reservation *)sb_pb_new(
-        a, &sb__reservation__reservation__descriptor);
+    Sb__Reservation__Reservation *res =
+        (Sb__Reservation__Reservation *)sb_pb_new(a, &sb__reservation__reservation__descriptor);
     sb_db_row_to_pb(r, row, &res->base);
     const char *list = sb_db_get(r, row, PQfnumber(r, "seat_list"));
     if (!list || !*list)
@@ -129,7 +129,8 @@ Sb__Reservation__Reservation *resv_from_row(sb_arena_t *a, const PGresult *r, in
 /* The string field `name` of m set to s when m has one. */
 static void set_text(ProtobufCMessage *m, const char *name, const char *s)
 {
-    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
     if (f && s)
         sb_pb_set_text(m, f, s);
 }
@@ -144,11 +145,12 @@ sb_status_t resv_emit(sb_db_t *db, sb_arena_t *a, const char *type,
     }
     ProtobufCMessage *ev = sb_pb_new(a, d);
     sb_pb_copy_fields(a, ev, &res->base);
-    Sb__Events__ReservationSnapshot *snap = (Sb__Events__ReservationSnapshot *)sb_pb_new(
-        a, &sb__events__reservation_snapshot__descriptor);
+    Sb__Events__ReservationSnapshot *snap =
+        (Sb__Events__ReservationSnapshot *)sb_pb_new(a, &sb__events__reservation_snapshot__descriptor);
     sb_pb_copy_fields(a, &snap->base, &res->base);
     snap->status = (char *)resv_status_name(res->status);
-    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(d, "reservation");
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(d, "reservation");
     if (f)
         *(Sb__Events__ReservationSnapshot **)((char *)ev + f->offset) = snap;
     set_text(ev, "reason", reason);
@@ -264,8 +266,7 @@ sb_status_t resv_cancel(sb_rpc_ctx_t *ctx, const void *in, void *out)
         return sb_rpc_error(ctx, SB_INTERNAL, "reservation %s locked PENDING_PAYMENT but not ended",
                             res->reservation_id);
     res = resv_from_row(ctx->arena, r, 0);
-    if ((st = resv_emit(ctx->db, ctx->arena, "reservation.cancelled", res, reason, actor(ctx))) !=
-        SB_OK)
+    if ((st = resv_emit(ctx->db, ctx->arena, "reservation.cancelled", res, reason, actor(ctx))) != SB_OK)
         return st;
     *resp = *res;
     return SB_OK;
@@ -287,8 +288,9 @@ static sb_status_t change_seats(sb_rpc_ctx_t *ctx, const Sb__Reservation__Update
                                 const Sb__Reservation__Reservation *res, const PGresult *row)
 {
     sb_status_t st = resv_check_seat_ids(ctx, req->seat_ids, req->n_seat_ids);
-    if (st != SB_OK || (st = resv_check_user_limits(ctx, res->user_id, res->schedule_id,
-                                                    res->reservation_id, req->n_seat_ids, false)) != SB_OK)
+    if (st != SB_OK ||
+        (st = resv_check_user_limits(ctx, res->user_id, res->schedule_id, res->reservation_id,
+                                     req->n_seat_ids, false)) != SB_OK)
         return st;
     const char **add = SB_ARENA_NEW(ctx->arena, const char *, req->n_seat_ids);
     size_t n_add = 0;
@@ -356,9 +358,8 @@ sb_status_t resv_update(sb_rpc_ctx_t *ctx, const void *in, void *out)
 
 /* ------------------------------------------------------------------- lists */
 
-sb_status_t resv_list_page(sb_rpc_ctx_t *ctx, const resv_filter_t *f, int page_size,
-                           const char *token, Sb__Reservation__Reservation ***out, size_t *n,
-                           char **next)
+sb_status_t resv_list_page(sb_rpc_ctx_t *ctx, const resv_filter_t *f, int page_size, const char *token,
+                           Sb__Reservation__Reservation ***out, size_t *n, char **next)
 {
     if (page_size < 0)
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "pageSize must not be negative");

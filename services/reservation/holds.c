@@ -84,13 +84,12 @@ static const sb_pg_stmt_t stmt_user_counts = {
 
 /* The guarded UPDATE: $4 NULL holds for HOLD_TTL_S ($5), else until $4. */
 static const sb_pg_stmt_t stmt_take = {
-    "resv_take",
-    "UPDATE seats SET status = 'HELD', reservation_id = $3::uuid,"
-    " held_until = COALESCE($4::timestamptz, now() + $5::int * interval '1 second'),"
-    " updated_at = now()"
-    " WHERE schedule_id = $1::uuid AND seat_id = ANY($2::text[])"
-    " AND (status = 'AVAILABLE' OR (status = 'HELD' AND held_until <= now()))"
-    " RETURNING seat_id"};
+    "resv_take", "UPDATE seats SET status = 'HELD', reservation_id = $3::uuid,"
+                 " held_until = COALESCE($4::timestamptz, now() + $5::int * interval '1 second'),"
+                 " updated_at = now()"
+                 " WHERE schedule_id = $1::uuid AND seat_id = ANY($2::text[])"
+                 " AND (status = 'AVAILABLE' OR (status = 'HELD' AND held_until <= now()))"
+                 " RETURNING seat_id"};
 
 static const sb_pg_stmt_t stmt_existing = {
     "resv_existing",
@@ -98,10 +97,9 @@ static const sb_pg_stmt_t stmt_existing = {
 
 /* A grade's seats in (row, number) order: seat_index = row * 20 + number - 1. */
 static const sb_pg_stmt_t stmt_grade_seats = {
-    "resv_grade_seats",
-    "SELECT seat_id, seat_index / 20 AS row, seat_number,"
-    " resv_seat_status(status, held_until) = 'AVAILABLE' AS free"
-    " FROM seats WHERE schedule_id = $1::uuid AND grade = $2 ORDER BY seat_index"};
+    "resv_grade_seats", "SELECT seat_id, seat_index / 20 AS row, seat_number,"
+                        " resv_seat_status(status, held_until) = 'AVAILABLE' AS free"
+                        " FROM seats WHERE schedule_id = $1::uuid AND grade = $2 ORDER BY seat_index"};
 
 /* The reservation of the seats just taken, and its first log row. */
 static const sb_pg_stmt_t stmt_insert = {
@@ -143,8 +141,7 @@ sb_status_t resv_check_seat_ids(sb_rpc_ctx_t *ctx, char *const *ids, size_t n)
     for (size_t i = 0; i < n; i++) {
         if (!resv_is_text(ids[i], SEAT_ID_MAX_BYTES))
             return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT,
-                               "seatIds[%zu]: a seat id is text of 1 to %d bytes", i,
-                               SEAT_ID_MAX_BYTES);
+                               "seatIds[%zu]: a seat id is text of 1 to %d bytes", i, SEAT_ID_MAX_BYTES);
         for (size_t j = 0; j < i; j++)
             if (!strcmp(ids[i], ids[j]))
                 return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "seatIds: %s appears twice", ids[i]);
@@ -157,9 +154,9 @@ sb_status_t resv_check_user_limits(sb_rpc_ctx_t *ctx, const char *user, const ch
 {
     PGresult *r;
     sb_status_t st = sb_db_exec(ctx->db, &stmt_user_lock, NULL, user, schedule);
-    if (st != SB_OK || (st = sb_db_exec(ctx->db, &stmt_user_counts, &r, user, schedule,
-                                        except ? except : "00000000-0000-0000-0000-000000000000")) !=
-                           SB_OK)
+    if (st != SB_OK ||
+        (st = sb_db_exec(ctx->db, &stmt_user_counts, &r, user, schedule,
+                         except ? except : "00000000-0000-0000-0000-000000000000")) != SB_OK)
         return st;
     long pending = atol(PQgetvalue(r, 0, 0)), seats = atol(PQgetvalue(r, 0, 1));
     if (new_pending && pending >= resv_config.max_pending)
@@ -260,8 +257,8 @@ static sb_status_t take_best(sb_rpc_ctx_t *ctx, const char *schedule, const char
                 want - PQntuples(taken), want, grade);
     }
     return sb_rpc_fail(ctx, SB_ALREADY_EXISTS,
-                       "grade %s: the seats chosen were taken by others %d times over; try again",
-                       grade, PICK_ATTEMPTS);
+                       "grade %s: the seats chosen were taken by others %d times over; try again", grade,
+                       PICK_ATTEMPTS);
 }
 
 /* ------------------------------------------------------- CreateReservation */

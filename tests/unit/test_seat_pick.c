@@ -41,7 +41,8 @@ static const char *pick(const char *const *rows, size_t n_rows, int want)
     return out;
 }
 
-#define ROWS(...) ((const char *const[]){__VA_ARGS__}), (sizeof((const char *const[]){__VA_ARGS__}) / sizeof(char *))
+#define ROWS(...)                                                                                       \
+    ((const char *const[]){__VA_ARGS__}), (sizeof((const char *const[]){__VA_ARGS__}) / sizeof(char *))
 
 Test(seat_pick, empty_hall_front_row_leftmost)
 {
