@@ -14,7 +14,6 @@ job and the consumer) and holds of HOLD_TTL_S = 2 s:
 Run by CTest with the real binaries and servers; see sbplatform.py."""
 import concurrent.futures as cf
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -55,22 +54,10 @@ def ready(port):
         return False
 
 
-def kill9(label):
-    """kill -9 of replica `label`; it leaves P.procs (its exit is the test's doing)."""
-    for i, (n, p, log) in enumerate(P.procs):
-        if n == label and p.poll() is None:
-            p.send_signal(signal.SIGKILL)
-            p.wait()
-            log.close()
-            del P.procs[i]
-            return
-    raise AssertionError(f"{label} is not running")
-
-
 def serving_ttl(ttl):
     """The replica the gateway calls makes holds of ttl seconds."""
     if TTL.get("reservation", TTL_S) != ttl:
-        kill9("reservation")
+        P.kill("reservation")
         start_replica("reservation", ttl)
 
 
@@ -198,7 +185,7 @@ class Faults(unittest.TestCase):
             deadline = time.time() + 10
             while len(answered) < 10 and time.time() < deadline:
                 time.sleep(0.002)
-            kill9("reservation")  # with most holds in flight
+            P.kill("reservation")  # with most holds in flight
             killed_after = len(answered)
             start_replica("reservation", 600)  # as make run's supervisor would
             results = [f.result() for f in futures]
