@@ -95,6 +95,7 @@ class Booking(unittest.TestCase):
         self.assertEqual(P.call("GET", f"/reservations/{rid}", token=self.at)[0], 200)
         self.assertError(P.call("GET", f"/reservations/{rid}", token=otok), 404, "NOT_FOUND")
         self.assertEqual(P.call("GET", f"/reservations/{rid}")[0], 401)
+        self.assertError(P.call("GET", f"/reservations/{rid}", token=self.pt["accessToken"]), 404, "NOT_FOUND")
         self.assertError(P.call("GET", "/reservations/not-a-uuid", token=tok), 400, "INVALID_ARGUMENT")
         self.assertError(P.call("GET", f"/reservations/{uuid.uuid4()}", token=tok), 404, "NOT_FOUND")
 
@@ -116,6 +117,11 @@ class Booking(unittest.TestCase):
         # events: created and cancelled in the outbox, with the snapshot
         rows = psql(f"SELECT type FROM sb_outbox WHERE aggregate_id = '{rid}' ORDER BY id")
         self.assertEqual([r[0] for r in rows], ["reservation.created", "reservation.cancelled"])
+        # the cancellation events can be published again (admin only)
+        self.assertEqual(P.call("POST", "/events/cancellations", {}, token=tok)[0], 403)
+        st, rep, _ = P.call("POST", "/events/cancellations", {}, token=self.at)
+        self.assertEqual(st, 200, rep)
+        self.assertGreaterEqual(int(rep["republished"]), 1)
 
     def test_best_available(self):
         _, (sid,) = self.show(grades=[{"grade": "S", "price": 50000, "seatCount": 25}])
@@ -318,6 +324,7 @@ class Booking(unittest.TestCase):
         st, v, _ = P.call("GET", f"/performances/{pid}/reservations", token=self.pt["accessToken"])
         self.assertEqual(st, 200, v)
         self.assertEqual([r["reservationId"] for r in v["reservations"]], [ids[0]])
+        self.assertEqual(P.call("GET", f"/performances/{pid}/reservations", token=self.at)[0], 200)
         other_planner, opt = P.user("PLANNER")
         self.assertEqual(P.call("GET", f"/performances/{pid}/reservations", token=opt["accessToken"])[0], 403)
 
