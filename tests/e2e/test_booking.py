@@ -17,7 +17,7 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
-from booking import approved_show, mint, psql, seat_status  # noqa: E402
+from booking import approved_show, mint, psql, seat_status, wait_for  # noqa: E402
 from sbplatform import ADMIN_LOGIN, ADMIN_PASSWORD, Platform  # noqa: E402
 
 P = None
@@ -117,7 +117,10 @@ class Booking(unittest.TestCase):
         # events: created and cancelled in the outbox, with the snapshot
         rows = psql(f"SELECT type FROM sb_outbox WHERE aggregate_id = '{rid}' ORDER BY id")
         self.assertEqual([r[0] for r in rows], ["reservation.created", "reservation.cancelled"])
-        # the cancellation events can be published again (admin only)
+        # the cancellation events can be published again (admin only) once published
+        wait_for(lambda: psql(f"SELECT count(*) FROM sb_outbox WHERE aggregate_id = '{rid}'"
+                              " AND type = 'reservation.cancelled' AND published_at IS NOT NULL") == [["1"]],
+                 30, "reservation.cancelled published")
         self.assertEqual(P.call("POST", "/events/cancellations", {}, token=tok)[0], 403)
         st, rep, _ = P.call("POST", "/events/cancellations", {}, token=self.at)
         self.assertEqual(st, 200, rep)
