@@ -7,16 +7,21 @@
  * re-checking what can change for the same bytes: expiry. A key removed from
  * the key set (rotation) stops being honoured when its cached tokens expire
  * (at most the access-token lifetime). Revocation is never cached: the Redis
- * denylist is asked on every call, and when Redis cannot answer the call is
- * refused (UNAVAILABLE): fail closed. */
+ * denylist is asked on every call, and when Redis cannot answer (within
+ * REDIS_TIMEOUT_MS, sb/redis.h) or the denylist is incomplete (no marker:
+ * Redis restarted empty and auth has not rebuilt it yet) the call is refused
+ * (UNAVAILABLE): fail closed. */
 #include "sb/authn.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sb/alloc.h"
+#include "sb/events.h"
 #include "sb/log.h"
 #include "sb/metrics.h"
 #include "sb/util.h"
@@ -93,6 +98,79 @@ static sb_status_t verify_cached(sb_authn_t *a, const char *token, int64_t now, 
     return st;
 }
 
+void sb_denylist_marker(char *out, size_t n)
+{
+    const char *ns = sb_namespace();
+    snprintf(out, n, "sb:deny-epoch%s%s", *ns ? ":" : "", ns);
+}
+
+/* At most one line a second for a condition every call meets (Redis down,
+ * denylist being rebuilt): the first is logged, the rest only counted. */
+static bool log_now(_Atomic int64_t *last)
+{
+    int64_t now = sb_mono_ns(), prev = atomic_load(last);
+    return now - prev >= 1000000000LL && atomic_compare_exchange_strong(last, &prev, now);
+}
+
+/* Is the verified token c revoked? One MGET of its entry, its user's entry
+ * and the marker (sb/authn.h). An entry that says revoked wins over a missing
+ * marker (401, not 503); a user entry that does not parse counts as "all". */
+static sb_status_t check_denylist(sb_authn_t *a, const sb_jwt_claims_t *c, sb_buf_t *err)
+{
+    static _Atomic int64_t last_down, last_incomplete;
+    char marker[96];
+    sb_denylist_marker(marker, sizeof marker);
+    sb_buf_t rerr = SB_BUF_INIT;
+    redisReply *r =
+        sb_redis_cmd(a->redis, &rerr, "MGET " SB_DENY_TOKEN_PREFIX "%s " SB_DENY_USER_PREFIX "%s %s",
+                     c->jti, c->sub, marker);
+    sb_status_t st = SB_OK;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
+        sb_metrics_count("sb_authn_denylist_unavailable_total", 1);
+        if (log_now(&last_down))
+            sb_error("cannot check the denylist for token %s: %s", c->jti,
+                     !r                             ? rerr.buf
+                     : r->type == REDIS_REPLY_ERROR ? r->str
+                                                    : "unexpected reply");
+        sb_buf_adds(err, "cannot check token revocation now; try again");
+        st = SB_UNAVAILABLE;
+        goto out;
+    }
+    const redisReply *tok = r->element[0], *user = r->element[1], *mark = r->element[2];
+    if (tok->type == REDIS_REPLY_STRING) {
+        sb_buf_adds(err, "token revoked");
+        st = SB_UNAUTHENTICATED;
+        goto out;
+    }
+    if (user->type == REDIS_REPLY_STRING) {
+        char *end = NULL;
+        long long before = strcmp(user->str, SB_DENY_USER_ALL) ? strtoll(user->str, &end, 10) : 0;
+        if (end && (end == user->str || *end))
+            sb_error("denylist entry of user %s does not parse (\"%.32s\"): every token refused", c->sub,
+                     user->str);
+        if (!end || *end || end == user->str || c->iat_ms < before) {
+            sb_buf_adds(err, "token revoked");
+            st = SB_UNAUTHENTICATED;
+            goto out;
+        }
+    }
+    if (mark->type != REDIS_REPLY_STRING) {
+        sb_metrics_count("sb_authn_denylist_incomplete_total", 1);
+        if (log_now(&last_incomplete))
+            sb_warn(
+                "denylist incomplete (no %s in Redis: it restarted empty); refusing tokens until the "
+                "auth service has rebuilt it",
+                marker);
+        sb_buf_adds(err, "token revocation list is being rebuilt; try again in a few seconds");
+        st = SB_UNAVAILABLE;
+    }
+out:
+    if (r)
+        freeReplyObject(r);
+    sb_buf_release(&rerr);
+    return st;
+}
+
 sb_status_t sb_authn_verify(sb_authn_t *a, const char *token, sb_jwt_claims_t *out, sb_buf_t *err)
 {
     memset(out, 0, sizeof *out);
@@ -103,31 +181,10 @@ sb_status_t sb_authn_verify(sb_authn_t *a, const char *token, sb_jwt_claims_t *o
     sb_status_t st = verify_cached(a, token, sb_now_ms() / 1000, out, err);
     if (st != SB_OK)
         return st;
-    /* sb:deny:<jti> is set by logout, sb:deny-user:<id> when a member withdraws */
-    sb_buf_t rerr = SB_BUF_INIT;
-    redisReply *r =
-        sb_redis_cmd(a->redis, &rerr, "EXISTS sb:deny:%s sb:deny-user:%s", out->jti, out->sub);
-    if (!r || r->type != REDIS_REPLY_INTEGER) {
-        sb_error("cannot check the denylist for token %s: %s", out->jti,
-                 !r                             ? rerr.buf
-                 : r->type == REDIS_REPLY_ERROR ? r->str
-                                                : "unexpected reply");
-        if (r)
-            freeReplyObject(r);
-        sb_buf_release(&rerr);
+    st = check_denylist(a, out, err);
+    if (st != SB_OK)
         memset(out, 0, sizeof *out);
-        sb_buf_adds(err, "cannot check token revocation now; try again");
-        return SB_UNAVAILABLE;
-    }
-    bool denied = r->integer > 0;
-    freeReplyObject(r);
-    sb_buf_release(&rerr);
-    if (denied) {
-        memset(out, 0, sizeof *out);
-        sb_buf_adds(err, "token revoked");
-        return SB_UNAUTHENTICATED;
-    }
-    return SB_OK;
+    return st;
 }
 
 void sb_authn_jwks(sb_authn_t *a, sb_buf_t *out)

@@ -205,6 +205,16 @@ static bool claims_ok(const json_t *g, int64_t now, bool want_aud, sb_jwt_claims
         sb_buf_adds(err, "token issued in the future");
         return false;
     }
+    const json_t *ims = json_object_get(g, "iat_ms");
+    out->iat_ms = out->iat * 1000;
+    if (ims) {
+        int64_t v = json_is_integer(ims) ? (int64_t)json_integer_value(ims) : -1;
+        if (v < out->iat * 1000 || v > out->iat * 1000 + 999) {
+            sb_buf_adds(err, "token issue times disagree");
+            return false;
+        }
+        out->iat_ms = v;
+    }
     if (!copy_claim(g, "sub", out->sub, sizeof out->sub) ||
         !copy_claim(g, "role", out->role, sizeof out->role) ||
         !copy_claim(g, "jti", out->jti, sizeof out->jti)) {
@@ -399,7 +409,9 @@ sb_status_t sb_jwt_issue_es256(const sb_jwt_signer_t *s, const sb_jwt_claims_t *
     if (jwt_add_header(j, "kid", s->kid) || jwt_add_grant(j, "iss", SB_JWT_ISSUER) ||
         jwt_add_grant(j, "aud", SB_JWT_AUDIENCE) || jwt_add_grant(j, "sub", c->sub) ||
         jwt_add_grant(j, "role", c->role) || jwt_add_grant(j, "jti", c->jti) ||
-        jwt_add_grant_int(j, "iat", (long)c->iat) || jwt_add_grant_int(j, "exp", (long)c->exp) ||
+        jwt_add_grant_int(j, "iat", (long)c->iat) ||
+        jwt_add_grant_int(j, "iat_ms", (long)(c->iat_ms ? c->iat_ms : c->iat * 1000)) ||
+        jwt_add_grant_int(j, "exp", (long)c->exp) ||
         jwt_set_alg(j, JWT_ALG_ES256, (const unsigned char *)s->pem, (int)s->pem_len)) {
         sb_buf_adds(err, "jwt: cannot set claims");
         goto out_free;

@@ -222,6 +222,11 @@ static sb_status_t vcall(sb_redis_t *r, redisReply **out, sb_buf_t *err, const c
     return SB_UNAVAILABLE;
 }
 
+sb_status_t sb_redis_vcall(sb_redis_t *r, redisReply **out, sb_buf_t *err, const char *fmt, va_list ap)
+{
+    return vcall(r, out, err, fmt, ap);
+}
+
 sb_status_t sb_redis_call(sb_redis_t *r, redisReply **out, sb_buf_t *err, const char *fmt, ...)
 {
     va_list ap;

@@ -1,15 +1,41 @@
 /* auth service: wiring only. Access tokens (JWT), refresh-token rotation with
- * reuse detection, logout denylist, POST /auth, and the sb.member events that
- * end sessions (see auth.h for where each handler lives). */
+ * reuse detection, logout denylist, POST /auth, the sb.member events that
+ * end sessions, and the revocations behind the denylist (see auth.h for where
+ * each handler lives). */
 #include <sodium.h>
 
 #include "auth.h"
 #include "sb/config.h"
+#include "sb/db.h"
 #include "sb/jwt.h"
 #include "sb/log.h"
 #include "sb/registry.h"
 
 static auth_config_t config;
+
+/* The denylist in Redis rebuilt now, before serving, if Redis lost it (the
+ * denylist job keeps checking every second). A failure does not stop the
+ * start: until the job succeeds, authenticated calls get 503. */
+static void rebuild_denylist(sb_service_t *svc)
+{
+    sb_buf_t detail = SB_BUF_INIT;
+    sb_arena_t *a = sb_arena_new();
+    sb_db_t db = {.pool = svc->pg, .arena = a, .detail = &detail, .begin = "BEGIN"};
+    bool down;
+    long loaded;
+    sb_status_t st = auth_denylist_rebuild(&db, svc->redis, &down, &loaded);
+    if (st == SB_OK)
+        st = sb_db_commit(&db);
+    else
+        sb_db_rollback(&db);
+    if (st != SB_OK)
+        sb_warn("denylist not checked at start-up (%s): %s; the denylist job retries every second",
+                sb_status_name(st), detail.buf);
+    else if (loaded < 0)
+        sb_info("denylist in Redis is complete");
+    sb_arena_free(a);
+    sb_buf_release(&detail);
+}
 
 static sb_status_t auth_init(sb_service_t *svc, sb_buf_t *err)
 {
@@ -24,6 +50,7 @@ static sb_status_t auth_init(sb_service_t *svc, sb_buf_t *err)
     config.refresh_ttl_s = sb_cfg_int("REFRESH_TOKEN_TTL_S", 1209600, 60, 31536000);
     config.member_addr = sb_registry_addr("member");
     svc->user = &config;
+    rebuild_denylist(svc);
     sb_info("access tokens (ES256, kid %s) live %lds, refresh tokens %lds; member service at %s",
             sb_jwt_signer_kid(config.signer), config.access_ttl_s, config.refresh_ttl_s,
             config.member_addr);
@@ -51,4 +78,14 @@ static const sb_event_handler_t events[] = {
      auth_on_password_changed},
 };
 
-SB_SERVICE_MAIN(auth, SB_METHODS(methods), SB_EVENTS(events), .init = auth_init, .fini = auth_fini);
+/* denylist: the Redis denylist rebuilt from the revocations table when its
+ * marker is missing (Redis restarted empty), checked every second: until
+ * then tokens are refused with 503, so this bounds that time.
+ * revocation-cleanup: rows no live token needs any more. */
+static const sb_job_t jobs[] = {
+    {"denylist", auth_denylist_job, .every_ms = 1000},
+    {"revocation-cleanup", auth_revocation_cleanup_job, .every_ms = 60000},
+};
+
+SB_SERVICE_MAIN(auth, SB_METHODS(methods), SB_EVENTS(events), SB_JOBS(jobs), .init = auth_init,
+                .fini = auth_fini);

@@ -2,8 +2,9 @@
  *
  * Access tokens are short-lived ES256 JWTs (sb/jwt.h) signed with the
  * platform's one private key, which only this service holds; every service
- * and the gateway verify them with the public keys (sb/authn.h); logout puts the token's jti on the
- * Redis denylist (sb:deny:<jti>) for the rest of its lifetime.
+ * and the gateway verify them with the public keys (sb/authn.h); logout revokes the token's jti
+ * for the rest of its lifetime (a row of `revocations` and its Redis denylist
+ * entry sb:deny:<jti>, revocations.c).
  *
  * Refresh tokens are 32 random bytes, base64url, handed out once and stored
  * only as their SHA-256. Each use rotates: the presented token is marked used
@@ -13,9 +14,10 @@
  *
  * Refresh and Logout are transaction rows (main.c): the runtime opens the
  * transaction at the first statement and commits when the handler returns
- * OK. Two answers must not undo what they did, so their handlers commit
- * first: a reuse's family revocation (the answer is a refusal) and a
- * logout's (before the denylist write, a network call). */
+ * OK. A reuse's family revocation must survive its answer (a refusal), so
+ * that handler commits first. Logout is one transaction: the refresh family,
+ * the access token's revocation row and its Redis entry, all or nothing (a
+ * logout that fails can be retried with the same, still valid, tokens). */
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,7 +124,8 @@ static sb_status_t access_token_new(sb_rpc_ctx_t *ctx, const char *user_id, cons
         (size_t)snprintf(c.role, sizeof c.role, "%s", role) >= sizeof c.role)
         return sb_rpc_error(ctx, SB_INTERNAL, "user id or role too long for a token");
     sb_uuid_v4(c.jti);
-    c.iat = sb_now_ms() / 1000;
+    c.iat_ms = sb_now_ms(); /* a password change revokes by issue time (ms) */
+    c.iat = c.iat_ms / 1000;
     c.exp = c.iat + cfg->access_ttl_s;
     char *tok = NULL;
     sb_status_t st = sb_jwt_issue_es256(cfg->signer, &c, &tok, &ctx->detail);
@@ -290,7 +293,8 @@ out_wipe:
 
 /* ---------------------------------------------------------------- Logout */
 
-/* Revokes the family of the caller's refresh token and commits. */
+/* Revokes the family of the caller's refresh token (in the call's
+ * transaction). */
 static sb_status_t revoke_session(sb_rpc_ctx_t *ctx, const char *refresh_token)
 {
     char hash[TOKEN_HASH_HEX];
@@ -302,8 +306,7 @@ static sb_status_t revoke_session(sb_rpc_ctx_t *ctx, const char *refresh_token)
         sb_warn("user %s tried to log out a refresh token of another user", ctx->user_id);
         return sb_rpc_fail(ctx, SB_PERMISSION_DENIED, "the refresh token belongs to another user");
     }
-    if ((st = sb_db_exec(ctx->db, &stmt_revoke_family, &rv, PQgetvalue(r, 0, C_FAMILY))) != SB_OK ||
-        (st = sb_db_commit(ctx->db)) != SB_OK)
+    if ((st = sb_db_exec(ctx->db, &stmt_revoke_family, &rv, PQgetvalue(r, 0, C_FAMILY))) != SB_OK)
         return st;
     sb_info("logout of user %s: session %s revoked (%ld tokens newly revoked)", ctx->user_id,
             PQgetvalue(r, 0, C_FAMILY), sb_db_affected(rv));
@@ -332,26 +335,19 @@ sb_status_t auth_logout(sb_rpc_ctx_t *ctx, const void *in, void *out)
         goto out;
     }
 
-    /* The refresh family first, committed: while the access token is still
-     * valid the caller can retry a logout that failed half way; after the
-     * denylist entry the gateway would turn the retry away. */
     if (req->refresh_token && *req->refresh_token &&
         (st = revoke_session(ctx, req->refresh_token)) != SB_OK)
         goto out;
-
-    long long ttl = claims.exp - now;
-    if (ttl < 1)
-        ttl = 1;
-    redisReply *r = sb_redis_cmd(svc->redis, &err, "SET sb:deny:%s 1 EX %lld", claims.jti, ttl);
-    if (!r || r->type == REDIS_REPLY_ERROR) {
-        sb_error("cannot put access token %s on the denylist: %s", claims.jti, r ? r->str : err.buf);
-        if (r)
-            freeReplyObject(r);
-        st = sb_rpc_fail(ctx, SB_UNAVAILABLE, "cannot revoke the access token now; try again");
+    /* the revocation row, and its Redis entry before COMMIT (revocations.c) */
+    if ((st = auth_revoke_token(ctx->db, svc->redis, claims.jti, claims.exp)) != SB_OK) {
+        if (st == SB_UNAVAILABLE) {
+            sb_error("cannot revoke access token %s: %s", claims.jti, ctx->detail.buf);
+            st = sb_rpc_fail(ctx, SB_UNAVAILABLE, "cannot revoke the access token now; try again");
+        }
         goto out;
     }
-    freeReplyObject(r);
-    sb_info("logout of user %s: access token %s denied for %llds", ctx->user_id, claims.jti, ttl);
+    sb_info("logout of user %s: access token %s revoked until %lld (%llds)", ctx->user_id, claims.jti,
+            (long long)claims.exp, (long long)(claims.exp - now));
     resp->revoked = true;
     st = SB_OK;
 out:

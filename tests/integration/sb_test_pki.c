@@ -14,6 +14,7 @@
 #include "sb/config.h"
 #include "sb/redis.h"
 #include "sb/util.h"
+#include "sb_test_proc.h"
 
 #define PROG program_invocation_short_name
 
@@ -181,7 +182,24 @@ void sb_test_server_authn(sb_server_t *s)
             die("the test authenticator", err.buf);
     }
     sb_buf_release(&err);
+    sb_test_denylist_complete();
     sb_server_set_authenticator(s, authenticate, authn);
+}
+
+void sb_test_denylist_complete(void)
+{
+    if (!sb_test_namespace_init())
+        die("the tests' namespace", sb_test_namespace());
+    char marker[96];
+    sb_denylist_marker(marker, sizeof marker);
+    sb_buf_t err = SB_BUF_INIT;
+    sb_redis_t *r = sb_redis_new(sb_cfg_str("REDIS_URL", "redis://127.0.0.1:6379"), &err);
+    redisReply *rep = r ? sb_redis_cmd(r, &err, "SET %s sb_test_denylist_complete NX", marker) : NULL;
+    if (!rep || rep->type == REDIS_REPLY_ERROR)
+        die("the denylist marker", rep ? rep->str : err.buf);
+    freeReplyObject(rep);
+    sb_redis_free(r);
+    sb_buf_release(&err);
 }
 
 void sb_test_authn_free(void)

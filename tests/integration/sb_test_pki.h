@@ -66,4 +66,15 @@ sb_status_t sb_test_server_start_as(sb_server_t *s, const char *as_service, sb_b
 void sb_test_server_authn(sb_server_t *s);
 void sb_test_authn_free(void);
 
+/* Marks the denylist in the Redis at $REDIS_URL complete for the tests'
+ * namespace (sets its marker, sb_denylist_marker in sb/authn.h, unless
+ * present), as the auth service does after rebuilding it from its
+ * revocations table. Without the marker every token is refused with
+ * UNAVAILABLE, so a test that verifies tokens without an auth service
+ * running (a service started alone; sb_test_server_authn, which calls this)
+ * calls it first. Sound because the tests' Redis is shared and never
+ * restarted: no revocation can be missing from it. Aborts with a message
+ * when Redis does not answer. No gRPC; the runner may call it. */
+void sb_test_denylist_complete(void);
+
 #endif

@@ -36,6 +36,7 @@
 #include "sb/redis.h"
 #include "sb/rpc.h"
 #include "sb/util.h"
+#include "sb/valid.h"
 #include "sb_test_env.h"
 #include "sb_test_pki.h"
 #include "sb_test_proc.h"
@@ -242,6 +243,20 @@ static long long redis_int(const char *fmt, const char *arg)
     return v;
 }
 
+/* A string value from Redis into the arena; NULL when the key is missing. */
+static char *redis_str(const char *fmt, const char *arg)
+{
+    sb_buf_t err = SB_BUF_INIT;
+    redisReply *r = sb_redis_cmd(redis, &err, fmt, arg);
+    cr_assert_not_null(r, "redis: %s", err.buf);
+    cr_assert(r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL, "redis reply type %d",
+              r->type);
+    char *v = r->type == REDIS_REPLY_STRING ? sb_arena_strdup(arena, r->str) : NULL;
+    freeReplyObject(r);
+    sb_buf_release(&err);
+    return v;
+}
+
 /* One integer from the auth service's own database. */
 static long long db_count(const char *sql, const char *param)
 {
@@ -421,6 +436,7 @@ Test(auth, logout_denylists_the_access_token_and_revokes_the_refresh_family)
     sb_call_opts_t me = {.token = sb_test_token(arena, user_id, "USER")};
     cr_assert_eq(AUTH("Logout", &req, &resp, &me, &err), SB_PERMISSION_DENIED, "%s", err.buf);
     cr_assert_eq(redis_int("EXISTS sb:deny:%s", c.jti), 0, "nothing revoked on a refused logout");
+    cr_assert_eq(db_count("SELECT count(*) FROM revocations WHERE subject = $1", c.jti), 0);
     cr_assert_eq(live_tokens(other_id), 1);
 
     req.refresh_token = t->refresh_token;
@@ -430,6 +446,12 @@ Test(auth, logout_denylists_the_access_token_and_revokes_the_refresh_family)
     long long ttl = redis_int("TTL sb:deny:%s", c.jti);
     cr_assert(ttl >= 1 && ttl <= 900, "ttl %lld", ttl);
     cr_assert_eq(live_tokens(user_id), 0);
+    /* the durable row behind the Redis entry, expiring with the token */
+    cr_assert_eq(
+        db_count("SELECT coalesce((SELECT extract(epoch FROM expires_at)::bigint FROM revocations"
+                 " WHERE kind = 'token' AND subject = $1 AND reason = 'logout'), 0)",
+                 c.jti),
+        c.exp);
 
     /* afterwards both tokens are refused */
     Sb__Auth__TokenResponse *x;
@@ -616,9 +638,13 @@ Test(auth, member_withdrawn_ends_every_session_of_the_member)
                  "%s", err.buf);
     cr_assert_not(resp->duplicate);
     cr_assert_eq(live_tokens(user_id), 0);
-    cr_assert_eq(redis_int("EXISTS sb:deny-user:%s", user_id), 1);
+    cr_assert_str_eq(redis_str("GET sb:deny-user:%s", user_id), "all");
     long long ttl = redis_int("TTL sb:deny-user:%s", user_id);
     cr_assert(ttl >= 1 && ttl <= 900, "ttl %lld", ttl);
+    cr_assert_eq(db_count("SELECT count(*) FROM revocations WHERE kind = 'user' AND subject = $1"
+                          " AND issued_before IS NULL AND reason = 'withdrawal'",
+                          user_id),
+                 1);
 
     Sb__Auth__TokenResponse *x;
     cr_assert_eq(refresh(a->refresh_token, &x, &err), SB_UNAUTHENTICATED);
@@ -652,6 +678,8 @@ Test(auth, password_change_revokes_refresh_tokens_and_unknown_events_are_ignored
     cr_assert_not(resp->duplicate);
     cr_assert_eq(live_tokens(user_id), 1);
 
+    /* a change longer ago than an access token lives: the refresh tokens
+     * go, and no access token is left to refuse */
     Sb__Events__MemberPasswordChanged ev = SB__EVENTS__MEMBER_PASSWORD_CHANGED__INIT;
     ev.user_id = user_id;
     ev.changed_at = "2026-11-24T09:00:00.000Z";
@@ -661,8 +689,40 @@ Test(auth, password_change_revokes_refresh_tokens_and_unknown_events_are_ignored
     cr_assert_eq(live_tokens(user_id), 0);
     Sb__Auth__TokenResponse *x;
     cr_assert_eq(refresh(t->refresh_token, &x, &err), SB_UNAUTHENTICATED);
-    /* no user-wide denial for a password change: the access token lives on */
     cr_assert_eq(redis_int("EXISTS sb:deny-user:%s", user_id), 0);
+
+    /* a change now: the access tokens issued before it are refused, a login
+     * right after it (with the new password) is not */
+    Sb__Auth__AuthorizeResponse *az;
+    cr_assert_eq(authorize(t->access_token, "GET /notifications", &az, &err), SB_OK, "%s", err.buf);
+    char now[32];
+    sb_time_rfc3339(sb_now_ms(), now);
+    ev.changed_at = now;
+    sb_uuid_v4(event_id);
+    cr_assert_eq(deliver(event_id, "member.password_changed", user_id, &ev.base, "ADMIN", &resp, &err),
+                 SB_OK, "%s", err.buf);
+    int64_t cutoff;
+    cr_assert(sb_parse_rfc3339(now, &cutoff));
+    char *v = redis_str("GET sb:deny-user:%s", user_id);
+    cr_assert_not_null(v);
+    cr_assert_eq(atoll(v), cutoff, "entry %s, change at %s", v, now);
+    cr_assert_eq(db_count("SELECT count(*) FROM revocations WHERE kind = 'user' AND subject = $1"
+                          " AND reason = 'password_change' AND issued_before IS NOT NULL",
+                          user_id),
+                 1);
+    cr_assert_eq(authorize(t->access_token, "GET /notifications", &az, &err), SB_UNAUTHENTICATED);
+    cr_assert_str_eq(err.buf, "token revoked");
+    sb_jwt_claims_t after = {.iat = cutoff / 1000, .iat_ms = cutoff, .exp = cutoff / 1000 + 600};
+    snprintf(after.sub, sizeof after.sub, "%s", user_id);
+    snprintf(after.role, sizeof after.role, "USER");
+    sb_uuid_v4(after.jti);
+    cr_assert_eq(authorize(sb_test_token_claims(arena, &after), "GET /notifications", &az, &err), SB_OK,
+                 "a token issued at the change's millisecond: %s", err.buf);
+    after.iat_ms = cutoff - 1;
+    after.iat = after.iat_ms / 1000;
+    sb_uuid_v4(after.jti);
+    cr_assert_eq(authorize(sb_test_token_claims(arena, &after), "GET /notifications", &az, &err),
+                 SB_UNAUTHENTICATED, "a token issued 1 ms before the change");
 
     /* an event without a user id is refused, not retried */
     Sb__Events__MemberPasswordChanged empty = SB__EVENTS__MEMBER_PASSWORD_CHANGED__INIT;

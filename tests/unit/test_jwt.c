@@ -564,3 +564,66 @@ Test(jwt_es256, bad_keys_are_refused_at_load)
     rm_dir(other);
     sb_buf_release(&err);
 }
+
+/* A token with claims as given (JSON), signed with key a. */
+static char *sign_claims(const char *claims)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    PEM_write_bio_PrivateKey(bio, key_a, NULL, NULL, 0, NULL, NULL);
+    char *pem;
+    long n = BIO_get_mem_data(bio, &pem);
+    jwt_t *j;
+    jwt_new(&j);
+    jwt_add_header(j, "kid", "k20261202-aaaa");
+    cr_assert_eq(jwt_add_grants_json(j, claims), 0);
+    jwt_set_alg(j, JWT_ALG_ES256, (unsigned char *)pem, (int)n);
+    char *t = jwt_encode_str(j);
+    jwt_free(j);
+    BIO_free(bio);
+    return t;
+}
+
+/* iat_ms: the issue time in ms that a password change's revocation compares
+ * (sb/authn.h); iat * 1000 for a token without it; refused when it is not
+ * within iat's second. */
+Test(jwt_es256, issue_time_in_milliseconds)
+{
+    sb_jwt_signer_t *s = signer(keydir, "k20261202-aaaa");
+    sb_jwt_keyset_t *ks = keyset(keydir);
+    sb_jwt_claims_t c = {.iat = now, .iat_ms = now * 1000 + 123, .exp = now + 900};
+    strcpy(c.sub, "u");
+    strcpy(c.role, "USER");
+    strcpy(c.jti, "j");
+    char *t;
+    sb_buf_t err = SB_BUF_INIT;
+    cr_assert_eq(sb_jwt_issue_es256(s, &c, &t, &err), SB_OK, "%s", err.buf);
+    sb_jwt_claims_t out;
+    cr_assert_eq(verify_es(ks, t, &out, &err), SB_OK, "%s", err.buf);
+    cr_assert_eq(out.iat_ms, now * 1000 + 123);
+    free(t);
+    t = issue_es(s, now - 10, now + 900); /* iat_ms 0 when issued: iat * 1000 */
+    cr_assert_eq(verify_es(ks, t, &out, &err), SB_OK, "%s", err.buf);
+    cr_assert_eq(out.iat_ms, (now - 10) * 1000);
+    free(t);
+
+#define CLAIMS(extra)                                                                                   \
+    "{\"iss\":\"" SB_JWT_ISSUER "\",\"aud\":\"" SB_JWT_AUDIENCE "\",\"sub\":\"u\",\"role\":\"USER\","   \
+    "\"jti\":\"j\",\"iat\":1795510800,\"exp\":1795511700" extra "}"
+    t = sign_claims(CLAIMS(""));
+    cr_assert_eq(verify_es(ks, t, &out, &err), SB_OK, "%s", err.buf);
+    cr_assert_eq(out.iat_ms, 1795510800000LL, "a token without iat_ms: iat * 1000");
+    free(t);
+    static const char *const bad[] = {
+        CLAIMS(",\"iat_ms\":1795510799999"), CLAIMS(",\"iat_ms\":1795510801000"),
+        CLAIMS(",\"iat_ms\":\"1795510800500\""), CLAIMS(",\"iat_ms\":1795510800.5")};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        t = sign_claims(bad[i]);
+        cr_assert_eq(verify_es(ks, t, &out, &err), SB_UNAUTHENTICATED, "%s accepted", bad[i]);
+        cr_assert_str_eq(err.buf, "token issue times disagree");
+        free(t);
+    }
+#undef CLAIMS
+    sb_jwt_signer_free(s);
+    sb_buf_release(&err);
+    sb_jwt_keyset_free(ks);
+}

@@ -37,6 +37,13 @@ typedef struct sb_jwt_claims {
     char role[16];    /* USER, PLANNER, ADMIN */
     char jti[64];     /* token id (denylist key) */
     int64_t iat, exp; /* unix seconds */
+    /* The issue time in unix ms (claim "iat_ms", ours; within iat's second).
+     * A user-wide revocation "tokens issued before T" (password change, see
+     * sb/authn.h) needs it: with seconds alone a login in the second after
+     * a password change could not be told from one just before it. Issuing:
+     * 0 means iat * 1000. Verifying: a token without the claim (minted
+     * elsewhere) gets iat * 1000. */
+    int64_t iat_ms;
 } sb_jwt_claims_t;
 
 /* ---- ES256 ---- */
@@ -85,9 +92,9 @@ void sb_jwt_keyset_jwks(sb_jwt_keyset_t *ks, sb_buf_t *out);
 
 /* Verifies an ES256 token: header alg exactly ES256 and a kid of the set,
  * the signature with that key, iss = SB_JWT_ISSUER, aud = SB_JWT_AUDIENCE
- * (a string), iat, exp (against now, unix seconds), sub/role/jti present and
- * role known. UNAUTHENTICATED with a reason otherwise (*out zeroed). The
- * denylist (jti) is the caller's. */
+ * (a string), iat, exp (against now, unix seconds), iat_ms (when present:
+ * an integer within iat's second), sub/role/jti present and role known. UNAUTHENTICATED with a reason
+ * otherwise (*out zeroed). The denylist (jti) is the caller's. */
 sb_status_t sb_jwt_verify_es256(sb_jwt_keyset_t *ks, const char *token, int64_t now,
                                 sb_jwt_claims_t *out, sb_buf_t *err);
 

@@ -16,6 +16,12 @@
  *                          connection; older builds took it per transaction
  *                          (pg_try_advisory_xact_lock) - the same lock, so
  *                          the two exclude each other.
+ *   SB_LOCK_AUTH_DENYLIST  auth: every transaction that writes a revocation
+ *                          (and its Redis entry) holds it shared; the
+ *                          denylist rebuild holds it exclusively, so it reads
+ *                          the table only after every revocation in flight
+ *                          has committed, and none is written while it runs
+ *                          (services/auth/revocations.c), per transaction
  *
  * Hashed families: SQL expressions of one text argument (an SQL expression
  * such as "$1" or "$1::uuid::text"), to write inside pg_advisory_*():
@@ -40,6 +46,7 @@
 
 #define SB_LOCK_MIGRATE "7311001"
 #define SB_LOCK_OUTBOX_RELAY "7311002"
+#define SB_LOCK_AUTH_DENYLIST "7311003"
 
 #define SB_LOCK_CREATE_DATABASE(name) "hashtext('sb:create-database:' || " name ")"
 #define SB_LOCK_JOB(name) "hashtextextended('sb:job:' || " name ", 0)"

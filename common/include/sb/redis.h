@@ -7,6 +7,7 @@
 #ifndef SB_REDIS_H
 #define SB_REDIS_H
 #include <hiredis/hiredis.h>
+#include <stdarg.h>
 #include <stdbool.h>
 
 #include "sb/buf.h"
@@ -25,6 +26,8 @@ void sb_redis_free(sb_redis_t *r);
  * not answer in time, or is in its reconnect backoff. Waits at most about
  * twice REDIS_TIMEOUT_MS (the connection's turn, then the answer). */
 sb_status_t sb_redis_call(sb_redis_t *r, redisReply **out, sb_buf_t *err, const char *fmt, ...);
+/* sb_redis_call with a va_list (for wrappers of their own). */
+sb_status_t sb_redis_vcall(sb_redis_t *r, redisReply **out, sb_buf_t *err, const char *fmt, va_list ap);
 /* The same returning the reply, or NULL (UNAVAILABLE) with err set. */
 redisReply *sb_redis_cmd(sb_redis_t *r, sb_buf_t *err, const char *fmt, ...);
 /* A fixed-window rate limit: counts one attempt of `client` at `scope` in
