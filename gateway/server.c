@@ -31,8 +31,9 @@
 #include "health.pb-c.h"
 #include "sb/alloc.h"
 #include "sb/api.h"
-#include "sb/config.h"
 #include "sb/authn.h"
+#include "sb/config.h"
+#include "sb/events.h"
 #include "sb/jwt.h"
 #include "sb/log.h"
 #include "sb/metrics.h"
@@ -561,6 +562,13 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
 
     sb_buf_t err = SB_BUF_INIT;
+    /* the namespace of the run (SB_NAMESPACE, sb/events.h): the denylist
+     * marker the gateway asks for is its auth service's (sb/authn.h) */
+    const char *ns = sb_cfg_str("SB_NAMESPACE", "");
+    if (!sb_namespace_set(ns)) {
+        sb_error("SB_NAMESPACE must be up to 16 of [a-z0-9_], not \"%.32s\"", ns);
+        return 1;
+    }
     gw.redis = sb_redis_new(sb_cfg_str("REDIS_URL", "redis://127.0.0.1:6379"), &err);
     if (!gw.redis) {
         sb_error("%s", err.buf);

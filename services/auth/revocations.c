@@ -54,18 +54,18 @@
 #define REBUILD_NONCE_TTL_MS 120000
 
 /* A row as its Redis entry: key, value, time to live in ms. */
-#define ENTRY_COLUMNS                                                                              \
-    "CASE kind WHEN 'token' THEN '" SB_DENY_TOKEN_PREFIX "' ELSE '" SB_DENY_USER_PREFIX "' END"    \
-    " || subject,"                                                                                 \
-    " CASE WHEN kind = 'token' THEN '1' WHEN issued_before IS NULL THEN '" SB_DENY_USER_ALL "'"   \
-    " ELSE round(extract(epoch FROM issued_before) * 1000)::bigint::text END,"                     \
+#define ENTRY_COLUMNS                                                                                   \
+    "CASE kind WHEN 'token' THEN '" SB_DENY_TOKEN_PREFIX "' ELSE '" SB_DENY_USER_PREFIX "' END"         \
+    " || subject,"                                                                                      \
+    " CASE WHEN kind = 'token' THEN '1' WHEN issued_before IS NULL THEN '" SB_DENY_USER_ALL "'"         \
+    " ELSE round(extract(epoch FROM issued_before) * 1000)::bigint::text END,"                          \
     " greatest(1, ceil(extract(epoch FROM expires_at - clock_timestamp()) * 1000))::bigint::text"
 enum { C_KEY, C_VALUE, C_TTL_MS };
 
 static const sb_pg_stmt_t stmt_writer_lock = {
     "auth_deny_writer_lock", "SELECT pg_advisory_xact_lock_shared(" SB_LOCK_AUTH_DENYLIST ")"};
-static const sb_pg_stmt_t stmt_rebuild_lock = {"auth_deny_rebuild_lock",
-                                               "SELECT pg_advisory_xact_lock(" SB_LOCK_AUTH_DENYLIST ")"};
+static const sb_pg_stmt_t stmt_rebuild_lock = {
+    "auth_deny_rebuild_lock", "SELECT pg_advisory_xact_lock(" SB_LOCK_AUTH_DENYLIST ")"};
 
 static const sb_pg_stmt_t stmt_revoke_token = {
     "auth_revoke_token",
@@ -91,10 +91,10 @@ static const sb_pg_stmt_t stmt_revoke_user = {
     " RETURNING " ENTRY_COLUMNS};
 
 /* One page of the unexpired rows, after the (kind, subject) cursor. */
-static const sb_pg_stmt_t stmt_page = {
-    "auth_deny_page", "SELECT " ENTRY_COLUMNS ", kind, subject FROM revocations"
-                      " WHERE expires_at > now() AND (kind, subject) > ($1, $2)"
-                      " ORDER BY kind, subject LIMIT 1000"} /* REBUILD_BATCH */;
+static const sb_pg_stmt_t stmt_page = {"auth_deny_page",
+                                       "SELECT " ENTRY_COLUMNS ", kind, subject FROM revocations"
+                                       " WHERE expires_at > now() AND (kind, subject) > ($1, $2)"
+                                       " ORDER BY kind, subject LIMIT 1000"} /* REBUILD_BATCH */;
 enum { C_KIND = C_TTL_MS + 1, C_SUBJECT };
 
 static const sb_pg_stmt_t stmt_cleanup = {
@@ -156,7 +156,8 @@ sb_status_t auth_revoke_user(sb_db_t *db, sb_redis_t *redis, const char *user_id
     snprintf(ttl, sizeof ttl, "%ld", ttl_s);
     PGresult *r;
     sb_status_t st = sb_db_exec(db, &stmt_writer_lock, NULL);
-    if (st == SB_OK && (st = sb_db_exec(db, &stmt_revoke_user, &r, user_id, before, reason, ttl)) == SB_OK)
+    if (st == SB_OK &&
+        (st = sb_db_exec(db, &stmt_revoke_user, &r, user_id, before, reason, ttl)) == SB_OK)
         st = put_entry(db, redis, r);
     return st;
 }

@@ -1,0 +1,273 @@
+#!/usr/bin/env python3
+"""Redis faults against revocation (issue 14): a Redis that restarts empty
+must not bring a revoked token back, and a Redis that stalls must make
+authenticated requests fail fast with 503, never hang.
+
+The platform (member, auth, gateway) runs against a PRIVATE redis-server
+started here on a free port with no persistence (--save '' --appendonly no,
+as on many hosts), so it can be killed, restarted empty and SIGSTOPped
+without touching the shared Redis; it is killed at the end whatever happens.
+
+What is checked, through the gateway like a client:
+  - logout, withdrawal and password change: the tokens they revoked are
+    refused (401) before a Redis restart, never accepted (200) after it:
+    503 while the denylist is incomplete, 401 once auth has rebuilt it from
+    PostgreSQL; a valid token gets 200 again at the same time
+  - Redis stopped (SIGSTOP): every authenticated request answers 503 within
+    STALL_BOUND_S; after SIGCONT requests are served again
+The times measured are printed (restart -> 401 again; stalled request
+latencies; SIGCONT -> 200). The whole test takes about 20 s."""
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(__file__))
+from sbplatform import Platform  # noqa: E402
+
+REDIS_TIMEOUT_MS = 500       # the platform's default (sb/redis.h); set explicitly below
+STALL_BOUND_S = 3.0          # generous: REDIS_TIMEOUT_MS x a few, on a loaded 2-core box
+REBUILD_BOUND_S = 20.0       # restart -> revoked tokens refused with 401 again (expect ~1-2 s)
+
+P = None
+REDIS = None
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def resp(port, *args, timeout=2.0):
+    """One Redis command over a fresh connection; the decoded first reply
+    line (+OK, :1, $n value, nil as None). Raises OSError when no answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        out = f"*{len(args)}\r\n" + "".join(f"${len(str(a).encode())}\r\n{a}\r\n" for a in args)
+        s.sendall(out.encode())
+        f = s.makefile("rb")
+        line = f.readline().decode().rstrip("\r\n")
+        if not line:
+            raise OSError("connection closed")
+        if line[0] == "$":
+            n = int(line[1:])
+            return None if n < 0 else f.read(n + 2)[:-2].decode()
+        if line[0] == "-":
+            raise OSError(line)
+        return line[1:]
+
+
+class PrivateRedis:
+    """redis-server on its own port without persistence: start, kill -9 and
+    start again empty on the same port, stop/continue."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="sb-redis-fault-")
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir, "--logfile", os.path.join(self.dir, "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while True:
+            try:
+                if resp(self.port, "PING") == "PONG":
+                    return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"private redis-server on {self.port} did not start "
+                                   f"(see {self.dir}/redis.log)")
+            time.sleep(0.02)
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a stopped process dies of SIGKILL too; be plain
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart_empty(self):
+        self.kill()
+        self.start()
+        assert resp(self.port, "DBSIZE") == "0", "the restarted Redis is not empty"
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def cont(self):
+        self.proc.send_signal(signal.SIGCONT)
+
+
+def setUpModule():
+    global P, REDIS
+    REDIS = PrivateRedis()
+    REDIS.start()
+    try:
+        P = Platform(["member", "auth"], env={
+            "REDIS_URL": f"redis://127.0.0.1:{REDIS.port}",
+            "REDIS_TIMEOUT_MS": str(REDIS_TIMEOUT_MS),
+            "LOGIN_RATE_LIMIT": "1000",
+        }).__enter__()
+    except BaseException:
+        REDIS.kill()
+        raise
+
+
+def tearDownModule():
+    try:
+        if P:
+            REDIS.cont()
+            P.__exit__(None, None, None)
+    finally:
+        REDIS.kill()
+
+
+def auth_sql(sql):
+    """Runs sql in the auth service's database (psql); its output."""
+    url = urllib.parse.urlsplit(os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    ns = P.env.get("SB_NAMESPACE", "")
+    url = url._replace(path="/sb_auth" + (f"_{ns}" if ns else ""))
+    return subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", urllib.parse.urlunsplit(url),
+                           "-c", sql], check=True, capture_output=True, text=True).stdout.strip()
+
+
+class RedisFaults(unittest.TestCase):
+    def get_member(self, user_id, token):
+        st, body, _ = P.call("GET", f"/members/{user_id}", token=token)
+        return st, body
+
+    def user(self):
+        m, pw = P.signup()
+        return m, pw, P.login(m["loginId"], pw)
+
+    def wait_status(self, user_id, token, want, timeout=30):
+        """Polls until GET /members/{user_id} answers want; returns the time."""
+        deadline = time.time() + timeout
+        while True:
+            st, body = self.get_member(user_id, token)
+            if st == want:
+                return time.time()
+            self.assertLess(time.time(), deadline, f"still {st} {body}, want {want}")
+            time.sleep(0.1)
+
+    def restart_and_watch(self, revoked, valid):
+        """Restarts Redis empty; then polls every revoked (user id, token) and
+        every valid one until all revoked answer 401 and all valid 200.
+        A revoked token answering 200 at any point fails. Returns the seconds
+        from the restart until both held, and the statuses seen."""
+        REDIS.restart_empty()
+        t0 = time.time()
+        seen = {}
+        while True:
+            done = True
+            for uid, tok in revoked:
+                st, body = self.get_member(uid, tok)
+                seen[st] = seen.get(st, 0) + 1
+                self.assertNotEqual(st, 200, f"a revoked token was accepted after the Redis restart: {body}")
+                self.assertIn(st, (401, 503), body)
+                if st == 503:
+                    self.assertIn("try again", body["error"]["message"])
+                done = done and st == 401
+            for uid, tok in valid:
+                st, body = self.get_member(uid, tok)
+                self.assertIn(st, (200, 503), body)
+                done = done and st == 200
+            if done:
+                return time.time() - t0, seen
+            self.assertLess(time.time() - t0, REBUILD_BOUND_S,
+                            f"denylist not rebuilt {REBUILD_BOUND_S}s after the restart (seen {seen})")
+            time.sleep(0.02)
+
+    def test_1_logout_survives_a_redis_restart(self):
+        m, _, t = self.user()
+        other, _, ot = self.user()
+        self.assertEqual(self.get_member(m["userId"], t["accessToken"])[0], 200)
+        st, body, _ = P.call("POST", "/logout", {"refreshToken": t["refreshToken"]}, token=t["accessToken"])
+        self.assertEqual(st, 200, body)
+        self.assertEqual(self.get_member(m["userId"], t["accessToken"])[0], 401)
+        # the revocation is a row in PostgreSQL: what the rebuild reads
+        jti = json.loads(base64.urlsafe_b64decode(t["accessToken"].split(".")[1] + "=="))["jti"]
+        self.assertEqual(auth_sql(f"SELECT count(*) FROM revocations WHERE kind = 'token' AND subject = '{jti}'"), "1")
+        # more revocations than one rebuild batch (1000), one of them expired
+        auth_sql("INSERT INTO revocations (kind, subject, reason, expires_at) SELECT 'token', 'bulk-' || g,"
+                 " 'logout', now() + interval '10 minutes' FROM generate_series(1, 2500) g;"
+                 "INSERT INTO revocations (kind, subject, reason, expires_at)"
+                 " VALUES ('token', 'bulk-expired', 'logout', now() - interval '1 second')")
+        took, seen = self.restart_and_watch([(m["userId"], t["accessToken"])],
+                                            [(other["userId"], ot["accessToken"])])
+        self.assertEqual(resp(REDIS.port, "GET", "sb:deny:bulk-2500"), "1")
+        self.assertEqual(resp(REDIS.port, "GET", "sb:deny:bulk-1"), "1")
+        pttl = int(resp(REDIS.port, "PTTL", "sb:deny:bulk-1234"))
+        self.assertTrue(500_000 < pttl <= 600_000, pttl)
+        self.assertIsNone(resp(REDIS.port, "GET", "sb:deny:bulk-expired"))
+        print(f"\nlogout: restart -> revoked token 401 and valid token 200 again after {took:.2f}s "
+              f"(statuses while rebuilding: {seen})", file=sys.stderr)
+        # the refresh token stays spent too (PostgreSQL), and a second restart changes nothing
+        st, _, _ = P.call("POST", "/token/refresh", {"refreshToken": t["refreshToken"]})
+        self.assertEqual(st, 401)
+        took, seen = self.restart_and_watch([(m["userId"], t["accessToken"])], [])
+        print(f"logout, second restart: 401 again after {took:.2f}s", file=sys.stderr)
+
+    def test_2_withdrawal_and_password_change_survive_a_redis_restart(self):
+        gone, _, gt = self.user()
+        st, body, _ = P.call("DELETE", f"/members/{gone['userId']}", token=gt["accessToken"])
+        self.assertEqual(st, 200, body)
+        changer, pw, old = self.user()
+        st, body, _ = P.call("PUT", f"/members/{changer['userId']}",
+                             {"currentPassword": pw, "newPassword": "brand-new-pass-2"}, token=old["accessToken"])
+        self.assertEqual(st, 200, body)
+        new = P.login(changer["loginId"], "brand-new-pass-2")
+        # both revocations arrive through Kafka (member.withdrawn, member.password_changed)
+        self.wait_status(gone["userId"], gt["accessToken"], 401)
+        self.wait_status(changer["userId"], old["accessToken"], 401)
+        self.assertEqual(self.get_member(changer["userId"], new["accessToken"])[0], 200,
+                         "a login right after the password change is not revoked")
+        took, seen = self.restart_and_watch(
+            [(gone["userId"], gt["accessToken"]), (changer["userId"], old["accessToken"])],
+            [(changer["userId"], new["accessToken"])])
+        print(f"\nwithdrawal + password change: restart -> 401 / 200 again after {took:.2f}s "
+              f"(statuses while rebuilding: {seen})", file=sys.stderr)
+
+    def test_3_a_stalled_redis_fails_fast_with_503(self):
+        m, _, t = self.user()
+        self.assertEqual(self.get_member(m["userId"], t["accessToken"])[0], 200)
+        REDIS.stop()
+        try:
+            times = []
+            for _ in range(12):
+                t0 = time.time()
+                st, body = self.get_member(m["userId"], t["accessToken"])
+                times.append(time.time() - t0)
+                self.assertEqual(st, 503, body)
+                self.assertEqual(body["error"]["code"], "UNAVAILABLE", body)
+                self.assertLess(times[-1], STALL_BOUND_S, f"request took {times[-1]:.2f}s with Redis stalled")
+                time.sleep(0.15)
+            # anonymous paths that need Redis (the login rate limit) fail fast too
+            t0 = time.time()
+            st, body, _ = P.call("POST", "/login", {"loginId": m["loginId"], "password": "whatever-1"})
+            login_took = time.time() - t0
+            self.assertEqual(st, 503, body)
+            self.assertLess(login_took, STALL_BOUND_S)
+        finally:
+            REDIS.cont()
+        t_cont = time.time()
+        back = self.wait_status(m["userId"], t["accessToken"], 200, timeout=15)
+        print(f"\nRedis stopped: {len(times)} authenticated requests all 503, latency max {max(times):.3f}s "
+              f"median {sorted(times)[len(times) // 2]:.3f}s (REDIS_TIMEOUT_MS={REDIS_TIMEOUT_MS}); "
+              f"login 503 in {login_took:.3f}s; SIGCONT -> 200 after {back - t_cont:.2f}s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
