@@ -1,5 +1,5 @@
-"""Private servers for the fault tests: a PostgreSQL cluster and a Kafka
-broker of the test's own, which it may stop, kill and restart. The shared
+"""Private servers for the fault tests: a PostgreSQL cluster, a Kafka broker
+and a Redis of the test's own, which it may stop, kill and restart. The shared
 servers (PostgreSQL :5432, Kafka :9092, what `make test` and other runs use)
 are never touched.
 
@@ -92,6 +92,7 @@ def reap_orphans():
                                              os.path.join(d, "data"), "-m", "immediate", "-w"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _kill_kafka_pidfile(os.path.join(d, "kafka.pid"))
+        _kill_redis_pidfile(os.path.join(d, "redis.pid"))
         shutil.rmtree(d, ignore_errors=True)
 
 
@@ -117,6 +118,21 @@ def _kill_kafka_pidfile(path, sig=signal.SIGKILL, timeout=30):
         time.sleep(0.1)
     else:
         os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def _kill_redis_pidfile(path):
+    """SIGKILLs the redis-server whose pid is in `path` (SIGCONT first: it may
+    be stopped). True if one was signalled."""
+    try:
+        pid = int(open(path).read())
+        cmd = open(f"/proc/{pid}/cmdline", "rb").read()
+    except (OSError, ValueError):
+        return False
+    if b"redis-server" not in cmd:
+        return False
+    os.kill(pid, signal.SIGCONT)
+    os.kill(pid, signal.SIGKILL)
     return True
 
 
@@ -291,3 +307,73 @@ class PrivateKafka(_Private):
 
     def shutdown(self):
         _kill_kafka_pidfile(self.pidfile)
+
+
+class PrivateRedis(_Private):
+    """redis-server on 127.0.0.1:port keeping nothing on disk (--save ''
+    --appendonly no, as on many hosts): restart_empty() is a Redis that lost
+    its memory; stop()/cont() stall it (SIGSTOP/SIGCONT)."""
+    kind = "redis"
+
+    def __init__(self, port=None):
+        super().__init__()
+        self.port = port or free_ports(26379)
+        self.url = f"redis://127.0.0.1:{self.port}"
+        self.log = os.path.join(self.dir, "redis.log")
+        self.pidfile = os.path.join(self.dir, "redis.pid")
+        self.proc = None
+
+    def start(self, timeout=10):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self.dir, "--logfile", self.log], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(self.pidfile, "w") as f:
+            f.write(str(self.proc.pid))
+        deadline = time.time() + timeout
+        while True:
+            try:
+                if self.command("PING") == "PONG":
+                    return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"private redis-server on {self.port} did not start\n{self.log_tail()}")
+            time.sleep(0.02)
+
+    def command(self, *args, timeout=2.0):
+        """One command over a fresh connection: the reply (simple string,
+        integer or bulk string as str, nil as None). OSError when Redis does
+        not answer or answers an error."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            out = f"*{len(args)}\r\n" + "".join(f"${len(str(a).encode())}\r\n{a}\r\n" for a in args)
+            s.sendall(out.encode())
+            f = s.makefile("rb")
+            line = f.readline().decode().rstrip("\r\n")
+            if not line:
+                raise OSError("connection closed")
+            if line[0] == "-":
+                raise OSError(line)
+            if line[0] == "$":
+                n = int(line[1:])
+                return None if n < 0 else f.read(n + 2)[:-2].decode()
+            return line[1:]
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart_empty(self):
+        """kill -9, then a new redis-server on the same port: empty."""
+        self.kill()
+        self.start()
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def cont(self):
+        self.proc.send_signal(signal.SIGCONT)
+
+    def shutdown(self):
+        self.kill()

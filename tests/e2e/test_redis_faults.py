@@ -4,9 +4,11 @@ must not bring a revoked token back, and a Redis that stalls must make
 authenticated requests fail fast with 503, never hang.
 
 The platform (member, auth, gateway) runs against a PRIVATE redis-server
-started here on a free port with no persistence (--save '' --appendonly no,
-as on many hosts), so it can be killed, restarted empty and SIGSTOPped
-without touching the shared Redis; it is killed at the end whatever happens.
+(sbservers.PrivateRedis: a free port, no persistence, --save ''
+--appendonly no, as on many hosts), so it can be killed, restarted empty and
+SIGSTOPped without touching the shared Redis; it is killed at the end
+whatever happens (close(): tearDownModule, atexit, SIGTERM; an orphan left
+by a SIGKILLed test is reaped by the next private server).
 
 What is checked, through the gateway like a client:
   - logout, withdrawal and password change: the tokens they revoked are
@@ -20,17 +22,15 @@ latencies; SIGCONT -> 200). The whole test takes about 20 s."""
 import base64
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(__file__))
 from sbplatform import Platform  # noqa: E402
+from sbservers import PrivateRedis  # noqa: E402
 
 REDIS_TIMEOUT_MS = 500       # the platform's default (sb/redis.h); set explicitly below
 STALL_BOUND_S = 3.0          # generous: REDIS_TIMEOUT_MS x a few, on a loaded 2-core box
@@ -43,80 +43,9 @@ P = None
 REDIS = None
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def resp(port, *args, timeout=2.0):
-    """One Redis command over a fresh connection; the decoded first reply
-    line (+OK, :1, $n value, nil as None). Raises OSError when no answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        out = f"*{len(args)}\r\n" + "".join(f"${len(str(a).encode())}\r\n{a}\r\n" for a in args)
-        s.sendall(out.encode())
-        f = s.makefile("rb")
-        line = f.readline().decode().rstrip("\r\n")
-        if not line:
-            raise OSError("connection closed")
-        if line[0] == "$":
-            n = int(line[1:])
-            return None if n < 0 else f.read(n + 2)[:-2].decode()
-        if line[0] == "-":
-            raise OSError(line)
-        return line[1:]
-
-
-class PrivateRedis:
-    """redis-server on its own port without persistence: start, kill -9 and
-    start again empty on the same port, stop/continue."""
-
-    def __init__(self):
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="sb-redis-fault-")
-        self.proc = None
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir, "--logfile", os.path.join(self.dir, "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 10
-        while True:
-            try:
-                if resp(self.port, "PING") == "PONG":
-                    return
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"private redis-server on {self.port} did not start "
-                                   f"(see {self.dir}/redis.log)")
-            time.sleep(0.02)
-
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)  # a stopped process dies of SIGKILL too; be plain
-            self.proc.kill()
-            self.proc.wait()
-
-    def restart_empty(self):
-        self.kill()
-        self.start()
-        assert resp(self.port, "DBSIZE") == "0", "the restarted Redis is not empty"
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def cont(self):
-        self.proc.send_signal(signal.SIGCONT)
-
-
 def setUpModule():
     global P, REDIS
-    REDIS = PrivateRedis()
-    REDIS.start()
+    REDIS = PrivateRedis().__enter__()
     try:
         P = Platform(["member", "auth"], env={
             "REDIS_URL": f"redis://127.0.0.1:{REDIS.port}",
@@ -124,7 +53,7 @@ def setUpModule():
             "LOGIN_RATE_LIMIT": "1000",
         }).__enter__()
     except BaseException:
-        REDIS.kill()
+        REDIS.close()
         raise
 
 
@@ -134,7 +63,7 @@ def tearDownModule():
             REDIS.cont()
             P.__exit__(None, None, None)
     finally:
-        REDIS.kill()
+        REDIS.close()
 
 
 def auth_sql(sql):
@@ -171,6 +100,7 @@ class RedisFaults(unittest.TestCase):
         A revoked token answering 200 at any point fails. Returns the seconds
         from the restart until both held, and the statuses seen."""
         REDIS.restart_empty()
+        self.assertEqual(REDIS.command("DBSIZE"), "0", "the restarted Redis is not empty")
         t0 = time.time()
         seen = {}
         while True:
@@ -210,11 +140,11 @@ class RedisFaults(unittest.TestCase):
                  " VALUES ('token', 'bulk-expired', 'logout', now() - interval '1 second')")
         took, seen = self.restart_and_watch([(m["userId"], t["accessToken"])],
                                             [(other["userId"], ot["accessToken"])])
-        self.assertEqual(resp(REDIS.port, "GET", f"sb:deny:bulk-{BULK}"), "1")
-        self.assertEqual(resp(REDIS.port, "GET", "sb:deny:bulk-1"), "1")
-        pttl = int(resp(REDIS.port, "PTTL", f"sb:deny:bulk-{BULK // 2}"))
+        self.assertEqual(REDIS.command("GET", f"sb:deny:bulk-{BULK}"), "1")
+        self.assertEqual(REDIS.command("GET", "sb:deny:bulk-1"), "1")
+        pttl = int(REDIS.command("PTTL", f"sb:deny:bulk-{BULK // 2}"))
         self.assertTrue(500_000 < pttl <= 600_000, pttl)
-        self.assertIsNone(resp(REDIS.port, "GET", "sb:deny:bulk-expired"))
+        self.assertIsNone(REDIS.command("GET", "sb:deny:bulk-expired"))
         print(f"\nlogout: restart -> revoked token 401 and valid token 200 again after {took:.2f}s "
               f"({BULK + 1} revocations in the table; statuses while rebuilding: {seen})", file=sys.stderr)
         # the refresh token stays spent too (PostgreSQL), and a second restart changes nothing
