@@ -46,10 +46,9 @@ sb_status_t auth_revoke_user(sb_db_t *db, sb_redis_t *redis, const char *user_id
  * marker is there (sb/authn.h), inside db's transaction. UNAVAILABLE with *redis_down when Redis failed;
  * *loaded: how many entries were loaded, -1 when the marker was there. */
 sb_status_t auth_denylist_rebuild(sb_db_t *db, sb_redis_t *redis, bool *redis_down, long *loaded);
-/* Job rows of main.c: the rebuild when the marker is missing, and the
- * deletion of expired revocations. */
+/* The job row of main.c: the rebuild when the marker is missing, and (every
+ * CLEANUP_EVERY_MS) the deletion of expired revocations. */
 sb_status_t auth_denylist_job(sb_job_ctx_t *job);
-sb_status_t auth_revocation_cleanup_job(sb_job_ctx_t *job);
 
 /* sb.member event handlers (member_events.c), rows of main.c's event table. */
 sb_status_t auth_on_member_withdrawn(sb_event_ctx_t *ev, const void *payload);

@@ -80,11 +80,11 @@ static const sb_event_handler_t events[] = {
 
 /* denylist: the Redis denylist rebuilt from the revocations table when its
  * marker is missing (Redis restarted empty), checked every second: until
- * then tokens are refused with 503, so this bounds that time.
- * revocation-cleanup: rows no live token needs any more. */
+ * then tokens are refused with 503, so this bounds that time. The same job
+ * deletes the revocations no live token needs any more, once a minute (one
+ * job: one connection, back at once after a database restart). */
 static const sb_job_t jobs[] = {
     {"denylist", auth_denylist_job, .every_ms = 1000},
-    {"revocation-cleanup", auth_revocation_cleanup_job, .every_ms = 60000},
 };
 
 SB_SERVICE_MAIN(auth, SB_METHODS(methods), SB_EVENTS(events), SB_JOBS(jobs), .init = auth_init,

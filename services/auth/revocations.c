@@ -22,7 +22,7 @@
  * Redis restarts.
  *
  * Rebuilding (auth_denylist_rebuild; at start-up and by the denylist job every
- * DENYLIST_CHECK_MS). No marker in Redis means Redis restarted empty (it
+ * every second, main.c). No marker in Redis means Redis restarted empty (it
  * keeps nothing on disk). Under SB_LOCK_AUTH_DENYLIST taken exclusively
  * (writers hold it shared: the rebuild reads the table only after every
  * revocation in flight has committed, and none is written until it is done)
@@ -35,8 +35,8 @@
  * authenticated call is refused with UNAVAILABLE (503): fail closed, for
  * about a second.
  *
- * Cleaning (the revocation-cleanup job): rows whose tokens have all expired
- * are deleted; their Redis entries expire by themselves (PX). */
+ * Cleaning (the same job, every CLEANUP_EVERY_MS): rows whose tokens have all
+ * expired are deleted; their Redis entries expire by themselves (PX). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -51,6 +51,7 @@
 
 #define REBUILD_BATCH 1000
 #define CLEANUP_BATCH 5000
+#define CLEANUP_EVERY_MS 60000
 #define REBUILD_NONCE_TTL_MS 120000
 
 /* A row as its Redis entry: key, value, time to live in ms. */
@@ -277,24 +278,9 @@ out_redis:
     goto out_status;
 }
 
-/* The denylist job: a rebuild when the marker is missing. While Redis does
- * not answer there is nothing to rebuild into: the tick succeeds (no
- * backoff), so the rebuild starts within DENYLIST_CHECK_MS of Redis coming
- * back; redis.c logs the outage itself. */
-sb_status_t auth_denylist_job(sb_job_ctx_t *job)
-{
-    bool down;
-    long loaded;
-    sb_status_t st = auth_denylist_rebuild(job->db, sb_job_service(job)->redis, &down, &loaded);
-    if (st != SB_OK && down) {
-        sb_debug("%s", job->db->detail->buf);
-        sb_buf_reset(job->db->detail);
-        return SB_OK;
-    }
-    return st;
-}
-
-sb_status_t auth_revocation_cleanup_job(sb_job_ctx_t *job)
+/* Deletes up to CLEANUP_BATCH expired revocations; *more when there may be
+ * others. */
+static sb_status_t cleanup(sb_job_ctx_t *job, bool *more)
 {
     PGresult *r;
     sb_status_t st = sb_db_exec(job->db, &stmt_cleanup, &r);
@@ -303,6 +289,33 @@ sb_status_t auth_revocation_cleanup_job(sb_job_ctx_t *job)
     long n = sb_db_affected(r);
     if (n > 0)
         sb_info("revocations: %ld expired rows deleted", n);
-    job->again = n == CLEANUP_BATCH;
+    *more = n == CLEANUP_BATCH;
+    return SB_OK;
+}
+
+/* The denylist job: a rebuild when the marker is missing. While Redis does
+ * not answer there is nothing to rebuild into: the tick succeeds (no
+ * backoff), so the rebuild starts within a second of Redis coming
+ * back; redis.c logs the outage itself. Then, every CLEANUP_EVERY_MS (or at
+ * once while a batch was full), the expired rows go. */
+sb_status_t auth_denylist_job(sb_job_ctx_t *job)
+{
+    static _Thread_local int64_t next_cleanup_ns; /* the job's own thread */
+    bool down;
+    long loaded;
+    sb_status_t st = auth_denylist_rebuild(job->db, sb_job_service(job)->redis, &down, &loaded);
+    if (st != SB_OK && !down)
+        return st;
+    if (st != SB_OK) {
+        sb_debug("%s", job->db->detail->buf);
+        sb_buf_reset(job->db->detail);
+    }
+    if (sb_mono_ns() < next_cleanup_ns)
+        return SB_OK;
+    bool more = false;
+    if ((st = cleanup(job, &more)) != SB_OK)
+        return st;
+    next_cleanup_ns = more ? 0 : sb_mono_ns() + (int64_t)CLEANUP_EVERY_MS * 1000000;
+    job->again = more;
     return SB_OK;
 }
