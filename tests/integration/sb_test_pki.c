@@ -12,6 +12,7 @@
 
 #include "sb/authn.h"
 #include "sb/config.h"
+#include "sb/events.h"
 #include "sb/redis.h"
 #include "sb/util.h"
 #include "sb_test_proc.h"
