@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all setup build test test-sanitize fault-scenarios fuzz bench run infra-up infra-down clean format format-check
+.PHONY: all setup build test test-sanitize fault-scenarios fuzz bench bench-flash run infra-up infra-down clean format format-check
 
 all: build
 
@@ -41,6 +41,15 @@ fuzz: setup
 bench: build
 	@infra_env="$$(deploy/local/infra.sh up)" && eval "$$infra_env" && export DATABASE_URL REDIS_URL KAFKA_BROKERS && \
 	  python3 bench/identity.py $(BENCH_SECONDS) $(BENCH_RUNS)
+
+# Flash-sale benchmark (issue 10): 10,000 buyers, 1,000 seats, 64/256/1,024
+# connections, REST and direct gRPC, chosen seats and best available, and
+# pgbench on the same SQL; docs/benchmarks.md. Uses the e2e test ports (on a
+# shared machine: flock /tmp/sb-test.lock make bench-flash).
+# BENCH_FLASH_ARGS="--runs 3" for medians.
+bench-flash: build
+	@infra_env="$$(deploy/local/infra.sh up)" && eval "$$infra_env" && export DATABASE_URL REDIS_URL KAFKA_BROKERS && \
+	  python3 bench/flash_sale.py $(BENCH_FLASH_ARGS)
 
 # The whole platform in the foreground; Ctrl-C stops everything it started.
 run:
