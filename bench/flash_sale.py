@@ -103,6 +103,28 @@ def sell(p, planner, admin, seats, n_schedules):
     return sids
 
 
+# CPU time of the server side, by process name (/proc/<pid>/comm): where a
+# hold's machine time goes on this shared 2-core box
+CPU_PARTS = {"sb-reservation": "reservation", "postgres": "postgres", "sb-gateway": "gateway", "java": "kafka"}
+
+
+def cpu_ticks():
+    out = dict.fromkeys(CPU_PARTS.values(), 0)
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        comm = st[st.index("(") + 1:st.rindex(")")]
+        if comm in CPU_PARTS:
+            fields = st[st.rindex(")") + 2:].split()
+            out[CPU_PARTS[comm]] += int(fields[11]) + int(fields[12])  # utime + stime
+    return out
+
+
 def bench_binary(p):
     """build/bench/bench-flash-sale of the platform's build, or $BENCH_FLASH_SALE."""
     return os.environ.get("BENCH_FLASH_SALE") or os.path.join(p.build, "bench", "bench-flash-sale")
@@ -118,11 +140,17 @@ def run_cell(p, args, sid, transport, mode, conns, users):
         cmd += ["--gateway", p.base]
     else:
         cmd += ["--grpc", f"127.0.0.1:{GRPC_BASE + 1 + SERVICES.index('reservation')}"]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    sys.stderr.write(r.stderr)
+    before = cpu_ticks()
+    sys.stderr.flush()
+    r = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)  # its stderr: ours, as it goes
+    after = cpu_ticks()
     if not r.stdout.strip():
         raise SystemExit(f"bench-flash-sale failed ({r.returncode}) with no result")
     res = json.loads(r.stdout)
+    # CPU microseconds per attempt over the whole program run (its setup
+    # included: the token signing is the bench's own CPU, not counted here)
+    hz = os.sysconf("SC_CLK_TCK")
+    res["cpu_us_per_attempt"] = {k: (after[k] - before[k]) * 1e6 / hz / args.buyers for k in after}
     print(json.dumps(res), file=sys.stderr)
     if r.returncode != 0:
         print(f"flash_sale: {transport} {mode} C={conns}: CHECK FAILED (see above)", file=sys.stderr)
@@ -159,13 +187,17 @@ def main():
     ap.add_argument("--modes", default="seats,best")
     ap.add_argument("--transports", default="rest,grpc")
     ap.add_argument("--no-pgbench", action="store_true")
+    ap.add_argument("--pgbench-clients", default="64,8",
+                    help="pgbench connections (64: the issue's figure; 8: the service's DB_POOL_SIZE)")
     ap.add_argument("--env", action="append", default=[], help="K=V for every service")
     args = ap.parse_args()
     conns = [int(c) for c in args.conns.split(",")]
     modes = args.modes.split(",")
     transports = args.transports.split(",")
     cells = [(t, m, c) for t in transports for m in modes for c in conns]
-    per_run = len(cells) + (0 if args.no_pgbench else len(modes))
+    pg_clients = [int(c) for c in args.pgbench_clients.split(",")]
+    pg_cells = [] if args.no_pgbench else [(m, c) for m in modes for c in pg_clients]
+    per_run = len(cells) + len(pg_cells)
     if per_run > 100:
         raise SystemExit("more than 100 schedules per run (the performance service's limit)")
 
@@ -177,7 +209,7 @@ def main():
            "HOLD_TTL_S": "86400"}
     env.update(kv.split("=", 1) for kv in args.env)
     results = {}
-    pg_results = {m: [] for m in modes}
+    pg_results = {cell: [] for cell in pg_cells}
     with Platform(["member", "auth", "performance", "reservation"], env=env) as p, \
             tempfile.NamedTemporaryFile("w", prefix="flash-users-", suffix=".txt") as users:
         _, planner = p.user("PLANNER")
@@ -193,13 +225,13 @@ def main():
             sids = sell(p, planner, admin, args.seats, per_run)
             for i, (t, m, c) in enumerate(cells):
                 results.setdefault((t, m, c), []).append(run_cell(p, args, sids[i], t, m, c, users.name))
-            pg_schedules += list(zip(sids[len(cells):], modes))
+            pg_schedules += list(zip(sids[len(cells):], pg_cells))
     # pgbench once the services are down: its 64 connections and theirs would
     # not fit in PostgreSQL's default max_connections (100)
-    for sid, m in pg_schedules:
-        r = run_pgbench(p, args, sid, m)
+    for sid, (m, c) in pg_schedules:
+        r = run_pgbench(p, args, sid, m, c)
         if r:
-            pg_results[m].append(r)
+            pg_results[(m, c)].append(r)
 
     nruns = f"median of {args.runs} runs" if args.runs > 1 else "single run"
     print(f"\nFlash sale: {args.buyers:,} buyers, {args.seats:,} seats, {args.quantity} seats per buyer, "
@@ -219,14 +251,21 @@ def main():
               f"{median(rows, 'p50_ms'):.1f} | {median(rows, 'p95_ms'):.1f} | {median(rows, 'p99_ms'):.1f} | "
               f"{held:,} / {args.seats:,}{'' if not errs else f' ({errs} errors)'} | {twice} | "
               f"{median(rows, 'outbox_drain_s'):.2f} |")
-    for m, rows in pg_results.items():
+    for (m, c), rows in pg_results.items():
         if rows:
             failed |= not all(r["ok"] for r in rows)
             held = min(r["check"]["seats_held_db"] for r in rows)
             twice = max(r["check"]["held_twice_db"] for r in rows)
-            print(f"| pgbench, the hold's SQL alone | {mode_names[m]} | 64 | {median(rows, 'tps'):,.0f} | "
+            print(f"| pgbench, the hold's SQL alone | {mode_names[m]} | {c} | {median(rows, 'tps'):,.0f} | "
                   f"{median(rows, 'p50_ms'):.1f} | {median(rows, 'p95_ms'):.1f} | {median(rows, 'p99_ms'):.1f} | "
                   f"{held:,} / {args.seats:,} | {twice} | - |")
+    print("\nServer CPU per attempt (µs; whole program run, medians):\n")
+    parts = list(CPU_PARTS.values())
+    print("| path | seats | C | " + " | ".join(parts) + " |")
+    print("| --- | --- | ---: |" + " ---: |" * len(parts))
+    for (t, m, c), rows in results.items():
+        cells_cpu = [statistics.median(r["cpu_us_per_attempt"][k] for r in rows) for k in parts]
+        print(f"| {names[t]} | {mode_names[m]} | {c:,} | " + " | ".join(f"{v:,.0f}" for v in cells_cpu) + " |")
     if failed:
         print("\nflash_sale: a check failed (seats held twice, errors, or held != expected): see stderr",
               file=sys.stderr)
