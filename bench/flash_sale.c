@@ -13,8 +13,8 @@
  * Setup, not timed: B access tokens are signed with the platform's signing
  * key (JWT_SIGNING_KEY_FILE: the bench stands in for the auth service, as
  * the tests do), one per buyer, for the user ids of --users (one per line;
- * the members the runner created) or for fresh random ids; every request
- * body is built; then the C connections are opened (REST: C keep-alive
+ * the members the runner created) or for fresh random ids, and each buyer's
+ * seats are drawn; then the C connections are opened (REST: C keep-alive
  * connections, each warmed with GET /healthz; gRPC: C threads sharing the
  * process's one TLS channel to the reservation service, as the gateway
  * does, each warmed with a health check).
@@ -335,7 +335,9 @@ static void rest_answer(slot_t *s, CURLcode rc)
     json_decref(j);
 }
 
-/* Runs m until every transfer is done or *next reaches the buyers (load). */
+/* Opens and warms the C connections, releases the buyers, and returns the
+ * nanoseconds from the release to the last answer. One thread: libcurl's
+ * multi interface drives every connection. */
 static int64_t run_rest(void)
 {
     char url[1024], health[1024];
