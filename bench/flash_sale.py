@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Flash-sale benchmark runner (issue 10): brings up member, auth,
 performance, reservation and the gateway (tests/e2e/sbplatform.py, the e2e
-ports: run it under the test lock) in namespace "bench" (databases
-sb_<service>_bench, dropped first, and topics sb.<x>.bench), has a planner
+ports: run it under the test lock) in namespace "flash" (databases
+sb_<service>_flash, dropped first, and topics sb.<x>.flash), has a planner
 register one performance per run with a schedule of S seats (one grade) per
 matrix cell, an admin approve it, waits until every seat map is served, then
 runs bench/flash_sale.c (build/bench/bench-flash-sale) once per cell on its own
@@ -43,7 +43,9 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 from sbplatform import ADMIN_LOGIN, ADMIN_PASSWORD, GRPC_BASE, SERVICES, Platform  # noqa: E402
 
-NAMESPACE = "bench"  # the runner's; the smoke test (tests/e2e/test_flash_sale.py) runs in "test"
+# the runner's namespace (sb_reservation_bench is bench-inventory-approve's);
+# the smoke test (tests/e2e/test_flash_sale.py) runs in the tests' "test"
+NAMESPACE = "flash"
 GRADE = "R"
 
 
