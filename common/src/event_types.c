@@ -32,9 +32,11 @@ static const sb_event_type_t types[] = {
     {"reservation.changed", &sb__events__reservation_changed__descriptor},
     {"reservation.cancelled", &sb__events__reservation_cancelled__descriptor},
     {"reservation.expired", &sb__events__reservation_expired__descriptor},
+    {"reservation.payment_refused", &sb__events__reservation_payment_refused__descriptor},
     {"payment.approved", &sb__events__payment_approved__descriptor},
     {"payment.declined", &sb__events__payment_declined__descriptor},
     {"payment.refunded", &sb__events__payment_refunded__descriptor},
+    {"payment.disputed", &sb__events__payment_disputed__descriptor},
     {"notification.sent", &sb__events__notification_sent__descriptor},
 };
 
