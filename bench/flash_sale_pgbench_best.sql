@@ -1,8 +1,9 @@
 -- The hold of one buyer asking for the best available seats
 -- (bench/flash_sale.c --mode best), as the reservation service runs it
 -- (services/reservation/holds.c resv_create + take_best): up to 5 attempts,
--- each reading the grade's seats, choosing, and the guarded UPDATE inside a
--- savepoint; a lost race rolls back to the savepoint and chooses again.
+-- each reading the grade's free seats, choosing, and locking the choice FOR
+-- UPDATE SKIP LOCKED and updating it inside a savepoint; a lost race rolls
+-- back to the savepoint and chooses again.
 -- Variables and departures as in flash_sale_pgbench.sql; here the choice is
 -- made in SQL (the first q free seats in seat order) where the service runs
 -- seat_pick.c on the rows it read, and a buyer meeting a sold-out grade
@@ -21,12 +22,13 @@ SELECT pg_advisory_xact_lock(hashtextextended('sb-resv-user:' || (lpad(to_hex(:u
 -- resv_user_counts
 SELECT count(*) FILTER (WHERE resv_status(status, expires_at) = 'PENDING_PAYMENT'), COALESCE(sum(cardinality(seat_ids)) FILTER (WHERE resv_status(status, expires_at) IN ('PENDING_PAYMENT', 'CONFIRMED')), 0) FROM reservations WHERE user_id = (lpad(to_hex(:u1::int), 8, '0') || '-0000-4000-8000-0000' || lpad(to_hex(:u2::int), 8, '0'))::uuid AND schedule_id = :sid::uuid AND status IN ('PENDING_PAYMENT', 'CONFIRMED') AND reservation_id <> '00000000-0000-0000-0000-000000000000'::uuid;
 \if :go
--- resv_grade_seats: the grade's seats, all of them, for the picker (seat_pick.c)
-SELECT seat_id, seat_index / 20 AS row, seat_number, resv_seat_status(status, held_until) = 'AVAILABLE' AS free FROM seats WHERE schedule_id = :sid::uuid AND grade = :grade::text ORDER BY seat_index;
+-- resv_grade_free: the grade's free seats, for the picker (seat_pick.c)
+SELECT seat_id, seat_index / 20 AS row, seat_number FROM seats WHERE schedule_id = :sid::uuid AND grade = :grade::text AND status IN ('AVAILABLE', 'HELD') AND (status = 'AVAILABLE' OR held_until <= now()) ORDER BY seat_index;
 SAVEPOINT resv_pick;
--- resv_take on the picker's choice (here: the first q free seats in seat order,
--- what the picker chooses in a hall filled from the front)
-WITH pick AS (SELECT seat_id FROM seats WHERE schedule_id = :sid::uuid AND grade = :grade::text AND resv_seat_status(status, held_until) = 'AVAILABLE' ORDER BY seat_index LIMIT :q::int), t AS (UPDATE seats SET status = 'HELD', reservation_id = (lpad(to_hex(:r1::int), 8, '0') || '-0000-4000-8000-0000' || lpad(to_hex(:r2::int), 8, '0'))::uuid, held_until = COALESCE(NULL::timestamptz, now() + :ttl::int * interval '1 second'), updated_at = now() WHERE schedule_id = :sid::uuid AND seat_id = ANY(ARRAY(SELECT seat_id FROM pick)) AND (status = 'AVAILABLE' OR (status = 'HELD' AND held_until <= now())) RETURNING seat_id) SELECT (SELECT count(*) FROM t) AS n, (SELECT count(*) FROM pick) AS avail \gset
+-- resv_take_skip on the picker's choice (here: the first q free seats in seat
+-- order that no other transaction has locked, what the picker ends up with
+-- after skipping the busy ones)
+WITH l AS (SELECT seat_id FROM seats WHERE schedule_id = :sid::uuid AND grade = :grade::text AND status IN ('AVAILABLE', 'HELD') AND (status = 'AVAILABLE' OR held_until <= now()) ORDER BY seat_index LIMIT :q::int FOR UPDATE SKIP LOCKED), u AS (UPDATE seats SET status = 'HELD', reservation_id = (lpad(to_hex(:r1::int), 8, '0') || '-0000-4000-8000-0000' || lpad(to_hex(:r2::int), 8, '0'))::uuid, held_until = COALESCE(NULL::timestamptz, now() + :ttl::int * interval '1 second'), updated_at = now() FROM l WHERE (SELECT count(*) FROM l) = :q::int AND seats.schedule_id = :sid::uuid AND seats.seat_id = l.seat_id RETURNING seats.seat_id) SELECT (SELECT count(*) FROM u) AS n, (SELECT count(*) FROM l) AS avail \gset
 \if :n = :q
 RELEASE SAVEPOINT resv_pick;
 \set go 0
@@ -36,12 +38,13 @@ ROLLBACK TO SAVEPOINT resv_pick;
 \endif
 \endif
 \if :go
--- resv_grade_seats: the grade's seats, all of them, for the picker (seat_pick.c)
-SELECT seat_id, seat_index / 20 AS row, seat_number, resv_seat_status(status, held_until) = 'AVAILABLE' AS free FROM seats WHERE schedule_id = :sid::uuid AND grade = :grade::text ORDER BY seat_index;
+-- resv_grade_free: the grade's free seats, for the picker (seat_pick.c)
+SELECT seat_id, seat_index / 20 AS row, seat_number FROM seats WHERE schedule_id = :sid::uuid AND grade = :grade::text AND status IN ('AVAILABLE', 'HELD') AND (status = 'AVAILABLE' OR held_until <= now()) ORDER BY seat_index;
 SAVEPOINT resv_pick;
--- resv_take on the picker's choice (here: the first q free seats in seat order,
--- what the picker chooses in a hall filled from the front)
-WITH pick AS (SELECT seat_id FROM seats WHERE schedule_id = :sid::uuid AND grade = :grade::text AND resv_seat_status(status, held_until) = 'AVAILABLE' ORDER BY seat_index LIMIT :q::int), t AS (UPDATE seats SET status = 'HELD', reservation_id = (lpad(to_hex(:r1::int), 8, '0') || '-0000-4000-8000-0000' || lpad(to_hex(:r2::int), 8, '0'))::uuid, held_until = COALESCE(NULL::timestamptz, now() + :ttl::int * interval '1 second'), updated_at = now() WHERE schedule_id = :sid::uuid AND seat_id = ANY(ARRAY(SELECT seat_id FROM pick)) AND (status = 'AVAILABLE' OR (status = 'HELD' AND held_until <= now())) RETURNING seat_id) SELECT (SELECT count(*) FROM t) AS n, (SELECT count(*) FROM pick) AS avail \gset
+-- resv_take_skip on the picker's choice (here: the first q free seats in seat
+-- order that no other transaction has locked, what the picker ends up with
+-- after skipping the busy ones)
+WITH l AS (SELECT seat_id FROM seats WHERE schedule_id = :sid::uuid AND grade = :grade::text AND status IN ('AVAILABLE', 'HELD') AND (status = 'AVAILABLE' OR held_until <= now()) ORDER BY seat_index LIMIT :q::int FOR UPDATE SKIP LOCKED), u AS (UPDATE seats SET status = 'HELD', reservation_id = (lpad(to_hex(:r1::int), 8, '0') || '-0000-4000-8000-0000' || lpad(to_hex(:r2::int), 8, '0'))::uuid, held_until = COALESCE(NULL::timestamptz, now() + :ttl::int * interval '1 second'), updated_at = now() FROM l WHERE (SELECT count(*) FROM l) = :q::int AND seats.schedule_id = :sid::uuid AND seats.seat_id = l.seat_id RETURNING seats.seat_id) SELECT (SELECT count(*) FROM u) AS n, (SELECT count(*) FROM l) AS avail \gset
 \if :n = :q
 RELEASE SAVEPOINT resv_pick;
 \set go 0
@@ -51,12 +54,13 @@ ROLLBACK TO SAVEPOINT resv_pick;
 \endif
 \endif
 \if :go
--- resv_grade_seats: the grade's seats, all of them, for the picker (seat_pick.c)
-SELECT seat_id, seat_index / 20 AS row, seat_number, resv_seat_status(status, held_until) = 'AVAILABLE' AS free FROM seats WHERE schedule_id = :sid::uuid AND grade = :grade::text ORDER BY seat_index;
+-- resv_grade_free: the grade's free seats, for the picker (seat_pick.c)
+SELECT seat_id, seat_index / 20 AS row, seat_number FROM seats WHERE schedule_id = :sid::uuid AND grade = :grade::text AND status IN ('AVAILABLE', 'HELD') AND (status = 'AVAILABLE' OR held_until <= now()) ORDER BY seat_index;
 SAVEPOINT resv_pick;
--- resv_take on the picker's choice (here: the first q free seats in seat order,
--- what the picker chooses in a hall filled from the front)
-WITH pick AS (SELECT seat_id FROM seats WHERE schedule_id = :sid::uuid AND grade = :grade::text AND resv_seat_status(status, held_until) = 'AVAILABLE' ORDER BY seat_index LIMIT :q::int), t AS (UPDATE seats SET status = 'HELD', reservation_id = (lpad(to_hex(:r1::int), 8, '0') || '-0000-4000-8000-0000' || lpad(to_hex(:r2::int), 8, '0'))::uuid, held_until = COALESCE(NULL::timestamptz, now() + :ttl::int * interval '1 second'), updated_at = now() WHERE schedule_id = :sid::uuid AND seat_id = ANY(ARRAY(SELECT seat_id FROM pick)) AND (status = 'AVAILABLE' OR (status = 'HELD' AND held_until <= now())) RETURNING seat_id) SELECT (SELECT count(*) FROM t) AS n, (SELECT count(*) FROM pick) AS avail \gset
+-- resv_take_skip on the picker's choice (here: the first q free seats in seat
+-- order that no other transaction has locked, what the picker ends up with
+-- after skipping the busy ones)
+WITH l AS (SELECT seat_id FROM seats WHERE schedule_id = :sid::uuid AND grade = :grade::text AND status IN ('AVAILABLE', 'HELD') AND (status = 'AVAILABLE' OR held_until <= now()) ORDER BY seat_index LIMIT :q::int FOR UPDATE SKIP LOCKED), u AS (UPDATE seats SET status = 'HELD', reservation_id = (lpad(to_hex(:r1::int), 8, '0') || '-0000-4000-8000-0000' || lpad(to_hex(:r2::int), 8, '0'))::uuid, held_until = COALESCE(NULL::timestamptz, now() + :ttl::int * interval '1 second'), updated_at = now() FROM l WHERE (SELECT count(*) FROM l) = :q::int AND seats.schedule_id = :sid::uuid AND seats.seat_id = l.seat_id RETURNING seats.seat_id) SELECT (SELECT count(*) FROM u) AS n, (SELECT count(*) FROM l) AS avail \gset
 \if :n = :q
 RELEASE SAVEPOINT resv_pick;
 \set go 0
@@ -66,12 +70,13 @@ ROLLBACK TO SAVEPOINT resv_pick;
 \endif
 \endif
 \if :go
--- resv_grade_seats: the grade's seats, all of them, for the picker (seat_pick.c)
-SELECT seat_id, seat_index / 20 AS row, seat_number, resv_seat_status(status, held_until) = 'AVAILABLE' AS free FROM seats WHERE schedule_id = :sid::uuid AND grade = :grade::text ORDER BY seat_index;
+-- resv_grade_free: the grade's free seats, for the picker (seat_pick.c)
+SELECT seat_id, seat_index / 20 AS row, seat_number FROM seats WHERE schedule_id = :sid::uuid AND grade = :grade::text AND status IN ('AVAILABLE', 'HELD') AND (status = 'AVAILABLE' OR held_until <= now()) ORDER BY seat_index;
 SAVEPOINT resv_pick;
--- resv_take on the picker's choice (here: the first q free seats in seat order,
--- what the picker chooses in a hall filled from the front)
-WITH pick AS (SELECT seat_id FROM seats WHERE schedule_id = :sid::uuid AND grade = :grade::text AND resv_seat_status(status, held_until) = 'AVAILABLE' ORDER BY seat_index LIMIT :q::int), t AS (UPDATE seats SET status = 'HELD', reservation_id = (lpad(to_hex(:r1::int), 8, '0') || '-0000-4000-8000-0000' || lpad(to_hex(:r2::int), 8, '0'))::uuid, held_until = COALESCE(NULL::timestamptz, now() + :ttl::int * interval '1 second'), updated_at = now() WHERE schedule_id = :sid::uuid AND seat_id = ANY(ARRAY(SELECT seat_id FROM pick)) AND (status = 'AVAILABLE' OR (status = 'HELD' AND held_until <= now())) RETURNING seat_id) SELECT (SELECT count(*) FROM t) AS n, (SELECT count(*) FROM pick) AS avail \gset
+-- resv_take_skip on the picker's choice (here: the first q free seats in seat
+-- order that no other transaction has locked, what the picker ends up with
+-- after skipping the busy ones)
+WITH l AS (SELECT seat_id FROM seats WHERE schedule_id = :sid::uuid AND grade = :grade::text AND status IN ('AVAILABLE', 'HELD') AND (status = 'AVAILABLE' OR held_until <= now()) ORDER BY seat_index LIMIT :q::int FOR UPDATE SKIP LOCKED), u AS (UPDATE seats SET status = 'HELD', reservation_id = (lpad(to_hex(:r1::int), 8, '0') || '-0000-4000-8000-0000' || lpad(to_hex(:r2::int), 8, '0'))::uuid, held_until = COALESCE(NULL::timestamptz, now() + :ttl::int * interval '1 second'), updated_at = now() FROM l WHERE (SELECT count(*) FROM l) = :q::int AND seats.schedule_id = :sid::uuid AND seats.seat_id = l.seat_id RETURNING seats.seat_id) SELECT (SELECT count(*) FROM u) AS n, (SELECT count(*) FROM l) AS avail \gset
 \if :n = :q
 RELEASE SAVEPOINT resv_pick;
 \set go 0
@@ -81,12 +86,13 @@ ROLLBACK TO SAVEPOINT resv_pick;
 \endif
 \endif
 \if :go
--- resv_grade_seats: the grade's seats, all of them, for the picker (seat_pick.c)
-SELECT seat_id, seat_index / 20 AS row, seat_number, resv_seat_status(status, held_until) = 'AVAILABLE' AS free FROM seats WHERE schedule_id = :sid::uuid AND grade = :grade::text ORDER BY seat_index;
+-- resv_grade_free: the grade's free seats, for the picker (seat_pick.c)
+SELECT seat_id, seat_index / 20 AS row, seat_number FROM seats WHERE schedule_id = :sid::uuid AND grade = :grade::text AND status IN ('AVAILABLE', 'HELD') AND (status = 'AVAILABLE' OR held_until <= now()) ORDER BY seat_index;
 SAVEPOINT resv_pick;
--- resv_take on the picker's choice (here: the first q free seats in seat order,
--- what the picker chooses in a hall filled from the front)
-WITH pick AS (SELECT seat_id FROM seats WHERE schedule_id = :sid::uuid AND grade = :grade::text AND resv_seat_status(status, held_until) = 'AVAILABLE' ORDER BY seat_index LIMIT :q::int), t AS (UPDATE seats SET status = 'HELD', reservation_id = (lpad(to_hex(:r1::int), 8, '0') || '-0000-4000-8000-0000' || lpad(to_hex(:r2::int), 8, '0'))::uuid, held_until = COALESCE(NULL::timestamptz, now() + :ttl::int * interval '1 second'), updated_at = now() WHERE schedule_id = :sid::uuid AND seat_id = ANY(ARRAY(SELECT seat_id FROM pick)) AND (status = 'AVAILABLE' OR (status = 'HELD' AND held_until <= now())) RETURNING seat_id) SELECT (SELECT count(*) FROM t) AS n, (SELECT count(*) FROM pick) AS avail \gset
+-- resv_take_skip on the picker's choice (here: the first q free seats in seat
+-- order that no other transaction has locked, what the picker ends up with
+-- after skipping the busy ones)
+WITH l AS (SELECT seat_id FROM seats WHERE schedule_id = :sid::uuid AND grade = :grade::text AND status IN ('AVAILABLE', 'HELD') AND (status = 'AVAILABLE' OR held_until <= now()) ORDER BY seat_index LIMIT :q::int FOR UPDATE SKIP LOCKED), u AS (UPDATE seats SET status = 'HELD', reservation_id = (lpad(to_hex(:r1::int), 8, '0') || '-0000-4000-8000-0000' || lpad(to_hex(:r2::int), 8, '0'))::uuid, held_until = COALESCE(NULL::timestamptz, now() + :ttl::int * interval '1 second'), updated_at = now() FROM l WHERE (SELECT count(*) FROM l) = :q::int AND seats.schedule_id = :sid::uuid AND seats.seat_id = l.seat_id RETURNING seats.seat_id) SELECT (SELECT count(*) FROM u) AS n, (SELECT count(*) FROM l) AS avail \gset
 \if :n = :q
 RELEASE SAVEPOINT resv_pick;
 \set go 0

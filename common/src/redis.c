@@ -1,7 +1,14 @@
 /* Redis client; see sb/redis.h.
  *
+ * A small pool. REDIS_POOL_SIZE connections (default 4), each behind its own
+ * mutex; a call takes the first one free, starting from a rotating index, and
+ * waits for one only when all are busy. With a single connection, the flash
+ * sale's 1,024 gateway connections queued on its mutex for longer than the
+ * timeout (503s in docs/benchmarks.md); commands are short, so a few
+ * connections keep the queue short without a connection per thread.
+ *
  * Failing fast. Every wait is bounded by REDIS_TIMEOUT_MS: the connect, each
- * command's send and reply (socket timeouts), and the wait for the one
+ * command's send and reply (socket timeouts), and the wait for a
  * connection's mutex (a caller behind a stalled command gives up instead of
  * queueing behind it). A command that timed out is not retried: the server
  * is stalled and a retry would double the wait; the connection is dropped
@@ -12,7 +19,8 @@
  * to connect or a timeout, Redis counts as down: calls fail at once, without
  * touching the network, until the backoff (100 ms doubling to 1 s) has
  * passed; then the next call tries again. So a dead Redis costs each call
- * nothing and a recovered one is used again within a second. */
+ * nothing and a recovered one is used again within a second. The down state
+ * is the pool's, not a connection's (guarded by state_mu). */
 #include "sb/redis.h"
 
 #include <errno.h>
@@ -32,12 +40,21 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 1000
 
+#define POOL_MAX 64
+
+typedef struct conn {
+    pthread_mutex_t mu;
+    redisContext *ctx;
+} conn_t;
+
 struct sb_redis {
     char host[256];
     int port, db;
     int timeout_ms;
-    redisContext *ctx;
-    pthread_mutex_t mu;
+    int n_conns;
+    conn_t conns[POOL_MAX];
+    unsigned next; /* rotating start of the search for a free connection */
+    pthread_mutex_t state_mu;
     /* down: no connect attempt before retry_at_ns; why in down_reason */
     bool down;
     int64_t retry_at_ns;
@@ -77,12 +94,13 @@ static bool parse_url(sb_redis_t *r, const char *url, sb_buf_t *err)
 
 /* Redis counts as down from now on (first failure logged as an error, the
  * following ones at debug); the connection, if any, is dropped. */
-static void mark_down(sb_redis_t *r, const char *why, sb_buf_t *err)
+static void mark_down(sb_redis_t *r, conn_t *c, const char *why, sb_buf_t *err)
 {
-    if (r->ctx) {
-        redisFree(r->ctx);
-        r->ctx = NULL;
+    if (c->ctx) {
+        redisFree(c->ctx);
+        c->ctx = NULL;
     }
+    pthread_mutex_lock(&r->state_mu);
     if (!r->down)
         sb_error("redis %s:%d unavailable: %s", r->host, r->port, why);
     else
@@ -93,15 +111,18 @@ static void mark_down(sb_redis_t *r, const char *why, sb_buf_t *err)
         r->backoff_ms = BACKOFF_MAX_MS;
     r->retry_at_ns = sb_mono_ns() + (int64_t)r->backoff_ms * 1000000;
     snprintf(r->down_reason, sizeof r->down_reason, "%s", why);
+    pthread_mutex_unlock(&r->state_mu);
     sb_buf_addf(err, "redis %s:%d unavailable: %s", r->host, r->port, why);
 }
 
 static void mark_up(sb_redis_t *r)
 {
+    pthread_mutex_lock(&r->state_mu);
     if (r->down)
         sb_info("redis %s:%d reachable again", r->host, r->port);
     r->down = false;
     r->backoff_ms = 0;
+    pthread_mutex_unlock(&r->state_mu);
 }
 
 /* True when the failed context timed out (rather than lost its connection). */
@@ -111,17 +132,21 @@ static bool timed_out(const redisContext *c, int saved_errno)
            (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK || saved_errno == ETIMEDOUT);
 }
 
-static bool connect_locked(sb_redis_t *r, sb_buf_t *err)
+/* Connects c (whose mutex the caller holds), unless Redis is in its backoff. */
+static bool connect_locked(sb_redis_t *r, conn_t *conn, sb_buf_t *err)
 {
-    if (r->ctx) {
-        redisFree(r->ctx);
-        r->ctx = NULL;
+    if (conn->ctx) {
+        redisFree(conn->ctx);
+        conn->ctx = NULL;
     }
-    if (r->down && sb_mono_ns() < r->retry_at_ns) {
+    pthread_mutex_lock(&r->state_mu);
+    bool backoff = r->down && sb_mono_ns() < r->retry_at_ns;
+    if (backoff)
         sb_buf_addf(err, "redis %s:%d unavailable: %s (next attempt in %lld ms)", r->host, r->port,
                     r->down_reason, (long long)((r->retry_at_ns - sb_mono_ns()) / 1000000 + 1));
+    pthread_mutex_unlock(&r->state_mu);
+    if (backoff)
         return false;
-    }
     struct timeval tv = {r->timeout_ms / 1000, (r->timeout_ms % 1000) * 1000};
     redisContext *c = redisConnectWithTimeout(r->host, r->port, tv);
     if (!c || c->err) {
@@ -129,15 +154,15 @@ static bool connect_locked(sb_redis_t *r, sb_buf_t *err)
         snprintf(why, sizeof why, "cannot connect: %s", c ? c->errstr : "out of memory");
         if (c)
             redisFree(c);
-        mark_down(r, why, err);
+        mark_down(r, conn, why, err);
         return false;
     }
     redisSetTimeout(c, tv);
-    r->ctx = c;
+    conn->ctx = c;
     if (r->db) {
         redisReply *rep = redisCommand(c, "SELECT %d", r->db);
         if (!rep) {
-            mark_down(r, "no answer to SELECT", err);
+            mark_down(r, conn, "no answer to SELECT", err);
             return false;
         }
         freeReplyObject(rep);
@@ -148,14 +173,18 @@ static bool connect_locked(sb_redis_t *r, sb_buf_t *err)
 sb_redis_t *sb_redis_new(const char *url, sb_buf_t *err)
 {
     sb_redis_t *r = sb_calloc(1, sizeof *r);
-    pthread_mutex_init(&r->mu, NULL);
+    pthread_mutex_init(&r->state_mu, NULL);
     r->timeout_ms = (int)sb_cfg_int("REDIS_TIMEOUT_MS", 500, 10, 60000);
+    r->n_conns = (int)sb_cfg_int("REDIS_POOL_SIZE", 4, 1, POOL_MAX);
+    for (int i = 0; i < r->n_conns; i++)
+        pthread_mutex_init(&r->conns[i].mu, NULL);
     if (!parse_url(r, url, err)) {
         sb_redis_free(r);
         return NULL;
     }
+    /* the first connection now (a warning if Redis is down), the others on first use */
     sb_buf_t ignore = SB_BUF_INIT;
-    if (!connect_locked(r, &ignore))
+    if (!connect_locked(r, &r->conns[0], &ignore))
         sb_warn("%s (will retry on use)", ignore.buf);
     sb_buf_release(&ignore);
     return r;
@@ -165,9 +194,12 @@ void sb_redis_free(sb_redis_t *r)
 {
     if (!r)
         return;
-    if (r->ctx)
-        redisFree(r->ctx);
-    pthread_mutex_destroy(&r->mu);
+    for (int i = 0; i < r->n_conns; i++) {
+        if (r->conns[i].ctx)
+            redisFree(r->conns[i].ctx);
+        pthread_mutex_destroy(&r->conns[i].mu);
+    }
+    pthread_mutex_destroy(&r->state_mu);
     free(r);
 }
 
@@ -183,38 +215,49 @@ static sb_status_t vcall(sb_redis_t *r, redisReply **out, sb_buf_t *err, const c
         until.tv_sec++;
         until.tv_nsec -= 1000000000L;
     }
-    if (pthread_mutex_timedlock(&r->mu, &until) != 0) {
-        sb_buf_addf(err, "redis %s:%d unavailable: busy, no answer within %d ms", r->host, r->port,
-                    r->timeout_ms);
-        sb_debug("%s", err->buf);
-        return SB_UNAVAILABLE;
+    /* the first free connection from a rotating start, else wait for that one */
+    unsigned start = __atomic_fetch_add(&r->next, 1, __ATOMIC_RELAXED) % (unsigned)r->n_conns;
+    conn_t *c = NULL;
+    for (int i = 0; i < r->n_conns && !c; i++) {
+        conn_t *t = &r->conns[(start + (unsigned)i) % (unsigned)r->n_conns];
+        if (pthread_mutex_trylock(&t->mu) == 0)
+            c = t;
+    }
+    if (!c) {
+        if (pthread_mutex_timedlock(&r->conns[start].mu, &until) != 0) {
+            sb_buf_addf(err, "redis %s:%d unavailable: busy, no answer within %d ms", r->host, r->port,
+                        r->timeout_ms);
+            sb_debug("%s", err->buf);
+            return SB_UNAVAILABLE;
+        }
+        c = &r->conns[start];
     }
     for (int attempt = 0; attempt < 2 && !*out; attempt++) {
-        if (!r->ctx && !connect_locked(r, err))
+        if (!c->ctx && !connect_locked(r, c, err))
             break;
         va_list aq;
         va_copy(aq, ap);
-        *out = redisvCommand(r->ctx, fmt, aq);
+        *out = redisvCommand(c->ctx, fmt, aq);
         int saved_errno = errno;
         va_end(aq);
         if (*out) {
             mark_up(r);
             break;
         }
-        if (timed_out(r->ctx, saved_errno)) {
+        if (timed_out(c->ctx, saved_errno)) {
             char why[64];
             snprintf(why, sizeof why, "no answer within %d ms", r->timeout_ms);
-            mark_down(r, why, err);
+            mark_down(r, c, why, err);
             break;
         }
         /* the server closed the connection (restart, CLIENT KILL): once more
          * on a new one */
         sb_warn("redis %s:%d: %s; reconnecting", r->host, r->port,
-                r->ctx->errstr[0] ? r->ctx->errstr : "connection lost");
-        redisFree(r->ctx);
-        r->ctx = NULL;
+                c->ctx->errstr[0] ? c->ctx->errstr : "connection lost");
+        redisFree(c->ctx);
+        c->ctx = NULL;
     }
-    pthread_mutex_unlock(&r->mu);
+    pthread_mutex_unlock(&c->mu);
     if (*out)
         return SB_OK;
     if (!err->len)

@@ -1,4 +1,5 @@
-/* Redis (hiredis) client. One connection behind a mutex; commands are short
+/* Redis (hiredis) client. A few connections (REDIS_POOL_SIZE, default 4), each behind
+ * a mutex; commands are short
  * (denylist, rate limits, idempotency keys). Every wait is bounded by
  * REDIS_TIMEOUT_MS (default 500): connecting, each command, and the wait for
  * the connection. A connection the server closed is replaced and the command
