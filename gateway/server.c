@@ -121,18 +121,6 @@ static int error_body(sb_buf_t *out, sb_status_t st, const char *msg)
     return sb_status_http(st);
 }
 
-static bool valid_trace(const char *t)
-{
-    size_t n = t ? strlen(t) : 0;
-    if (n == 0 || n > 64)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z') ||
-              (t[i] >= '0' && t[i] <= '9') || t[i] == '-' || t[i] == '_'))
-            return false;
-    return true;
-}
-
 /* The client's address: the peer, or, when GATEWAY_TRUST_FORWARDED=1 (the
  * gateway sits behind a proxy or load balancer that appends the client to
  * X-Forwarded-For), the rightmost X-Forwarded-For entry, the one our proxy
@@ -414,7 +402,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
     char tracebuf[SB_UUID_LEN + 1], ip[64];
     const char *trace = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Trace-Id");
-    if (!valid_trace(trace)) {
+    if (!sb_log_trace_valid(trace)) {
         sb_uuid_v4(tracebuf);
         trace = tracebuf;
     }

@@ -44,6 +44,18 @@ const char *sb_log_trace(void)
     return trace;
 }
 
+bool sb_log_trace_valid(const char *t)
+{
+    size_t n = t ? strlen(t) : 0;
+    if (n == 0 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z') ||
+              (t[i] >= '0' && t[i] <= '9') || t[i] == '-' || t[i] == '_'))
+            return false;
+    return true;
+}
+
 void sb_log_fields(sb_log_level_t lvl, const char *fields, const char *fmt, ...)
 {
     if (lvl < min_level)
