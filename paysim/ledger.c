@@ -234,9 +234,10 @@ static bool get_str(json_t *o, const char *name, size_t max, const char **out, p
     *out = NULL;
     if (!v)
         return true;
-    if (!json_is_string(v) || json_string_length(v) > max || strlen(json_string_value(v)) != json_string_length(v)) {
-        ps_answer_error(a, 400, "invalid_request_error", "%s must be a string of at most %zu bytes", name,
-                        max);
+    if (!json_is_string(v) || json_string_length(v) > max ||
+        strlen(json_string_value(v)) != json_string_length(v)) {
+        ps_answer_error(a, 400, "invalid_request_error", "%s must be a string of at most %zu bytes",
+                        name, max);
         return false;
     }
     *out = json_string_value(v);
@@ -245,12 +246,13 @@ static bool get_str(json_t *o, const char *name, size_t max, const char **out, p
 
 static json_t *charge_json(const charge_t *c)
 {
-    return json_pack("{s:s,s:s,s:I,s:I,s:s,s:s,s:o,s:s,s:s,s:s,s:b,s:I}", "id", c->id, "object", "charge",
-                     "amount", (json_int_t)c->amount, "amount_refunded", (json_int_t)c->refunded, "currency",
-                     c->currency, "status", c->succeeded ? "succeeded" : "failed", "failure_code",
-                     c->failure_code ? json_string(c->failure_code) : json_null(), "card_last4", c->last4,
-                     "reference", c->reference, "idempotency_key", c->key, "disputed", (int)c->disputed,
-                     "created", (json_int_t)c->created);
+    return json_pack("{s:s,s:s,s:I,s:I,s:s,s:s,s:o,s:s,s:s,s:s,s:b,s:I}", "id", c->id, "object",
+                     "charge", "amount", (json_int_t)c->amount, "amount_refunded",
+                     (json_int_t)c->refunded, "currency", c->currency, "status",
+                     c->succeeded ? "succeeded" : "failed", "failure_code",
+                     c->failure_code ? json_string(c->failure_code) : json_null(), "card_last4",
+                     c->last4, "reference", c->reference, "idempotency_key", c->key, "disputed",
+                     (int)c->disputed, "created", (json_int_t)c->created);
 }
 
 /* The mode for fingerprint fp (its own, else the one for every card);
@@ -266,8 +268,8 @@ static card_mode_t *mode_for(const char *fp)
 /* Starts request (endpoint, key): true when the caller runs it (a record is
  * in flight under slot); false when a holds the answer already: 400 without
  * a key, 409 in flight, 422 another body, or the stored answer. */
-static bool idem_begin(const char *endpoint, const char *key, const char *body, size_t len, sb_buf_t *slot,
-                       ps_answer_t *a)
+static bool idem_begin(const char *endpoint, const char *key, const char *body, size_t len,
+                       sb_buf_t *slot, ps_answer_t *a)
 {
     if (!key) {
         ps_answer_error(a, 400, "invalid_request_error", "the Idempotency-Key header is required");
@@ -374,8 +376,8 @@ void ps_ledger_charge(const char *key, const char *body, size_t len, const char 
         ps_answer_error(a, 400, "invalid_request_error", "amount is required");
         goto out_release;
     }
-    if (!currency || strlen(currency) != 3 || currency[0] < 'A' || currency[0] > 'Z' || currency[1] < 'A' ||
-        currency[1] > 'Z' || currency[2] < 'A' || currency[2] > 'Z') {
+    if (!currency || strlen(currency) != 3 || currency[0] < 'A' || currency[0] > 'Z' ||
+        currency[1] < 'A' || currency[1] > 'Z' || currency[2] < 'A' || currency[2] > 'Z') {
         ps_answer_error(a, 400, "invalid_request_error", "currency must be 3 capital letters (KRW)");
         goto out_release;
     }
@@ -396,7 +398,8 @@ void ps_ledger_charge(const char *key, const char *body, size_t len, const char 
         pthread_mutex_unlock(&L.mu);
         sb_warn("charge of card ...%s: 500 api_error (%s); nothing recorded", card + 12,
                 simulated ? "fail_next mode" : "test card 0119");
-        ps_answer_error(a, 500, "api_error", "the provider failed to process the charge; nothing was charged");
+        ps_answer_error(a, 500, "api_error",
+                        "the provider failed to process the charge; nothing was charged");
         goto out_release;
     }
     int64_t delay_ms = m ? m->delay_ms : 0;
@@ -432,7 +435,8 @@ void ps_ledger_charge(const char *key, const char *body, size_t len, const char 
     }
     json_t *obj = charge_json(c);
     ps_answer_json(a, c->succeeded ? 201 : 402, obj);
-    ps_webhook_event(c->succeeded ? "payment.succeeded" : "payment.failed", obj, NULL, c->trace, duplicate);
+    ps_webhook_event(c->succeeded ? "payment.succeeded" : "payment.failed", obj, NULL, c->trace,
+                     duplicate);
     if (c->succeeded && !strcmp(card, CARD_DISPUTE))
         ps_webhook_dispute_later(c->id, L.dispute_delay_ms, c->trace);
     json_decref(obj);
@@ -507,7 +511,8 @@ void ps_ledger_refund(const char *key, const char *body, size_t len, const char 
         if (!c)
             ps_answer_error(a, 404, "invalid_request_error", "no such charge: %.64s", charge_id);
         else if (!c->succeeded)
-            ps_answer_error(a, 400, "invalid_request_error", "charge %s failed: nothing to refund", c->id);
+            ps_answer_error(a, 400, "invalid_request_error", "charge %s failed: nothing to refund",
+                            c->id);
         else
             ps_answer_error(a, 400, "invalid_request_error",
                             "refund of %lld is above what is left of charge %s (%lld)",
@@ -524,8 +529,8 @@ void ps_ledger_refund(const char *key, const char *body, size_t len, const char 
     L.n_refunds++;
     char id[32];
     new_id("re_", id, sizeof id);
-    json_t *refund = json_pack("{s:s,s:s,s:s,s:I,s:s,s:s,s:I}", "id", id, "object", "refund", "charge", c->id,
-                               "amount", (json_int_t)amount, "status", "succeeded", "reason",
+    json_t *refund = json_pack("{s:s,s:s,s:s,s:I,s:s,s:s,s:I}", "id", id, "object", "refund", "charge",
+                               c->id, "amount", (json_int_t)amount, "status", "succeeded", "reason",
                                reason ? reason : "", "created", (json_int_t)(sb_now_ms() / 1000));
     json_t *obj = charge_json(c), *extra = json_pack("{s:O}", "refund", refund);
     ps_answer_json(a, 201, refund);
@@ -537,7 +542,8 @@ void ps_ledger_refund(const char *key, const char *body, size_t len, const char 
     pthread_mutex_unlock(&L.mu);
 
     sb_info("refund %s of charge %s: %lld (refunded %lld of %lld)%s", id, charge_id, (long long)amount,
-            (long long)refunded, (long long)total, timeout ? " (timeout mode: the answer is withheld)" : "");
+            (long long)refunded, (long long)total,
+            timeout ? " (timeout mode: the answer is withheld)" : "");
     deliver(slot.buf, delay_ms, timeout, a);
     goto out;
 
@@ -559,7 +565,8 @@ void ps_ledger_dispute(const char *charge_id)
         json_t *obj = charge_json(c);
         ps_webhook_event("charge.disputed", obj, NULL, c->trace, m && m->duplicate);
         json_decref(obj);
-        sb_info("charge %s disputed by the card holder (%lld %s)", c->id, (long long)c->amount, c->currency);
+        sb_info("charge %s disputed by the card holder (%lld %s)", c->id, (long long)c->amount,
+                c->currency);
     }
     pthread_mutex_unlock(&L.mu);
 }
@@ -588,7 +595,8 @@ void ps_ledger_set_mode(const char *body, size_t len, ps_answer_t *a)
         !get_int(in, "fail_next", 0, 1000000, &fail_next, NULL, a))
         goto out;
     if (card && *card && (strlen(card) < 12 || !all_digits(card, strlen(card)))) {
-        ps_answer_error(a, 400, "invalid_request_error", "card_number must be 12 to 19 digits, or empty");
+        ps_answer_error(a, 400, "invalid_request_error",
+                        "card_number must be 12 to 19 digits, or empty");
         goto out;
     }
     json_t *t = json_object_get(in, "timeout"), *d = json_object_get(in, "duplicate_webhooks");
@@ -610,14 +618,14 @@ void ps_ledger_set_mode(const char *body, size_t len, ps_answer_t *a)
     free(ps_map_del(L.modes, fp));
     ps_map_put(L.modes, fp, stored);
     pthread_mutex_unlock(&L.mu);
-    json_t *o = json_pack("{s:s,s:I,s:b,s:b,s:I}", "card_last4", m.last4, "delay_ms", (json_int_t)m.delay_ms,
-                          "timeout", (int)m.timeout, "duplicate_webhooks", (int)m.duplicate, "fail_next",
-                          (json_int_t)m.fail_next);
+    json_t *o = json_pack("{s:s,s:I,s:b,s:b,s:I}", "card_last4", m.last4, "delay_ms",
+                          (json_int_t)m.delay_ms, "timeout", (int)m.timeout, "duplicate_webhooks",
+                          (int)m.duplicate, "fail_next", (json_int_t)m.fail_next);
     ps_answer_json(a, 200, o);
     json_decref(o);
     sb_info("mode for %s%s: delay %lld ms, timeout %s, duplicate webhooks %s, fail next %ld",
-            m.last4[0] ? "card ..." : "every card", m.last4, (long long)m.delay_ms, m.timeout ? "on" : "off",
-            m.duplicate ? "on" : "off", m.fail_next);
+            m.last4[0] ? "card ..." : "every card", m.last4, (long long)m.delay_ms,
+            m.timeout ? "on" : "off", m.duplicate ? "on" : "off", m.fail_next);
 out:
     json_decref(in);
 }

@@ -25,8 +25,8 @@
 /* What a request gets: status and JSON body, and how it is delivered. */
 typedef struct ps_answer {
     int status;
-    sb_buf_t body;    /* owned; released by the caller */
-    bool withhold;    /* timeout mode: the work is done, no answer is sent */
+    sb_buf_t body; /* owned; released by the caller */
+    bool withhold; /* timeout mode: the work is done, no answer is sent */
 } ps_answer_t;
 
 /* Fills a with {"error":{"type":type,"message":…}} and status. */
@@ -42,7 +42,7 @@ bool ps_stopping(void);
 /* -------------------------------------------------------------------- map */
 
 typedef struct ps_map ps_map_t;
-ps_map_t *ps_map_new(void);                     /* caller frees with ps_map_free */
+ps_map_t *ps_map_new(void);                              /* caller frees with ps_map_free */
 void ps_map_free(ps_map_t *m, void (*free_val)(void *)); /* free_val NULL: values kept */
 void *ps_map_get(const ps_map_t *m, const char *key);
 void ps_map_put(ps_map_t *m, const char *key, void *val); /* key copied; replaces */
@@ -72,10 +72,10 @@ void ps_ledger_dispute(const char *charge_id);
 /* ---------------------------------------------------------------- webhook */
 
 typedef struct ps_webhook_cfg {
-    const char *url;    /* "" = no webhooks; copied */
-    const char *secret; /* copied */
-    int64_t retry_ms;   /* first retry delay, doubled up to 10 s */
-    int64_t timeout_ms; /* per attempt */
+    const char *url;          /* "" = no webhooks; copied */
+    const char *secret;       /* copied */
+    int64_t retry_ms;         /* first retry delay, doubled up to 10 s */
+    int64_t timeout_ms;       /* per attempt */
     int64_t duplicate_lag_ms; /* duplicate mode: the original follows its copy this late */
 } ps_webhook_cfg_t;
 

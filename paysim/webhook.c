@@ -171,8 +171,8 @@ static bool send_once(item_t *it)
     sb_status_t st = sb_http_send(&rq, a, &resp, &err);
     bool done;
     if (st == SB_OK && sb_http_is_success(&resp)) {
-        sb_info("webhook %s %s delivered (attempt %d, %d in %lld ms)", it->type, it->event_id, it->attempts,
-                resp.status, (long long)resp.elapsed_ms);
+        sb_info("webhook %s %s delivered (attempt %d, %d in %lld ms)", it->type, it->event_id,
+                it->attempts, resp.status, (long long)resp.elapsed_ms);
         done = true;
     } else if (st == SB_OK && resp.status >= 400 && resp.status < 500 && resp.status != 408 &&
                resp.status != 429) {
@@ -183,8 +183,8 @@ static bool send_once(item_t *it)
         sb_warn("webhook %s %s attempt %d failed (%s); retry in %lld ms", it->type, it->event_id,
                 it->attempts, st == SB_OK ? "status" : err.buf, (long long)it->backoff_ms);
         if (st == SB_OK)
-            sb_warn("webhook %s %s: the receiver answered %d: %.200s", it->type, it->event_id, resp.status,
-                    resp.body);
+            sb_warn("webhook %s %s: the receiver answered %d: %.200s", it->type, it->event_id,
+                    resp.status, resp.body);
         done = false;
     }
     sb_buf_release(&sig);

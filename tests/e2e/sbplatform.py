@@ -12,12 +12,20 @@ that key as auth would (ES256 via the openssl CLI: the stdlib has no ECDSA).
 
     with Platform(["member", "auth"]) as p:
         status, body, headers = p.call("POST", "/signup", {...})
+
+The payment provider simulator (sb-paysim, docs/payments.md section 1) runs
+beside the platform when the payment service does (Platform(paysim=True/False)
+to force it): on a free port, its URL in p.paysim_url, given to the payment
+service as PROVIDER_URL with PROVIDER_WEBHOOK_SECRET, and sending its webhooks
+to the gateway's /payments/webhook. p.provider(method, path, body) calls it
+(modes, totals). Paysim(...) runs one alone (tests/e2e/test_paysim.py).
 """
 import base64
 import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -33,12 +41,92 @@ SERVICES = [n for n, _, _ in registry.load()]
 GRPC_BASE = 22050   # the i-th service of the registry (from 1) on 22050 + i
 ADMIN_BASE = 9300   # and its admin port on 9300 + i
 GATEWAY_PORT = int(os.environ.get("SB_E2E_GATEWAY_PORT", "18080"))
+WEBHOOK_SECRET = "sb-e2e-webhook-secret"
 ADMIN_LOGIN = "e2e-admin"
 ADMIN_PASSWORD = "e2e-admin-password"
 
 
+def free_port():
+    """A port of 127.0.0.1 nobody listens on now: bound by the OS, released."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_json(url, method="GET", body=None, headers=None, timeout=30, raw=None):
+    """(status, parsed JSON body or text or None, response headers) of one
+    request; a socket timeout is raised to the caller."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            status, payload, hdrs = r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        status, payload, hdrs = e.code, e.read(), dict(e.headers)
+    try:
+        parsed = json.loads(payload) if payload else None
+    except ValueError:
+        parsed = payload.decode(errors="replace")
+    return status, parsed, hdrs
+
+
+class Paysim:
+    """sb-paysim alone on a free port (or `port`): url, secret, call(),
+    log_text(); a context manager. SB_E2E_WRAP applies as to the platform."""
+
+    def __init__(self, webhook_url="", secret=WEBHOOK_SECRET, env=None, build=None, port=None):
+        self.build = build or os.environ.get("SB_BUILD_DIR") or os.path.join(ROOT, "build")
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.secret = secret
+        self.env = dict(os.environ, PAYSIM_PORT=str(self.port), PAYSIM_WEBHOOK_URL=webhook_url,
+                        PAYSIM_WEBHOOK_SECRET=secret, LOG_LEVEL="info", **(env or {}))
+        self.log_path = os.path.join(tempfile.mkdtemp(prefix="sb-paysim-"), "paysim.log")
+        self.proc = None
+
+    def __enter__(self):
+        wrap = os.environ.get("SB_E2E_WRAP", "").split()
+        self.log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(wrap + [os.path.join(self.build, "paysim", "sb-paysim")],
+                                     env=self.env, stdout=self.log, stderr=self.log)
+        deadline = time.time() + 60
+        while not Platform._get_ok(f"{self.url}/healthz"):
+            if self.proc.poll() is not None or time.time() > deadline:
+                self.__exit__(None, None, None)
+                raise RuntimeError(f"sb-paysim did not start: {self.log_text()[-2000:]}")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        if self.proc.returncode not in (0, -signal.SIGTERM) and not (exc and exc[0]):
+            raise RuntimeError(f"sb-paysim exited with {self.proc.returncode}: {self.log_text()[-3000:]}")
+        return False
+
+    def call(self, method, path, body=None, key=None, headers=None, timeout=30, raw=None):
+        h = dict(headers or {})
+        if key is not None:
+            h["Idempotency-Key"] = key
+        return http_json(self.url + path, method, body, h, timeout, raw)
+
+    def log_text(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+
 class Platform:
-    def __init__(self, services=None, env=None):
+    def __init__(self, services=None, env=None, paysim=None):
         self.services = services or SERVICES
         self.build = os.environ.get("SB_BUILD_DIR") or os.path.join(ROOT, "build")
         self.pki = os.environ.get("SB_TEST_PKI_DIR") or ensure_pki(os.path.join(self.build, "pki"))
@@ -65,6 +153,13 @@ class Platform:
         self.client_ip = f"10.{secrets.randbelow(256)}.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
         for i, s in enumerate(SERVICES, start=1):
             self.env[f"{s.upper()}_ADDR"] = f"127.0.0.1:{GRPC_BASE + i}"
+        # the provider simulator: with the payment service unless told
+        self.paysim = ("payment" in self.services) if paysim is None else paysim
+        self.paysim_url = None
+        if self.paysim:
+            self.paysim_port = free_port()
+            self.paysim_url = f"http://127.0.0.1:{self.paysim_port}"
+            self.env.update({"PROVIDER_URL": self.paysim_url, "PROVIDER_WEBHOOK_SECRET": WEBHOOK_SECRET})
         self.env.update(env or {})
 
     # ---- lifecycle ----
@@ -99,6 +194,12 @@ class Platform:
         if name == "gateway":
             return self.start("gateway", os.path.join(self.build, "gateway", "sb-gateway"),
                               dict({"GATEWAY_PORT": str(GATEWAY_PORT)}, **(extra or {})))
+        if name == "paysim":
+            return self.start("paysim", os.path.join(self.build, "paysim", "sb-paysim"),
+                              dict({"PAYSIM_PORT": str(self.paysim_port),
+                                    "PAYSIM_WEBHOOK_URL": f"{self.base}/payments/webhook",
+                                    "PAYSIM_WEBHOOK_SECRET": self.env["PROVIDER_WEBHOOK_SECRET"]},
+                                   **(extra or {})))
         i = SERVICES.index(name) + 1
         return self.start(name, os.path.join(self.build, "services", name, f"sb-{name}"),
                           dict({"GRPC_PORT": str(GRPC_BASE + i), "ADMIN_PORT": str(ADMIN_BASE + i)},
@@ -120,6 +221,8 @@ class Platform:
 
     def __enter__(self):
         try:
+            if self.paysim:
+                self.launch("paysim")
             for s in SERVICES:
                 if s in self.services:
                     self.launch(s)
@@ -133,7 +236,8 @@ class Platform:
     def wait_ready(self, timeout=180):
         deadline = time.time() + timeout
         pending = {s: ADMIN_BASE + 1 + SERVICES.index(s) for s in self.services}
-        while pending or not self._get_ok(f"{self.base}/healthz"):
+        while (pending or not self._get_ok(f"{self.base}/healthz")
+               or (self.paysim and not self._get_ok(f"{self.paysim_url}/healthz"))):
             for name, p in {n: p for n, p, _ in self.procs}.items():  # the latest of each
                 if p.poll() is not None:
                     self.dump_logs()
@@ -239,6 +343,14 @@ class Platform:
         except ValueError:
             parsed = payload.decode(errors="replace")
         return status, parsed, hdrs
+
+    def provider(self, method, path, body=None, key=None, headers=None, timeout=30):
+        """Calls sb-paysim (paysim=True): (status, JSON body, headers);
+        e.g. p.provider("POST", "/v1/admin/modes", {"card_number": ..., "timeout": True})."""
+        h = dict(headers or {})
+        if key is not None:
+            h["Idempotency-Key"] = key
+        return http_json(self.paysim_url + path, method, body, h, timeout)
 
     def login(self, login_id, password):
         st, body, _ = self.call("POST", "/login", {"loginId": login_id, "password": password})
