@@ -29,7 +29,7 @@ LOGDIR="$ROOT/.cache/run/logs"
 deploy/local/setup.sh
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 # only what runs: a test that does not compile does not keep the platform from starting
-cmake --build "$BUILD" -j"$(nproc)" --target sb-gateway "${SERVICES[@]/#/sb-}"
+cmake --build "$BUILD" -j"$(nproc)" --target sb-gateway sb-paysim "${SERVICES[@]/#/sb-}"
 
 infra_env="$(deploy/local/infra.sh up)"
 eval "$infra_env"
@@ -37,11 +37,17 @@ export DATABASE_URL REDIS_URL KAFKA_BROKERS SB_INFRA_STARTED
 export BOOTSTRAP_ADMIN_LOGIN="${BOOTSTRAP_ADMIN_LOGIN:-admin}"
 export BOOTSTRAP_ADMIN_PASSWORD="${BOOTSTRAP_ADMIN_PASSWORD:-admin-change-me}"
 GATEWAY_PORT="${GATEWAY_PORT:-8080}"
+# the payment-provider simulator (docs/payments.md section 1): the payment
+# service calls it at PROVIDER_URL, it signs its webhooks to the gateway with
+# the secret both default to (PAYSIM_WEBHOOK_SECRET / PROVIDER_WEBHOOK_SECRET)
+export PAYSIM_PORT="${PAYSIM_PORT:-7190}"
+export PROVIDER_URL="${PROVIDER_URL:-http://127.0.0.1:$PAYSIM_PORT}"
+export PAYSIM_WEBHOOK_URL="${PAYSIM_WEBHOOK_URL-http://127.0.0.1:$GATEWAY_PORT/payments/webhook}"
 
 mkdir -p "$LOGDIR"
 deploy/local/pki.sh ensure   # the platform CA, a certificate per process, the token signing key
 # the supervised processes: name -> pid, start time, next backoff, restart due
-PROCS=("${SERVICES[@]}" gateway)
+PROCS=(paysim "${SERVICES[@]}" gateway)
 declare -A PID_OF STARTED_MS BACKOFF_MS RESTART_AT_MS
 tail_pid=""
 now_ms() { local t="${EPOCHREALTIME//[.,]/}"; echo $((10#$t / 1000)); }
@@ -49,6 +55,12 @@ now_ms() { local t="${EPOCHREALTIME//[.,]/}"; echo $((10#$t / 1000)); }
 start_proc() { # name: starts it in the background, its stderr appended to its log
   local name="$1" bin="$BUILD/services/$1/sb-$1"   # default ports: the registry's
   [ "$name" = gateway ] && bin="$BUILD/gateway/sb-gateway"
+  if [ "$name" = paysim ]; then # no certificate: it stands for a system outside the platform
+    "$BUILD/paysim/sb-paysim" 2>>"$LOGDIR/$name.log" &
+    PID_OF[$name]=$!
+    STARTED_MS[$name]=$(now_ms)
+    return
+  fi
   # its certificate and the token keys (.cache/pki, deploy/local/pki.sh);
   # exec: the pid is the process's own
   (eval "$(deploy/local/pki.sh env "" "$name")" && GATEWAY_PORT="$GATEWAY_PORT" exec "$bin") 2>>"$LOGDIR/$name.log" &
@@ -82,7 +94,8 @@ for n in $(seq 1 100); do
     if curl -fsS "http://127.0.0.1:${ADMIN_PORT_OF[$s]}/readyz" >/dev/null 2>&1; then ready=$((ready + 1)); fi
   done
   curl -fsS "http://127.0.0.1:$GATEWAY_PORT/readyz" >/dev/null 2>&1 && ready=$((ready + 1))
-  [ "$ready" -gt "${#SERVICES[@]}" ] && break
+  curl -fsS "http://127.0.0.1:$PAYSIM_PORT/healthz" >/dev/null 2>&1 && ready=$((ready + 1))
+  [ "$ready" -gt "$((${#SERVICES[@]} + 1))" ] && break
   for name in "${PROCS[@]}"; do
     if ! kill -0 "${PID_OF[$name]}" 2>/dev/null; then
       echo "make run: $name exited during start-up; its log:" >&2
@@ -101,6 +114,7 @@ done
     printf '  %-14s %-22s %s\n' "$s" "gRPC 127.0.0.1:${GRPC_PORT_OF[$s]}" "admin http://127.0.0.1:${ADMIN_PORT_OF[$s]}/metrics  $LOGDIR/$s.log"
   done
   printf '  %-14s %-22s %s\n' gateway "http://127.0.0.1:$GATEWAY_PORT" "REST API, /openapi.json, /metrics  $LOGDIR/gateway.log"
+  printf '  %-14s %-22s %s\n' paysim "$PROVIDER_URL" "payment provider simulator, /v1/admin/totals  $LOGDIR/paysim.log"
   printf '  %-14s %s\n' admin "login $BOOTSTRAP_ADMIN_LOGIN / $BOOTSTRAP_ADMIN_PASSWORD"
   printf '  %-14s %s\n' PostgreSQL "$DATABASE_URL (a database per service: sb_<service>)"
   printf '  %-14s %s\n' Redis "$REDIS_URL"
