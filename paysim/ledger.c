@@ -209,7 +209,9 @@ static json_t *parse_object(const char *body, size_t len, ps_answer_t *a)
 }
 
 /* An optional integer member in [min,max]: false with a 400 when present and
- * not one; *out untouched when absent. */
+ * not one; *out untouched when absent. A string of decimal digits counts as
+ * its number: the proto3 JSON mapping (sb/json.h, what the payment service
+ * sends with) writes 64-bit integers as strings. */
 static bool get_int(json_t *o, const char *name, int64_t min, int64_t max, int64_t *out, bool *present,
                     ps_answer_t *a)
 {
@@ -218,12 +220,22 @@ static bool get_int(json_t *o, const char *name, int64_t min, int64_t max, int64
         *present = v != NULL;
     if (!v)
         return true;
-    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
+    long long n = 0;
+    bool ok = json_is_integer(v);
+    if (ok) {
+        n = json_integer_value(v);
+    } else if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        size_t len = strlen(s);
+        ok = len > 0 && len <= 18 && len == json_string_length(v) && all_digits(s, len);
+        n = ok ? strtoll(s, NULL, 10) : 0;
+    }
+    if (!ok || n < min || n > max) {
         ps_answer_error(a, 400, "invalid_request_error", "%s must be an integer from %lld to %lld", name,
                         (long long)min, (long long)max);
         return false;
     }
-    *out = json_integer_value(v);
+    *out = n;
     return true;
 }
 
@@ -496,8 +508,9 @@ void ps_ledger_refund(const char *key, const char *body, size_t len, const char 
     int64_t amount = 0;
     bool has_amount = false;
     if (!get_str(in, "charge", 64, &charge_id, a) || !get_str(in, "reason", MAX_REFERENCE, &reason, a) ||
-        !get_int(in, "amount", 1, MAX_AMOUNT, &amount, &has_amount, a))
+        !get_int(in, "amount", 0, MAX_AMOUNT, &amount, &has_amount, a))
         goto out_release;
+    has_amount = has_amount && amount > 0; /* 0 = omitted (a proto3 default) */
     if (!charge_id || !*charge_id) {
         ps_answer_error(a, 400, "invalid_request_error", "charge is required");
         goto out_release;

@@ -123,6 +123,13 @@ class Charges(unittest.TestCase):
     def tearDown(self):
         P.call("DELETE", "/v1/admin/modes")
 
+    def test_proto3_json_amount_as_string(self):
+        # what sb_http_send sends for an int64 field (sb/json.h): a string of digits
+        st, c, _ = P.call("POST", "/v1/charges", {"amount": "55000", "currency": "KRW",
+                                                  "card_number": "4242424242424242", "reference": ""},
+                          key=f"k-{uuid.uuid4().hex}")
+        self.assertEqual((st, c["amount"]), (201, 55000), c)
+
     def test_every_test_card(self):
         for card, (status, state, code) in CARDS.items():
             st, c, _ = charge(card, 12345)
@@ -147,7 +154,8 @@ class Charges(unittest.TestCase):
         for card in ["4242424242424241", "424242424242424", "42424242424242424", "4242-4242-4242-42", "", 42]:
             st, body, _ = charge(card)
             self.assertEqual((st, body["error"]["type"]), (400, "invalid_request_error"), (card, body))
-        for bad in [{"amount": 0}, {"amount": -5}, {"amount": "55000"}, {"amount": 1.5}, {"currency": "krw"},
+        for bad in [{"amount": 0}, {"amount": -5}, {"amount": "5x"}, {"amount": "-5"}, {"amount": 1.5},
+                    {"currency": "krw"},
                     {"currency": None}, {"reference": 7}]:
             body = dict({"amount": 100, "currency": "KRW", "card_number": "4242424242424242"}, **bad)
             st, resp, _ = P.call("POST", "/v1/charges", body, key=f"k-{uuid.uuid4().hex}")
@@ -279,8 +287,8 @@ class Refunds(unittest.TestCase):
         self.assertEqual(P.call("GET", f"/v1/charges/{c['id']}")[1]["amount_refunded"], 20000)
         st, body, _ = P.call("POST", "/v1/refunds", {"charge": c["id"], "amount": 35001}, key=f"r-{uuid.uuid4().hex}")
         self.assertEqual((st, body["error"]["type"]), (400, "invalid_request_error"), body)
-        st, r2, _ = P.call("POST", "/v1/refunds", {"charge": c["id"]}, key=f"r-{uuid.uuid4().hex}")
-        self.assertEqual((st, r2["amount"]), (201, 35000), r2)
+        st, r2, _ = P.call("POST", "/v1/refunds", {"charge": c["id"], "amount": "0"}, key=f"r-{uuid.uuid4().hex}")
+        self.assertEqual((st, r2["amount"]), (201, 35000), r2)  # 0 (proto3's default) = what is left
         self.assertEqual(P.call("GET", f"/v1/charges/{c['id']}")[1]["amount_refunded"], 55000)
         st, body, _ = P.call("POST", "/v1/refunds", {"charge": c["id"], "amount": 1}, key=f"r-{uuid.uuid4().hex}")
         self.assertEqual(st, 400, body)
@@ -296,7 +304,7 @@ class Refunds(unittest.TestCase):
         self.assertEqual(st, 404, body)
         st, body, _ = P.call("POST", "/v1/refunds", {"charge": failed["id"]})
         self.assertEqual(st, 400, body)
-        for bad in [{}, {"charge": 5}, {"charge": failed["id"], "amount": 0}, {"charge": failed["id"], "amount": "1"}]:
+        for bad in [{}, {"charge": 5}, {"charge": failed["id"], "amount": -1}, {"charge": failed["id"], "amount": "x"}]:
             st, body, _ = P.call("POST", "/v1/refunds", bad, key=f"r-{uuid.uuid4().hex}")
             self.assertEqual(st, 400, (bad, body))
 
