@@ -41,7 +41,17 @@
  * as if absent, and claims delete a bounded batch of expired rows now and
  * then (until the job table runs that periodically). Without a key the row
  * runs as any other. An idempotent row always runs in a read-write
- * transaction, and its handler must not commit early. */
+ * transaction.
+ *
+ * A handler that must not hold a transaction across a call to another system
+ * (a payment: its PENDING row committed before the provider is asked) commits
+ * early with sb_db_commit: the claim commits with that first part, so a twin
+ * arriving afterwards is told the request is in progress (ABORTED, 409)
+ * instead of waiting; what the handler does next runs in a new transaction,
+ * in which the answer is stored. After such an early commit a refusal is
+ * stored in a transaction of its own; an internal failure or a retryable
+ * refusal deletes the claim (the handler's committed part stays: the handler
+ * must make a second run safe), so the key is free for the retry. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +105,10 @@ static const sb_pg_stmt_t idem_save = {
     "sb_idem_save",
     "UPDATE sb_idempotency SET status = $4::int, message = $5, response = decode($6, 'hex')"
     " WHERE caller = $1 AND method = $2 AND key = $3"};
+
+static const sb_pg_stmt_t idem_unclaim = {
+    "sb_idem_unclaim",
+    "DELETE FROM sb_idempotency WHERE caller = $1 AND method = $2 AND key = $3 AND status IS NULL"};
 
 static const sb_pg_stmt_t idem_expire = {
     "sb_idem_expire",
@@ -269,6 +283,21 @@ static void idem_keep_refusal(sb_rpc_ctx_t *ctx, const idem_t *id, sb_status_t r
                 ctx->detail.buf);
 }
 
+/* A claim committed early by a handler that then failed without a stored
+ * answer: deleted, so the key is free for the retry (a failure here leaves it
+ * until it expires; twins are told "in progress" meanwhile). */
+static void idem_release(sb_rpc_ctx_t *ctx, const idem_t *id)
+{
+    sb_db_t *db = ctx->db;
+    sb_db_rollback(db);
+    sb_status_t st = sb_db_exec(db, &idem_unclaim, NULL, ctx->user_id, ctx->method, id->key);
+    if (st == SB_OK)
+        st = sb_db_commit(db);
+    if (st != SB_OK)
+        sb_warn("%s: Idempotency-Key claimed early not released (%s): %s", ctx->method,
+                sb_status_name(st), ctx->detail.buf);
+}
+
 /* ------------------------------------------------------------ the runner */
 
 static const char *begin_sql(const sb_rpc_method_t *row, bool write)
@@ -303,6 +332,8 @@ static sb_status_t run_once(sb_rpc_ctx_t *ctx, const sb_rpc_method_t *row, const
     }
     if (id->key && ctx->err.len && !retryable(st))
         idem_keep_refusal(ctx, id, st);
+    else if (id->key && ctx->db->committed)
+        idem_release(ctx, id);
     return st;
 }
 
