@@ -163,7 +163,11 @@ static void operation(sb_buf_t *o, const sb_api_method_t *r, const sb_api_http_t
         first = false;
     }
     sb_buf_addch(o, ']');
-    if (body) {
+    if (body && r->raw_body_field) {
+        /* the exact bytes, not decoded (a signed webhook) */
+        sb_buf_adds(o, ",\"requestBody\":{\"required\":true,\"content\":{\"application/json\":"
+                       "{\"schema\":{\"type\":\"object\"}}}}");
+    } else if (body) {
         want_msg(s, md->input);
         sb_buf_adds(
             o, ",\"requestBody\":{\"required\":true,\"content\":{\"application/json\":{\"schema\":");

@@ -36,6 +36,7 @@
 #include "sb/events.h"
 #include "sb/jwt.h"
 #include "sb/log.h"
+#include "sb/pb.h"
 #include "sb/metrics.h"
 #include "sb/ready.h"
 #include "sb/redis.h"
@@ -217,6 +218,25 @@ static bool has_field(const ProtobufCMessage *m, const char *name)
     return protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name) != NULL;
 }
 
+/* The bytes field `name` of msg set to a copy of body (in a). */
+static sb_status_t set_raw_body(ProtobufCMessage *msg, const char *name, const sb_buf_t *body,
+                                sb_arena_t *a, sb_buf_t *err)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, name);
+    if (!f || f->type != PROTOBUF_C_TYPE_BYTES || f->label == PROTOBUF_C_LABEL_REPEATED) {
+        sb_buf_addf(err, "%s has no bytes field %s", msg->descriptor->name, name);
+        return SB_INTERNAL;
+    }
+    ProtobufCBinaryData *slot = (ProtobufCBinaryData *)(void *)((char *)msg + f->offset);
+    slot->len = body->len;
+    slot->data = sb_arena_alloc(a, body->len + 1);
+    if (body->len)
+        memcpy(slot->data, body->buf, body->len);
+    sb_pb_mark_present(msg, f);
+    return SB_OK;
+}
+
 static int route_request(struct MHD_Connection *c, const sb_api_match_t *mt, struct req *rq,
                          const char *trace, const char *ip, sb_arena_t *a, sb_buf_t *out,
                          principal_t *who)
@@ -260,8 +280,13 @@ static int route_request(struct MHD_Connection *c, const sb_api_match_t *mt, str
     }
     const ProtobufCMethodDescriptor *md = r->rpc;
     ProtobufCMessage *msg = NULL;
-    if (mt->http->body[0]) {
+    if (mt->http->body[0] && !r->raw_body_field) {
         st = sb_json_decode(md->input, rq->body.buf, rq->body.len, a, &msg, &err);
+    } else if (r->raw_body_field) {
+        /* the body's exact bytes (a signature covers them), not decoded */
+        msg = sb_arena_alloc(a, md->input->sizeof_message);
+        protobuf_c_message_init(md->input, msg);
+        st = set_raw_body(msg, r->raw_body_field, &rq->body, a, &err);
     } else {
         msg = sb_arena_alloc(a, md->input->sizeof_message);
         protobuf_c_message_init(md->input, msg);

@@ -193,6 +193,13 @@ def rows_of(c, opt_http, opt_method, role_enum):
                     if not re.fullmatch(r"[A-Za-z0-9-]+", h.header):
                         raise Error("%s: header name %r" % (where, h.header))
                     headers.append((h.header, h.field))
+                raw_body = meth.raw_body_field if meth and meth.raw_body_field else None
+                if raw_body:
+                    fd = c.field(m.input_type, raw_body, where)
+                    if fd.type != F.TYPE_BYTES or fd.label == F.LABEL_REPEATED or "." in raw_body:
+                        raise Error("%s: raw_body_field %s must be a top-level bytes field" % (where, raw_body))
+                    if not http or any(b != "*" for _, _, b, _ in http):
+                        raise Error("%s: raw_body_field needs body: \"*\" on every binding" % where)
                 dispatch = meth.dispatch_var if meth and meth.dispatch_var else None
                 if dispatch:
                     if not http or any(dispatch not in vars_ for _, _, _, vars_ in http):
@@ -215,6 +222,7 @@ def rows_of(c, opt_http, opt_method, role_enum):
                     "summary": leading_comment(f, si, mi),
                     "http": [(v, p, b) for v, p, b, _ in http],
                     "headers": headers,
+                    "raw_body": raw_body,
                     "where": where,
                     "file": f.name,
                     "msg_files": [c.messages[m.input_type][0].name, c.messages[m.output_type][0].name],
@@ -268,6 +276,8 @@ def emit(rows, services, service_files, out):
             w("        .http = http_%d,\n        .n_http = %d,\n" % (i, len(r["http"])))
         if r["headers"]:
             w("        .headers = headers_%d,\n        .n_headers = %d,\n" % (i, len(r["headers"])))
+        if r["raw_body"]:
+            w("        .raw_body_field = %s,\n" % c_str(r["raw_body"]))
         w("    },\n")
     w("};\nconst size_t sb_api_n_methods = %d;\n\n" % len(rows))
     w("const ProtobufCServiceDescriptor *const sb_api_services[] = {\n")

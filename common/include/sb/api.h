@@ -81,6 +81,9 @@ typedef struct sb_api_method {
     size_t n_http;             /* 0: not on the REST API */
     const sb_api_header_t *headers;
     size_t n_headers;
+    const char *raw_body_field; /* non-NULL: the HTTP body is not decoded; its exact bytes
+                                   fill this top-level bytes field (a provider webhook,
+                                   whose signature covers the bytes) */
 } sb_api_method_t;
 
 extern const sb_api_method_t sb_api_methods[];
