@@ -1,0 +1,106 @@
+/* CheckLedger (GET /admin/payments/ledger, admin): the provider's books
+ * against ours. The provider's totals (GET /v1/admin/totals) against the
+ * sums of our payments (charged: APPROVED, REFUNDED, DISPUTED; refunded: the
+ * refunded amounts), and its every charge (GET /v1/admin/charges) against
+ * the payment made with the same key, joined in SQL (the provider's list
+ * goes in as jsonb): a succeeded charge needs a charged payment of the same
+ * amount and refunded amount, disputed exactly when the payment is; a failed
+ * one a DECLINED payment; a charged payment needs its charge. Each
+ * difference is one line; clean when there is none. A PENDING payment whose
+ * charge succeeded is a difference until it is settled (the reconciler's
+ * work). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "payment.h"
+#include "sb/log.h"
+
+#define LEDGER_TIMEOUT_MS 5000
+
+static const sb_pg_stmt_t stmt_sums = {
+    "pay_ledger_sums",
+    "SELECT COALESCE(sum(amount) FILTER (WHERE status IN ('APPROVED', 'REFUNDED', 'DISPUTED')), 0),"
+    " COALESCE(sum(refunded_amount), 0) FROM payments"};
+
+static const sb_pg_stmt_t stmt_diff = {
+    "pay_ledger_diff",
+    "WITH c AS (SELECT * FROM jsonb_to_recordset($1::jsonb -> 'data') AS x(id text, amount bigint,"
+    "   amount_refunded bigint, status text, idempotency_key text, disputed boolean)),"
+    " p AS (SELECT * FROM payments WHERE status IN ('APPROVED', 'REFUNDED', 'DISPUTED')"
+    "   OR provider_ref IS NOT NULL OR status = 'PENDING'),"
+    " j AS (SELECT c.id, c.amount, c.amount_refunded, c.status, COALESCE(c.disputed, false) AS disputed,"
+    "   p.payment_id, p.status AS pstatus, p.amount AS pamount, p.refunded_amount"
+    "   FROM c FULL JOIN p ON p.provider_key = c.idempotency_key)"
+    " SELECT d FROM (SELECT CASE"
+    "  WHEN j.payment_id IS NULL AND j.status = 'succeeded' THEN"
+    "   format('charge %s of %s succeeded at the provider: no payment has it', j.id, j.amount)"
+    "  WHEN j.id IS NULL AND j.pstatus IN ('APPROVED', 'REFUNDED', 'DISPUTED') THEN"
+    "   format('payment %s is %s: the provider has no charge for it', j.payment_id, j.pstatus)"
+    "  WHEN j.id IS NULL THEN NULL"
+    "  WHEN j.status = 'succeeded' AND j.pstatus NOT IN ('APPROVED', 'REFUNDED', 'DISPUTED') THEN"
+    "   format('charge %s succeeded at the provider: payment %s is %s', j.id, j.payment_id, j.pstatus)"
+    "  WHEN j.status = 'failed' AND j.pstatus IS NOT NULL AND j.pstatus <> 'DECLINED' THEN"
+    "   format('charge %s failed at the provider: payment %s is %s', j.id, j.payment_id, j.pstatus)"
+    "  WHEN j.status = 'succeeded' AND j.amount <> j.pamount THEN"
+    "   format('charge %s is %s at the provider, payment %s is %s', j.id, j.amount, j.payment_id,"
+    "     j.pamount)"
+    "  WHEN j.status = 'succeeded' AND j.amount_refunded <> j.refunded_amount THEN"
+    "   format('charge %s has %s refunded at the provider, payment %s has %s (%s)', j.id,"
+    "     j.amount_refunded, j.payment_id, j.refunded_amount, j.pstatus)"
+    "  WHEN j.status = 'succeeded' AND j.disputed <> (j.pstatus = 'DISPUTED') AND j.pstatus <> "
+    "'REFUNDED'"
+    "   THEN format('charge %s disputed=%s at the provider, payment %s is %s', j.id, j.disputed,"
+    "     j.payment_id, j.pstatus)"
+    " END AS d FROM j) x WHERE d IS NOT NULL ORDER BY d"};
+
+sb_status_t pay_check_ledger(sb_rpc_ctx_t *ctx, const void *in, void *out)
+{
+    (void)in;
+    Sb__Payment__LedgerReport *rep = out;
+    sb_http_response_t totals, charges;
+    sb_buf_t err = SB_BUF_INIT;
+    int64_t t = sb_rpc_remaining_ms(ctx) - 500;
+    if (t > LEDGER_TIMEOUT_MS)
+        t = LEDGER_TIMEOUT_MS;
+    sb_status_t st = pay_provider_get(ctx->arena, "/v1/admin/totals", t, &totals, &err);
+    if (st == SB_OK)
+        st = pay_provider_get(ctx->arena, "/v1/admin/charges", t, &charges, &err);
+    if (st != SB_OK) {
+        sb_warn("ledger check: provider: %s", err.buf);
+        sb_buf_release(&err);
+        return sb_rpc_fail(ctx, SB_UNAVAILABLE, "the payment provider did not answer; try again");
+    }
+    sb_buf_release(&err);
+    Sb__Provider__Totals *pt = (Sb__Provider__Totals *)pay_provider_decode(
+        ctx->arena, &sb__provider__totals__descriptor, totals.body, totals.body_len);
+    if (!pt)
+        return sb_rpc_fail(ctx, SB_UNAVAILABLE, "the payment provider's totals do not parse");
+    PGresult *sums, *diff;
+    if ((st = sb_db_exec(ctx->db, &stmt_sums, &sums)) != SB_OK)
+        return st;
+    st = sb_db_exec(ctx->db, &stmt_diff, &diff, charges.body);
+    if (st == SB_INVALID_ARGUMENT) /* not JSON, not a list: the provider's fault */
+        return sb_rpc_fail(ctx, SB_UNAVAILABLE, "the payment provider's charge list does not parse");
+    if (st != SB_OK)
+        return st;
+    rep->provider_charged = pt->charged;
+    rep->provider_refunded = pt->refunded;
+    rep->platform_charged = strtoll(PQgetvalue(sums, 0, 0), NULL, 10);
+    rep->platform_refunded = strtoll(PQgetvalue(sums, 0, 1), NULL, 10);
+    size_t n = (size_t)PQntuples(diff);
+    rep->differences = SB_ARENA_NEW(ctx->arena, char *, n + 2);
+    if (rep->provider_charged != rep->platform_charged)
+        rep->differences[rep->n_differences++] =
+            sb_arena_printf(ctx->arena, "charged: %lld at the provider, %lld here",
+                            (long long)rep->provider_charged, (long long)rep->platform_charged);
+    if (rep->provider_refunded != rep->platform_refunded)
+        rep->differences[rep->n_differences++] =
+            sb_arena_printf(ctx->arena, "refunded: %lld at the provider, %lld here",
+                            (long long)rep->provider_refunded, (long long)rep->platform_refunded);
+    for (size_t i = 0; i < n; i++)
+        rep->differences[rep->n_differences++] = PQgetvalue(diff, (int)i, 0);
+    rep->clean = rep->n_differences == 0;
+    if (!rep->clean)
+        sb_warn("ledger check: %zu differences, the first: %s", rep->n_differences, rep->differences[0]);
+    return SB_OK;
+}
