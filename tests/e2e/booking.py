@@ -58,10 +58,10 @@ def mint(p, role="USER"):
     return uid, tok
 
 
-def psql(sql):
-    """Rows of sql on the reservation service's test database, as lists of
-    text (psql -At, fields split on |)."""
-    db = f"sb_reservation_{os.environ.get('SB_NAMESPACE', 'test')}"
+def psql(sql, service="reservation"):
+    """Rows of sql on a service's test database (the reservation service's
+    by default), as lists of text (psql -At, fields split on |)."""
+    db = f"sb_{service}_{os.environ.get('SB_NAMESPACE', 'test')}"
     url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     out = subprocess.run(["psql", f"{url.rsplit('/', 1)[0]}/{db}", "-v", "ON_ERROR_STOP=1", "-Atc", sql],
                          check=True, capture_output=True, text=True).stdout
