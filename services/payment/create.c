@@ -22,7 +22,6 @@
  * A declined card is an answer, not an error: 201 with status DECLINED and
  * the reason; the reservation is untouched and can be paid with another
  * card (another key). Only the last four digits of the card are kept. */
-#include <ctype.h>
 #include <string.h>
 
 #include "payment.h"
@@ -45,22 +44,6 @@ static const sb_pg_stmt_t stmt_insert = {
     " l AS (INSERT INTO payment_log (payment_id, from_status, to_status, actor, reason)"
     "   SELECT payment_id, NULL, 'PENDING', $3::text, 'payment started' FROM t)"
     " SELECT " PAY_COLS " FROM t"};
-
-bool pay_card_valid(const char *s)
-{
-    if (!s || strlen(s) != 16)
-        return false;
-    int sum = 0;
-    for (int i = 15, k = 0; i >= 0; i--, k++) {
-        if (!isdigit((unsigned char)s[i]))
-            return false;
-        int d = s[i] - '0';
-        if (k % 2 == 1 && (d *= 2) > 9)
-            d -= 9;
-        sum += d;
-    }
-    return sum % 10 == 0;
-}
 
 /* Step 1: the reservation as its owner sees it. */
 static sb_status_t check_reservation(sb_rpc_ctx_t *ctx, const char *id, int64_t amount)

@@ -9,7 +9,8 @@
  *   refund.c     refunds (CancelPayment, RefundReservation, the
  *                payment-refunds job, the consumers of reservation events)
  *                and the reconciler job
- *   webhook.c    ReceiveWebhook: signature, age, dedupe, effects
+ *   webhook.c    ReceiveWebhook: dedupe, effects
+ *   signature.c  the pure checks: webhook signature and age, card numbers
  *   ledger.c     CheckLedger: the provider's totals and charges against ours
  *   provider.c   the provider's HTTP API (sb_http_send)
  * Tables: migrations/0001_payments.sql. The provider's JSON answers:
@@ -105,8 +106,6 @@ sb_rpc_handler_t pay_get, pay_list, pay_update;
 /* ---- create.c ---- */
 
 sb_rpc_handler_t pay_create;
-/* true when s is 16 digits passing the Luhn check. */
-bool pay_card_valid(const char *s);
 
 /* ---- provider.c ---- */
 
@@ -169,6 +168,11 @@ sb_status_t pay_settle(sb_db_t *db, sb_arena_t *a, const char *id, const Sb__Pro
 /* ---- webhook.c ---- */
 
 sb_rpc_handler_t pay_webhook;
+
+/* ---- signature.c (pure) ---- */
+
+/* true when s is 16 digits passing the Luhn check. */
+bool pay_card_valid(const char *s);
 /* Checks a Provider-Signature header ("t=<unix>,v1=<hex>") over body with
  * secret at time now (unix s): OK, or UNAUTHENTICATED with why. Constant
  * time in the signature's bytes. */
