@@ -29,8 +29,8 @@ Test(payment_signature, valid_and_refused)
         const char *words;
     } cases[] = {
         {"t=1700000000,v1=" SIG, BODY, T, SB_OK, ""},
-        {"v1=" SIG ",t=1700000000", BODY, T + 300, SB_OK, ""},           /* any order, 300 s old */
-        {"t=1700000000,v1=00,v1=" SIG, BODY, T, SB_OK, ""},               /* a short v1 is skipped */
+        {"v1=" SIG ",t=1700000000", BODY, T + 300, SB_OK, ""},                /* any order, 300 s old */
+        {"t=1700000000,v1=00,v1=" SIG, BODY, T, SB_OK, ""},                   /* a short v1 is skipped */
         {"t=1700000000,v1=" SIG, BODY, T + 301, SB_UNAUTHENTICATED, "300 s"}, /* too old */
         {"t=1700000000,v1=" SIG, BODY, T - 301, SB_UNAUTHENTICATED, "300 s"}, /* from the future */
         {"t=1700000001,v1=" SIG, BODY, T, SB_UNAUTHENTICATED, "does not match"},
@@ -65,8 +65,9 @@ Test(payment_signature, cards)
 {
     static const char *const good[] = {"4242424242424242", "4000000000000002", "4000000000000119",
                                        "4000000000000259", "5555555555554444", "4111111111111111"};
-    static const char *const bad[] = {"4242424242424241", "424242424242424", "42424242424242420",
-                                      "4242 4242 4242 42", "", "abcdabcdabcdabcd"};
+    static const char *const bad[] = {
+        "4242424242424241", "424242424242424", "42424242424242420", "4242 4242 4242 42", "",
+        "abcdabcdabcdabcd"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
         cr_expect(pay_card_valid(good[i]), "%s", good[i]);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
