@@ -3,7 +3,9 @@
  * back on a refusal, runs again after serialization failures; an internal
  * failure reaches the client as a plain message; idempotency keys give one
  * effect and one answer per key (and per caller: the user of the access
- * token), 409 for another body, even for 8 twins at once. The server runs as
+ * token), 409 for another body, even for 8 twins at once; a handler that
+ * commits early (a payment before its provider call): twins told "in
+ * progress", refusals stored, retryable ones freeing the key. The server runs as
  * every service does: mutual TLS with the tests' PKI and the token check
  * (sb_test_pki.h). */
 #include <criterion/criterion.h>
@@ -27,7 +29,7 @@ static sb_pg_pool_t *pool;
 static sb_service_t svc;
 static sb_server_t *srv;
 static sb_channel_t *ch;
-static atomic_int increments_run, unavailable_once;
+static atomic_int increments_run, unavailable_once, unavailable_once_2p;
 
 static const sb_migration_t tables[] = {
     {1, "ledger",
@@ -70,6 +72,33 @@ static sb_status_t deposit(sb_rpc_ctx_t *ctx, const void *in, void *out)
     return SB_OK;
 }
 
+/* Commits its insert before the slow part (what CreatePayment does around
+ * the provider call), then refuses or answers as deposit does. */
+static sb_status_t deposit_two_phase(sb_rpc_ctx_t *ctx, const void *in, void *out)
+{
+    const Sb__Test__DepositRequest *req = in;
+    Sb__Test__DepositReply *resp = out;
+    char amount[32];
+    snprintf(amount, sizeof amount, "%lld", (long long)req->amount);
+    PGresult *r;
+    sb_status_t st = sb_db_exec(ctx->db, &insert_deposit, &r, req->account, amount);
+    if (st != SB_OK)
+        return st;
+    resp->deposit_id = sb_arena_strdup(ctx->arena, PQgetvalue(r, 0, 0));
+    if ((st = sb_db_commit(ctx->db)) != SB_OK)
+        return st;
+    if (req->sleep_ms > 0)
+        usleep((useconds_t)req->sleep_ms * 1000);
+    if (req->amount <= 0)
+        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "amount must be positive");
+    if (req->amount == 13 && atomic_fetch_add(&unavailable_once_2p, 1) == 0)
+        return sb_rpc_fail(ctx, SB_UNAVAILABLE, "unlucky; try again");
+    if ((st = sb_db_exec(ctx->db, &balance, &r, req->account)) != SB_OK)
+        return st;
+    resp->balance = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    return SB_OK;
+}
+
 static sb_status_t increment(sb_rpc_ctx_t *ctx, const void *in, void *out)
 {
     const Sb__Test__CounterRequest *req = in;
@@ -105,6 +134,7 @@ static sb_status_t create_then_refuse(sb_rpc_ctx_t *ctx, const void *in, void *o
 
 static const sb_rpc_method_t methods[] = {
     {"Deposit", deposit, .tx = SB_TX, .idempotent = true},
+    {"DepositTwoPhase", deposit_two_phase, .tx = SB_TX, .idempotent = true},
     {"DepositPlain", deposit},
     {"Increment", increment, .tx = SB_TX, .iso = SB_PG_SERIALIZABLE},
     {"Broken", broken_sql, .tx = SB_TX},
@@ -394,4 +424,59 @@ Test(service_call, a_refusal_rolls_the_transaction_back)
     cr_assert_str_eq(err.buf, "changed my mind");
     cr_assert_eq(count("SELECT count(*) FROM counters WHERE name = '%s'", "refused"), 0);
     sb_buf_release(&err);
+}
+
+Test(service_call, early_commit_twins_are_told_in_progress)
+{
+    enum { N = 4 };
+    call_t c[N];
+    pthread_t t[N];
+    for (int i = 0; i < N; i++) {
+        c[i] = (call_t){
+            .method = "DepositTwoPhase", .account = "a-2p", .amount = 5, .sleep_ms = 400, .key = "k-2p"};
+        pthread_create(&t[i], NULL, run_deposit, &c[i]);
+    }
+    int ok = -1;
+    for (int i = 0; i < N; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < N; i++) {
+        if (c[i].st == SB_OK) {
+            cr_assert_eq(ok, -1, "two twins ran");
+            ok = i;
+        } else {
+            cr_assert_eq(c[i].st, SB_ABORTED, "twin %d: %s %s", i, sb_status_name(c[i].st), c[i].msg);
+            cr_assert(strstr(c[i].msg, "in progress"), "%s", c[i].msg);
+            cr_assert_eq(sb_status_http(c[i].st), 409);
+        }
+    }
+    cr_assert_geq(ok, 0, "one twin ran");
+    cr_assert_eq(DEPOSITS_OF("a-2p"), 1, "one effect");
+    call_t again = c[ok];
+    run_deposit(&again);
+    cr_assert_eq(again.st, SB_OK, "%s", again.msg);
+    cr_assert_str_eq(again.deposit_id, c[ok].deposit_id, "the stored answer is replayed");
+    cr_assert_eq(DEPOSITS_OF("a-2p"), 1);
+}
+
+Test(service_call, early_commit_refusals_are_stored_retryable_ones_free_the_key)
+{
+    call_t r1 = {.method = "DepositTwoPhase", .account = "a-2p-refused", .amount = -5, .key = "k-2p-r"},
+           r2 = r1;
+    run_deposit(&r1);
+    cr_assert_eq(r1.st, SB_INVALID_ARGUMENT, "%s", r1.msg);
+    cr_assert_str_eq(r1.msg, "amount must be positive");
+    cr_assert_eq(DEPOSITS_OF("a-2p-refused"), 1, "what was committed before the refusal stays");
+    run_deposit(&r2);
+    cr_assert_eq(r2.st, SB_INVALID_ARGUMENT, "%s", r2.msg);
+    cr_assert_eq(DEPOSITS_OF("a-2p-refused"), 1, "the stored refusal answers; nothing runs again");
+
+    call_t u1 = {.method = "DepositTwoPhase", .account = "a-2p-retry", .amount = 13, .key = "k-2p-u"},
+           u2 = u1;
+    run_deposit(&u1);
+    cr_assert_eq(u1.st, SB_UNAVAILABLE, "%s", u1.msg);
+    cr_assert_eq(count("SELECT count(*) FROM sb_idempotency WHERE key = '%s'", "k-2p-u"), 0,
+                 "the key is free again");
+    run_deposit(&u2);
+    cr_assert_eq(u2.st, SB_OK, "%s", u2.msg);
+    cr_assert_eq(DEPOSITS_OF("a-2p-retry"), 2, "the retry ran (the handler makes that safe)");
 }
