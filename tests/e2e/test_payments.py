@@ -450,6 +450,12 @@ class Payments(unittest.TestCase):
         self.assertGreater(int(rep["providerCharged"]), 0)
         _, uid_tok = mint(P)
         self.assertError(P.call("GET", "/admin/payments/ledger", token=uid_tok), 403, "PERMISSION_DENIED")
+        script = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "ledger_check.py")
+        out = subprocess.run([sys.executable, script, P.base], capture_output=True, text=True,
+                             env=dict(os.environ, BOOTSTRAP_ADMIN_LOGIN=ADMIN_LOGIN,
+                                      BOOTSTRAP_ADMIN_PASSWORD=ADMIN_PASSWORD))
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.assertEqual(out.stdout.splitlines()[-1], "clean", out.stdout)
         log = P.log_text("payment") + P.log_text("gateway")
         for card in (OK_CARD, OTHER_CARD, DECLINED_CARD, ERROR_CARD, TIMEOUT_CARD):
             self.assertNotIn(card, log)
