@@ -32,6 +32,7 @@
 
 #define RESERVATION_TIMEOUT_MS 3000
 #define TX2_MARGIN_MS 300 /* kept for transaction 2 after the provider call */
+#define MIN_CHECK_MS 200  /* the least GetReservation is given */
 
 static const sb_pg_stmt_t stmt_live = {
     "pay_live", "SELECT payment_id::text, status FROM payments WHERE reservation_id = $1::uuid"
@@ -48,14 +49,14 @@ static const sb_pg_stmt_t stmt_insert = {
 /* Step 1: the reservation as its owner sees it. */
 static sb_status_t check_reservation(sb_rpc_ctx_t *ctx, const char *id, int64_t amount)
 {
-    int64_t left = sb_rpc_remaining_ms(ctx);
-    int64_t timeout = left - pay_config.provider_timeout_ms < RESERVATION_TIMEOUT_MS
-                          ? left - pay_config.provider_timeout_ms
-                          : RESERVATION_TIMEOUT_MS;
-    if (timeout < 200)
-        timeout = left > 400 ? left / 2 : 0;
-    if (timeout <= 0)
-        return sb_rpc_fail(ctx, SB_UNAVAILABLE, "no time left to check the reservation; try again");
+    /* what is left once the provider call and transaction 2 have theirs */
+    int64_t timeout = sb_rpc_remaining_ms(ctx) - pay_config.provider_timeout_ms - TX2_MARGIN_MS;
+    if (timeout > RESERVATION_TIMEOUT_MS)
+        timeout = RESERVATION_TIMEOUT_MS;
+    if (timeout < MIN_CHECK_MS)
+        return sb_rpc_fail(ctx, SB_UNAVAILABLE,
+                           "the call's deadline leaves no time to check the reservation and charge"
+                           " the card; try again with a longer one");
     Sb__Reservation__GetReservationRequest req = SB__RESERVATION__GET_RESERVATION_REQUEST__INIT;
     req.reservation_id = (char *)id;
     sb_call_opts_t opts = {.timeout_ms = timeout, .trace_id = ctx->trace_id, .token = ctx->token};

@@ -89,6 +89,14 @@ static const sb_pg_stmt_t stmt_log = {
     "pay_log", "INSERT INTO payment_log (payment_id, from_status, to_status, actor, reason)"
                " VALUES ($1::uuid, $2::text, $3::text, $4::text, $5::text)"};
 
+/* An admin's fix of the charge id alone, logged (no event). */
+static const sb_pg_stmt_t stmt_set_ref = {
+    "pay_set_ref", "WITH t AS (UPDATE payments SET provider_ref = $2::text, updated_at = now()"
+                   "   WHERE payment_id = $1::uuid RETURNING *),"
+                   " l AS (INSERT INTO payment_log (payment_id, from_status, to_status, actor, reason)"
+                   "   SELECT payment_id, status, status, $3::text, $4::text FROM t)"
+                   " SELECT " PAY_COLS " FROM t"};
+
 static const sb_pg_stmt_t stmt_list = {
     "pay_list", "SELECT " PAY_COLS " FROM payments WHERE ($1::uuid IS NULL OR user_id = $1::uuid)"
                 " AND ($2::bigint IS NULL OR (created_at, payment_id) <"
@@ -327,14 +335,7 @@ sb_status_t pay_update(sb_rpc_ctx_t *ctx, const void *in, void *out)
     /* the event only when the status changed (a reference fix is no news) */
     if (!status_changed) {
         PGresult *r;
-        static const sb_pg_stmt_t stmt_ref = {
-            "pay_set_ref",
-            "WITH t AS (UPDATE payments SET provider_ref = $2::text, updated_at = now()"
-            "   WHERE payment_id = $1::uuid RETURNING *),"
-            " l AS (INSERT INTO payment_log (payment_id, from_status, to_status, actor, reason)"
-            "   SELECT payment_id, status, status, $3::text, $4::text FROM t)"
-            " SELECT " PAY_COLS " FROM t"};
-        if ((st = sb_db_exec(ctx->db, &stmt_ref, &r, id, ref, c.actor, c.why)) != SB_OK)
+        if ((st = sb_db_exec(ctx->db, &stmt_set_ref, &r, id, ref, c.actor, c.why)) != SB_OK)
             return st;
         pay_from_row(ctx->arena, r, 0, &p);
     } else if ((st = pay_transition(ctx->db, ctx->arena, id, &c, &p, &changed)) != SB_OK) {
