@@ -270,6 +270,36 @@ class Payments(unittest.TestCase):
         print(f"\ntime-out: PENDING settled APPROVED by the reconciler {settled:.2f}s after the request",
               file=sys.stderr)
 
+    def test_kill_during_charge_is_settled_after_restart(self):
+        """kill -9 of the payment service while the provider works on a
+        charge (PENDING committed, no answer recorded): after the restart
+        the reconciler settles it (the provider's own webhooks held back)."""
+        tok, _, r = self.reservation()
+        st, m, _ = P.provider("POST", "/v1/admin/modes", {"card_number": OTHER_CARD, "delay_ms": 1500})
+        self.assertEqual(st, 200, m)
+        RELAY.hold = lambda e: e["type"].startswith("payment.")
+        before = totals()
+        with cf.ThreadPoolExecutor(1) as ex:
+            call = ex.submit(self.pay, tok, r, OTHER_CARD)
+            wait_for(lambda: psql("SELECT 1 FROM payments p WHERE status = 'PENDING' AND reservation_id ="
+                                  f" '{r['reservationId']}'", service="payment"), 10, "PENDING committed")
+            P.kill("payment")
+            st, body, _ = call.result()
+        self.assertEqual(st, 503, body)  # the call died with the service
+        t0 = time.time()
+        P.start_service("payment")
+        P.wait_ready()
+        (pid,) = psql(f"SELECT payment_id FROM payments WHERE reservation_id = '{r['reservationId']}'",
+                      service="payment")[0]
+        wait_for(lambda: self.payment(pid)["status"] != "PENDING",
+                 (GRACE_MS + RECONCILE_MS + PROVIDER_TIMEOUT_MS) / 1000 + 10, "settled after the restart")
+        self.assertEqual(self.payment(pid)["status"], "APPROVED")
+        self.assertEqual(self.log_of(pid)[-1][:3], ["PENDING", "APPROVED", "reconciler"])
+        after = totals()
+        self.assertEqual(after["charges"] - before["charges"], 1)
+        print(f"\nkill -9 during a charge: settled APPROVED {time.time() - t0:.2f}s after the restart",
+              file=sys.stderr)
+
     # ---- Idempotency-Key ----
     def test_replay_and_other_body(self):
         tok, _, r = self.reservation()
