@@ -2,7 +2,10 @@
  * the lists, the log and the events.
  *
  *   GetReservation          owner or admin (anyone else: 404, as for an id
- *                           that does not exist); with its log
+ *                           that does not exist); with its log. The payment
+ *                           service calls it on the member's behalf (their
+ *                           token: the same check) or, without a member,
+ *                           for its own work (admitted by its certificate)
  *   UpdateReservation       owner or admin: other seats (PENDING_PAYMENT:
  *                           the new seats are taken before the old ones are
  *                           freed, one transaction, a conflict changes
@@ -11,8 +14,9 @@
  *   CancelReservation       owner or admin: PENDING_PAYMENT -> CANCELLED,
  *                           seats free at once; CANCELLED or EXPIRED answer
  *                           the reservation as it is (a second DELETE is
- *                           the same answer); CONFIRMED is refused until
- *                           payment wires refunds
+ *                           the same answer); CONFIRMED: the payment is
+ *                           refunded (payment service) first, then
+ *                           CANCELLED, seats free (cancel_paid)
  *   ListReservations        admin: every reservation, filters
  *   ListMemberReservations  the member (or an admin)
  *
@@ -48,17 +52,18 @@ static const sb_pg_stmt_t stmt_log = {
                     "at") " AS at"
                           " FROM reservation_log WHERE reservation_id = $1::uuid ORDER BY id"};
 
-/* Ends a PENDING_PAYMENT reservation ($1) in state $2 (CANCELLED, EXPIRED):
- * its seats free, a log row by $3 for $4. */
+/* Ends reservation $1 if it is in state $5 (PENDING_PAYMENT, CONFIRMED) in
+ * state $2 (CANCELLED, EXPIRED): its seats (held or sold) free, a log row by
+ * $3 for $4. */
 static const sb_pg_stmt_t stmt_end = {
     "resv_end",
     "WITH t AS (UPDATE reservations SET status = $2::text, version = version + 1, updated_at = now()"
-    "   WHERE reservation_id = $1::uuid AND status = 'PENDING_PAYMENT' RETURNING *),"
+    "   WHERE reservation_id = $1::uuid AND status = $5::text RETURNING *),"
     " s AS (UPDATE seats SET status = 'AVAILABLE', reservation_id = NULL, held_until = NULL,"
     "   updated_at = now() FROM t WHERE seats.schedule_id = t.schedule_id"
-    "   AND seats.reservation_id = t.reservation_id AND seats.status = 'HELD'),"
+    "   AND seats.reservation_id = t.reservation_id AND seats.status IN ('HELD', 'SOLD')),"
     " l AS (INSERT INTO reservation_log (reservation_id, from_status, to_status, actor, reason)"
-    "   SELECT reservation_id, 'PENDING_PAYMENT', $2::text, $3::text, $4::text FROM t)"
+    "   SELECT reservation_id, $5::text, $2::text, $3::text, $4::text FROM t)"
     " SELECT " RESV_COLS " FROM t"};
 
 /* A reservation's held seats not in $3 freed (after the new ones were taken). */
@@ -155,6 +160,11 @@ sb_status_t resv_emit(sb_db_t *db, sb_arena_t *a, const char *type,
         *(Sb__Events__ReservationSnapshot **)((char *)ev + f->offset) = snap;
     set_text(ev, "reason", reason);
     set_text(ev, "cancelled_by", actor);
+    /* payment_id is set only by a confirmation: a cancelled reservation that
+     * has one was paid, and the payment service refunds it */
+    if (res->status == SB__RESERVATION__RESERVATION_STATUS__CANCELLED && res->payment_id &&
+        *res->payment_id)
+        set_text(ev, "was_paid", "true");
     sb_status_t st;
     sb_pg_conn_t *c = sb_db_conn(db, &st);
     if (!c)
@@ -165,8 +175,9 @@ sb_status_t resv_emit(sb_db_t *db, sb_arena_t *a, const char *type,
 /* ------------------------------------------------------------------ access */
 
 /* The reservation `id` (locked FOR UPDATE when `lock`) if the caller may see
- * it: the owner or an admin. Anyone else gets the same NOT_FOUND as for an
- * id that does not exist. */
+ * it: the owner or an admin, or (a read) the payment service calling without
+ * a member. Anyone else gets the same NOT_FOUND as for an id that does not
+ * exist. */
 static sb_status_t load(sb_rpc_ctx_t *ctx, const char *id_in, bool lock,
                         Sb__Reservation__Reservation **res, PGresult **row)
 {
@@ -179,9 +190,17 @@ static sb_status_t load(sb_rpc_ctx_t *ctx, const char *id_in, bool lock,
     if (PQntuples(*row) == 0)
         return sb_rpc_fail(ctx, SB_NOT_FOUND, "reservation not found");
     *res = resv_from_row(ctx->arena, *row, 0);
-    if (!sb_rpc_is_admin(ctx) && !sb_rpc_is_self(ctx, (*res)->user_id))
+    bool payment_itself =
+        !lock && (!ctx->user_id || !*ctx->user_id) && sb_rpc_is_service(ctx, "payment");
+    if (!sb_rpc_is_admin(ctx) && !sb_rpc_is_self(ctx, (*res)->user_id) && !payment_itself)
         return sb_rpc_fail(ctx, SB_NOT_FOUND, "reservation not found");
     return SB_OK;
+}
+
+sb_status_t resv_load_visible(sb_rpc_ctx_t *ctx, const char *id, Sb__Reservation__Reservation **res)
+{
+    PGresult *row;
+    return load(ctx, id, false, res, &row);
 }
 
 /* Who made a change, for the log: the caller's user id. */
@@ -190,17 +209,29 @@ static const char *actor(const sb_rpc_ctx_t *ctx)
     return ctx->user_id && *ctx->user_id ? ctx->user_id : "system";
 }
 
+sb_status_t resv_end(sb_db_t *db, sb_arena_t *a, const char *id, const char *from, const char *to,
+                     const char *who, const char *why, Sb__Reservation__Reservation **res)
+{
+    PGresult *r;
+    *res = NULL;
+    sb_status_t st = sb_db_exec(db, &stmt_end, &r, id, to, who, why, from);
+    if (st != SB_OK || PQntuples(r) == 0)
+        return st;
+    *res = resv_from_row(a, r, 0);
+    return resv_emit(db, a, strcmp(to, "EXPIRED") ? "reservation.cancelled" : "reservation.expired",
+                     *res, why, who);
+}
+
 /* A PENDING_PAYMENT reservation past its deadline met by a change: ended as
  * the expiry job would end it; *res becomes the result. */
 static sb_status_t expire_now(sb_rpc_ctx_t *ctx, Sb__Reservation__Reservation **res)
 {
-    PGresult *r;
-    sb_status_t st =
-        sb_db_exec(ctx->db, &stmt_end, &r, (*res)->reservation_id, "EXPIRED", "system", "hold expired");
-    if (st != SB_OK || PQntuples(r) == 0)
-        return st;
-    *res = resv_from_row(ctx->arena, r, 0);
-    return resv_emit(ctx->db, ctx->arena, "reservation.expired", *res, "hold expired", "system");
+    Sb__Reservation__Reservation *ended;
+    sb_status_t st = resv_end(ctx->db, ctx->arena, (*res)->reservation_id, "PENDING_PAYMENT", "EXPIRED",
+                              "system", "hold expired", &ended);
+    if (st == SB_OK && ended)
+        *res = ended;
+    return st;
 }
 
 static bool expired_unmarked(const PGresult *row)
@@ -228,6 +259,54 @@ sb_status_t resv_get(sb_rpc_ctx_t *ctx, const void *in, void *out)
 
 /* ------------------------------------------------------- CancelReservation */
 
+/* Ends the reservation `id` the caller may cancel, locked and found in state
+ * `from`: CANCELLED, seats free, the log row and reservation.cancelled. */
+static sb_status_t cancel_locked(sb_rpc_ctx_t *ctx, const char *id, const char *from, const char *reason,
+                                 Sb__Reservation__Reservation *resp)
+{
+    Sb__Reservation__Reservation *res;
+    sb_status_t st = resv_end(ctx->db, ctx->arena, id, from, "CANCELLED", actor(ctx), reason, &res);
+    if (st != SB_OK)
+        return st;
+    if (!res)
+        return sb_rpc_error(ctx, SB_INTERNAL, "reservation %s locked %s but not ended", id, from);
+    *resp = *res;
+    return SB_OK;
+}
+
+/* A CONFIRMED reservation: its payment is refunded first (the payment
+ * service, outside any transaction: the row lock is let go across the call),
+ * then a new transaction re-reads the row and cancels it if it is still
+ * CONFIRMED with the same payment. A refusal or failure of the refund
+ * changes nothing. If this process dies between the two, the
+ * payment.refunded event finishes the cancel (saga.c); if that event won
+ * the race, the reservation is CANCELLED already and answered as it is. */
+static sb_status_t cancel_paid(sb_rpc_ctx_t *ctx, const Sb__Reservation__Reservation *res,
+                               const char *reason, Sb__Reservation__Reservation *resp)
+{
+    const char *id = sb_arena_strdup(ctx->arena, res->reservation_id);
+    const char *payment = sb_arena_strdup(ctx->arena, res->payment_id);
+    sb_db_rollback(ctx->db); /* no row lock across the call */
+    sb_status_t st = resv_payment_refund(ctx, id, payment, reason);
+    if (st != SB_OK)
+        return st;
+    Sb__Reservation__Reservation *now;
+    PGresult *row;
+    if ((st = load(ctx, id, true, &now, &row)) != SB_OK)
+        return st;
+    if (now->status == SB__RESERVATION__RESERVATION_STATUS__CANCELLED) {
+        *resp = *now; /* payment.refunded arrived first and cancelled it */
+        return SB_OK;
+    }
+    if (now->status != SB__RESERVATION__RESERVATION_STATUS__CONFIRMED ||
+        strcmp(now->payment_id, payment))
+        return sb_rpc_error(ctx, SB_INTERNAL,
+                            "reservation %s: payment %s refunded, but the reservation is now %s with"
+                            " payment '%s'",
+                            id, payment, resv_status_name(now->status), now->payment_id);
+    return cancel_locked(ctx, id, "CONFIRMED", reason, resp);
+}
+
 sb_status_t resv_cancel(sb_rpc_ctx_t *ctx, const void *in, void *out)
 {
     const Sb__Reservation__CancelReservationRequest *req = in;
@@ -236,7 +315,7 @@ sb_status_t resv_cancel(sb_rpc_ctx_t *ctx, const void *in, void *out)
     if (reason && !resv_is_text(reason, REASON_MAX_BYTES))
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "reason: text of at most %d bytes",
                            REASON_MAX_BYTES);
-    PGresult *row, *r;
+    PGresult *row;
     sb_status_t st = load(ctx, req->reservation_id, true, &res, &row);
     if (st != SB_OK)
         return st;
@@ -245,31 +324,16 @@ sb_status_t resv_cancel(sb_rpc_ctx_t *ctx, const void *in, void *out)
             *resp = *res;
         return st;
     }
+    if (!reason)
+        reason = sb_rpc_is_self(ctx, res->user_id) ? "cancelled by the member" : "cancelled by an admin";
     switch (res->status) {
     case SB__RESERVATION__RESERVATION_STATUS__CANCELLED:
     case SB__RESERVATION__RESERVATION_STATUS__EXPIRED:
         *resp = *res; /* already over: the same answer again */
         return SB_OK;
-    case SB__RESERVATION__RESERVATION_STATUS__CONFIRMED:
-        return sb_rpc_fail(ctx, SB_FAILED_PRECONDITION,
-                           "reservation %s is paid: cancelling a paid reservation needs a refund,"
-                           " which is not available yet",
-                           res->reservation_id);
-    default: break;
+    case SB__RESERVATION__RESERVATION_STATUS__CONFIRMED: return cancel_paid(ctx, res, reason, resp);
+    default: return cancel_locked(ctx, res->reservation_id, "PENDING_PAYMENT", reason, resp);
     }
-    if (!reason)
-        reason = sb_rpc_is_self(ctx, res->user_id) ? "cancelled by the member" : "cancelled by an admin";
-    if ((st = sb_db_exec(ctx->db, &stmt_end, &r, res->reservation_id, "CANCELLED", actor(ctx),
-                         reason)) != SB_OK)
-        return st;
-    if (PQntuples(r) != 1)
-        return sb_rpc_error(ctx, SB_INTERNAL, "reservation %s locked PENDING_PAYMENT but not ended",
-                            res->reservation_id);
-    res = resv_from_row(ctx->arena, r, 0);
-    if ((st = resv_emit(ctx->db, ctx->arena, "reservation.cancelled", res, reason, actor(ctx))) != SB_OK)
-        return st;
-    *resp = *res;
-    return SB_OK;
 }
 
 /* ------------------------------------------------------- UpdateReservation */

@@ -50,7 +50,7 @@
 #define PICK_ATTEMPTS 5 /* reads of the grade's free seats */
 #define PICK_ROUNDS 4   /* choices per read */
 
-resv_config_t resv_config = {600, 8, 8, 1, 200};
+resv_config_t resv_config = {600, 8, 8, 1, 200, 200};
 
 sb_status_t resv_booking_check(sb_buf_t *err)
 {
@@ -60,6 +60,7 @@ sb_status_t resv_booking_check(sb_buf_t *err)
     resv_config.max_user_seats = (int)sb_cfg_int("RESV_MAX_USER_SEATS", 8, 1, 1000);
     resv_config.max_pending = (int)sb_cfg_int("RESV_MAX_PENDING", 1, 1, 100);
     resv_config.expiry_batch = (int)sb_cfg_int("HOLD_EXPIRY_BATCH", 200, 1, 10000);
+    resv_config.cancel_batch = (int)sb_cfg_int("RESV_CANCEL_BATCH", 200, 1, 10000);
     sb_info("booking: holds last %d s; at most %d seats per reservation, %d per user and schedule,"
             " %d pending reservation(s) per user and schedule",
             resv_config.hold_ttl_s, resv_config.max_seats, resv_config.max_user_seats,

@@ -16,7 +16,8 @@
  *       touching a held or sold seat.
  *   performance.cancelled
  *       applied when its version is at least the stored one; with no row yet
- *       a tombstone is written so a late approval is ignored. Terminal.
+ *       a tombstone is written so a late approval is ignored. Terminal. Its
+ *       live reservations are cancelled (saga.c: resv_cancel_performance).
  *
  * Events of one performance are serialised by a transaction-scoped advisory
  * lock on its id, so two instances (or DeliverEvent and the consumer) never
@@ -569,5 +570,7 @@ sb_status_t resv_on_performance_cancelled(sb_event_ctx_t *ev, const void *payloa
     else
         sb_info("performance %s: cancelled at v%" PRId64 "%s", perf, m->version,
                 cancelled ? " (again)" : "");
-    return SB_OK;
+    /* its reservations: cancelled, seats free; paid ones refunded by the
+     * payment service on reservation.cancelled (saga.c) */
+    return resv_cancel_performance(ev, perf, "performance cancelled");
 }

@@ -11,7 +11,13 @@
  *   booking.c           GetReservation, UpdateReservation,
  *                       CancelReservation, the lists, the log, the events
  *   seat_pick.c         best-available choice (pure logic, seat_pick.h)
- * Tables: migrations/0001_inventory.sql, 0003_booking.sql. */
+ *   saga.c              the booking saga's events (payment.approved,
+ *                       payment.refunded, member.withdrawn, and the
+ *                       reservations of a cancelled performance), the
+ *                       mass-cancel job
+ *   payments.c          calls to the payment service (the refund before a
+ *                       paid reservation is cancelled, GetReservationPayment)
+ * Tables: migrations/0001_inventory.sql, 0003_booking.sql, 0004_saga.sql. */
 #ifndef SB_RESERVATION_INTERNAL_H
 #define SB_RESERVATION_INTERNAL_H
 #include <stdbool.h>
@@ -65,6 +71,7 @@ typedef struct resv_config {
     int max_user_seats; /* RESV_MAX_USER_SEATS: seats one user holds or bought in a schedule */
     int max_pending;    /* RESV_MAX_PENDING: PENDING_PAYMENT reservations per user and schedule */
     int expiry_batch;   /* HOLD_EXPIRY_BATCH: reservations one expiry tick ends */
+    int cancel_batch;   /* RESV_CANCEL_BATCH: reservations one mass-cancel step ends */
 } resv_config_t;
 extern resv_config_t resv_config;
 /* The service's check hook: reads resv_config. */
@@ -98,6 +105,17 @@ Sb__Reservation__Reservation *resv_from_row(sb_arena_t *a, const PGresult *r, in
  * where the payload has them. */
 sb_status_t resv_emit(sb_db_t *db, sb_arena_t *a, const char *type,
                       const Sb__Reservation__Reservation *res, const char *reason, const char *actor);
+/* Ends reservation `id`, which the caller has locked, if its stored status
+ * is `from` (PENDING_PAYMENT, CONFIRMED): state `to` (CANCELLED, EXPIRED),
+ * its seats (held or sold) free, a log row by `who` for `why`, and the
+ * event (reservation.cancelled, was_paid when it had a payment, or
+ * reservation.expired) on db's transaction. *res: the result in a, or NULL
+ * when the reservation was not in `from` (nothing changed). */
+sb_status_t resv_end(sb_db_t *db, sb_arena_t *a, const char *id, const char *from, const char *to,
+                     const char *who, const char *why, Sb__Reservation__Reservation **res);
+/* The reservation `id` (a UUID, else INVALID_ARGUMENT) if the caller may see
+ * it, as GetReservation decides (NOT_FOUND otherwise); *res in ctx->arena. */
+sb_status_t resv_load_visible(sb_rpc_ctx_t *ctx, const char *id, Sb__Reservation__Reservation **res);
 /* A reservation's name for its status ("PENDING_PAYMENT"). */
 const char *resv_status_name(int status);
 
@@ -126,5 +144,31 @@ sb_status_t resv_check_seat_ids(sb_rpc_ctx_t *ctx, char *const *ids, size_t n);
  * reservation id or NULL) is left out of the counts. */
 sb_status_t resv_check_user_limits(sb_rpc_ctx_t *ctx, const char *user, const char *schedule,
                                    const char *except, size_t adding, bool new_pending);
+
+/* ---- saga.c ---- */
+
+/* Rows of main.c's event table (see saga.c). */
+sb_status_t resv_on_payment_approved(sb_event_ctx_t *ev, const void *payload);
+sb_status_t resv_on_payment_refunded(sb_event_ctx_t *ev, const void *payload);
+sb_status_t resv_on_member_withdrawn(sb_event_ctx_t *ev, const void *payload);
+/* The live (PENDING_PAYMENT in time, CONFIRMED) reservations of performance
+ * `perf` cancelled for `why` on ev's transaction: a first batch at once,
+ * the rest by the mass-cancel job (performance.cancelled, inventory_events.c). */
+sb_status_t resv_cancel_performance(sb_event_ctx_t *ev, const char *perf, const char *why);
+/* The mass-cancel job (main.c's job table): one batch of one pending mass
+ * cancel per tick, woken by NOTIFY on RESV_MASS_CANCEL_CHANNEL. */
+#define RESV_MASS_CANCEL_CHANNEL "resv_mass_cancel"
+sb_status_t resv_mass_cancel_tick(sb_job_ctx_t *job);
+
+/* ---- payments.c ---- */
+
+/* Asks the payment service to refund the approved payment `payment` of
+ * reservation `id` (RefundReservation), with no transaction open: OK once it
+ * answers the payment REFUNDED; otherwise a refusal for the client (the
+ * payment service's own refusal, or UNAVAILABLE when it cannot be had). */
+sb_status_t resv_payment_refund(sb_rpc_ctx_t *ctx, const char *id, const char *payment,
+                                const char *reason);
+/* GetReservationPayment. */
+sb_rpc_handler_t resv_get_payment;
 
 #endif

@@ -3,6 +3,7 @@ the gateway (as test_catalog.py does), tokens for many buyers minted with the
 platform's signing key (no sign-up per buyer), the seat map, and direct reads
 of the reservation service's database for what the API does not show (the
 outbox)."""
+import base64
 import datetime as dt
 import os
 import secrets
@@ -66,3 +67,79 @@ def psql(sql, service="reservation"):
     out = subprocess.run(["psql", f"{url.rsplit('/', 1)[0]}/{db}", "-v", "ON_ERROR_STOP=1", "-Atc", sql],
                          check=True, capture_output=True, text=True).stdout
     return [line.split("|") for line in out.splitlines() if line]
+
+
+# ---- events: protobuf by hand (the e2e interpreter may lack the protobuf
+# package), POST /events/{service}, the outbox ----
+
+def pb(*fields):
+    """A protobuf message from (field number, value) pairs: str and bytes
+    length-delimited, bool and int as varints (proto3 int64/bool)."""
+    out = bytearray()
+    for num, v in fields:
+        if isinstance(v, (str, bytes)):
+            data = v.encode() if isinstance(v, str) else v
+            out += _varint(num << 3 | 2) + _varint(len(data)) + data
+        else:
+            out += _varint(num << 3) + _varint(int(v) & (2**64 - 1))
+    return bytes(out)
+
+
+def _varint(n):
+    b = bytearray()
+    while True:
+        b.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(b)
+
+
+def pb_fields(data):
+    """{field number: [values]} of a protobuf message: ints for varints, bytes
+    for length-delimited fields (decode them again for sub-messages)."""
+    fields, i = {}, 0
+    while i < len(data):
+        key, i = _read_varint(data, i)
+        num, wire = key >> 3, key & 7
+        if wire == 0:
+            v, i = _read_varint(data, i)
+        elif wire == 2:
+            n, i = _read_varint(data, i)
+            v, i = data[i:i + n], i + n
+        elif wire == 1:
+            v, i = data[i:i + 8], i + 8
+        elif wire == 5:
+            v, i = data[i:i + 4], i + 4
+        else:
+            raise ValueError(f"wire type {wire}")
+        fields.setdefault(num, []).append(v)
+    return fields
+
+
+def _read_varint(data, i):
+    n = shift = 0
+    while True:
+        b = data[i]
+        i += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return n, i
+
+
+def deliver(p, admin_token, service, type_, aggregate, payload, event_id=None):
+    """POST /events/{service}: one event through the service's inbox as if
+    from Kafka. Returns (status, body, the event id)."""
+    event_id = event_id or str(uuid.uuid4())
+    st, body, _ = p.call("POST", f"/events/{service}",
+                         {"eventId": event_id, "type": type_, "aggregateId": aggregate,
+                          "payload": base64.b64encode(payload).decode()}, token=admin_token)
+    return st, body, event_id
+
+
+def outbox(aggregate):
+    """[(type, {field: [values]} of the payload)] the reservation service wrote
+    for aggregate, oldest first."""
+    rows = psql(f"SELECT type, encode(envelope, 'hex') FROM sb_outbox WHERE aggregate_id = '{aggregate}'"
+                " ORDER BY id")
+    return [(t, pb_fields(pb_fields(bytes.fromhex(h))[7][0])) for t, h in rows]
