@@ -17,7 +17,7 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
-from booking import approved_show, mint, psql, seat_status, wait_for  # noqa: E402
+from booking import approved_show, deliver, mint, pb, psql, seat_status, wait_for  # noqa: E402
 from sbplatform import ADMIN_LOGIN, ADMIN_PASSWORD, Platform  # noqa: E402
 
 P = None
@@ -269,20 +269,22 @@ class Booking(unittest.TestCase):
         self.assertError(P.call("PUT", f"/reservations/{rid}", {"attendeeName": "Kim"}, token=tok), 400,
                          "FAILED_PRECONDITION")
 
-    def test_paid_reservation_cannot_be_cancelled_yet(self):
+    def test_paid_reservation_changes_attendee_only(self):
         _, (sid,) = self.show()
         _, tok = mint(P)
-        rid = self.hold(tok, {"scheduleId": sid, "seatIds": ["VIP-A-5"]})[1]["reservationId"]
-        # as the payment issue will: CONFIRMED, seats SOLD
-        psql(f"UPDATE seats SET status = 'SOLD', held_until = NULL WHERE reservation_id = '{rid}';"
-             f" UPDATE reservations SET status = 'CONFIRMED' WHERE reservation_id = '{rid}'")
-        self.assertError(P.call("DELETE", f"/reservations/{rid}", token=tok), 400, "FAILED_PRECONDITION",
-                         "paid")
+        r = self.hold(tok, {"scheduleId": sid, "seatIds": ["VIP-A-5"]})[1]
+        rid = r["reservationId"]
+        # paid: the payment service's payment.approved (test_saga.py covers the saga)
+        st, body, _ = deliver(P, self.at, "reservation", "payment.approved", rid,
+                              pb((1, str(uuid.uuid4())), (2, rid), (3, r["userId"]), (4, int(r["amount"]))))
+        self.assertEqual(st, 200, body)
+        self.assertEqual(P.call("GET", f"/reservations/{rid}", token=tok)[1]["status"], "CONFIRMED")
         self.assertEqual(seat_status(P, sid)["VIP-A-5"], "SOLD")
         # the attendee of a paid one may still change; its seats not
         self.assertEqual(P.call("PUT", f"/reservations/{rid}", {"attendeeName": "Park"}, token=tok)[0], 200)
         self.assertError(P.call("PUT", f"/reservations/{rid}", {"seatIds": ["VIP-A-6"]}, token=tok), 400,
                          "FAILED_PRECONDITION")
+        self.assertEqual(seat_status(P, sid)["VIP-A-5"], "SOLD")
 
     # ---- lists ----
     def test_member_admin_and_planner_lists(self):
