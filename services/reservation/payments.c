@@ -11,8 +11,10 @@
  *
  * The payment service's refusals reach the client as they are (its status,
  * its message after "payment service: "); when it cannot be had (down,
- * deadline, not implemented, an internal error) the client gets UNAVAILABLE
- * saying nothing changed, and the log the detail. */
+ * deadline, not implemented, an internal error, the provider away) the
+ * client gets UNAVAILABLE and the log the detail. A refund asked for then
+ * may still be made (the payment service retries a refund it has marked);
+ * its payment.refunded event then cancels the reservation (saga.c). */
 #include <string.h>
 
 #include "payment.pb-c.h"
@@ -26,9 +28,11 @@
 #define READ_TIMEOUT_MS 3000
 
 /* Unary call `method` of the payment service within the caller's deadline;
- * `what` says what was asked, for the messages. */
+ * `what` says what was asked and `after` what the client may do when the
+ * payment service cannot be had, for the messages. */
 static sb_status_t payment_call(sb_rpc_ctx_t *ctx, const char *method, const ProtobufCMessage *req,
-                                int64_t timeout_ms, const char *what, ProtobufCMessage **resp)
+                                int64_t timeout_ms, const char *what, const char *after,
+                                ProtobufCMessage **resp)
 {
     int64_t left = sb_rpc_remaining_ms(ctx);
     if (left < timeout_ms + 100)
@@ -53,9 +57,8 @@ static sb_status_t payment_call(sb_rpc_ctx_t *ctx, const char *method, const Pro
     default:
         sb_warn("payment %s at %s: %s %s", method, sb_registry_addr("payment"), sb_status_name(st),
                 err.buf);
-        st = sb_rpc_fail(ctx, SB_UNAVAILABLE,
-                         "the payment service could not %s (%s); nothing was changed, try again later",
-                         what, sb_status_name(st));
+        st = sb_rpc_fail(ctx, SB_UNAVAILABLE, "the payment service could not %s now (%s); %s", what,
+                         sb_status_name(st), after);
     }
     sb_buf_release(&err);
     return st;
@@ -69,7 +72,10 @@ sb_status_t resv_payment_refund(sb_rpc_ctx_t *ctx, const char *id, const char *p
     req.reason = (char *)reason;
     Sb__Common__Payment *p = NULL;
     sb_status_t st = payment_call(ctx, "RefundReservation", &req.base, REFUND_TIMEOUT_MS,
-                                  "refund the reservation's payment", (ProtobufCMessage **)&p);
+                                  "refund the reservation's payment",
+                                  "the reservation stays CONFIRMED until the refund is done (then it is"
+                                  " cancelled): try again later",
+                                  (ProtobufCMessage **)&p);
     if (st != SB_OK)
         return st;
     if (p->status != SB__COMMON__PAYMENT_STATUS__REFUNDED || strcmp(p->payment_id, payment) != 0) {
@@ -95,7 +101,8 @@ sb_status_t resv_get_payment(sb_rpc_ctx_t *ctx, const void *in, void *out)
     Sb__Payment__GetPaymentRequest preq = SB__PAYMENT__GET_PAYMENT_REQUEST__INIT;
     preq.reservation_id = res->reservation_id;
     if ((st = payment_call(ctx, "GetPayment", &preq.base, READ_TIMEOUT_MS,
-                           "tell the reservation's payment", (ProtobufCMessage **)&p)) != SB_OK)
+                           "tell the reservation's payment", "try again later",
+                           (ProtobufCMessage **)&p)) != SB_OK)
         return st;
     *resp = *p;
     return SB_OK;

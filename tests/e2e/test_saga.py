@@ -14,6 +14,12 @@ reservation service's outbox:
   refund          payment.refunded: CANCELLED, seats free, was_paid
   cancel paid     DELETE of a CONFIRMED reservation while the payment
                   service cannot refund: 503, nothing changed
+  full flow       with the payment service and sb-paysim: hold, POST
+                  /payments (card 4242...), CONFIRMED through Kafka, GET
+                  /reservations/{id}/payment, DELETE refunds then cancels; a
+                  cancelled performance's paid reservation refunded; a
+                  charge the provider confirms after the hold's deadline
+                  refused and refunded
   mass cancels    a cancelled performance with 500 reservations (some paid):
                   all CANCELLED in bounded batches, seats free, was_paid for
                   the paid ones; a withdrawn member's reservations
@@ -40,6 +46,8 @@ from sbplatform import ADMIN_LOGIN, ADMIN_PASSWORD, Platform  # noqa: E402
 P = None
 ADMIN = None
 EXPIRY_TTL_S = 2  # the holds of the expiry tests
+OK_CARD = "4242424242424242"
+SLOW_CARD = "5555555555554444"  # given a provider delay longer than the hold
 
 
 def setUpModule():
@@ -88,6 +96,13 @@ def seats_of(sid, rid):
     """{seat id: status} of the seats reservation rid has in schedule sid."""
     return dict(psql(f"SELECT seat_id, status FROM seats WHERE schedule_id = '{sid}'"
                      f" AND reservation_id = '{rid}'"))
+
+
+def paysim_up():
+    try:
+        return P.provider("GET", "/healthz", timeout=2)[0] == 200
+    except OSError:
+        return False
 
 
 def rfc3339(s):
@@ -190,7 +205,7 @@ class Saga(unittest.TestCase):
         self.assertEqual(seats_of(sid, rid), {})
         # an unknown reservation: refused under its id
         ghost = str(uuid.uuid4())
-        self.deliver("payment.approved", ghost, pb((1, "p-1"), (2, ghost), (4, 1000)))
+        self.deliver("payment.approved", ghost, pb((1, str(uuid.uuid4())), (2, ghost), (4, 1000)))
         self.assertEqual(text(event(ghost, "reservation.payment_refused"), 5), "NOT_FOUND")
         # malformed: a dead letter, 400
         st, body, _ = deliver(P, ADMIN, "reservation", "payment.approved", "x", pb((1, "p"), (2, "nope")))
@@ -219,6 +234,73 @@ class Saga(unittest.TestCase):
         self.assertEqual(P.call("GET", f"/reservations/{rid}/payment", token=otok)[0], 404)
         self.assertEqual(P.call("GET", "/reservations/nope/payment", token=tok)[0], 400)
         self.assertEqual(P.call("GET", f"/reservations/{rid}/payment")[0], 401)
+
+    # ---- the whole saga with the payment service and sb-paysim ----
+    def pay(self, r, tok, card=OK_CARD):
+        st, p, _ = P.call("POST", "/payments", {"reservationId": r["reservationId"], "amount": int(r["amount"]),
+                                                "method": "CARD", "cardNumber": card},
+                          token=tok, headers={"Idempotency-Key": f"saga-{uuid.uuid4()}"})
+        self.assertEqual(st, 201, p)
+        return p
+
+    def payment_of(self, rid, tok):
+        st, p, _ = P.call("GET", f"/reservations/{rid}/payment", token=tok)
+        self.assertEqual(st, 200, p)
+        return p
+
+    def test_full_flow_pay_then_cancel_refunds(self):
+        _, (sid,) = self.show(grades=[{"grade": "R", "price": 55000, "seatCount": 20}])
+        r, tok = self.hold(sid, ["R-A-1", "R-A-2"])
+        rid = r["reservationId"]
+        before = P.provider("GET", "/v1/admin/totals")[1]
+        pay = self.pay(r, tok)
+        self.assertEqual(pay["status"], "APPROVED", pay)
+        # payment.approved through Kafka: CONFIRMED, seats SOLD
+        wait_for(lambda: self.get(rid, tok)["status"] == "CONFIRMED", 30, "confirmed by payment.approved")
+        g = self.get(rid, tok)
+        self.assertEqual(g["paymentId"], pay["paymentId"])
+        self.assertEqual(seats_of(sid, rid), {"R-A-1": "SOLD", "R-A-2": "SOLD"})
+        # its payment: the owner and an admin; nobody else
+        p = self.payment_of(rid, tok)
+        self.assertEqual((p["paymentId"], p["status"], p["amount"]), (pay["paymentId"], "APPROVED", "110000"))
+        self.assertEqual(self.payment_of(rid, ADMIN)["paymentId"], pay["paymentId"])
+        _, otok = mint(P)
+        self.assertEqual(P.call("GET", f"/reservations/{rid}/payment", token=otok)[0], 404)
+        # DELETE: refunded at the provider, then CANCELLED, seats free
+        st, c, _ = P.call("DELETE", f"/reservations/{rid}", token=tok)
+        self.assertEqual((st, c.get("status")), (200, "CANCELLED"), c)
+        self.assertEqual(seats_of(sid, rid), {})
+        self.assertEqual(seat_status(P, sid)["R-A-1"], "AVAILABLE")
+        self.assertEqual(self.payment_of(rid, tok)["status"], "REFUNDED")
+        after = P.provider("GET", "/v1/admin/totals")[1]
+        self.assertEqual((int(after["charged"]) - int(before["charged"]),
+                          int(after["refunded"]) - int(before["refunded"])), (110000, 110000))
+        can = event(rid, "reservation.cancelled")
+        self.assertEqual((can[6][0], text(can, 7)), (1, pay["paymentId"]))
+        # again: the same answer; payment.refunded (Kafka) changes nothing more
+        st, c2, _ = P.call("DELETE", f"/reservations/{rid}", token=tok)
+        self.assertEqual((st, c2["status"], c2["version"]), (200, "CANCELLED", c["version"]))
+        time.sleep(1)
+        self.assertEqual(self.get(rid, tok)["version"], c["version"])
+        self.assertEqual(types(rid).count("reservation.cancelled"), 1)
+
+    def test_full_flow_cancelled_performance_refunds_the_paid(self):
+        perf, (sid,) = self.show(grades=[{"grade": "R", "price": 55000, "seatCount": 20}])
+        paid, ptok = self.hold(sid, ["R-A-1"])
+        held, _ = self.hold(sid, ["R-A-2"])
+        pay = self.pay(paid, ptok)
+        wait_for(lambda: self.get(paid["reservationId"], ptok)["status"] == "CONFIRMED", 30, "confirmed")
+        st, body, _ = P.call("POST", f"/performances/{perf['performanceId']}/cancel", {"reason": "flood"},
+                             token=self.pt["accessToken"])
+        self.assertEqual(st, 200, body)
+        for r in (paid, held):
+            wait_for(lambda: self.get(r["reservationId"], ADMIN)["status"] == "CANCELLED", 30, "cancelled")
+        # reservation.cancelled (was_paid) -> the payment service refunds
+        wait_for(lambda: self.payment_of(paid["reservationId"], ptok)["status"] == "REFUNDED", 30,
+                 "refunded after the performance was cancelled")
+        self.assertEqual(self.payment_of(paid["reservationId"], ptok)["paymentId"], pay["paymentId"])
+        self.assertEqual(psql(f"SELECT count(*) FROM seats WHERE schedule_id = '{sid}' AND status <> 'AVAILABLE'"),
+                         [["0"]])
 
     # ---- mass cancels ----
     def test_performance_cancelled_with_500_reservations(self):
@@ -281,6 +363,7 @@ class Saga(unittest.TestCase):
         P.restart("reservation", {"HOLD_TTL_S": str(EXPIRY_TTL_S)})
         try:
             self.approval_after_expiry()
+            self.provider_slower_than_the_hold()
             self.approvals_racing_expiry()
         finally:
             P.restart("reservation")
@@ -296,6 +379,36 @@ class Saga(unittest.TestCase):
         self.assertEqual(text(ref, 5), "EXPIRED")
         g = self.get(rid, tok)
         self.assertEqual((g["status"], g.get("paymentId", "")), ("EXPIRED", ""))
+        self.assertNotIn("reservation.confirmed", types(rid))
+        self.assertEqual(seats_of(sid, rid), {})
+
+    def provider_slower_than_the_hold(self):
+        """A real payment whose charge succeeds after the hold's deadline:
+        refused by the reservation, refunded by the payment service."""
+        _, (sid,) = self.show()
+        # the provider's answer, not its webhook (sent at once), must settle
+        # the payment: a simulator without webhooks until the refund is made
+        P.kill("paysim")
+        P.launch("paysim", {"PAYSIM_WEBHOOK_URL": ""})
+        try:
+            wait_for(paysim_up, 10, "sb-paysim up")
+            st, _, _ = P.provider("POST", "/v1/admin/modes", {"card_number": SLOW_CARD, "delay_ms": 2500})
+            self.assertEqual(st, 200)
+            r, tok = self.hold(sid, ["VIP-A-2"])
+            rid = r["reservationId"]
+            pay = self.pay(r, tok, card=SLOW_CARD)
+            self.assertEqual(pay["status"], "APPROVED", pay)
+            wait_for(lambda: "reservation.payment_refused" in types(rid), 30, "the late approval refused")
+            ref = event(rid, "reservation.payment_refused")
+            self.assertEqual((text(ref, 2), text(ref, 5)), (pay["paymentId"], "EXPIRED"))
+            wait_for(lambda: self.payment_of(rid, tok)["status"] == "REFUNDED", 30, "the late payment refunded")
+            charge = P.provider("GET", f"/v1/charges/{self.payment_of(rid, tok)['providerRef']}")[1]
+            self.assertEqual((charge["amount"], charge["amount_refunded"]), (150000, 150000), charge)
+        finally:
+            P.kill("paysim")
+            P.launch("paysim")
+            wait_for(paysim_up, 10, "sb-paysim up")
+        self.assertEqual(self.get(rid, tok)["status"], "EXPIRED")
         self.assertNotIn("reservation.confirmed", types(rid))
         self.assertEqual(seats_of(sid, rid), {})
 
