@@ -229,8 +229,11 @@ class Payments(unittest.TestCase):
                          (200, "succeeded", 55000, f"pay_{p2['paymentId']}", p2["paymentId"]))
         self.assertEqual([row[:2] for row in self.log_of(p2["paymentId"])],
                          [["", "PENDING"], ["PENDING", "APPROVED"]])
-        # a second payment of a paid reservation is refused
-        self.assertError(self.pay(tok, r, card=OTHER_CARD), 409, "ALREADY_EXISTS")
+        # payment.approved confirms the reservation (the saga, test_saga.py); a
+        # second payment of the paid reservation is refused
+        wait_for(lambda: P.call("GET", f"/reservations/{r['reservationId']}", token=tok)[1]["status"]
+                 == "CONFIRMED", 30, "the reservation confirmed")
+        self.assertError(self.pay(tok, r, card=OTHER_CARD), 400, "FAILED_PRECONDITION", "CONFIRMED")
 
     def test_provider_error_then_retry(self):
         tok, _, r = self.reservation()
