@@ -18,11 +18,13 @@ reservation service's outbox:
                   /payments (card 4242...), CONFIRMED through Kafka, GET
                   /reservations/{id}/payment, DELETE refunds then cancels; a
                   cancelled performance's paid reservation refunded; a
-                  charge the provider confirms after the hold's deadline
-                  refused and refunded
+                  payment refunded by DELETE /payments/{id} cancels its
+                  reservation; a charge the provider confirms after the
+                  hold's deadline refused and refunded
   mass cancels    a cancelled performance with 500 reservations (some paid):
                   all CANCELLED in bounded batches, seats free, was_paid for
-                  the paid ones; a withdrawn member's reservations
+                  the paid ones; 300 approvals racing a cancellation; a
+                  withdrawn member's reservations
   expiry          an approval after the deadline: stays EXPIRED, refused;
                   approvals racing the deadline (and rival buyers of the same
                   seats): each reservation CONFIRMED with SOLD seats or
@@ -302,6 +304,23 @@ class Saga(unittest.TestCase):
         self.assertEqual(psql(f"SELECT count(*) FROM seats WHERE schedule_id = '{sid}' AND status <> 'AVAILABLE'"),
                          [["0"]])
 
+    def test_full_flow_payment_refunded_elsewhere_cancels(self):
+        """DELETE /payments/{id} (the payment service alone): its
+        payment.refunded, through Kafka, cancels the reservation, as it
+        finishes a cancel whose second step never ran."""
+        _, (sid,) = self.show(grades=[{"grade": "R", "price": 55000, "seatCount": 20}])
+        r, tok = self.hold(sid, ["R-A-3"])
+        rid = r["reservationId"]
+        pay = self.pay(r, tok)
+        wait_for(lambda: self.get(rid, tok)["status"] == "CONFIRMED", 30, "confirmed")
+        st, p, _ = P.call("DELETE", f"/payments/{pay['paymentId']}", token=tok)
+        self.assertEqual((st, p.get("status")), (200, "REFUNDED"), p)
+        wait_for(lambda: self.get(rid, tok)["status"] == "CANCELLED", 30, "cancelled by payment.refunded")
+        g = self.get(rid, tok)
+        self.assertEqual((g["log"][-1]["actor"], g["log"][-1]["reason"]), ("system", "payment refunded"))
+        self.assertEqual(seats_of(sid, rid), {})
+        self.assertEqual(event(rid, "reservation.cancelled")[6][0], 1)
+
     # ---- mass cancels ----
     def test_performance_cancelled_with_500_reservations(self):
         n, paid = 500, 60
@@ -337,6 +356,55 @@ class Saga(unittest.TestCase):
                     % ",".join(f"'{i}'" for i in ids))
         self.assertEqual(logs, [[str(n)]])
         print(f"\n  performance cancelled: {n} reservations cancelled in {took:.2f}s", file=sys.stderr)
+
+    def test_approvals_racing_a_performance_cancel(self):
+        """300 approvals delivered while the performance's cancellation (a
+        first batch, then the job) runs: every reservation ends CANCELLED;
+        each approval either confirmed it first (then was_paid, the payment
+        refunded) or was refused, never both, never neither."""
+        n = 300
+        perf, (sid,) = self.show(grades=[{"grade": "S", "price": 1000, "seatCount": n}])
+        seats = [f"S-{chr(65 + i // 20)}-{i % 20 + 1}" for i in range(n)]
+        with cf.ThreadPoolExecutor(8) as ex:
+            held = list(ex.map(lambda s: self.hold(sid, [s])[0], seats))
+        random.shuffle(held)
+
+        def approve(r):
+            return deliver(P, ADMIN, "reservation", "payment.approved", r["reservationId"], approval(r))[0]
+
+        with cf.ThreadPoolExecutor(16) as ex:
+            approvals = [ex.submit(approve, r) for r in held]
+            time.sleep(0.2)
+            st, body, _ = P.call("POST", f"/performances/{perf['performanceId']}/cancel", {"reason": "race"},
+                                 token=self.pt["accessToken"])
+            self.assertEqual(st, 200, body)
+            self.assertEqual([f.result() for f in approvals], [200] * n)
+        wait_for(lambda: psql(f"SELECT count(*) FROM reservations WHERE schedule_id = '{sid}'"
+                              " AND status = 'CANCELLED'")[0][0] == str(n), 60, "every reservation cancelled")
+        ids = ",".join(f"'{r['reservationId']}'" for r in held)
+        rows = psql(f"SELECT aggregate_id, type, encode(envelope, 'hex') FROM sb_outbox"
+                    f" WHERE aggregate_id IN ({ids}) ORDER BY id")
+        by = {}
+        for a, t, h in rows:
+            by.setdefault(a, []).append((t, pb_fields(pb_fields(bytes.fromhex(h))[7][0])))
+        confirmed = 0
+        for r in held:
+            evs = by[r["reservationId"]]
+            ts = [t for t, _ in evs]
+            cancelled = [f for t, f in evs if t == "reservation.cancelled"]
+            self.assertEqual(len(cancelled), 1, ts)
+            if "reservation.confirmed" in ts:
+                confirmed += 1
+                self.assertNotIn("reservation.payment_refused", ts)
+                self.assertEqual(cancelled[0].get(6, [0])[0], 1, ts)
+            else:
+                self.assertEqual(ts.count("reservation.payment_refused"), 1, ts)
+                self.assertNotIn(6, cancelled[0])
+        self.assertEqual(psql(f"SELECT count(*) FROM seats WHERE schedule_id = '{sid}' AND status <> 'AVAILABLE'"),
+                         [["0"]])
+        self.assertEqual(psql("SELECT count(*) FROM resv_mass_cancels"), [["0"]])
+        print(f"\n  approvals racing a cancellation: {confirmed} confirmed then cancelled (was_paid),"
+              f" {n - confirmed} refused", file=sys.stderr)
 
     def test_member_withdrawn_cancels_their_reservations(self):
         _, (s1, s2) = self.show(schedules=2)
