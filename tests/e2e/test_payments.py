@@ -303,6 +303,20 @@ class Payments(unittest.TestCase):
         print(f"\nkill -9 during a charge: settled APPROVED {time.time() - t0:.2f}s after the restart",
               file=sys.stderr)
 
+    def test_latency_of_twenty_payments(self):
+        """A figure: POST /payments end to end (the gateway, GetReservation,
+        transaction 1, the provider, transaction 2), one after another."""
+        holds = [self.reservation() for _ in range(20)]
+        times = []
+        for tok, _, r in holds:
+            t0 = time.perf_counter()
+            st, p, _ = self.pay(tok, r)
+            times.append((time.perf_counter() - t0) * 1000)
+            self.assertEqual((st, p["status"]), (201, "APPROVED"), p)
+        times.sort()
+        print(f"\nPOST /payments, 20 in a row: median {times[10]:.1f} ms, max {times[-1]:.1f} ms",
+              file=sys.stderr)
+
     # ---- Idempotency-Key ----
     def test_replay_and_other_body(self):
         tok, _, r = self.reservation()
