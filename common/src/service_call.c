@@ -51,7 +51,9 @@
  * in which the answer is stored. After such an early commit a refusal is
  * stored in a transaction of its own; an internal failure or a retryable
  * refusal deletes the claim (the handler's committed part stays: the handler
- * must make a second run safe), so the key is free for the retry. */
+ * must make a second run safe), so the key is free for the retry; a claim
+ * whose process died before answering is taken over by the same request
+ * after IDEMPOTENCY_STALE_S (300). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,15 +88,19 @@ static const sb_migration_t idempotency_migrations[] = {
      "CREATE INDEX sb_idempotency_created ON sb_idempotency (created_at);"},
 };
 
-/* $1 caller, $2 method, $3 key, $4 the packed request in hex. One row when
- * the key is ours (new, or expired and taken over). */
+/* $1 caller, $2 method, $3 key, $4 the packed request in hex, $5 seconds
+ * after which an unanswered claim is stale. One row when the key is ours
+ * (new, or expired and taken over, or claimed early by a process that never
+ * answered, for the same request: see idem_stale_s). */
 static const sb_pg_stmt_t idem_claim = {
     "sb_idem_claim",
     "INSERT INTO sb_idempotency AS i (caller, method, key, request_hash)"
     " VALUES ($1, $2, $3, sha256(decode($4, 'hex')))"
     " ON CONFLICT (caller, method, key) DO UPDATE SET request_hash = EXCLUDED.request_hash,"
     " status = NULL, message = NULL, response = NULL, created_at = now()"
-    " WHERE i.created_at < now() - " IDEM_TTL " RETURNING 1"};
+    " WHERE i.created_at < now() - " IDEM_TTL
+    " OR (i.status IS NULL AND i.request_hash = EXCLUDED.request_hash"
+    "     AND i.created_at < now() - $5::int * interval '1 second') RETURNING 1"};
 
 static const sb_pg_stmt_t idem_stored = {
     "sb_idem_stored",
@@ -220,6 +226,20 @@ static sb_status_t idem_replay(sb_rpc_ctx_t *ctx, const PGresult *r, ProtobufCMe
     return SB_OK;
 }
 
+/* A claim committed early whose handler never answered (its process died
+ * between the early commit and the answer) would tell every retry "in
+ * progress" for 24 hours. After IDEMPOTENCY_STALE_S (300; longer than any
+ * call's deadline) the same request takes it over and runs again: a
+ * handler that commits early finds what its first run committed (payment:
+ * the payment made under the key). */
+static int idem_stale_s(void)
+{
+    static _Atomic int stale;
+    if (!stale)
+        stale = (int)sb_cfg_int("IDEMPOTENCY_STALE_S", 300, 1, 86400);
+    return stale;
+}
+
 /* Claims the key in the call's transaction, or replays what is stored for
  * it (*replayed). After a claim, savepoint sb_call marks where the
  * handler's work starts. */
@@ -228,7 +248,10 @@ static sb_status_t idem_claim_or_replay(sb_rpc_ctx_t *ctx, const idem_t *id, Pro
 {
     sb_db_t *db = ctx->db;
     PGresult *r;
-    sb_status_t st = sb_db_exec(db, &idem_claim, &r, ctx->user_id, ctx->method, id->key, id->req_hex);
+    char stale[16];
+    snprintf(stale, sizeof stale, "%d", idem_stale_s());
+    sb_status_t st =
+        sb_db_exec(db, &idem_claim, &r, ctx->user_id, ctx->method, id->key, id->req_hex, stale);
     if (st != SB_OK)
         return st;
     if (PQntuples(r) == 1) {

@@ -34,14 +34,20 @@
 #define TX2_MARGIN_MS 300 /* kept for transaction 2 after the provider call */
 #define MIN_CHECK_MS 200  /* the least GetReservation is given */
 
+static const sb_pg_stmt_t stmt_by_key = {
+    "pay_by_key", "SELECT " PAY_COLS " FROM payments WHERE user_id = $1::uuid AND idempotency_key = $2"};
+/* A 503 frees the key (the runtime deletes its claim): this attempt no
+ * longer answers for it, and a retry under it pays anew. */
+static const sb_pg_stmt_t stmt_forget_key = {
+    "pay_forget_key", "UPDATE payments SET idempotency_key = NULL WHERE payment_id = $1::uuid"};
 static const sb_pg_stmt_t stmt_live = {
     "pay_live", "SELECT payment_id::text, status FROM payments WHERE reservation_id = $1::uuid"
                 " AND status IN ('PENDING', 'APPROVED') LIMIT 1"};
 static const sb_pg_stmt_t stmt_insert = {
     "pay_insert",
     "WITH t AS (INSERT INTO payments (payment_id, reservation_id, user_id, amount, method, status,"
-    "   card_last4, provider_key) VALUES ($1::uuid, $2::uuid, $3::uuid, $4::bigint, $5::text, 'PENDING',"
-    "   $6::text, $7::text) RETURNING *),"
+    "   card_last4, provider_key, idempotency_key) VALUES ($1::uuid, $2::uuid, $3::uuid, $4::bigint,"
+    "   $5::text, 'PENDING', $6::text, $7::text, $8::text) RETURNING *),"
     " l AS (INSERT INTO payment_log (payment_id, from_status, to_status, actor, reason)"
     "   SELECT payment_id, NULL, 'PENDING', $3::text, 'payment started' FROM t)"
     " SELECT " PAY_COLS " FROM t"};
@@ -113,8 +119,8 @@ static sb_status_t start(sb_rpc_ctx_t *ctx, const Sb__Payment__CreatePaymentRequ
     const char *last4 = req->card_number + strlen(req->card_number) - 4;
     char amount[24];
     snprintf(amount, sizeof amount, "%lld", (long long)req->amount);
-    st =
-        sb_db_exec(ctx->db, &stmt_insert, &r, id, reservation, ctx->user_id, amount, "CARD", last4, key);
+    st = sb_db_exec(ctx->db, &stmt_insert, &r, id, reservation, ctx->user_id, amount, "CARD", last4, key,
+                    req->idempotency_key);
     if (st == SB_ALREADY_EXISTS) /* a concurrent attempt with another key won the index */
         return sb_rpc_fail(ctx, SB_ALREADY_EXISTS, "reservation already has a payment in progress");
     if (st != SB_OK)
@@ -139,9 +145,22 @@ sb_status_t pay_create(sb_rpc_ctx_t *ctx, const void *in, void *out)
     if (!pay_card_valid(req->card_number))
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT,
                            "cardNumber must be 16 digits passing the Luhn check");
-    /* 0: the key's claim committed (see above) */
+    /* 0: the key's claim committed (see above); a payment made under the key
+     * already is the answer (a first run that died before answering) */
     sb_status_t st = sb_db_commit(ctx->db);
-    if (st != SB_OK || (st = check_reservation(ctx, reservation, req->amount)) != SB_OK)
+    PGresult *r;
+    if (st != SB_OK ||
+        (st = sb_db_exec(ctx->db, &stmt_by_key, &r, ctx->user_id, req->idempotency_key)) != SB_OK)
+        return st;
+    if (PQntuples(r) == 1) {
+        pay_t done;
+        pay_from_row(ctx->arena, r, 0, &done);
+        sb_info("payment %s: the answer of a run that did not finish, given again",
+                done.msg->payment_id);
+        *resp = *done.msg;
+        return SB_OK;
+    }
+    if ((st = check_reservation(ctx, reservation, req->amount)) != SB_OK)
         return st;
     pay_t p;
     if ((st = start(ctx, req, reservation, &p)) != SB_OK)
@@ -181,6 +200,7 @@ sb_status_t pay_create(sb_rpc_ctx_t *ctx, const void *in, void *out)
                           .why = sb_arena_printf(ctx->arena, "provider answered %d: %s", hr.status,
                                                  pay_provider_error(ctx->arena, &hr))};
         if ((st = pay_transition(ctx->db, ctx->arena, id, &c, &p, &changed)) != SB_OK ||
+            (st = sb_db_exec(ctx->db, &stmt_forget_key, NULL, id)) != SB_OK ||
             (st = sb_db_commit(ctx->db)) != SB_OK)
             return st;
         return sb_rpc_fail(ctx, SB_UNAVAILABLE,

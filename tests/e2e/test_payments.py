@@ -103,6 +103,7 @@ def setUpModule():
     P = Platform(env={"PROVIDER_TIMEOUT_MS": str(PROVIDER_TIMEOUT_MS),
                       "PAYMENT_PENDING_GRACE_MS": str(GRACE_MS),
                       "PAYMENT_RECONCILE_MS": str(RECONCILE_MS),
+                      "IDEMPOTENCY_STALE_S": "3",
                       "GATEWAY_TIMEOUT_MS": "15000", "REDIS_TIMEOUT_MS": "10000"}).__enter__()
     try:
         # the simulator again, empty, with its webhooks through the relay
@@ -282,8 +283,10 @@ class Payments(unittest.TestCase):
         self.assertEqual(st, 200, m)
         RELAY.hold = lambda e: e["type"].startswith("payment.")
         before = totals()
+        key = f"k-{uuid.uuid4()}"
+        claimed = time.time()
         with cf.ThreadPoolExecutor(1) as ex:
-            call = ex.submit(self.pay, tok, r, OTHER_CARD)
+            call = ex.submit(self.pay, tok, r, OTHER_CARD, key)
             wait_for(lambda: psql("SELECT 1 FROM payments p WHERE status = 'PENDING' AND reservation_id ="
                                   f" '{r['reservationId']}'", service="payment"), 10, "PENDING committed")
             P.kill("payment")
@@ -298,6 +301,15 @@ class Payments(unittest.TestCase):
                  (GRACE_MS + RECONCILE_MS + PROVIDER_TIMEOUT_MS) / 1000 + 10, "settled after the restart")
         self.assertEqual(self.payment(pid)["status"], "APPROVED")
         self.assertEqual(self.log_of(pid)[-1][:3], ["PENDING", "APPROVED", "reconciler"])
+        # the key's claim was left unanswered: once stale (IDEMPOTENCY_STALE_S), the
+        # same request is answered with the payment its first run made
+        if time.time() < claimed + 2.5:  # (not stale yet: in progress)
+            self.assertError(self.pay(tok, r, OTHER_CARD, key), 409, "ABORTED", "in progress")
+        time.sleep(max(0.0, claimed + 3.5 - time.time()))
+        st, again, _ = self.pay(tok, r, OTHER_CARD, key)
+        self.assertEqual(st, 201, again)
+        self.assertEqual((again["paymentId"], again["status"]), (pid, "APPROVED"), again)
+        self.assertEqual(self.pay(tok, r, OTHER_CARD, key)[:2], (st, again))
         after = totals()
         self.assertEqual(after["charges"] - before["charges"], 1)
         print(f"\nkill -9 during a charge: settled APPROVED {time.time() - t0:.2f}s after the restart",

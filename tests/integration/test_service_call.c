@@ -480,3 +480,29 @@ Test(service_call, early_commit_refusals_are_stored_retryable_ones_free_the_key)
     cr_assert_eq(u2.st, SB_OK, "%s", u2.msg);
     cr_assert_eq(DEPOSITS_OF("a-2p-retry"), 2, "the retry ran (the handler makes that safe)");
 }
+
+Test(service_call, a_claim_left_unanswered_is_taken_over_by_the_same_request_once_stale)
+{
+    call_t c1 = {.method = "DepositTwoPhase", .account = "a-2p-stale", .amount = 3, .key = "k-2p-stale"},
+           c2 = c1, other = c1, fresh = c1;
+    run_deposit(&c1);
+    cr_assert_eq(c1.st, SB_OK, "%s", c1.msg);
+    /* as if its process had died after the early commit, 10 minutes ago */
+    exec_sql("UPDATE sb_idempotency SET status = NULL, response = NULL,"
+             " created_at = now() - interval '10 minutes' WHERE key = 'k-2p-stale' RETURNING 1");
+    other.amount = 4;
+    run_deposit(&other);
+    cr_assert_eq(other.st, SB_ALREADY_EXISTS, "another request never takes a claim over: %s", other.msg);
+    run_deposit(&c2);
+    cr_assert_eq(c2.st, SB_OK, "%s", c2.msg);
+    cr_assert_eq(DEPOSITS_OF("a-2p-stale"), 2, "the handler ran again (it must find its first run)");
+    cr_assert_eq(
+        count("SELECT count(*) FROM sb_idempotency WHERE key = '%s' AND status = 0", "k-2p-stale"), 1,
+        "and its answer is stored");
+    /* an unanswered claim that is not stale yet is in progress */
+    exec_sql(
+        "UPDATE sb_idempotency SET status = NULL, response = NULL WHERE key = 'k-2p-stale' RETURNING 1");
+    run_deposit(&fresh);
+    cr_assert_eq(fresh.st, SB_ABORTED, "%s", fresh.msg);
+    cr_assert(strstr(fresh.msg, "in progress"), "%s", fresh.msg);
+}
