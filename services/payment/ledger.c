@@ -8,14 +8,25 @@
  * one a DECLINED payment; a charged payment needs its charge. Each
  * difference is one line; clean when there is none. A PENDING payment whose
  * charge succeeded is a difference until it is settled (the reconciler's
- * work). */
+ * work).
+ *
+ * Then the reservations: every CONFIRMED reservation (the reservation
+ * service's ListReservations, paged, on the admin's behalf) must have
+ * exactly one APPROVED payment, the one it names, and every APPROVED
+ * payment a CONFIRMED reservation. The saga settles these through events,
+ * so a payment approved a moment ago, or one refused and being refunded, is
+ * a difference until the events are handled: a check is clean when the
+ * platform is at rest. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "payment.h"
+#include "reservation.pb-c.h"
 #include "sb/log.h"
 
 #define LEDGER_TIMEOUT_MS 5000
+#define RESERVATION_PAGE 100
+#define RESERVATION_PAGES_MAX 1000 /* 100,000 CONFIRMED reservations */
 
 static const sb_pg_stmt_t stmt_sums = {
     "pay_ledger_sums",
@@ -53,6 +64,79 @@ static const sb_pg_stmt_t stmt_diff = {
     "     j.payment_id, j.pstatus)"
     " END AS d FROM j) x WHERE d IS NOT NULL ORDER BY d"};
 
+/* $1 the CONFIRMED reservations' ids, $2 the payment ids they name (text
+ * arrays of equal length). */
+static const sb_pg_stmt_t stmt_reservations = {
+    "pay_ledger_reservations",
+    "WITH r AS (SELECT * FROM unnest($1::text[], $2::text[]) AS x(reservation_id, payment_id)),"
+    " a AS (SELECT reservation_id::text AS reservation_id, payment_id::text AS payment_id"
+    "   FROM payments WHERE status = 'APPROVED')"
+    " SELECT d FROM (SELECT CASE"
+    "  WHEN a.payment_id IS NULL THEN format('reservation %s is CONFIRMED: no APPROVED payment'"
+    "   || ' (it names %s)', r.reservation_id, r.payment_id)"
+    "  WHEN r.reservation_id IS NULL THEN format('payment %s is APPROVED: reservation %s is not"
+    " CONFIRMED', a.payment_id, a.reservation_id)"
+    "  WHEN r.payment_id <> a.payment_id THEN format('reservation %s names payment %s, the APPROVED"
+    " one is %s', r.reservation_id, r.payment_id, a.payment_id)"
+    " END AS d FROM r FULL JOIN a ON a.reservation_id = r.reservation_id) x"
+    " WHERE d IS NOT NULL ORDER BY d"};
+
+/* Appends s to a PostgreSQL array literal being built in b (from "{"). */
+static void array_add(sb_buf_t *b, const char *s)
+{
+    if (b->len > 1)
+        sb_buf_addch(b, ',');
+    sb_buf_addch(b, '"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            sb_buf_addch(b, '\\');
+        sb_buf_addch(b, *s);
+    }
+    sb_buf_addch(b, '"');
+}
+
+/* The CONFIRMED reservations, from the reservation service as the admin
+ * asking: their ids and payment ids as two array literals. */
+static sb_status_t confirmed_reservations(sb_rpc_ctx_t *ctx, sb_buf_t *ids, sb_buf_t *payments)
+{
+    sb_buf_adds(ids, "{");
+    sb_buf_adds(payments, "{");
+    const char *token = "";
+    for (int page = 0; page < RESERVATION_PAGES_MAX; page++) {
+        int64_t t = sb_rpc_remaining_ms(ctx) - 500;
+        if (t <= 0)
+            return sb_rpc_fail(ctx, SB_UNAVAILABLE, "no time left to read the reservations; try again");
+        Sb__Reservation__ListReservationsRequest req = SB__RESERVATION__LIST_RESERVATIONS_REQUEST__INIT;
+        req.status = SB__RESERVATION__RESERVATION_STATUS__CONFIRMED;
+        req.page_size = RESERVATION_PAGE;
+        req.page_token = (char *)token;
+        sb_call_opts_t opts = {.timeout_ms = t < LEDGER_TIMEOUT_MS ? t : LEDGER_TIMEOUT_MS,
+                               .trace_id = ctx->trace_id,
+                               .token = ctx->token};
+        Sb__Reservation__ListReservationsResponse *resp = NULL;
+        sb_buf_t err = SB_BUF_INIT;
+        sb_status_t st = sb_rpc_call(
+            sb_channel_get_service("reservation"), &sb__reservation__reservation_service__descriptor,
+            "ListReservations", &req.base, ctx->arena, (ProtobufCMessage **)&resp, &opts, &err);
+        if (st != SB_OK) {
+            sb_warn("ledger check: ListReservations: %s %s", sb_status_name(st), err.buf);
+            sb_buf_release(&err);
+            return sb_rpc_fail(ctx, SB_UNAVAILABLE, "the reservation service did not answer; try again");
+        }
+        sb_buf_release(&err);
+        for (size_t i = 0; i < resp->n_reservations; i++) {
+            array_add(ids, resp->reservations[i]->reservation_id);
+            array_add(payments, resp->reservations[i]->payment_id);
+        }
+        if (!resp->next_page_token || !*resp->next_page_token)
+            break;
+        token = resp->next_page_token;
+    }
+    sb_buf_addch(ids, '}');
+    sb_buf_addch(payments, '}');
+    return SB_OK;
+}
+
 sb_status_t pay_check_ledger(sb_rpc_ctx_t *ctx, const void *in, void *out)
 {
     (void)in;
@@ -75,20 +159,26 @@ sb_status_t pay_check_ledger(sb_rpc_ctx_t *ctx, const void *in, void *out)
         ctx->arena, &sb__provider__totals__descriptor, totals.body, totals.body_len);
     if (!pt)
         return sb_rpc_fail(ctx, SB_UNAVAILABLE, "the payment provider's totals do not parse");
-    PGresult *sums, *diff;
-    if ((st = sb_db_exec(ctx->db, &stmt_sums, &sums)) != SB_OK)
-        return st;
-    st = sb_db_exec(ctx->db, &stmt_diff, &diff, charges.body);
-    if (st == SB_INVALID_ARGUMENT) /* not JSON, not a list: the provider's fault */
-        return sb_rpc_fail(ctx, SB_UNAVAILABLE, "the payment provider's charge list does not parse");
+    sb_buf_t ids = SB_BUF_INIT, pays = SB_BUF_INIT;
+    st = confirmed_reservations(ctx, &ids, &pays);
+    PGresult *sums = NULL, *diff = NULL, *resv = NULL;
+    if (st == SB_OK && (st = sb_db_exec(ctx->db, &stmt_sums, &sums)) == SB_OK) {
+        st = sb_db_exec(ctx->db, &stmt_diff, &diff, charges.body);
+        if (st == SB_INVALID_ARGUMENT) /* not JSON, not a list: the provider's fault */
+            st = sb_rpc_fail(ctx, SB_UNAVAILABLE, "the payment provider's charge list does not parse");
+    }
+    if (st == SB_OK)
+        st = sb_db_exec(ctx->db, &stmt_reservations, &resv, ids.buf, pays.buf);
+    sb_buf_release(&ids);
+    sb_buf_release(&pays);
     if (st != SB_OK)
         return st;
     rep->provider_charged = pt->charged;
     rep->provider_refunded = pt->refunded;
     rep->platform_charged = strtoll(PQgetvalue(sums, 0, 0), NULL, 10);
     rep->platform_refunded = strtoll(PQgetvalue(sums, 0, 1), NULL, 10);
-    size_t n = (size_t)PQntuples(diff);
-    rep->differences = SB_ARENA_NEW(ctx->arena, char *, n + 2);
+    size_t n = (size_t)PQntuples(diff), m = (size_t)PQntuples(resv);
+    rep->differences = SB_ARENA_NEW(ctx->arena, char *, n + m + 2);
     if (rep->provider_charged != rep->platform_charged)
         rep->differences[rep->n_differences++] =
             sb_arena_printf(ctx->arena, "charged: %lld at the provider, %lld here",
@@ -99,6 +189,8 @@ sb_status_t pay_check_ledger(sb_rpc_ctx_t *ctx, const void *in, void *out)
                             (long long)rep->provider_refunded, (long long)rep->platform_refunded);
     for (size_t i = 0; i < n; i++)
         rep->differences[rep->n_differences++] = PQgetvalue(diff, (int)i, 0);
+    for (size_t i = 0; i < m; i++)
+        rep->differences[rep->n_differences++] = PQgetvalue(resv, (int)i, 0);
     rep->clean = rep->n_differences == 0;
     if (!rep->clean)
         sb_warn("ledger check: %zu differences, the first: %s", rep->n_differences, rep->differences[0]);

@@ -4,14 +4,16 @@
 provider errors and time-outs (the reconciler), Idempotency-Key (replay,
 another body, 8 concurrent requests with one key), refunds, who sees what,
 signed webhooks (bad signature, old timestamp, duplicates) and the ledger
-check, which must be clean at the end.
+check (provider against payments, payments against CONFIRMED
+reservations), which must be clean at the end.
 
 The real binaries with the real PostgreSQL/Redis/Kafka (sbplatform.py),
 sb-paysim beside them. The simulator's webhooks reach the gateway through a
 small relay in this process, which can hold back the provider's own
 payment.* webhooks, so the reconciler, not a webhook, settles the time-out
-case. The payment service's database is dropped first: the ledger check
-compares it with this run's simulator, which starts empty."""
+case. The payment and reservation services' databases are dropped first:
+the ledger check compares them with this run's simulator, which starts
+empty."""
 import concurrent.futures as cf
 import hashlib
 import hmac
@@ -89,16 +91,19 @@ class Relay:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-def drop_payment_database():
+def drop_databases():
+    """The payment and reservation services' test databases, which the
+    ledger check compares with this run's (empty) simulator."""
     url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    db = f"sb_payment_{os.environ.get('SB_NAMESPACE', 'test')}"
-    subprocess.run(["psql", f"{url.rsplit('/', 1)[0]}/postgres", "-v", "ON_ERROR_STOP=1", "-qc",
-                    f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"], check=True, capture_output=True)
+    for svc in ("payment", "reservation"):
+        db = f"sb_{svc}_{os.environ.get('SB_NAMESPACE', 'test')}"
+        subprocess.run(["psql", f"{url.rsplit('/', 1)[0]}/postgres", "-v", "ON_ERROR_STOP=1", "-qc",
+                        f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"], check=True, capture_output=True)
 
 
 def setUpModule():
     global P, ADMIN, RELAY
-    drop_payment_database()
+    drop_databases()
     RELAY = Relay()
     P = Platform(env={"PROVIDER_TIMEOUT_MS": str(PROVIDER_TIMEOUT_MS),
                       "PAYMENT_PENDING_GRACE_MS": str(GRACE_MS),
@@ -500,7 +505,30 @@ class Payments(unittest.TestCase):
     def test_zz_ledger_clean_and_no_card_numbers_logged(self):
         wait_for(lambda: not psql("SELECT 1 FROM payments WHERE status = 'PENDING'", service="payment"),
                  (GRACE_MS + PROVIDER_TIMEOUT_MS) / 1000 + 5, "no PENDING payment left")
-        st, rep, _ = P.call("GET", "/admin/payments/ledger", token=self.at)
+        # the saga settles reservations through events: clean once they are handled
+        ledger = lambda: P.call("GET", "/admin/payments/ledger", token=self.at)  # noqa: E731
+        try:
+            wait_for(lambda: ledger()[1].get("clean"), 20, "a clean ledger")
+        except AssertionError:
+            pass  # the assertions below say what differs
+        # it sees a difference on either side (tampered with, then put back)
+        (pid, amount), = psql("SELECT payment_id, amount FROM payments WHERE status = 'APPROVED'"
+                              " ORDER BY created_at LIMIT 1", service="payment")
+        (rid, named), = psql("SELECT reservation_id, payment_id FROM reservations"
+                             " WHERE status = 'CONFIRMED' ORDER BY created_at LIMIT 1")
+        psql(f"UPDATE payments SET amount = amount + 1 WHERE payment_id = '{pid}'", service="payment")
+        psql(f"UPDATE reservations SET payment_id = 'tampered' WHERE reservation_id = '{rid}'")
+        try:
+            st, rep, _ = ledger()
+        finally:
+            psql(f"UPDATE payments SET amount = {amount} WHERE payment_id = '{pid}'", service="payment")
+            psql(f"UPDATE reservations SET payment_id = '{named}' WHERE reservation_id = '{rid}'")
+        self.assertEqual((st, rep.get("clean")), (200, False), rep)
+        found = "\n".join(rep["differences"])
+        self.assertIn(f"payment {pid} is {int(amount) + 1}", found)
+        self.assertIn(f"reservation {rid} names payment tampered", found)
+        self.assertIn("charged: ", found)
+        st, rep, _ = ledger()
         self.assertEqual(st, 200, rep)
         self.assertTrue(rep.get("clean"), rep)
         self.assertEqual(rep.get("differences", []), [])
