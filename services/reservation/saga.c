@@ -23,15 +23,20 @@
  * ends in exactly one of the outcomes.
  *
  * The approval against the deadline. "In time" is read from the clock
- * (clock_timestamp(), not the transaction's start) with the row locked. The
- * seats are then sold by a guarded UPDATE (HELD and still this
+ * (clock_timestamp(), not the transaction's start), first with the row read
+ * and again by the confirming UPDATE: the first reading may be older than
+ * the lock (PostgreSQL computes the select list before it waits for a row
+ * another transaction holds without changing it, e.g. a cancel gone to the
+ * payment service), so only the UPDATE's, made with the lock held, counts.
+ * The seats are sold first by a guarded UPDATE (HELD and still this
  * reservation's) whose row count must equal the reservation's seats: a hold
- * that started after the deadline may have taken a seat in the instant
- * between (a hold's guard is held_until <= its now(), and held_until is the
- * deadline); then the savepoint is rolled back and the payment refused, so a
- * CONFIRMED reservation never lacks a SOLD seat and a seat is never sold
- * twice. Past the deadline the reservation is left to the expiry job (it
- * reads EXPIRED already, and the job ends it within a second).
+ * that started after the deadline may have taken a seat meanwhile (a hold's
+ * guard is held_until <= its now(), and held_until is the deadline). Either
+ * check failing rolls back to a savepoint and refuses the payment, so a
+ * CONFIRMED reservation never lacks a SOLD seat, a seat is never sold twice
+ * and nothing is confirmed past its deadline. Past the deadline the
+ * reservation is left to the expiry job (it reads EXPIRED already, and the
+ * job ends it within a second).
  *
  * Mass cancels are bounded: the event's transaction ends the first
  * RESV_CANCEL_BATCH reservations; if more are left a resv_mass_cancels row
@@ -69,11 +74,13 @@ static const sb_pg_stmt_t stmt_sell = {
     "saga_sell", "UPDATE seats SET status = 'SOLD', held_until = NULL, updated_at = now()"
                  " WHERE schedule_id = $2::uuid AND reservation_id = $1::uuid AND status = 'HELD'"};
 
-/* The reservation confirmed with payment $2, a log row. */
+/* The reservation confirmed with payment $2 if its deadline has not passed
+ * by the clock now, with its row locked; a log row. */
 static const sb_pg_stmt_t stmt_confirm = {
     "saga_confirm",
     "WITH t AS (UPDATE reservations SET status = 'CONFIRMED', payment_id = $2, version = version + 1,"
-    "   updated_at = now() WHERE reservation_id = $1::uuid AND status = 'PENDING_PAYMENT' RETURNING *),"
+    "   updated_at = now() WHERE reservation_id = $1::uuid AND status = 'PENDING_PAYMENT'"
+    "   AND expires_at > clock_timestamp() RETURNING *),"
     " l AS (INSERT INTO reservation_log (reservation_id, from_status, to_status, actor, reason)"
     "   SELECT reservation_id, 'PENDING_PAYMENT', 'CONFIRMED', 'system', 'payment approved' FROM t)"
     " SELECT " RESV_COLS " FROM t"};
@@ -284,19 +291,17 @@ sb_status_t resv_on_payment_approved(sb_event_ctx_t *ev, const void *payload)
     if ((st = sb_db_sql(ev->db, "SAVEPOINT saga_sell", NULL)) != SB_OK ||
         (st = sb_db_exec(ev->db, &stmt_sell, &sold, rid, res->schedule_id)) != SB_OK)
         return st;
-    if (sb_db_affected(sold) != (long)res->n_seat_ids) {
-        /* a hold made past the deadline took a seat in the meantime */
+    const char *late = NULL;
+    if (sb_db_affected(sold) != (long)res->n_seat_ids)
+        late = "the hold expired as the payment was approved: a seat went to another buyer";
+    else if ((st = sb_db_exec(ev->db, &stmt_confirm, &r, rid, m->payment_id)) != SB_OK)
+        return st;
+    else if (PQntuples(r) == 0)
+        late = "the hold expired as the payment was approved";
+    if (late) {
         if ((st = sb_db_sql(ev->db, "ROLLBACK TO SAVEPOINT saga_sell", NULL)) != SB_OK)
             return st;
-        return refuse_payment(ev, m, rid, "EXPIRED",
-                              "the hold expired as the payment was approved: a seat went to another"
-                              " buyer");
-    }
-    if ((st = sb_db_exec(ev->db, &stmt_confirm, &r, rid, m->payment_id)) != SB_OK)
-        return st;
-    if (PQntuples(r) != 1) {
-        sb_buf_addf(ev->db->detail, "reservation %s locked PENDING_PAYMENT but not confirmed", rid);
-        return SB_INTERNAL;
+        return refuse_payment(ev, m, rid, "EXPIRED", late);
     }
     res = resv_from_row(ev->arena, r, 0);
     if ((st = resv_emit(ev->db, ev->arena, "reservation.confirmed", res, "payment approved",

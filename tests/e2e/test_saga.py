@@ -36,6 +36,7 @@ import concurrent.futures as cf
 import datetime as dt
 import os
 import random
+import subprocess
 import sys
 import time
 import unittest
@@ -431,6 +432,7 @@ class Saga(unittest.TestCase):
         P.restart("reservation", {"HOLD_TTL_S": str(EXPIRY_TTL_S)})
         try:
             self.approval_after_expiry()
+            self.approval_waiting_across_the_deadline()
             self.provider_slower_than_the_hold()
             self.approvals_racing_expiry()
         finally:
@@ -448,6 +450,35 @@ class Saga(unittest.TestCase):
         g = self.get(rid, tok)
         self.assertEqual((g["status"], g.get("paymentId", "")), ("EXPIRED", ""))
         self.assertNotIn("reservation.confirmed", types(rid))
+        self.assertEqual(seats_of(sid, rid), {})
+
+    def approval_waiting_across_the_deadline(self):
+        """An approval that arrives in time but waits for the reservation's
+        row lock (held by another transaction that changes nothing) until
+        past the deadline: refused, the reservation ends EXPIRED."""
+        _, (sid,) = self.show()
+        r, tok = self.hold(sid, ["VIP-A-3"])
+        rid = r["reservationId"]
+        deadline = rfc3339(r["expiresAt"])
+        db = f"sb_reservation_{os.environ.get('SB_NAMESPACE', 'test')}"
+        url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+        hold_for = deadline - time.time() + 0.5
+        locker = subprocess.Popen(["psql", f"{url.rsplit('/', 1)[0]}/{db}", "-v", "ON_ERROR_STOP=1", "-qAtc",
+                                   f"BEGIN; SELECT 1 FROM reservations WHERE reservation_id = '{rid}' FOR UPDATE;"
+                                   f" SELECT pg_sleep({hold_for:.3f}); COMMIT;"],
+                                  stdout=subprocess.DEVNULL)
+        try:
+            time.sleep(0.2)
+            self.assertLess(time.time(), deadline - 0.5)
+            self.deliver("payment.approved", rid, approval(r))  # waits for the lock
+            self.assertGreater(time.time(), deadline)
+        finally:
+            locker.wait(timeout=30)
+        ref = event(rid, "reservation.payment_refused")
+        self.assertEqual(text(ref, 5), "EXPIRED")
+        self.assertNotIn("reservation.confirmed", types(rid))
+        wait_for(lambda: psql(f"SELECT status FROM reservations WHERE reservation_id = '{rid}'")
+                 == [["EXPIRED"]], 10, "the expiry job ended the hold")
         self.assertEqual(seats_of(sid, rid), {})
 
     def provider_slower_than_the_hold(self):
