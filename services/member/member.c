@@ -20,12 +20,13 @@
 /* A Member's columns, named as its fields (sb_db_row_to_pb). Never the
  * password hash. */
 #define MEMBER_COLS                                                                                     \
-    "user_id::text, login_id, name, email, phone, role, " SB_DB_TS(                                     \
+    "user_id::text, login_id, name, email, phone, role, language, " SB_DB_TS(                           \
         "created_at") " AS created_at, " SB_DB_TS("updated_at") " AS updated_at"
 
 static const sb_pg_stmt_t insert_member = {
-    "member_insert", "INSERT INTO members (user_id, login_id, password_hash, name, email, phone, role)"
-                     " VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6) RETURNING " MEMBER_COLS};
+    "member_insert",
+    "INSERT INTO members (user_id, login_id, password_hash, name, email, phone, role, language)"
+    " VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6, $7) RETURNING " MEMBER_COLS};
 
 static const sb_pg_stmt_t select_member = {
     "member_select",
@@ -47,6 +48,7 @@ static const sb_pg_stmt_t lock_member = {
 static const sb_pg_stmt_t update_member = {
     "member_update", "UPDATE members SET name = COALESCE($2, name), email = COALESCE($3, email),"
                      " phone = COALESCE($4, phone), password_hash = COALESCE($5, password_hash),"
+                     " language = COALESCE($6, language),"
                      " updated_at = now() WHERE user_id = $1::uuid RETURNING " MEMBER_COLS};
 
 /* Only when unchanged since it was verified: a concurrent password change wins. */
@@ -125,6 +127,9 @@ sb_status_t member_signup(sb_rpc_ctx_t *ctx, const void *in, void *out)
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "email %s", problem);
     if ((problem = member_phone_problem(req->phone)))
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "phone %s", problem);
+    const char *language = *str(req->language) ? req->language : "ko";
+    if ((problem = member_language_problem(language)))
+        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "language %s", problem);
     /* Admins are never created by sign-up (only by the start-up bootstrap). */
     if (req->role != SB__COMMON__ROLE__USER && req->role != SB__COMMON__ROLE__PLANNER)
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "role must be USER or PLANNER");
@@ -138,7 +143,7 @@ sb_status_t member_signup(sb_rpc_ctx_t *ctx, const void *in, void *out)
         goto out;
     }
     st = sb_db_exec(ctx->db, &insert_member, &r, login, hash, req->name, req->email, req->phone,
-                    sb_role_name(req->role));
+                    sb_role_name(req->role), language);
     if (st == SB_ALREADY_EXISTS) /* the unique login_id: a taken id, or a sign-up racing ours */
         st = sb_rpc_fail(ctx, st, "login id already taken");
     if (st != SB_OK)
@@ -264,7 +269,8 @@ sb_status_t member_update(sb_rpc_ctx_t *ctx, const void *in, void *out)
         return st;
 
     /* NULL: unchanged */
-    const char *name = NULL, *email = NULL, *phone = NULL, *old_hash = NULL, *new_hash = NULL;
+    const char *name = NULL, *email = NULL, *phone = NULL, *language = NULL, *old_hash = NULL,
+               *new_hash = NULL;
     const char *current = str(req->current_password), *fresh = str(req->new_password);
     if (*str(req->name)) {
         if ((problem = member_name_problem(req->name)))
@@ -281,6 +287,11 @@ sb_status_t member_update(sb_rpc_ctx_t *ctx, const void *in, void *out)
             return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "phone %s", problem);
         phone = req->phone;
     }
+    if (*str(req->language)) {
+        if ((problem = member_language_problem(req->language)))
+            return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "language %s", problem);
+        language = req->language;
+    }
     if (*fresh) {
         if ((problem = member_password_problem(fresh)))
             return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "newPassword %s", problem);
@@ -290,9 +301,9 @@ sb_status_t member_update(sb_rpc_ctx_t *ctx, const void *in, void *out)
         if (strlen(current) > PW_MAX_BYTES)
             return sb_rpc_fail(ctx, SB_PERMISSION_DENIED, "current password is incorrect");
     }
-    if (!name && !email && !phone && !*fresh)
+    if (!name && !email && !phone && !language && !*fresh)
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT,
-                           "nothing to update: give name, email, phone or newPassword");
+                           "nothing to update: give name, email, phone, language or newPassword");
 
     char hash[PW_HASH_MAX] = "";
     PGresult *r;
@@ -308,7 +319,8 @@ sb_status_t member_update(sb_rpc_ctx_t *ctx, const void *in, void *out)
         st = sb_rpc_fail(ctx, SB_ABORTED, "the password was changed meanwhile; try again");
         goto out;
     }
-    if ((st = sb_db_exec(ctx->db, &update_member, &r, id, name, email, phone, new_hash)) != SB_OK)
+    if ((st = sb_db_exec(ctx->db, &update_member, &r, id, name, email, phone, new_hash, language)) !=
+        SB_OK)
         goto out;
     sb_db_row_to_pb(r, 0, &resp->base);
     if (new_hash) {
@@ -319,8 +331,8 @@ sb_status_t member_update(sb_rpc_ctx_t *ctx, const void *in, void *out)
                                 &ctx->detail)) != SB_OK)
             goto out;
     }
-    sb_info("member %s updated%s%s%s%s", id, name ? " name" : "", email ? " email" : "",
-            phone ? " phone" : "", new_hash ? " password" : "");
+    sb_info("member %s updated%s%s%s%s%s", id, name ? " name" : "", email ? " email" : "",
+            phone ? " phone" : "", language ? " language" : "", new_hash ? " password" : "");
 out:
     sodium_memzero(hash, sizeof hash);
     return st;

@@ -63,6 +63,8 @@ const char *member_password_problem(const char *s);
 const char *member_name_problem(const char *s);
 const char *member_email_problem(const char *s);
 const char *member_phone_problem(const char *s);
+/* "ko" or "en": the language of the member's notices. */
+const char *member_language_problem(const char *s);
 
 /* The login id folded to lower case, in arena a; NULL when it breaks the rules. */
 char *member_login_id_fold(sb_arena_t *a, const char *s);

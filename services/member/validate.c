@@ -133,3 +133,10 @@ const char *member_phone_problem(const char *s)
     }
     return digits >= PHONE_MIN ? NULL : bad;
 }
+
+const char *member_language_problem(const char *s)
+{
+    if (s && (!strcmp(s, "ko") || !strcmp(s, "en")))
+        return NULL;
+    return "must be \"ko\" or \"en\"";
+}
