@@ -43,11 +43,18 @@ GATEWAY_PORT="${GATEWAY_PORT:-8080}"
 export PAYSIM_PORT="${PAYSIM_PORT:-7190}"
 export PROVIDER_URL="${PROVIDER_URL:-http://127.0.0.1:$PAYSIM_PORT}"
 export PAYSIM_WEBHOOK_URL="${PAYSIM_WEBHOOK_URL-http://127.0.0.1:$GATEWAY_PORT/payments/webhook}"
+# the local SMTP server that stores what it receives (tests/e2e/sbsmtp.py,
+# Debian's python3-aiosmtpd): the notification service mails every notice
+# to it; each mail is a file in $MAILDIR
+export SMTP_PORT="${SMTP_PORT:-2525}"
+export SMTP_URL="${SMTP_URL:-smtp://127.0.0.1:$SMTP_PORT}"
+export MAIL_FROM="${MAIL_FROM:-noreply@showbook.local}"
+MAILDIR="$ROOT/.cache/run/mail"
 
 mkdir -p "$LOGDIR"
 deploy/local/pki.sh ensure   # the platform CA, a certificate per process, the token signing key
 # the supervised processes: name -> pid, start time, next backoff, restart due
-PROCS=(paysim "${SERVICES[@]}" gateway)
+PROCS=(paysim smtp "${SERVICES[@]}" gateway)
 declare -A PID_OF STARTED_MS BACKOFF_MS RESTART_AT_MS
 tail_pid=""
 now_ms() { local t="${EPOCHREALTIME//[.,]/}"; echo $((10#$t / 1000)); }
@@ -55,6 +62,12 @@ now_ms() { local t="${EPOCHREALTIME//[.,]/}"; echo $((10#$t / 1000)); }
 start_proc() { # name: starts it in the background, its stderr appended to its log
   local name="$1" bin="$BUILD/services/$1/sb-$1"   # default ports: the registry's
   [ "$name" = gateway ] && bin="$BUILD/gateway/sb-gateway"
+  if [ "$name" = smtp ]; then # outside the platform too
+    /usr/bin/python3 tests/e2e/sbsmtp.py --port "$SMTP_PORT" --dir "$MAILDIR" 2>>"$LOGDIR/$name.log" &
+    PID_OF[$name]=$!
+    STARTED_MS[$name]=$(now_ms)
+    return
+  fi
   if [ "$name" = paysim ]; then # no certificate: it stands for a system outside the platform
     "$BUILD/paysim/sb-paysim" 2>>"$LOGDIR/$name.log" &
     PID_OF[$name]=$!
@@ -115,6 +128,7 @@ done
   done
   printf '  %-14s %-22s %s\n' gateway "http://127.0.0.1:$GATEWAY_PORT" "REST API, /openapi.json, /metrics  $LOGDIR/gateway.log"
   printf '  %-14s %-22s %s\n' paysim "$PROVIDER_URL" "payment provider simulator, /v1/admin/totals  $LOGDIR/paysim.log"
+  printf '  %-14s %-22s %s\n' smtp "$SMTP_URL" "mail relay that stores what it gets: $MAILDIR/*.eml  $LOGDIR/smtp.log"
   printf '  %-14s %s\n' admin "login $BOOTSTRAP_ADMIN_LOGIN / $BOOTSTRAP_ADMIN_PASSWORD"
   printf '  %-14s %s\n' PostgreSQL "$DATABASE_URL (a database per service: sb_<service>)"
   printf '  %-14s %s\n' Redis "$REDIS_URL"

@@ -25,7 +25,8 @@ char *sb_template_render(sb_arena_t *a, const char *tpl, sb_template_lookup_fn l
         }
         const char *end = p[0] == '{' ? strchr(p + 1, '}') : NULL;
         size_t n = end ? (size_t)(end - p - 1) : 0;
-        if (end && n > 0 && n < NAME_MAX_LEN && strspn(p + 1, "abcdefghijklmnopqrstuvwxyz_0123456789") == n) {
+        if (end && n > 0 && n < NAME_MAX_LEN &&
+            strspn(p + 1, "abcdefghijklmnopqrstuvwxyz_0123456789") == n) {
             char name[NAME_MAX_LEN];
             memcpy(name, p + 1, n);
             name[n] = '\0';

@@ -9,7 +9,7 @@ PKGS=(
   libpq-dev libhiredis-dev librdkafka-dev libjwt-dev libsodium-dev libssl-dev openssl
   libcriterion-dev libjansson-dev libmicrohttpd-dev libcurl4-openssl-dev
   postgresql redis-server
-  libprotobuf-dev python3 python3-protobuf python3-grpcio python3-grpc-tools python3-cryptography clang-format kcat curl wrk valgrind clang libclang-rt-14-dev
+  libprotobuf-dev python3 python3-protobuf python3-grpcio python3-grpc-tools python3-cryptography python3-aiosmtpd clang-format kcat curl wrk valgrind clang libclang-rt-14-dev
 )
 command -v java >/dev/null 2>&1 || PKGS+=(default-jdk-headless)
 command -v mvn >/dev/null 2>&1 || PKGS+=(maven)

@@ -47,12 +47,11 @@ static const char *i64(sb_arena_t *a, int64_t v)
 /* ------------------------------------------------------------ performances */
 
 static const sb_pg_stmt_t stmt_perf_upsert = {
-    "ntf_perf_upsert",
-    "INSERT INTO performances (performance_id, planner_id, title, version)"
-    " VALUES ($1::uuid, $2::uuid, $3, $4::bigint)"
-    " ON CONFLICT (performance_id) DO UPDATE SET planner_id = EXCLUDED.planner_id,"
-    " title = EXCLUDED.title, version = EXCLUDED.version"
-    " WHERE performances.version <= EXCLUDED.version RETURNING 1"};
+    "ntf_perf_upsert", "INSERT INTO performances (performance_id, planner_id, title, version)"
+                       " VALUES ($1::uuid, $2::uuid, $3, $4::bigint)"
+                       " ON CONFLICT (performance_id) DO UPDATE SET planner_id = EXCLUDED.planner_id,"
+                       " title = EXCLUDED.title, version = EXCLUDED.version"
+                       " WHERE performances.version <= EXCLUDED.version RETURNING 1"};
 
 static const sb_pg_stmt_t stmt_schedule_upsert = {
     "ntf_schedule_upsert",
@@ -61,11 +60,10 @@ static const sb_pg_stmt_t stmt_schedule_upsert = {
     " ON CONFLICT (schedule_id) DO UPDATE SET starts_at = EXCLUDED.starts_at, venue = EXCLUDED.venue"};
 
 static const sb_pg_stmt_t stmt_perf_cancel = {
-    "ntf_perf_cancel",
-    "INSERT INTO performances (performance_id, planner_id, title, version, cancelled)"
-    " VALUES ($1::uuid, $2::uuid, '', $3::bigint, true)"
-    " ON CONFLICT (performance_id) DO UPDATE SET cancelled = true,"
-    " version = GREATEST(performances.version, EXCLUDED.version)"};
+    "ntf_perf_cancel", "INSERT INTO performances (performance_id, planner_id, title, version, cancelled)"
+                       " VALUES ($1::uuid, $2::uuid, '', $3::bigint, true)"
+                       " ON CONFLICT (performance_id) DO UPDATE SET cancelled = true,"
+                       " version = GREATEST(performances.version, EXCLUDED.version)"};
 
 static sb_status_t snapshot(sb_event_ctx_t *ev, const Sb__Events__PerformanceSnapshot *p)
 {
@@ -153,9 +151,9 @@ static const sb_pg_stmt_t stmt_holding_upsert = {
 
 /* The holding from the event's snapshot (the full reservation); events
  * without one (older producers) update what their own fields say. */
-static sb_status_t holding(sb_event_ctx_t *ev, const Sb__Events__ReservationSnapshot *s,
-                           const char *id, const char *user, const char *perf, const char *sched,
-                           const char *seats, int64_t amount, const char *status)
+static sb_status_t holding(sb_event_ctx_t *ev, const Sb__Events__ReservationSnapshot *s, const char *id,
+                           const char *user, const char *perf, const char *sched, const char *seats,
+                           int64_t amount, const char *status)
 {
     if (s && *s->reservation_id) {
         id = s->reservation_id;
@@ -170,8 +168,8 @@ static sb_status_t holding(sb_event_ctx_t *ev, const Sb__Events__ReservationSnap
         return sb_event_refuse(ev, "reservation_id and user_id must be UUIDs");
     if ((nz(perf) && !sb_uuid_norm(ev->arena, perf)) || (nz(sched) && !sb_uuid_norm(ev->arena, sched)))
         return sb_event_refuse(ev, "performance_id and schedule_id must be UUIDs");
-    const char *pay = s && nz(s->payment_id) && sb_uuid_norm(ev->arena, s->payment_id) ? s->payment_id
-                                                                                        : NULL;
+    const char *pay =
+        s && nz(s->payment_id) && sb_uuid_norm(ev->arena, s->payment_id) ? s->payment_id : NULL;
     return sb_db_exec(ev->db, &stmt_holding_upsert, NULL, id, user, nz(perf), nz(sched),
                       seats ? seats : "", i64(ev->arena, amount < 0 ? 0 : amount), status, pay,
                       i64(ev->arena, s ? s->version : 0));
@@ -280,10 +278,9 @@ sb_status_t ntf_on_reservation_expired(sb_event_ctx_t *ev, const void *payload)
 /* ---------------------------------------------------------------- payments */
 
 static const sb_pg_stmt_t stmt_payment_upsert = {
-    "ntf_payment_upsert",
-    "INSERT INTO payments (payment_id, user_id, reservation_id, amount, status)"
-    " VALUES ($1::uuid, $2::uuid, $3::uuid, $4::bigint, $5)"
-    " ON CONFLICT (payment_id) DO UPDATE SET status = EXCLUDED.status"};
+    "ntf_payment_upsert", "INSERT INTO payments (payment_id, user_id, reservation_id, amount, status)"
+                          " VALUES ($1::uuid, $2::uuid, $3::uuid, $4::bigint, $5)"
+                          " ON CONFLICT (payment_id) DO UPDATE SET status = EXCLUDED.status"};
 
 /* payment.approved / .declined / .refunded / .disputed: the payloads share
  * their first four fields (PaymentApproved has no reason). */

@@ -44,7 +44,8 @@ sb_status_t ntf_check(sb_buf_t *err)
     ntf_config.retry_base_ms = (int)sb_cfg_int("MAIL_RETRY_BASE_MS", 1000, 10, 3600000);
     ntf_config.retry_max_ms = (int)sb_cfg_int("MAIL_RETRY_MAX_MS", 60000, 10, 86400000);
     ntf_config.timeout_ms = (int)sb_cfg_int("MAIL_TIMEOUT_MS", 10000, 100, 600000);
-    if (strncmp(ntf_config.smtp_url, "smtp://", 7) != 0 && strncmp(ntf_config.smtp_url, "smtps://", 8) != 0) {
+    if (strncmp(ntf_config.smtp_url, "smtp://", 7) != 0 &&
+        strncmp(ntf_config.smtp_url, "smtps://", 8) != 0) {
         sb_buf_addf(err, "SMTP_URL must be an smtp:// or smtps:// URL");
         return SB_INVALID_ARGUMENT;
     }
@@ -119,7 +120,8 @@ static sb_status_t deliver(sb_job_ctx_t *job, const PGresult *due, int row, bool
         goto out;
     }
     if (st != SB_OK) {
-        const char *why = sb_arena_printf(job->arena, "member service: %s %s", sb_status_name(st), err.buf);
+        const char *why =
+            sb_arena_printf(job->arena, "member service: %s %s", sb_status_name(st), err.buf);
         st = failed(job, id, attempts + 1, false, false, why);
         goto out;
     }

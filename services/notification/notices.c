@@ -52,10 +52,10 @@ sb_status_t ntf_notice_add(sb_db_t *db, sb_arena_t *a, const ntf_facts_t *f, con
 {
     PGresult *r;
     const char *amount = f->amount >= 0 ? sb_arena_printf(a, "%lld", (long long)f->amount) : NULL;
-    sb_status_t st = sb_db_exec(db, &stmt_add, &r, nz(f->event_id), f->user_id, f->kind,
-                                nz(f->reservation_id), nz(f->payment_id), nz(f->performance_id),
-                                nz(f->schedule_id), nz(f->seats), amount, nz(f->reason),
-                                nz(f->deadline), nz(f->headline), nz(f->message));
+    sb_status_t st =
+        sb_db_exec(db, &stmt_add, &r, nz(f->event_id), f->user_id, f->kind, nz(f->reservation_id),
+                   nz(f->payment_id), nz(f->performance_id), nz(f->schedule_id), nz(f->seats), amount,
+                   nz(f->reason), nz(f->deadline), nz(f->headline), nz(f->message));
     if (id)
         *id = st == SB_OK && PQntuples(r) > 0 ? sb_arena_strdup(a, PQgetvalue(r, 0, 0)) : NULL;
     return st;
@@ -117,16 +117,24 @@ sb_status_t ntf_notice_holders(sb_db_t *db, sb_arena_t *a, const ntf_facts_t *f,
     " CASE WHEN n.seats <> '' THEN n.seats ELSE COALESCE(h.seats, '') END AS seats,"                    \
     " COALESCE(n.amount, h.amount, pay.amount) AS amount, n.reason,"                                    \
     " COALESCE(to_char(n.deadline AT TIME ZONE 'Asia/Seoul', 'YYYY-MM-DD HH24:MI'), '') AS deadline,"   \
-    " n.headline, n.message, " SB_DB_TS("n.created_at") " AS created_at,"                               \
-    " n.read_at IS NOT NULL AS read, COALESCE(" SB_DB_TS("n.read_at") ", '') AS read_at,"               \
-    " COALESCE(q.status, '') AS mail_status, COALESCE(q.attempts, 0) AS mail_attempts,"                 \
-    " COALESCE(q.last_error, '') AS mail_error,"                                                        \
-    " (extract(epoch FROM n.created_at) * 1000000)::bigint AS cursor_us"                                \
-    " FROM notices n LEFT JOIN payments pay ON pay.payment_id = n.payment_id"                           \
-    " LEFT JOIN holdings h ON h.reservation_id = COALESCE(n.reservation_id, pay.reservation_id)"        \
-    " LEFT JOIN performances p ON p.performance_id = COALESCE(n.performance_id, h.performance_id)"      \
-    " LEFT JOIN schedules s ON s.schedule_id = COALESCE(n.schedule_id, h.schedule_id)"                  \
-    " LEFT JOIN mail_queue q ON q.notice_id = n.notice_id"
+    " n.headline, n.message, " SB_DB_TS(                                                                \
+        "n.created_at") " AS created_at,"                                                               \
+                        " n.read_at IS NOT NULL AS read, COALESCE(" SB_DB_TS(                           \
+                            "n.read_at") ", '') AS read_at,"                                            \
+                                         " COALESCE(q.status, '') AS mail_status, "                     \
+                                         "COALESCE(q.attempts, 0) AS mail_attempts,"                    \
+                                         " COALESCE(q.last_error, '') AS mail_error,"                   \
+                                         " (extract(epoch FROM n.created_at) * 1000000)::bigint AS "    \
+                                         "cursor_us"                                                    \
+                                         " FROM notices n LEFT JOIN payments pay ON pay.payment_id = "  \
+                                         "n.payment_id"                                                 \
+                                         " LEFT JOIN holdings h ON h.reservation_id = "                 \
+                                         "COALESCE(n.reservation_id, pay.reservation_id)"               \
+                                         " LEFT JOIN performances p ON p.performance_id = "             \
+                                         "COALESCE(n.performance_id, h.performance_id)"                 \
+                                         " LEFT JOIN schedules s ON s.schedule_id = "                   \
+                                         "COALESCE(n.schedule_id, h.schedule_id)"                       \
+                                         " LEFT JOIN mail_queue q ON q.notice_id = n.notice_id"
 
 static const sb_pg_stmt_t stmt_view = {"ntf_view", NTF_VIEW " WHERE n.notice_id = $1::uuid"};
 
@@ -204,14 +212,16 @@ Sb__Notification__Notification *ntf_render(sb_arena_t *a, const PGresult *r, int
         *p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
     const ProtobufCEnumValue *ev =
         protobuf_c_enum_descriptor_get_value_by_name(&sb__notification__notice_kind__descriptor, upper);
-    n->kind = ev ? (Sb__Notification__NoticeKind)ev->value : SB__NOTIFICATION__NOTICE_KIND__NOTICE_KIND_UNSPECIFIED;
+    n->kind = ev ? (Sb__Notification__NoticeKind)ev->value
+                 : SB__NOTIFICATION__NOTICE_KIND__NOTICE_KIND_UNSPECIFIED;
     const ProtobufCEnumValue *ms = protobuf_c_enum_descriptor_get_value_by_name(
         &sb__notification__mail_status__descriptor, col(&v, "mail_status"));
     n->mail_status = ms ? (Sb__Notification__MailStatus)ms->value : 0;
     if (!admin)
         n->mail_error = "";
     n->language = (char *)lang;
-    const sb_file_t *f = sb_file_find(&sb_notification_templates, sb_arena_printf(a, "%s/%s.txt", lang, kind));
+    const sb_file_t *f =
+        sb_file_find(&sb_notification_templates, sb_arena_printf(a, "%s/%s.txt", lang, kind));
     if (!f) {
         n->title = (char *)kind;
         n->body = "";
@@ -240,8 +250,9 @@ sb_status_t ntf_recipient_get(sb_arena_t *a, const char *user_id, int64_t timeou
     req.user_id = (char *)user_id;
     sb_call_opts_t opts = {.timeout_ms = timeout_ms};
     Sb__Member__Member *m = NULL;
-    sb_status_t st = sb_rpc_call(sb_channel_get_service("member"), &sb__member__member_service__descriptor,
-                                 "GetMember", &req.base, a, (ProtobufCMessage **)&m, &opts, err);
+    sb_status_t st =
+        sb_rpc_call(sb_channel_get_service("member"), &sb__member__member_service__descriptor,
+                    "GetMember", &req.base, a, (ProtobufCMessage **)&m, &opts, err);
     if (st != SB_OK)
         return st;
     out->email = m->email;
@@ -295,7 +306,9 @@ sb_status_t ntf_list(sb_rpc_ctx_t *ctx, const void *in, void *out)
     Sb__Notification__ListNotificationsResponse *resp = out;
     if (req->page_size < 0)
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "pageSize must not be negative");
-    int size = req->page_size == 0 ? PAGE_DEFAULT : req->page_size > PAGE_MAX ? PAGE_MAX : req->page_size;
+    int size = req->page_size == 0         ? PAGE_DEFAULT
+               : req->page_size > PAGE_MAX ? PAGE_MAX
+                                           : req->page_size;
     const char *status = NULL;
     if (req->mail_status != 0) {
         if (!sb_rpc_is_admin(ctx))
@@ -377,12 +390,13 @@ static sb_status_t check_text(sb_rpc_ctx_t *ctx, const Sb__Notification__SendNot
     if (!req->message || !*req->message)
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "message is required");
     if (!sb_valid_utf8_text(req->message, true, &chars) || chars > MESSAGE_MAX)
-        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "message must be UTF-8 text of at most %d characters",
-                           MESSAGE_MAX);
+        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT,
+                           "message must be UTF-8 text of at most %d characters", MESSAGE_MAX);
     if (req->title && *req->title &&
         (!sb_valid_utf8_text(req->title, false, &chars) || chars > HEADLINE_MAX))
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT,
-                           "title must be one line of UTF-8 text of at most %d characters", HEADLINE_MAX);
+                           "title must be one line of UTF-8 text of at most %d characters",
+                           HEADLINE_MAX);
     return SB_OK;
 }
 
@@ -397,8 +411,8 @@ static void answer(sb_rpc_ctx_t *ctx, Sb__Notification__SendNoticeResponse *resp
 /* One notice to the holder found by stmt (user_id, reservation_id,
  * performance_id, schedule_id, seats, amount of the one `id`). */
 static sb_status_t send_one(sb_rpc_ctx_t *ctx, const Sb__Notification__SendNoticeRequest *req,
-                            const sb_pg_stmt_t *stmt, const char *id, const char *what,
-                            const char *kind, Sb__Notification__SendNoticeResponse *resp)
+                            const sb_pg_stmt_t *stmt, const char *id, const char *what, const char *kind,
+                            Sb__Notification__SendNoticeResponse *resp)
 {
     sb_status_t st = check_text(ctx, req);
     if (st != SB_OK)
@@ -435,8 +449,8 @@ static const sb_pg_stmt_t stmt_resv_holder = {
     "SELECT user_id::text, reservation_id::text, NULL FROM holdings WHERE reservation_id = $1::uuid"};
 
 static const sb_pg_stmt_t stmt_pay_holder = {
-    "ntf_pay_holder",
-    "SELECT user_id::text, reservation_id::text, payment_id::text FROM payments WHERE payment_id = $1::uuid"};
+    "ntf_pay_holder", "SELECT user_id::text, reservation_id::text, payment_id::text FROM payments WHERE "
+                      "payment_id = $1::uuid"};
 
 sb_status_t ntf_send_reservation(sb_rpc_ctx_t *ctx, const void *in, void *out)
 {

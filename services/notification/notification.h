@@ -83,8 +83,7 @@ Sb__Notification__Notification *ntf_render(sb_arena_t *a, const PGresult *view, 
 /* The view row of notice id into *out (NULL when there is none). */
 sb_status_t ntf_view_get(sb_db_t *db, const char *id, PGresult **out);
 
-sb_rpc_handler_t ntf_list, ntf_mark_read, ntf_send_reservation, ntf_send_payment,
-    ntf_send_cancellation;
+sb_rpc_handler_t ntf_list, ntf_mark_read, ntf_send_reservation, ntf_send_payment, ntf_send_cancellation;
 
 /* ---- events.c ---- */
 sb_status_t ntf_on_performance_approved(sb_event_ctx_t *ev, const void *payload);

@@ -19,6 +19,12 @@ to force it): on a free port, its URL in p.paysim_url, given to the payment
 service as PROVIDER_URL with PROVIDER_WEBHOOK_SECRET, and sending its webhooks
 to the gateway's /payments/webhook. p.provider(method, path, body) calls it
 (modes, totals). Paysim(...) runs one alone (tests/e2e/test_paysim.py).
+
+A local SMTP server that stores what it receives (sbsmtp.py, Debian's
+python3-aiosmtpd) runs beside the notification service (Platform(smtp=...)
+to force it): on a free port, as p.smtp (an sbsmtp.SmtpSink: mails(),
+mails_to(address), stop()/start(), knob()), given to the service as
+SMTP_URL.
 """
 import base64
 import json
@@ -35,6 +41,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
 import registry  # noqa: E402  services/registry.txt
+from sbsmtp import SmtpSink  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 SERVICES = [n for n, _, _ in registry.load()]
@@ -126,7 +133,7 @@ class Paysim:
 
 
 class Platform:
-    def __init__(self, services=None, env=None, paysim=None):
+    def __init__(self, services=None, env=None, paysim=None, smtp=None):
         self.services = services or SERVICES
         self.build = os.environ.get("SB_BUILD_DIR") or os.path.join(ROOT, "build")
         self.pki = os.environ.get("SB_TEST_PKI_DIR") or ensure_pki(os.path.join(self.build, "pki"))
@@ -160,6 +167,12 @@ class Platform:
             self.paysim_port = free_port()
             self.paysim_url = f"http://127.0.0.1:{self.paysim_port}"
             self.env.update({"PROVIDER_URL": self.paysim_url, "PROVIDER_WEBHOOK_SECRET": WEBHOOK_SECRET})
+        # the SMTP server: with the notification service unless told
+        self.smtp = None
+        if ("notification" in self.services) if smtp is None else smtp:
+            self.smtp = SmtpSink(free_port(), os.path.join(self.logdir, "mail"),
+                                 os.path.join(self.logdir, "sbsmtp.log"))
+            self.env.update({"SMTP_URL": self.smtp.url, "MAIL_FROM": "noreply@showbook.test"})
         self.env.update(env or {})
 
     # ---- lifecycle ----
@@ -223,6 +236,8 @@ class Platform:
         try:
             if self.paysim:
                 self.launch("paysim")
+            if self.smtp:
+                self.smtp.start()
             for s in SERVICES:
                 if s in self.services:
                     self.launch(s)
@@ -303,6 +318,8 @@ class Platform:
                 print(f"{name} exited with {p.returncode}", file=sys.stderr)
                 self.bad_exits.append(f"{name}: {p.returncode}")
                 failed = True
+        if self.smtp:
+            self.smtp.stop()
         if failed:
             self.dump_logs()
         if self.bad_exits and not exc[0]:
