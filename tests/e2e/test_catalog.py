@@ -253,16 +253,12 @@ class Catalog(unittest.TestCase):
         self.assertEqual({s["price"] for s in m["seats"] if s["grade"] == "VIP"}, {"150000"})
         self.assertEqual([s["status"] for s in m["seats"] if s["seatId"] == "VIP-A-1"], ["HELD"])
 
-    def test_paths_not_built_yet_answer_501_with_the_error_body(self):
-        """Notification lands in a later issue: its paths must say so (501 +
-        JSON error), not pretend to work (payment: test_payments.py)."""
-        cases = [("GET", "/notifications", None, self.ut)]
-        for method, path, body, who in cases:
-            with self.subTest(path=path):
-                st, resp, _ = P.call(method, path, body, token=who["accessToken"])
-                self.assertEqual(st, 501, resp)
-                self.assertEqual(resp["error"]["code"], "UNIMPLEMENTED")
-                self.assertTrue(resp["error"]["message"])
+    def test_notification_paths_are_built(self):
+        """Notification landed (issue 12, test_notifications.py): its paths
+        answer, no longer 501 (payment: test_payments.py)."""
+        st, resp, _ = P.call("GET", "/notifications", None, token=self.ut["accessToken"])
+        self.assertEqual(st, 200, resp)
+        self.assertEqual(resp.get("notifications", []), [])
 
     # ---- lists ----
     def test_pagination_walks_every_item_once(self):

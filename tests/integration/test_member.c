@@ -517,6 +517,7 @@ Test(member, update_member_profile_fields)
     cr_assert_str_eq(out->name, "New Name");
     cr_assert_str_eq(out->email, "new@example.org");
     cr_assert_str_eq(out->phone, "010 9999 0000");
+    cr_assert_str_eq(out->language, "ko");
 
     req.email = "broken@";
     cr_assert_eq(call("UpdateMember", &req.base, &out, self(m), &err), SB_INVALID_ARGUMENT);
@@ -526,6 +527,17 @@ Test(member, update_member_profile_fields)
     none.user_id = m->user_id;
     cr_assert_eq(call("UpdateMember", &none.base, &out, self(m), &err), SB_INVALID_ARGUMENT);
     cr_assert(strstr(err.buf, "nothing to update") != NULL, "%s", err.buf);
+
+    /* the language of notices: ko by default, ko or en, nothing else */
+    Sb__Member__UpdateMemberRequest lang = SB__MEMBER__UPDATE_MEMBER_REQUEST__INIT;
+    lang.user_id = m->user_id;
+    lang.language = "fr";
+    cr_assert_eq(call("UpdateMember", &lang.base, &out, self(m), &err), SB_INVALID_ARGUMENT);
+    cr_assert(strncmp(err.buf, "language ", 9) == 0, "%s", err.buf);
+    lang.language = "en";
+    cr_assert_eq(call("UpdateMember", &lang.base, &out, self(m), &err), SB_OK, "%s", err.buf);
+    cr_assert_str_eq(out->language, "en");
+    cr_assert_str_eq(out->name, "New Name");
 
     req.email = "";
     req.name = "Intruder";
