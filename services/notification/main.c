@@ -6,8 +6,10 @@
 #include "sb/service.h"
 
 static const sb_rpc_method_t methods[] = {
+    /* no transaction: the texts need GetMember calls (one per user shown) */
     {"ListNotifications", ntf_list},
-    {"MarkNotificationRead", ntf_mark_read, .tx = SB_TX},
+    /* one UPDATE; the text's GetMember call after it, outside any transaction */
+    {"MarkNotificationRead", ntf_mark_read},
     {"SendReservationNotice", ntf_send_reservation, .tx = SB_TX},
     {"SendPaymentNotice", ntf_send_payment, .tx = SB_TX},
     {"SendCancellationNotice", ntf_send_cancellation, .tx = SB_TX},
