@@ -5,10 +5,10 @@
  * the payment made with the same key, joined in SQL (the provider's list
  * goes in as jsonb): a succeeded charge needs a charged payment of the same
  * amount and refunded amount, disputed exactly when the payment is; a failed
- * one a DECLINED payment; a charged payment needs its charge. Each
- * difference is one line; clean when there is none. A PENDING payment whose
- * charge succeeded is a difference until it is settled (the reconciler's
- * work).
+ * one a payment never charged (DECLINED, CANCELLED); a charged payment
+ * needs its charge. Each difference is one line; clean when there is none.
+ * A PENDING payment whose charge succeeded is a difference until it is
+ * settled (the reconciler's work).
  *
  * Then the reservations: every CONFIRMED reservation (the reservation
  * service's ListReservations, paged, on the admin's behalf) must have
@@ -50,7 +50,8 @@ static const sb_pg_stmt_t stmt_diff = {
     "  WHEN j.id IS NULL THEN NULL"
     "  WHEN j.status = 'succeeded' AND j.pstatus NOT IN ('APPROVED', 'REFUNDED', 'DISPUTED') THEN"
     "   format('charge %s succeeded at the provider: payment %s is %s', j.id, j.payment_id, j.pstatus)"
-    "  WHEN j.status = 'failed' AND j.pstatus IS NOT NULL AND j.pstatus <> 'DECLINED' THEN"
+    "  WHEN j.status = 'failed' AND j.pstatus IS NOT NULL AND j.pstatus NOT IN ('DECLINED', 'CANCELLED')"
+    " THEN"
     "   format('charge %s failed at the provider: payment %s is %s', j.id, j.payment_id, j.pstatus)"
     "  WHEN j.status = 'succeeded' AND j.amount <> j.pamount THEN"
     "   format('charge %s is %s at the provider, payment %s is %s', j.id, j.amount, j.payment_id,"

@@ -427,6 +427,26 @@ class Payments(unittest.TestCase):
         self.assertError(P.call("PUT", f"/payments/{p['paymentId']}",
                                 {"providerRef": "x", "reason": "r"}, token=tok), 403, "PERMISSION_DENIED")
 
+    def test_admin_correction_is_logged(self):
+        tok, _, r = self.reservation()
+        st, p, _ = self.pay(tok, r, card=DECLINED_CARD)
+        self.assertEqual(st, 201, p)
+        admin_id = ADMIN["userId"] if "userId" in ADMIN else None
+        st, c, _ = P.call("PUT", f"/payments/{p['paymentId']}",
+                          {"status": "CANCELLED", "reason": "card holder asked to void it"}, token=self.at)
+        self.assertEqual((st, c["status"], c["reason"]), (200, "CANCELLED", "card holder asked to void it"), c)
+        st, c2, _ = P.call("PUT", f"/payments/{p['paymentId']}",
+                           {"providerRef": p["providerRef"], "reason": "reference checked"}, token=self.at)
+        self.assertEqual((st, c2["status"], c2["providerRef"]), (200, "CANCELLED", p["providerRef"]), c2)
+        log = self.log_of(p["paymentId"])
+        self.assertEqual([row[:2] for row in log[-2:]], [["DECLINED", "CANCELLED"], ["CANCELLED", "CANCELLED"]])
+        self.assertEqual([row[3] for row in log[-2:]], ["admin correction: card holder asked to void it",
+                                                       "admin correction: reference checked"])
+        if admin_id:
+            self.assertEqual({row[2] for row in log[-2:]}, {admin_id})
+        self.assertError(P.call("PUT", f"/payments/{p['paymentId']}", {"status": "BOGUS", "reason": "x"},
+                                token=self.at), 400, "INVALID_ARGUMENT")
+
     def test_list_pages_newest_first(self):
         tok, uid, r = self.reservation()
         ids = []
