@@ -372,6 +372,10 @@ sb_consumer_t *sb_consumer_start(const char *brokers, const char *group, sb_pg_p
         {"session.timeout.ms", "10000"},
         {"heartbeat.interval.ms", "1000"},
         {"partition.assignment.strategy", "range,roundrobin"}, /* eager: see rebalance() */
+        /* a topic just created may be missing from the first metadata (a
+         * fresh broker): the subscription looks again this often, not
+         * after librdkafka's default 5 minutes */
+        {"topic.metadata.refresh.interval.ms", "2000"},
     };
     if (rd_kafka_conf_set(conf, "group.id", group, e, sizeof e) != RD_KAFKA_CONF_OK)
         goto out_conf;

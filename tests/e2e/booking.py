@@ -17,9 +17,9 @@ def future(days, hours=0):
     return t.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def approved_show(p, planner_token, admin_token, grades=None, schedules=1):
-    """Creates and approves a performance; waits for its seat maps. Returns
-    (performance, [scheduleId, ...])."""
+def approved_show(p, planner_token, admin_token, grades=None, schedules=1, timeout=30):
+    """Creates and approves a performance; waits (up to timeout s) for its
+    seat maps. Returns (performance, [scheduleId, ...])."""
     body = {"title": f"Booking {secrets.token_hex(3)}", "description": "e2e", "venue": "Hall B",
             "category": "CONCERT", "runningMinutes": 100,
             "schedules": [{"startsAt": future(20 + i)} for i in range(schedules)],
@@ -31,7 +31,7 @@ def approved_show(p, planner_token, admin_token, grades=None, schedules=1):
     assert st == 200, (st, b)
     sids = [s["scheduleId"] for s in perf["schedules"]]
     for sid in sids:
-        wait_for(lambda: p.call("GET", f"/schedules/{sid}/seats")[0] == 200, 30, f"seat map of {sid}")
+        wait_for(lambda: p.call("GET", f"/schedules/{sid}/seats")[0] == 200, timeout, f"seat map of {sid}")
     return perf, sids
 
 
