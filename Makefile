@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all setup build test test-sanitize fault-scenarios fuzz bench bench-flash run infra-up infra-down clean format format-check
+.PHONY: all setup build test test-sanitize fault-scenarios fuzz bench bench-flash bench-booking run infra-up infra-down clean format format-check
 
 all: build
 
@@ -50,6 +50,14 @@ bench: build
 bench-flash: build
 	@infra_env="$$(deploy/local/infra.sh up)" && eval "$$infra_env" && export DATABASE_URL REDIS_URL KAFKA_BROKERS && \
 	  python3 bench/flash_sale.py $(BENCH_FLASH_ARGS)
+
+# Booking-flow benchmark (issue 11): 1,000 bookings at 64 connections through
+# the gateway, each hold -> pay (sb-paysim) -> CONFIRMED; docs/benchmarks.md.
+# E2e test ports: flock /tmp/sb-test.lock make bench-booking.
+# BENCH_BOOKING_ARGS="--runs 3" for medians.
+bench-booking: build
+	@infra_env="$$(deploy/local/infra.sh up)" && eval "$$infra_env" && export DATABASE_URL REDIS_URL KAFKA_BROKERS && \
+	  python3 bench/booking_flow.py $(BENCH_BOOKING_ARGS)
 
 # The whole platform in the foreground; Ctrl-C stops everything it started.
 run:

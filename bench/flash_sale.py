@@ -36,12 +36,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.parse
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 from sbplatform import ADMIN_LOGIN, ADMIN_PASSWORD, GRPC_BASE, SERVICES, Platform  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+from benchlib import db_url, drop_databases, median, psql  # noqa: E402,F401
 
 # the runner's namespace (sb_reservation_bench is bench-inventory-approve's);
 # the smoke test (tests/e2e/test_flash_sale.py) runs in the tests' "test"
@@ -53,20 +54,8 @@ def ns():
     return os.environ.get("SB_NAMESPACE") or NAMESPACE
 
 
-def db_url(name):
-    """DATABASE_URL with its database replaced by name."""
-    u = urllib.parse.urlsplit(os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
-    return urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + name, u.query, u.fragment))
-
-
-def psql(url, sql):
-    return subprocess.run(["psql", url, "-qAtX", "-v", "ON_ERROR_STOP=1", "-c", sql], check=True,
-                          capture_output=True, text=True).stdout
-
-
 def drop_bench_databases():
-    for db in psql(db_url("postgres"), f"SELECT datname FROM pg_database WHERE datname LIKE 'sb\\_%\\_{ns()}'").split():
-        psql(db_url("postgres"), f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    drop_databases(ns())
 
 
 def make_members(n, path):
@@ -81,28 +70,8 @@ def make_members(n, path):
         f.write(ids)
 
 
-def when(days):
-    return (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def sell(p, planner, admin, seats, n_schedules):
-    """An approved performance of n_schedules schedules of `seats` seats of
-    grade R; returns the schedule ids once every seat map is served."""
-    body = {"title": "Flash sale", "venue": "Arena", "category": "BENCH", "runningMinutes": 120,
-            "schedules": [{"startsAt": when(30 + i)} for i in range(n_schedules)],
-            "grades": [{"grade": GRADE, "price": 50000, "seatCount": seats}]}
-    st, perf, _ = p.call("POST", "/performances", body, token=planner["accessToken"])
-    assert st == 201, (st, perf)
-    st, r, _ = p.call("POST", f"/performances/{perf['performanceId']}/approve", {}, token=admin["accessToken"])
-    assert st == 200, (st, r)
-    sids = [s["scheduleId"] for s in perf["schedules"]]
-    deadline = time.time() + 120
-    for sid in sids:
-        while p.call("GET", f"/schedules/{sid}/seats")[0] != 200:
-            if time.time() > deadline:
-                raise SystemExit(f"schedule {sid} not bookable after 120 s")
-            time.sleep(0.1)
-    return sids
+    return benchlib.sell(p, planner, admin, seats, n_schedules, grade=GRADE)
 
 
 # CPU time of the server side, by process name (/proc/<pid>/comm): where a
@@ -172,11 +141,6 @@ def run_pgbench(p, args, sid, mode, clients=64):
     res["ok"] = out.returncode == 0
     print(json.dumps(res), file=sys.stderr)
     return res
-
-
-def median(rows, key):
-    vals = [r[key] for r in rows if r.get(key) is not None and r[key] >= 0]
-    return statistics.median(vals) if vals else float("nan")
 
 
 def main():
