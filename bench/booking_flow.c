@@ -50,7 +50,8 @@ static struct {
 
 typedef struct booking {
     char *token, *seat;
-    int64_t hold_us, pay_us, lat_us; /* the hold's answer, the payment's, CONFIRMED seen: from the hold */
+    int64_t hold_us, pay_us,
+        lat_us; /* the hold's answer, the payment's, CONFIRMED seen: from the hold */
     bool ok;
 } booking_t;
 
@@ -153,7 +154,9 @@ static void book(CURL *h, int i)
     b->hold_us = (sb_mono_ns() - t0) / 1000;
 
     sb_buf_reset(&body);
-    sb_buf_addf(&body, "{\"reservationId\":\"%s\",\"amount\":%s,\"method\":\"CARD\",\"cardNumber\":\"" CARD "\"}",
+    sb_buf_addf(&body,
+                "{\"reservationId\":\"%s\",\"amount\":%s,\"method\":\"CARD\",\"cardNumber\":\"" CARD
+                "\"}",
                 rid, amount[0] ? amount : "0");
     snprintf(url, sizeof url, "%s/payments", cfg.gateway);
     snprintf(key, sizeof key, "bench-%d-%s", i, rid);
@@ -232,9 +235,9 @@ static void usage(const char *argv0)
 static void parse_args(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"gateway", required_argument, 0, 'g'},  {"schedule", required_argument, 0, 's'},
+        {"gateway", required_argument, 0, 'g'},    {"schedule", required_argument, 0, 's'},
         {"seats-file", required_argument, 0, 'f'}, {"bookings", required_argument, 0, 'n'},
-        {"conns", required_argument, 0, 'c'},    {"poll-ms", required_argument, 0, 'p'},
+        {"conns", required_argument, 0, 'c'},      {"poll-ms", required_argument, 0, 'p'},
         {"timeout-ms", required_argument, 0, 't'}, {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -292,8 +295,8 @@ int main(int argc, char **argv)
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         die("curl_global_init failed");
     prepare();
-    fprintf(stderr, "bench-booking-flow: %d bookings on %d connections via %s\n", cfg.bookings, cfg.conns,
-            cfg.gateway);
+    fprintf(stderr, "bench-booking-flow: %d bookings on %d connections via %s\n", cfg.bookings,
+            cfg.conns, cfg.gateway);
 
     pthread_t *th = calloc((size_t)cfg.conns, sizeof *th);
     t_start = sb_mono_ns();
@@ -305,7 +308,8 @@ int main(int argc, char **argv)
     double secs = (double)(sb_mono_ns() - t_start) / 1e9;
 
     int n = 0;
-    int64_t *lat = calloc((size_t)cfg.bookings, sizeof *lat), *hold = calloc((size_t)cfg.bookings, sizeof *hold),
+    int64_t *lat = calloc((size_t)cfg.bookings, sizeof *lat),
+            *hold = calloc((size_t)cfg.bookings, sizeof *hold),
             *pay = calloc((size_t)cfg.bookings, sizeof *pay);
     for (int i = 0; i < cfg.bookings; i++)
         if (bk[i].ok) {
@@ -322,7 +326,9 @@ int main(int argc, char **argv)
            "\"pay_p50_ms\":%.1f,\"polls_per_booking\":%.2f}\n",
            cfg.bookings, cfg.conns, n, errors, secs, n / secs, pct(lat, n, 0.50), pct(lat, n, 0.99),
            pct(hold, n, 0.50), pct(pay, n, 0.50), (double)atomic_load(&polls) / (n ? n : 1));
-    fprintf(stderr, "bench-booking-flow: %d confirmed, %d errors in %.2f s: %.1f bookings/s, p50 %.1f ms, p99 %.1f ms\n",
+    fprintf(stderr,
+            "bench-booking-flow: %d confirmed, %d errors in %.2f s: %.1f bookings/s, p50 %.1f ms, p99 "
+            "%.1f ms\n",
             n, errors, secs, n / secs, pct(lat, n, 0.50), pct(lat, n, 0.99));
     if (errors)
         fprintf(stderr, "bench-booking-flow: first error: %s\n", error_sample);

@@ -37,14 +37,17 @@ Test(template, file_find)
 Test(mail, format_encodes_the_subject_and_ends_lines_with_crlf)
 {
     sb_buf_t out = SB_BUF_INIT, err = SB_BUF_INIT;
-    sb_mail_t m = {.from = "noreply@showbook.test", .to = "kim@example.com",
-                   .subject = "[ShowBook] 예약 확정", .body = "첫 줄\n.둘째\r\n끝",
+    sb_mail_t m = {.from = "noreply@showbook.test",
+                   .to = "kim@example.com",
+                   .subject = "[ShowBook] 예약 확정",
+                   .body = "첫 줄\n.둘째\r\n끝",
                    .message_id = "<n1@showbook.test>"};
     cr_assert_eq(sb_mail_format(&m, 0, &out, &err), SB_OK, "%s", err.buf);
     cr_assert(strstr(out.buf, "Date: Thu, 01 Jan 1970 00:00:00 +0000\r\n"));
     cr_assert(strstr(out.buf, "Message-ID: <n1@showbook.test>\r\n"));
     /* "[ShowBook] 예약 확정" in UTF-8, base64 */
-    cr_assert(strstr(out.buf, "Subject: =?UTF-8?B?W1Nob3dCb29rXSDsmIjslb0g7ZmV7KCV?=\r\n"), "%s", out.buf);
+    cr_assert(strstr(out.buf, "Subject: =?UTF-8?B?W1Nob3dCb29rXSDsmIjslb0g7ZmV7KCV?=\r\n"), "%s",
+              out.buf);
     cr_assert(strstr(out.buf, "charset=UTF-8"));
     cr_assert(strstr(out.buf, "\r\n\r\n첫 줄\r\n.둘째\r\n끝\r\n"), "%s", out.buf);
     sb_buf_release(&out);
@@ -59,14 +62,21 @@ Test(mail, format_encodes_the_subject_and_ends_lines_with_crlf)
 Test(mail, header_injection_refused)
 {
     sb_buf_t out = SB_BUF_INIT, err = SB_BUF_INIT;
-    sb_mail_t m = {.from = "a@b.test", .to = "kim@example.com\r\nBcc: x@evil.test", .subject = "s",
-                   .body = "b", .message_id = "<x@b.test>"};
+    sb_mail_t m = {.from = "a@b.test",
+                   .to = "kim@example.com\r\nBcc: x@evil.test",
+                   .subject = "s",
+                   .body = "b",
+                   .message_id = "<x@b.test>"};
     cr_assert_eq(sb_mail_format(&m, 0, &out, &err), SB_INVALID_ARGUMENT);
     m.to = "kim@example.com";
     m.subject = "s\nBcc: x@evil.test";
     cr_assert_eq(sb_mail_format(&m, 0, &out, &err), SB_INVALID_ARGUMENT);
-    cr_assert_eq(sb_mail_send(&(sb_mail_t){.url = "http://x", .from = "a@b.test", .to = "k@e.test",
-                                           .subject = "s", .body = "b", .message_id = "<x@b.test>"},
+    cr_assert_eq(sb_mail_send(&(sb_mail_t){.url = "http://x",
+                                           .from = "a@b.test",
+                                           .to = "k@e.test",
+                                           .subject = "s",
+                                           .body = "b",
+                                           .message_id = "<x@b.test>"},
                               &err),
                  SB_INVALID_ARGUMENT);
     sb_buf_release(&out);
