@@ -36,6 +36,20 @@ char *sb_uuid_norm(sb_arena_t *a, const char *s)
     return out;
 }
 
+bool sb_page_token_parse(sb_arena_t *a, const char *token, char **after_us, char **after_id)
+{
+    *after_us = *after_id = NULL;
+    if (!token || !*token)
+        return true;
+    const char *dot = strchr(token, '.');
+    size_t digits = dot ? strspn(token, "0123456789") : 0;
+    if (!dot || digits == 0 || digits > 18 || token + digits != dot ||
+        !(*after_id = sb_uuid_norm(a, dot + 1)))
+        return false;
+    *after_us = sb_arena_strndup(a, token, digits);
+    return true;
+}
+
 /* ------------------------------------------------------------------- text */
 
 bool sb_valid_utf8_text(const char *s, bool multiline, size_t *chars)

@@ -320,16 +320,9 @@ sb_status_t ntf_list(sb_rpc_ctx_t *ctx, const void *in, void *out)
         status = v->name;
     }
     const char *user = status ? NULL : ctx->user_id;
-    char *after_us = NULL, *after_id = NULL;
-    const char *token = req->page_token;
-    if (token && *token) {
-        const char *dot = strchr(token, '.');
-        size_t digits = dot ? strspn(token, "0123456789") : 0;
-        if (!dot || digits == 0 || digits > 18 || token + digits != dot ||
-            !(after_id = sb_uuid_norm(ctx->arena, dot + 1)))
-            return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "pageToken is not one this service issued");
-        after_us = sb_arena_strndup(ctx->arena, token, digits);
-    }
+    char *after_us, *after_id;
+    if (!sb_page_token_parse(ctx->arena, req->page_token, &after_us, &after_id))
+        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "pageToken is not one this service issued");
     char limit[16];
     snprintf(limit, sizeof limit, "%d", size + 1);
     PGresult *r, *u;

@@ -437,15 +437,9 @@ sb_status_t resv_list_page(sb_rpc_ctx_t *ctx, const resv_filter_t *f, int page_s
     const char *from = f->from && *f->from ? f->from : NULL, *to = f->to && *f->to ? f->to : NULL;
     if ((from && !sb_parse_rfc3339(from, NULL)) || (to && !sb_parse_rfc3339(to, NULL)))
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "from and to are RFC 3339 times");
-    char *after_us = NULL, *after_id = NULL;
-    if (token && *token) {
-        const char *dot = strchr(token, '.');
-        size_t digits = dot ? strspn(token, "0123456789") : 0;
-        if (!dot || digits == 0 || digits > 18 || token + digits != dot ||
-            !(after_id = sb_uuid_norm(ctx->arena, dot + 1)))
-            return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "pageToken is not one this service issued");
-        after_us = sb_arena_strndup(ctx->arena, token, digits);
-    }
+    char *after_us, *after_id;
+    if (!sb_page_token_parse(ctx->arena, token, &after_us, &after_id))
+        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "pageToken is not one this service issued");
     char limit[16];
     snprintf(limit, sizeof limit, "%d", size + 1);
     PGresult *r;

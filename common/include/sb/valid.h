@@ -22,6 +22,12 @@ bool sb_valid_uuid(const char *s);
  * valid until sb_arena_free); NULL when !sb_valid_uuid(s). */
 char *sb_uuid_norm(sb_arena_t *a, const char *s);
 
+/* A keyset page token as the list RPCs issue it, "<created_at in µs>.<uuid>":
+ * true with its two parts copied into a (the UUID canonical), or with both
+ * NULL when token is NULL or "" (the first page); false when the token is not
+ * of that shape (the caller answers INVALID_ARGUMENT). */
+bool sb_page_token_parse(sb_arena_t *a, const char *token, char **after_us, char **after_id);
+
 /* true when s is well-formed UTF-8 (no overlong forms, no surrogates
  * U+D800..U+DFFF, nothing above U+10FFFF) without control characters: C0
  * (U+0000..U+001F), DEL (U+007F) and C1 (U+0080..U+009F) are refused, except
