@@ -319,6 +319,13 @@ def run_matrix(t: Target) -> Matrix:
                                      metadata=md(s.access_token), timeout=TIMEOUT)
         except grpc.RpcError as e:
             raise SetupError(f"login/use/logout: {e.code().name} {e.details()}")
+        # refused within a second: the local denylists hear of it over Redis pub/sub (sb/denylist.h)
+        deadline = time.time() + 1.0
+        while time.time() < deadline:
+            try:
+                own(s.access_token)()
+            except grpc.RpcError:
+                break
         return own(s.access_token)()
     m.case(sec, "revoked (AuthService/Logout, then reused)", "UNAUTHENTICATED", revoked)
 

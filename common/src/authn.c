@@ -6,11 +6,15 @@
  * claims; a later call with the byte-same token reuses the claims after
  * re-checking what can change for the same bytes: expiry. A key removed from
  * the key set (rotation) stops being honoured when its cached tokens expire
- * (at most the access-token lifetime). Revocation is never cached: the Redis
- * denylist is asked on every call, and when Redis cannot answer (within
- * REDIS_TIMEOUT_MS, sb/redis.h) or the denylist is incomplete (no marker:
- * Redis restarted empty and auth has not rebuilt it yet) the call is refused
- * (UNAVAILABLE): fail closed. */
+ * (at most the access-token lifetime).
+ *
+ * Revocation: the local denylist (sb/denylist.h) answers while its
+ * subscription holds its lease, with no network I/O; otherwise (starting
+ * up, subscription lost, over REVOCATION_CACHE_MAX, or turned off with
+ * REVOCATION_CACHE_MAX=0) the Redis denylist is asked on the call, and when
+ * Redis cannot answer (within REDIS_TIMEOUT_MS, sb/redis.h) or the denylist
+ * is incomplete (no marker: Redis restarted empty and auth has not rebuilt
+ * it yet) the call is refused (UNAVAILABLE): fail closed. */
 #include "sb/authn.h"
 
 #include <pthread.h>
@@ -21,6 +25,8 @@
 #include <string.h>
 
 #include "sb/alloc.h"
+#include "sb/config.h"
+#include "sb/denylist.h"
 #include "sb/events.h"
 #include "sb/log.h"
 #include "sb/metrics.h"
@@ -36,7 +42,8 @@ struct slot {
 
 struct sb_authn {
     sb_jwt_keyset_t *keys;
-    sb_redis_t *redis; /* borrowed */
+    sb_redis_t *redis;    /* borrowed */
+    sb_denylist_t *local; /* NULL: turned off (REVOCATION_CACHE_MAX=0) */
     struct slot cache[CACHE_SLOTS];
 };
 
@@ -50,6 +57,9 @@ sb_authn_t *sb_authn_from_env(sb_redis_t *redis, sb_buf_t *err)
     a->redis = redis;
     for (size_t i = 0; i < CACHE_SLOTS; i++)
         pthread_mutex_init(&a->cache[i].mu, NULL);
+    long max = sb_cfg_int("REVOCATION_CACHE_MAX", 1000000, 0, 1000000000);
+    if (max > 0 && redis)
+        a->local = sb_denylist_start(redis, (size_t)max);
     return a;
 }
 
@@ -57,6 +67,7 @@ void sb_authn_free(sb_authn_t *a)
 {
     if (!a)
         return;
+    sb_denylist_stop(a->local);
     for (size_t i = 0; i < CACHE_SLOTS; i++) {
         free(a->cache[i].token);
         pthread_mutex_destroy(&a->cache[i].mu);
@@ -181,10 +192,25 @@ sb_status_t sb_authn_verify(sb_authn_t *a, const char *token, sb_jwt_claims_t *o
     sb_status_t st = verify_cached(a, token, sb_now_ms() / 1000, out, err);
     if (st != SB_OK)
         return st;
-    st = check_denylist(a, out, err);
+    bool revoked = false;
+    if (a->local && sb_denylist_check(a->local, out->jti, out->sub, out->iat_ms, &revoked)) {
+        if (revoked) {
+            sb_buf_adds(err, "token revoked");
+            st = SB_UNAUTHENTICATED;
+        }
+    } else {
+        if (a->local)
+            sb_metrics_count("sb_authn_denylist_fallbacks_total", 1);
+        st = check_denylist(a, out, err);
+    }
     if (st != SB_OK)
         memset(out, 0, sizeof *out);
     return st;
+}
+
+bool sb_authn_local_denylist_live(sb_authn_t *a)
+{
+    return a->local && sb_denylist_live(a->local);
 }
 
 void sb_authn_jwks(sb_authn_t *a, sb_buf_t *out)

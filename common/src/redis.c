@@ -289,6 +289,21 @@ redisReply *sb_redis_cmd(sb_redis_t *r, sb_buf_t *err, const char *fmt, ...)
     return rep;
 }
 
+redisContext *sb_redis_connect(sb_redis_t *r, sb_buf_t *err)
+{
+    struct timeval tv = {r->timeout_ms / 1000, (r->timeout_ms % 1000) * 1000};
+    redisContext *c = redisConnectWithTimeout(r->host, r->port, tv);
+    if (!c || c->err) {
+        sb_buf_addf(err, "redis %s:%d: cannot connect: %s", r->host, r->port,
+                    c ? c->errstr : "out of memory");
+        if (c)
+            redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    return c;
+}
+
 bool sb_redis_ping(sb_redis_t *r)
 {
     sb_buf_t err = SB_BUF_INIT;

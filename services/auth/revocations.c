@@ -14,11 +14,12 @@
  * its memory (and the marker with it)": had the entry been written after
  * COMMIT, a Redis that stalled just then and came back with its memory (the
  * marker still there) would lack a committed revocation with nothing to tell
- * anyone. When Redis cannot take the entry the transaction rolls back and
- * nothing was revoked: Logout answers UNAVAILABLE (the client retries, its
- * tokens still valid) and the event is retried. The price: a COMMIT that
- * fails after the entry was written leaves an entry without a row, which
- * refuses a token that the client wanted refused anyway, until it expires or
+ * anyone. The SET and a PUBLISH of the entry on the namespace's channel are
+ * one Lua script: every process's local denylist (sb/denylist.h) hears of
+ * it at once, and never of an entry Redis did not take. When Redis cannot take the entry the transaction
+ * rolls back and nothing was revoked: Logout answers UNAVAILABLE (the client retries, its tokens still
+ * valid) and the event is retried. The price: a COMMIT that fails after the entry was written leaves an
+ * entry without a row, which refuses a token that the client wanted refused anyway, until it expires or
  * Redis restarts.
  *
  * Rebuilding (auth_denylist_rebuild; at start-up and by the denylist job every
@@ -44,6 +45,7 @@
 #include "auth.h"
 #include "sb/authn.h"
 #include "sb/db.h"
+#include "sb/denylist.h"
 #include "sb/events.h"
 #include "sb/locks.h"
 #include "sb/log.h"
@@ -119,14 +121,25 @@ static const char lua_finish[] = "if redis.call('GET', ARGV[1]) ~= ARGV[2] then 
 
 /* ---------------------------------------------------------------- writing */
 
-/* Redis entry of the row r (ENTRY_COLUMNS) written; UNAVAILABLE with the
- * detail when Redis cannot take it. */
+/* KEYS[1] = ARGV[1] PX ARGV[2], and the entry published on the channel
+ * ARGV[3] as "<key>\t<value>\t<px>" (sb/denylist.h): one script, so an
+ * entry is never stored unannounced nor announced unstored. */
+static const char lua_put[] =
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
+    "redis.call('PUBLISH', ARGV[3], KEYS[1] .. '\\t' .. ARGV[1] .. '\\t' .. ARGV[2]) "
+    "return 1";
+
+/* Redis entry of the row r (ENTRY_COLUMNS) written and published to the
+ * local denylists; UNAVAILABLE with the detail when Redis cannot take it. */
 static sb_status_t put_entry(sb_db_t *db, sb_redis_t *redis, const PGresult *r)
 {
+    char channel[96];
+    sb_denylist_channel(channel, sizeof channel);
     sb_buf_t err = SB_BUF_INIT;
     redisReply *rep = NULL;
-    sb_status_t st = sb_redis_call(redis, &rep, &err, "SET %s %s PX %s", PQgetvalue(r, 0, C_KEY),
-                                   PQgetvalue(r, 0, C_VALUE), PQgetvalue(r, 0, C_TTL_MS));
+    sb_status_t st =
+        sb_redis_call(redis, &rep, &err, "EVAL %s 1 %s %s %s %s", lua_put, PQgetvalue(r, 0, C_KEY),
+                      PQgetvalue(r, 0, C_VALUE), PQgetvalue(r, 0, C_TTL_MS), channel);
     if (st == SB_OK && rep->type == REDIS_REPLY_ERROR) {
         sb_buf_addf(&err, "redis refused: %s", rep->str);
         st = SB_UNAVAILABLE;

@@ -15,7 +15,8 @@ What is checked, through the gateway like a client:
     refused (401) before a Redis restart, never accepted (200) after it:
     503 while the denylist is incomplete, 401 once auth has rebuilt it from
     PostgreSQL; a valid token gets 200 again at the same time
-  - Redis stopped (SIGSTOP): every authenticated request answers 503 within
+  - Redis stopped (SIGSTOP): every authenticated request sent once the
+    local denylists' lease has run out (LEASE_BOUND_S) answers 503 within
     STALL_BOUND_S; after SIGCONT requests are served again
 The times measured are printed (restart -> 401 again; stalled request
 latencies; SIGCONT -> 200). The whole test takes about 20 s."""
@@ -33,6 +34,7 @@ from sbplatform import Platform  # noqa: E402
 from sbservers import PrivateRedis  # noqa: E402
 
 REDIS_TIMEOUT_MS = 500       # the platform's default (sb/redis.h); set explicitly below
+LEASE_BOUND_S = 1.0          # Redis stalled -> the local denylists stop answering (sb/denylist.h)
 STALL_BOUND_S = 3.0          # generous: REDIS_TIMEOUT_MS x a few, on a loaded 2-core box
 REBUILD_BOUND_S = 20.0       # restart -> revoked tokens refused with 401 again (expect ~1-2 s)
 # revocations added to the table before the first restart: more than one
@@ -133,7 +135,10 @@ class RedisFaults(unittest.TestCase):
         self.assertEqual(self.get_member(m["userId"], t["accessToken"])[0], 200)
         st, body, _ = P.call("POST", "/logout", {"refreshToken": t["refreshToken"]}, token=t["accessToken"])
         self.assertEqual(st, 200, body)
-        self.assertEqual(self.get_member(m["userId"], t["accessToken"])[0], 401)
+        deadline = time.time() + 1.0  # refused within a second (sb/denylist.h)
+        while (st := self.get_member(m["userId"], t["accessToken"])[0]) == 200:
+            self.assertLess(time.time(), deadline, "logged-out token still accepted after 1 s")
+        self.assertEqual(st, 401)
         # the revocation is a row in PostgreSQL: what the rebuild reads
         jti = json.loads(base64.urlsafe_b64decode(t["accessToken"].split(".")[1] + "=="))["jti"]
         self.assertEqual(auth_sql(f"SELECT count(*) FROM revocations WHERE kind = 'token' AND subject = '{jti}'"), "1")
@@ -184,7 +189,21 @@ class RedisFaults(unittest.TestCase):
         m, _, t = self.user()
         self.assertEqual(self.get_member(m["userId"], t["accessToken"])[0], 200)
         REDIS.stop()
+        t_stop = time.time()
         try:
+            # The local denylists (sb/denylist.h) answer until their lease
+            # runs out (under a second after their last pong: no revocation
+            # can be written to a stalled Redis meanwhile); a request sent
+            # after that asks Redis and gets 503.
+            while True:
+                t0 = time.time()
+                st, body = self.get_member(m["userId"], t["accessToken"])
+                if st == 503:
+                    break
+                self.assertEqual(st, 200, body)
+                self.assertLess(t0 - t_stop, LEASE_BOUND_S, "a request sent after the lease ran out was served")
+                time.sleep(0.05)
+            lease_took = t0 - t_stop
             times = []
             for _ in range(12):
                 t0 = time.time()
@@ -204,7 +223,8 @@ class RedisFaults(unittest.TestCase):
             REDIS.cont()
         t_cont = time.time()
         back = self.wait_status(m["userId"], t["accessToken"], 200, timeout=15)
-        print(f"\nRedis stopped: {len(times)} authenticated requests all 503, latency max {max(times):.3f}s "
+        print(f"\nRedis stopped: local denylist lease ran out within {lease_took:.2f}s; "
+              f"{len(times)} authenticated requests all 503, latency max {max(times):.3f}s "
               f"median {sorted(times)[len(times) // 2]:.3f}s (REDIS_TIMEOUT_MS={REDIS_TIMEOUT_MS}); "
               f"login 503 in {login_took:.3f}s; SIGCONT -> 200 after {back - t_cont:.2f}s", file=sys.stderr)
 

@@ -39,6 +39,10 @@ redisReply *sb_redis_cmd(sb_redis_t *r, sb_buf_t *err, const char *fmt, ...);
  * so a direct gRPC caller is held to the same limit as a REST one. */
 sb_status_t sb_rate_limit(sb_redis_t *r, const char *scope, const char *client, long limit,
                           sb_buf_t *err);
+/* A connection of its own to the same server, outside the pool (a
+ * subscription: sb/denylist.h), connected within REDIS_TIMEOUT_MS and with
+ * that socket timeout; NULL with err set. Caller frees with redisFree. */
+redisContext *sb_redis_connect(sb_redis_t *r, sb_buf_t *err);
 /* PING: true when the server answers (within the timeout). */
 bool sb_redis_ping(sb_redis_t *r);
 
