@@ -5,6 +5,11 @@
  *
  *   SB_BENCH_TOKEN=<access token> bench-grpc-get-member <target> <user-id> [threads=64] [seconds=10]
  *
+ * SB_BENCH_RPC="/sb.performance.PerformanceService/GetPerformance" calls that
+ * method instead, with the id as its request's first field (a string), and
+ * no token when SB_BENCH_TOKEN is unset (the cached-reads benchmark,
+ * bench/cached_reads.py).
+ *
  * Every thread uses the process's one channel to the target (HTTP/2
  * multiplexes the calls), like the gateway does. */
 #include <pthread.h>
@@ -12,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "member.pb-c.h"
+#include "sb/api.h"
 #include "sb/log.h"
 #include "sb/rpc.h"
 #include "sb/util.h"
@@ -20,6 +25,7 @@
 #define MAX_SAMPLES (1u << 22)
 
 static const char *target, *user_id;
+static const sb_api_method_t *rpc; /* what is called: GetMember unless SB_BENCH_RPC */
 static int64_t stop_at;
 static uint32_t *lat_us;
 static size_t n_lat;
@@ -30,8 +36,11 @@ static void *worker(void *arg)
 {
     (void)arg;
     sb_channel_t *ch = sb_channel_get(target);
-    Sb__Member__GetMemberRequest req = SB__MEMBER__GET_MEMBER_REQUEST__INIT;
-    req.user_id = (char *)user_id;
+    /* the request: its first field (user_id, performance_id ...) is the id */
+    const ProtobufCMessageDescriptor *in = rpc->rpc->input;
+    ProtobufCMessage *req = calloc(1, in->sizeof_message);
+    protobuf_c_message_init(in, req);
+    *(const char **)(void *)((char *)req + in->fields[0].offset) = user_id;
     sb_call_opts_t o = {.timeout_ms = 5000, .token = getenv("SB_BENCH_TOKEN")};
     uint32_t *mine = malloc(sizeof(uint32_t) * (MAX_SAMPLES / 64));
     size_t n = 0;
@@ -41,12 +50,11 @@ static void *worker(void *arg)
         sb_buf_t err = SB_BUF_INIT;
         ProtobufCMessage *resp = NULL;
         int64_t t0 = sb_mono_ns();
-        sb_status_t st = sb_rpc_call(ch, &sb__member__member_service__descriptor, "GetMember", &req.base,
-                                     a, &resp, &o, &err);
+        sb_status_t st = sb_rpc_call(ch, rpc->service, rpc->rpc->name, req, a, &resp, &o, &err);
         int64_t dt = sb_mono_ns() - t0;
         if (st != SB_OK) {
             if (!errs)
-                fprintf(stderr, "GetMember: %s: %s\n", sb_status_name(st), err.buf);
+                fprintf(stderr, "%s: %s: %s\n", rpc->rpc->name, sb_status_name(st), err.buf);
             errs++;
         } else if (n < MAX_SAMPLES / 64) {
             mine[n++] = (uint32_t)(dt / 1000);
@@ -54,6 +62,7 @@ static void *worker(void *arg)
         sb_buf_release(&err);
         sb_arena_free(a);
     }
+    free(req);
     pthread_mutex_lock(&mu);
     memcpy(lat_us + n_lat, mine, n * sizeof *mine);
     n_lat += n;
@@ -79,6 +88,13 @@ int main(int argc, char **argv)
     sb_log_set_level(SB_LOG_ERROR);
     target = argv[1];
     user_id = argv[2];
+    const char *path = getenv("SB_BENCH_RPC");
+    rpc = sb_api_find_path(path && *path ? path : "/sb.member.MemberService/GetMember");
+    if (!rpc || rpc->rpc->input->n_fields == 0 ||
+        rpc->rpc->input->fields[0].type != PROTOBUF_C_TYPE_STRING) {
+        fprintf(stderr, "SB_BENCH_RPC: not a method whose request starts with a string field\n");
+        return 2;
+    }
     int threads = argc > 3 ? atoi(argv[3]) : 64;
     int seconds = argc > 4 ? atoi(argv[4]) : 10;
     if (threads < 1 || threads > 64 || seconds < 1)

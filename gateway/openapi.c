@@ -129,6 +129,10 @@ static void operation(sb_buf_t *o, const sb_api_method_t *r, const sb_api_http_t
         sb_buf_addf(o, ",\"operationId\":\"%s_%s\",\"tags\":[\"%s\"]", r->backend, md->name, r->backend);
     if (!r->access.public_)
         sb_buf_adds(o, ",\"security\":[{\"bearer\":[]}]");
+    /* a cached read (etag.c): ETag, Cache-Control, If-None-Match -> 304 */
+    if (r->cache.max_age_ms)
+        sb_buf_addf(o, ",\"x-sb-cache\":{\"maxAgeMs\":%u,\"public\":%s}", r->cache.max_age_ms,
+                    r->cache.public_ ? "true" : "false");
     /* parameters: path variables, scalar fields as query parameters on GET, bound headers */
     sb_buf_adds(o, ",\"parameters\":[");
     bool first = true;
@@ -178,9 +182,12 @@ static void operation(sb_buf_t *o, const sb_api_method_t *r, const sb_api_http_t
     want_msg(s, md->output);
     sb_buf_adds(o, ",\"content\":{\"application/json\":{\"schema\":");
     ref(o, md->output->name);
-    sb_buf_adds(
-        o, "}}},\"default\":{\"description\":\"error\",\"content\":{\"application/json\":{\"schema\":"
-           "{\"$ref\":\"#/components/schemas/Error\"}}}}}}");
+    sb_buf_adds(o, "}}}");
+    if (r->cache.max_age_ms)
+        sb_buf_adds(o, ",\"304\":{\"description\":\"not modified (If-None-Match names the ETag)\"}");
+    sb_buf_adds(o,
+                ",\"default\":{\"description\":\"error\",\"content\":{\"application/json\":{\"schema\":"
+                "{\"$ref\":\"#/components/schemas/Error\"}}}}}}");
 }
 
 /* Every REST binding of the table in order, as (row, binding). */

@@ -88,14 +88,21 @@ struct req {
 /* Queues body (handed over) with status code; a JSON body gets the API's
  * headers. While the gateway drains, the connection closes after it. */
 static enum MHD_Result send_body(struct MHD_Connection *c, int code, const char *ctype, sb_buf_t *body,
-                                 const char *trace)
+                                 const char *trace, const gw_cache_headers_t *ch)
 {
     size_t len;
     char *data = sb_buf_detach(body, &len);
     struct MHD_Response *r = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(r, "Content-Type", ctype);
     if (!strcmp(ctype, "application/json")) {
-        MHD_add_response_header(r, "Cache-Control", "no-store");
+        if (ch->set) { /* a cached read (etag.c) */
+            MHD_add_response_header(r, "ETag", ch->etag);
+            MHD_add_response_header(r, "Cache-Control", ch->cache_control);
+            if (ch->vary)
+                MHD_add_response_header(r, "Vary", ch->vary);
+        } else {
+            MHD_add_response_header(r, "Cache-Control", "no-store");
+        }
         MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
         if (trace)
             MHD_add_response_header(r, "X-Trace-Id", trace);
@@ -438,12 +445,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     const char *ctype = "application/json";
     const char *metric_key = "unrouted";
     principal_t who = {0};
+    gw_cache_headers_t cache_hdr = {0};
     int code = builtin(method, url, a, &out, &ctype);
     if (!code) {
         sb_api_match_t mt;
         if (sb_api_match(method, url, &mt)) {
             metric_key = binding_key(&mt);
             code = route_request(c, &mt, rq, trace, ip, a, &out, &who);
+            gw_cache_headers(mt.method, method, who.present,
+                             MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match"), &code,
+                             &out, &cache_hdr);
         } else if (mt.path_known) {
             code = 405;
             sb_buf_addf(&out,
@@ -460,7 +471,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         metric_key = "builtin";
     }
     size_t bytes = out.len;
-    enum MHD_Result ret = send_body(c, code, ctype, &out, trace);
+    enum MHD_Result ret = send_body(c, code, ctype, &out, trace, &cache_hdr);
     int64_t dt = sb_mono_ns() - rq->t0;
     sb_metrics_rpc(metric_key, code < 400 ? SB_OK : SB_UNKNOWN, dt);
     /* access log: one JSON line per request (the URL path only: query strings may carry tokens) */

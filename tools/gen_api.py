@@ -200,6 +200,29 @@ def rows_of(c, opt_http, opt_method, role_enum):
                         raise Error("%s: raw_body_field %s must be a top-level bytes field" % (where, raw_body))
                     if not http or any(b != "*" for _, _, b, _ in http):
                         raise Error("%s: raw_body_field needs body: \"*\" on every binding" % where)
+                cache = None
+                if meth and meth.HasField("cache"):
+                    cc = meth.cache
+                    if cc.max_age_ms == 0:
+                        raise Error("%s: cache needs max_age_ms > 0" % where)
+                    if cc.key_field:
+                        fd = c.field(m.input_type, cc.key_field, where)
+                        if fd.type != F.TYPE_STRING or fd.label == F.LABEL_REPEATED or "." in cc.key_field:
+                            raise Error("%s: cache key_field %s must be a top-level string field" % (where, cc.key_field))
+                    elif cc.key_is_aggregate:
+                        raise Error("%s: cache key_is_aggregate needs a key_field" % where)
+                    names = {x.name for x in s.method}
+                    for w in cc.invalidated_by_rpcs:
+                        if w not in names:
+                            raise Error("%s: cache invalidated_by_rpcs names %s, not a method of %s" % (where, w, full))
+                    for t in cc.invalidated_by:
+                        if not re.fullmatch(r"[a-z][a-z0-9_]*(\.[a-z0-9_]*)*", t):
+                            raise Error("%s: cache invalidated_by %r is not an event type or prefix" % (where, t))
+                    if not (http and all(v == "GET" for v, _, _, _ in http)):
+                        raise Error("%s: cache is for reads bound to GET" % where)
+                    cache = {"max_age_ms": cc.max_age_ms, "public": cc.public, "events": list(cc.invalidated_by),
+                             "rpcs": list(cc.invalidated_by_rpcs), "key": cc.key_field or None,
+                             "aggregate": cc.key_is_aggregate}
                 dispatch = meth.dispatch_var if meth and meth.dispatch_var else None
                 if dispatch:
                     if not http or any(dispatch not in vars_ for _, _, _, vars_ in http):
@@ -223,6 +246,7 @@ def rows_of(c, opt_http, opt_method, role_enum):
                     "http": [(v, p, b) for v, p, b, _ in http],
                     "headers": headers,
                     "raw_body": raw_body,
+                    "cache": cache,
                     "where": where,
                     "file": f.name,
                     "msg_files": [c.messages[m.input_type][0].name, c.messages[m.output_type][0].name],
@@ -257,6 +281,10 @@ def emit(rows, services, service_files, out):
         if r["headers"]:
             w("static const sb_api_header_t headers_%d[] = {%s};\n"
               % (i, ", ".join("{%s, %s}" % (c_str(h), c_str(f)) for h, f in r["headers"])))
+        if r["cache"]:
+            for k in ("events", "rpcs"):
+                w("static const char *const cache_%s_%d[] = {%s};\n"
+                  % (k, i, ", ".join([c_str(x) for x in r["cache"][k]] + ["NULL"])))
     w("\nconst sb_api_method_t sb_api_methods[] = {\n")
     for i, r in enumerate(rows):
         name, inp, outp = r["rpc"]
@@ -278,6 +306,12 @@ def emit(rows, services, service_files, out):
             w("        .headers = headers_%d,\n        .n_headers = %d,\n" % (i, len(r["headers"])))
         if r["raw_body"]:
             w("        .raw_body_field = %s,\n" % c_str(r["raw_body"]))
+        if r["cache"]:
+            cc = r["cache"]
+            w("        .cache = {.max_age_ms = %du, .public_ = %s, .invalidated_by = cache_events_%d,\n"
+              "                  .invalidated_by_rpcs = cache_rpcs_%d, .key_field = %s, .key_is_aggregate = %s},\n"
+              % (cc["max_age_ms"], "true" if cc["public"] else "false", i, i, c_str(cc["key"]),
+                 "true" if cc["aggregate"] else "false"))
         w("    },\n")
     w("};\nconst size_t sb_api_n_methods = %d;\n\n" % len(rows))
     w("const ProtobufCServiceDescriptor *const sb_api_services[] = {\n")

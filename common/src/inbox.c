@@ -26,6 +26,7 @@
 
 #include "sb/events.h"
 #include "sb/log.h"
+#include "sb/rpc_cache.h"
 #include "sb/valid.h"
 
 static const sb_pg_stmt_t stmt_inbox_record = {
@@ -216,6 +217,9 @@ static sb_status_t handle(sb_pg_pool_t *pool, const sb_event_table_t *t, const c
     st = sb_pg_tx(pool, SB_PG_READ_COMMITTED, inbox_tx, &j, &res->detail);
     if (st == SB_OK) {
         res->outcome = j.duplicate ? SB_EVENT_DUPLICATE : j.row ? SB_EVENT_HANDLED : SB_EVENT_SKIPPED;
+        /* committed: answers served from memory that the event changed go */
+        if (res->outcome == SB_EVENT_HANDLED)
+            sb_rpc_cache_event(env->type, env->aggregate_id);
         sb_log(j.duplicate ? SB_LOG_INFO : SB_LOG_DEBUG, "event %s %s %s", env->type, env->event_id,
                j.duplicate ? "already processed: dropped"
                : j.row     ? "handled"

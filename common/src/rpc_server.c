@@ -41,6 +41,7 @@
 #include "sb/log.h"
 #include "sb/metrics.h"
 #include "sb/rpc.h"
+#include "sb/rpc_cache.h"
 #include "sb/tls.h"
 #include "sb/util.h"
 
@@ -365,17 +366,29 @@ static sb_status_t dispatch(const struct route *r, sb_rpc_ctx_t *ctx, const uint
     ctx->service_data = r->service_data;
     ctx->row = &r->row;
     ctx->api = r->api;
+    /* a read declared cached may be answered from memory (sb/rpc_cache.h) */
+    sb_rpc_cache_call_t cc;
+    if (sb_rpc_cache_lookup(&cc, r->api, ctx, req, data, len, out_bytes)) {
+        sb_rpc_cache_call_release(&cc);
+        return SB_OK;
+    }
 
     ProtobufCMessage *resp = sb_arena_alloc(ctx->arena, r->md->output->sizeof_message);
     protobuf_c_message_init(r->md->output, resp);
     sb_status_t st = r->run ? r->run(ctx, &r->row, req, resp) : r->row.fn(ctx, req, resp);
-    if (st != SB_OK)
+    /* committed or refused: the answers this call may have changed go */
+    sb_rpc_cache_after_call(r->api, req);
+    if (st != SB_OK) {
+        sb_rpc_cache_call_release(&cc);
         return ctx->err.len ? st : answer_internal(ctx, st);
+    }
 
     size_t n = protobuf_c_message_get_packed_size(resp);
     sb_buf_grow(out_bytes, n);
     protobuf_c_message_pack(resp, (uint8_t *)out_bytes->buf);
     out_bytes->len = n;
+    sb_rpc_cache_store(&cc, out_bytes->buf, n);
+    sb_rpc_cache_call_release(&cc);
     return SB_OK;
 }
 

@@ -49,9 +49,11 @@ def setUpModule():
     PG = PrivatePostgres()
     try:
         PG.start()
-        # the per-IP login/refresh limit is not under test here
+        # the per-IP login/refresh limit is not under test here; nor are
+        # answers served from memory (RPC_CACHE_MAX_ENTRIES=0): the reads
+        # below are how the test reaches every pooled connection
         P = Platform(env={"DATABASE_URL": PG.url(), "SB_NAMESPACE": NS,
-                          "LOGIN_RATE_LIMIT": "1000000"}).__enter__()
+                          "LOGIN_RATE_LIMIT": "1000000", "RPC_CACHE_MAX_ENTRIES": "0"}).__enter__()
     except BaseException:
         PG.close()
         raise

@@ -62,6 +62,28 @@ typedef struct sb_api_header {
     const char *field;
 } sb_api_header_t;
 
+/* A read served from memory ((sb.api.method).cache, proto/sb/api/options.proto;
+ * the runtime's side is sb/rpc_cache.h, the gateway's ETag and Cache-Control
+ * gateway/etag.c). max_age_ms 0: not cached.
+ *   public_:             the answer is the same for every caller: one entry per
+ *                        request; else entries are the verified caller's own
+ *   invalidated_by:      event types, or prefixes ending in '.', whose handling
+ *                        clears the method's entries (NULL-terminated)
+ *   invalidated_by_rpcs: names of methods of the same service whose calls clear
+ *                        them when they finish (NULL-terminated)
+ *   key_field:           the request field an entry is about ("schedule_id"): a
+ *                        clearing call whose request has it clears that value's
+ *                        entries only; NULL: always all
+ *   key_is_aggregate:    the events' aggregate id is key_field's value */
+typedef struct sb_api_cache {
+    unsigned max_age_ms;
+    bool public_;
+    const char *const *invalidated_by;
+    const char *const *invalidated_by_rpcs;
+    const char *key_field;
+    bool key_is_aggregate;
+} sb_api_cache_t;
+
 typedef struct sb_api_method {
     const ProtobufCServiceDescriptor *service; /* "sb.member.MemberService" */
     const ProtobufCMethodDescriptor *rpc;      /* name, input, output (a copy of the
@@ -84,6 +106,7 @@ typedef struct sb_api_method {
     const char *raw_body_field; /* non-NULL: the HTTP body is not decoded; its exact bytes
                                    fill this top-level bytes field (a provider webhook,
                                    whose signature covers the bytes) */
+    sb_api_cache_t cache;
 } sb_api_method_t;
 
 extern const sb_api_method_t sb_api_methods[];

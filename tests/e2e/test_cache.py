@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""Reads served from memory (issue 13): the public catalog reads declared
+with (sb.api.method).cache answer with an ETag and Cache-Control, a matching
+If-None-Match gets 304 with no body, writes and refused holds clear what
+they change in the serving process at once, and an answer that depends on
+the caller is never served to another caller.
+
+Run by CTest with the real member, auth, performance, reservation and gateway
+binaries and the real PostgreSQL/Redis/Kafka; see sbplatform.py. One replica
+per service: every change below is seen at once (in-process invalidation),
+so nothing here waits for the lag bound (max age, 1 s) except where noted."""
+import os
+import sys
+import unittest
+import uuid
+
+sys.path.insert(0, os.path.dirname(__file__))
+from booking import approved_show, future, mint, psql, seat_status  # noqa: E402
+from sbplatform import ADMIN_LOGIN, ADMIN_PASSWORD, Platform  # noqa: E402
+
+P = None
+ADMIN = None
+
+
+def setUpModule():
+    global P, ADMIN
+    P = Platform(["member", "auth", "performance", "reservation"]).__enter__()
+    try:
+        ADMIN = P.login(ADMIN_LOGIN, ADMIN_PASSWORD)
+    except BaseException:
+        P.__exit__(None, None, None)
+        raise
+
+
+def tearDownModule():
+    P.__exit__(None, None, None)
+
+
+def pending_show(token, title=None):
+    body = {"title": title or f"Cache {uuid.uuid4().hex[:6]}", "description": "e2e", "venue": "Hall C",
+            "category": "PLAY", "runningMinutes": 90, "schedules": [{"startsAt": future(30)}],
+            "grades": [{"grade": "R", "price": 1000, "seatCount": 20}]}
+    st, p, _ = P.call("POST", "/performances", body, token=token)
+    assert st == 201, (st, p)
+    return p
+
+
+class Cache(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.planner, cls.pt = P.user("PLANNER")
+        cls.other, cls.ot = P.user("PLANNER")
+        cls.at = ADMIN["accessToken"]
+        cls.perf, cls.sids = approved_show(P, cls.pt["accessToken"], cls.at)
+
+    def get(self, path, token=None, inm=None):
+        return P.call("GET", path, token=token, headers={"If-None-Match": inm} if inm else None)
+
+    def test_etag_cache_control_and_304(self):
+        pid, sid = self.perf["performanceId"], self.sids[0]
+        for path, public in ((f"/performances/{pid}", False), ("/performances?pageSize=5", False),
+                             (f"/schedules/{sid}/seats", True), ("/reservations?pageSize=5", True)):
+            with self.subTest(path=path):
+                st, body, h = self.get(path)
+                self.assertEqual(st, 200, body)
+                tag = h.get("ETag")
+                self.assertRegex(tag or "", r'^"[0-9a-f]{16}"$', h)
+                self.assertEqual(h.get("Cache-Control"), "public, max-age=1")
+                self.assertEqual(h.get("Vary"), None if public else "Authorization")
+                st2, body2, h2 = self.get(path)
+                self.assertEqual((st2, body2), (200, body))
+                self.assertEqual(h2.get("ETag"), tag, "the same answer, the same tag")
+                st3, body3, h3 = self.get(path, inm=tag)
+                self.assertEqual(st3, 304)
+                self.assertIsNone(body3, "a 304 has no body")
+                self.assertEqual(h3.get("ETag"), tag)
+                self.assertEqual(self.get(path, inm=f'"0000000000000000", {tag}')[0], 304)
+                self.assertEqual(self.get(path, inm='"0000000000000000"')[0], 200)
+        # a signed-in caller's view of a method whose answer depends on the caller
+        st, _, h = self.get(f"/performances/{pid}", token=self.pt["accessToken"])
+        self.assertEqual((st, h.get("Cache-Control"), h.get("Vary")), (200, "private, no-cache", "Authorization"))
+        # per-user reads carry no validators and stay no-store
+        uid, tok = mint(P)
+        st, r, _ = P.call("POST", "/reservations", {"scheduleId": sid, "seatIds": ["R-B-1"]}, token=tok)
+        self.assertEqual(st, 201, r)
+        st, _, h = self.get(f"/reservations/{r['reservationId']}", token=tok)
+        self.assertEqual((st, h.get("Cache-Control"), h.get("ETag")), (200, "no-store", None))
+        # an error is never a 304, whatever the client sends
+        self.assertEqual(self.get(f"/performances/{uuid.uuid4()}", inm="*")[0], 404)
+        # the contract says so in /openapi.json too
+        doc = self.get("/openapi.json")[1]
+        op = doc["paths"]["/schedules/{scheduleId}/seats"]["get"]
+        self.assertEqual(op["x-sb-cache"], {"maxAgeMs": 1000, "public": True})
+        self.assertIn("304", op["responses"])
+
+    def test_edits_and_approvals_show_at_once(self):
+        pt = self.pt["accessToken"]
+        p = pending_show(pt)
+        pid = p["performanceId"]
+        path = f"/performances/{pid}"
+        # the planner's view, cached for the planner, follows each edit
+        st, a, h = self.get(path, token=pt)
+        self.assertEqual(st, 200, a)
+        self.assertEqual(self.get(path, token=pt)[2].get("ETag"), h["ETag"])
+        st, _, _ = P.call("PUT", path, {"title": "Edited once"}, token=pt)
+        self.assertEqual(st, 200)
+        st, b, h2 = self.get(path, token=pt)
+        self.assertEqual(b["title"], "Edited once")
+        self.assertNotEqual(h2["ETag"], h["ETag"])
+        self.assertEqual(self.get(path, token=pt, inm=h["ETag"])[0], 200, "the old tag no longer matches")
+        # anonymous readers: not visible (404, never cached), the list is empty;
+        # the admin approves: both show it on the next read
+        mine = f"/performances?plannerId={self.planner['userId']}&status=APPROVED&pageSize=100"
+        self.assertEqual(self.get(path)[0], 404)
+        before = [x["performanceId"] for x in self.get(mine)[1].get("performances", [])]
+        self.assertNotIn(pid, before)
+        self.assertEqual(P.call("POST", f"{path}/approve", {}, token=self.at)[0], 200)
+        st, c, _ = self.get(path)
+        self.assertEqual((st, c["status"]), (200, "APPROVED"), c)
+        self.assertIn(pid, [x["performanceId"] for x in self.get(mine)[1]["performances"]])
+        # an edit of the approved show: the cached public answer goes at once
+        self.assertEqual(self.get(path)[1]["title"], "Edited once")
+        self.assertEqual(P.call("PUT", path, {"title": "Edited twice"}, token=pt)[0], 200)
+        self.assertEqual(self.get(path)[1]["title"], "Edited twice")
+        self.assertIn("Edited twice", [x["title"] for x in self.get(mine)[1]["performances"]])
+        # cancelled: at once as well
+        self.assertEqual(P.call("POST", f"{path}/cancel", {"reason": "e2e"}, token=pt)[0], 200)
+        self.assertEqual(self.get(path)[1]["status"], "CANCELLED")
+
+    def test_seat_map_never_shows_a_taken_seat_free_after_a_hold(self):
+        sid = self.sids[0]
+        seats = seat_status(P, sid)  # fills the cache
+        self.assertEqual(seats["VIP-A-1"], "AVAILABLE")
+        # a hold that succeeds: the next read shows it
+        _, tok = mint(P)
+        st, r, _ = P.call("POST", "/reservations", {"scheduleId": sid, "seatIds": ["VIP-A-1"]}, token=tok)
+        self.assertEqual(st, 201, r)
+        self.assertEqual(seat_status(P, sid)["VIP-A-1"], "HELD")
+        # a seat sold behind this process's back (another replica's sale, as
+        # the database has it): the cached map may show it free for up to
+        # its max age, until a hold of it is refused here
+        self.assertEqual(seat_status(P, sid)["VIP-A-2"], "AVAILABLE")
+        psql(f"UPDATE seats SET status = 'SOLD', reservation_id = '{uuid.uuid4()}'"
+             f" WHERE schedule_id = '{sid}' AND seat_id = 'VIP-A-2'")
+        _, tok2 = mint(P)
+        st, err, _ = P.call("POST", "/reservations", {"scheduleId": sid, "seatIds": ["VIP-A-2", "VIP-A-3"]},
+                            token=tok2)
+        self.assertEqual(st, 409, err)
+        after = seat_status(P, sid)
+        self.assertEqual(after["VIP-A-2"], "SOLD", "a refused hold clears its schedule's map")
+        self.assertEqual(after["VIP-A-1"], "HELD")
+        self.assertEqual(after["VIP-A-3"], "AVAILABLE", "nothing of the refused hold was taken")
+        # the bookable list's counts follow the holds too
+        bookable = {}
+        token = ""
+        for _ in range(50):
+            st, page, _ = self.get(f"/reservations?pageSize=100&pageToken={token}")
+            self.assertEqual(st, 200, page)
+            for perf in page.get("performances", []):
+                bookable[perf["performanceId"]] = perf
+            token = page.get("nextPageToken", "")
+            if not token:
+                break
+        grades = {g["grade"]: g for s in bookable[self.perf["performanceId"]]["schedules"]
+                  if s["scheduleId"] == sid for g in s["grades"]}
+        self.assertEqual((grades["VIP"]["held"], grades["VIP"]["sold"]), (1, 1), grades)
+
+    def test_a_private_answer_is_never_served_to_another_caller(self):
+        pt = self.pt["accessToken"]
+        p = pending_show(pt, title="Secret draft")
+        pid = p["performanceId"]
+        path = f"/performances/{pid}"
+        st, mine, h = self.get(path, token=pt)
+        self.assertEqual((st, mine["title"]), (200, "Secret draft"))
+        tag = h["ETag"]
+        for _ in range(2):  # twice: the second read would be the cached one
+            # another planner, a user, anonymous: the draft does not exist for them
+            self.assertEqual(self.get(path, token=self.ot["accessToken"])[0], 404)
+            self.assertEqual(self.get(path, token=mint(P)[1])[0], 404)
+            self.assertEqual(self.get(path)[0], 404)
+            # knowing the owner's ETag does not help: no 304, no body
+            st, body, _ = self.get(path, token=self.ot["accessToken"], inm=tag)
+            self.assertEqual(st, 404, body)
+            self.assertEqual(self.get(path, inm=tag)[0], 404)
+        # a token claiming the owner's id without the platform's signature
+        forged = P.token({"sub": self.planner["userId"], "role": "PLANNER"}, header={"kid": "nope"})
+        self.assertEqual(self.get(path, token=forged)[0], 401)
+        # the owner's list shows the draft; the same query by others does not
+        q = f"/performances?plannerId={self.planner['userId']}&pageSize=100"
+        self.assertIn(pid, [x["performanceId"] for x in self.get(q, token=pt)[1]["performances"]])
+        for tok in (self.ot["accessToken"], None):
+            got = self.get(q, token=tok)[1].get("performances", [])
+            self.assertNotIn(pid, [x["performanceId"] for x in got])
+        # rejected with a reason: the owner and admins read it, the reason is theirs alone
+        self.assertEqual(P.call("POST", f"{path}/reject", {"reason": "needs a venue"}, token=self.at)[0], 200)
+        self.assertEqual(self.get(path, token=pt)[1]["rejectReason"], "needs a venue")
+        self.assertEqual(self.get(path, token=self.at)[1]["rejectReason"], "needs a venue")
+        self.assertEqual(self.get(path, token=self.ot["accessToken"])[0], 404)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
