@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all setup build test test-sanitize fault-scenarios fuzz bench bench-flash bench-booking run infra-up infra-down clean format format-check
+.PHONY: all setup build test test-sanitize fault-scenarios fuzz bench bench-identity bench-flash bench-booking run infra-up infra-down clean format format-check
 
 all: build
 
@@ -37,8 +37,20 @@ fuzz: setup
 	    grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==ERROR|SUMMARY)|Done [0-9]+ runs' | sed "s/^/fuzz_$$h: /"; \
 	done
 
-# Identity benchmark (issue 3): gateway vs direct gRPC vs /healthz; docs/benchmarks.md.
+# Side-by-side gateway benchmark (issue 13): our gateway vs grpc-gateway
+# (built from proto/ by bench/grpcgw/build.sh, Debian packages installed at
+# bench time) vs direct gRPC vs an nginx fixed-JSON ceiling, at 64/256/1,024
+# connections, authenticated read, public read, flash-sale hold, in
+# interleaved rounds; then our gateway's RSS at 10,000 idle connections.
+# docs/benchmarks.md. E2e test ports: flock /tmp/sb-test.lock make bench.
+# BENCH_ARGS="--quick" for a smoke run, "--rounds 5 --duration 8" for more.
 bench: build
+	@infra_env="$$(deploy/local/infra.sh up)" && eval "$$infra_env" && export DATABASE_URL REDIS_URL KAFKA_BROKERS && \
+	  python3 bench/gateway_compare.py $(BENCH_ARGS)
+
+# Identity benchmark (issue 3): gateway vs direct gRPC vs /healthz at 64
+# connections; docs/benchmarks.md.
+bench-identity: build
 	@infra_env="$$(deploy/local/infra.sh up)" && eval "$$infra_env" && export DATABASE_URL REDIS_URL KAFKA_BROKERS && \
 	  python3 bench/identity.py $(BENCH_SECONDS) $(BENCH_RUNS)
 

@@ -59,15 +59,8 @@ def drop_bench_databases():
 
 
 def make_members(n, path):
-    """n USER members straight into the member database (no password anyone
-    can use: the hash is not an Argon2id string); their ids into path."""
-    ids = psql(db_url(f"sb_member_{ns()}"),
-               "INSERT INTO members (user_id, login_id, password_hash, name, email, phone, role)"
-               f" SELECT gen_random_uuid(), 'flash-' || i || '-' || md5(random()::text), '!bench', 'Buyer ' || i,"
-               f" 'buyer' || i || '@bench.invalid', '010-0000-0000', 'USER' FROM generate_series(1, {n}) i"
-               " RETURNING user_id")
-    with open(path, "w") as f:
-        f.write(ids)
+    """n USER members straight into the member database; their ids into path."""
+    benchlib.make_members(ns(), n, path)
 
 
 def sell(p, planner, admin, seats, n_schedules):
