@@ -17,6 +17,7 @@
  * The tables themselves are common migrations (common/migrations/NNNN_what.sql,
  * embedded as sb_common_migrations), applied to every service's database
  * before the service's own. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -93,22 +94,53 @@ sb_status_t sb_outbox_add(sb_pg_conn_t *tx, const char *type, const char *aggreg
     return st;
 }
 
-sb_status_t sb_outbox_replay(sb_pg_pool_t *pool, const char *type_prefix, const char *since,
-                             int64_t *count, sb_buf_t *err)
+/* Replay: the matching published rows get published_at = NULL and the relay
+ * (relay.c) does the rest. It reads unsent rows in id order, so the replayed
+ * rows go out in their original order per aggregate (Kafka key), interleaved
+ * by id with any new ones, and each keeps its envelope: the same event id,
+ * which every consumer's inbox has already recorded. Rows not yet published
+ * are not counted (they go out anyway). One statement: the count and the
+ * first ids come from the UPDATE's own RETURNING, and the NOTIFY wakes the
+ * relay at once (the connection is in autocommit). No index serves
+ * aggregate_id: an admin's replay scans the outbox rather than every event
+ * insert paying for an index. */
+static const sb_pg_stmt_t stmt_replay = {
+    "sb_outbox_replay",
+    "WITH u AS (UPDATE sb_outbox SET published_at = NULL WHERE published_at IS NOT NULL"
+    " AND starts_with(type, $1) AND ($2::text IS NULL OR aggregate_id = $2)"
+    " AND ($3::timestamptz IS NULL OR occurred_at >= $3::timestamptz)"
+    " AND ($4::timestamptz IS NULL OR occurred_at < $4::timestamptz) RETURNING id, event_id)"
+    " SELECT (SELECT count(*) FROM u),"
+    " array_to_string(ARRAY(SELECT event_id::text FROM u ORDER BY id LIMIT $5::int), ','),"
+    " pg_notify('" SB_OUTBOX_CHANNEL "', '')"};
+
+static const char *or_null(const char *s)
 {
-    static const sb_pg_stmt_t replay = {
-        "sb_outbox_replay",
-        "UPDATE sb_outbox SET published_at = NULL WHERE published_at IS NOT NULL"
-        " AND starts_with(type, $1) AND ($2::timestamptz IS NULL OR occurred_at >= $2::timestamptz)"};
-    *count = 0;
+    return s && *s ? s : NULL;
+}
+
+sb_status_t sb_outbox_replay(sb_pg_pool_t *pool, const sb_outbox_filter_t *f, sb_arena_t *a,
+                             sb_outbox_replayed_t *out, sb_buf_t *err)
+{
+    *out = (sb_outbox_replayed_t){0};
     sb_pg_conn_t *c = sb_pg_acquire(pool, 5000, err);
     if (!c)
         return SB_UNAVAILABLE;
-    const char *params[] = {type_prefix ? type_prefix : "", since && *since ? since : NULL};
-    PGresult *r = sb_pg_exec(c, &replay, 2, params);
+    char limit[16];
+    snprintf(limit, sizeof limit, "%d", SB_OUTBOX_REPLAY_IDS);
+    const char *params[] = {f->type_prefix ? f->type_prefix : "", or_null(f->aggregate_id),
+                            or_null(f->since), or_null(f->until), limit};
+    PGresult *r = sb_pg_exec(c, &stmt_replay, 5, params);
     sb_status_t st = sb_pg_check(c, r, err);
-    if (st == SB_OK)
-        *count = atoll(PQcmdTuples(r));
+    if (st == SB_OK) {
+        out->count = atoll(PQgetvalue(r, 0, 0));
+        /* uuids: no commas, no quoting */
+        char *ids = sb_arena_strdup(a, PQgetvalue(r, 0, 1));
+        out->ids = SB_ARENA_NEW(a, char *, SB_OUTBOX_REPLAY_IDS);
+        for (char *save = NULL, *t = strtok_r(ids, ",", &save); t && out->n_ids < SB_OUTBOX_REPLAY_IDS;
+             t = strtok_r(NULL, ",", &save))
+            out->ids[out->n_ids++] = t;
+    }
     PQclear(r);
     sb_pg_release(pool, c);
     return st;

@@ -8,6 +8,7 @@
 #include "sb/log.h"
 #include "sb/service.h"
 #include "sb/util.h"
+#include "sb/valid.h"
 
 sb_status_t sb_service_deliver_event(sb_rpc_ctx_t *ctx, const void *in, void *out)
 {
@@ -57,29 +58,56 @@ sb_status_t sb_service_deliver_event(sb_rpc_ctx_t *ctx, const void *in, void *ou
     return st;
 }
 
+/* A timestamp filter: empty, or RFC 3339 (sb_parse_rfc3339; what it accepts
+ * PostgreSQL reads the same). */
+static bool replay_time(sb_rpc_ctx_t *ctx, const char *name, const char *s, int64_t *ms, sb_status_t *st)
+{
+    if (!*s || sb_parse_rfc3339(s, ms))
+        return true;
+    *st = sb_rpc_fail(ctx, SB_INVALID_ARGUMENT,
+                      "%s: must be an RFC 3339 timestamp such as 2030-01-31T19:30:00Z", name);
+    return false;
+}
+
 sb_status_t sb_service_replay(sb_rpc_ctx_t *ctx, const void *in, void *out, const char *type_prefix)
 {
     const Sb__Events__ReplayEventsRequest *req = in;
     Sb__Events__ReplayEventsResponse *resp = out;
+    sb_status_t st = SB_OK;
     if (!sb_rpc_is_admin(ctx))
         return sb_rpc_fail(ctx, SB_PERMISSION_DENIED, "only an admin may replay events");
-    int64_t n = 0;
+    /* at least one filter: a whole outbox is never replayed by accident */
+    if (!*req->aggregate_id && !*req->since)
+        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT,
+                           "give aggregateId, since (with until if you like) or both: replaying every "
+                           "event of the outbox is not offered");
+    const char *aggregate = NULL;
+    if (*req->aggregate_id && !(aggregate = sb_uuid_norm(ctx->arena, req->aggregate_id)))
+        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "aggregateId: must be a UUID (a reservation id)");
+    int64_t since_ms = 0, until_ms = 0;
+    if (!replay_time(ctx, "since", req->since, &since_ms, &st) ||
+        !replay_time(ctx, "until", req->until, &until_ms, &st))
+        return st;
+    if (*req->since && *req->until && until_ms <= since_ms)
+        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT,
+                           "until: must be after since (the range is [since, until))");
+
+    sb_outbox_filter_t f = {type_prefix, aggregate, req->since, req->until};
+    sb_outbox_replayed_t done;
     sb_buf_t err = SB_BUF_INIT;
-    sb_status_t st = sb_outbox_replay(sb_service_of(ctx)->pg, type_prefix, req->since, &n, &err);
+    st = sb_outbox_replay(sb_service_of(ctx)->pg, &f, ctx->arena, &done, &err);
     if (st != SB_OK) {
-        /* a malformed `since` is the caller's mistake, not ours */
-        if ((st == SB_INTERNAL || st == SB_INVALID_ARGUMENT) && strstr(err.buf, "timestamp"))
-            st = sb_rpc_fail(ctx, SB_INVALID_ARGUMENT,
-                             "since: must be a timestamp such as 2030-01-31T19:30:00Z");
-        else
-            st = sb_rpc_error(ctx, st, "replay %s: %s", type_prefix, err.buf);
+        st = sb_rpc_error(ctx, st, "replay %s: %s", type_prefix, err.buf);
         sb_buf_release(&err);
         return st;
     }
     sb_buf_release(&err);
-    sb_info("replay of %s events since %s requested by %s: %lld marked for publishing", type_prefix,
-            req->since && *req->since ? req->since : "the start", ctx->user_id, (long long)n);
-    resp->republished = n;
+    sb_info("replay of %s* events (aggregate %s, since %s, until %s) by admin %s: %lld re-published",
+            type_prefix, aggregate ? aggregate : "any", *req->since ? req->since : "-",
+            *req->until ? req->until : "-", ctx->user_id, (long long)done.count);
+    resp->republished = done.count;
+    resp->event_ids = done.ids;
+    resp->n_event_ids = done.n_ids;
     return SB_OK;
 }
 

@@ -489,7 +489,11 @@ sb_status_t resv_list_member(sb_rpc_ctx_t *ctx, const void *in, void *out)
     return list(ctx, req, out);
 }
 
-/* POST /events/cancellations: the reservation.cancelled events again. */
+/* POST /events/cancellations: the reservation.cancelled events again (by a
+ * member, an admin, a withdrawal or a cancelled performance; the ones the
+ * payment service refunds on). Expiries (reservation.expired) are not
+ * cancellations and stay with POST /events/reservations, which replays every
+ * reservation.* event. Same filters as sb_service_replay. */
 sb_status_t resv_replay_cancellations(sb_rpc_ctx_t *ctx, const void *in, void *out)
 {
     return sb_service_replay(ctx, in, out, "reservation.cancelled");

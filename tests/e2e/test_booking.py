@@ -121,10 +121,15 @@ class Booking(unittest.TestCase):
         wait_for(lambda: psql(f"SELECT count(*) FROM sb_outbox WHERE aggregate_id = '{rid}'"
                               " AND type = 'reservation.cancelled' AND published_at IS NOT NULL") == [["1"]],
                  30, "reservation.cancelled published")
-        self.assertEqual(P.call("POST", "/events/cancellations", {}, token=tok)[0], 403)
+        self.assertEqual(P.call("POST", "/events/cancellations", {"aggregateId": rid}, token=tok)[0], 403)
+        # a filter is required: an empty body replays nothing
         st, rep, _ = P.call("POST", "/events/cancellations", {}, token=self.at)
+        self.assertEqual((st, rep["error"]["code"]), (400, "INVALID_ARGUMENT"), rep)
+        st, rep, _ = P.call("POST", "/events/cancellations", {"aggregateId": rid}, token=self.at)
         self.assertEqual(st, 200, rep)
-        self.assertGreaterEqual(int(rep["republished"]), 1)
+        self.assertEqual(int(rep["republished"]), 1, rep)
+        cancelled = psql(f"SELECT event_id FROM sb_outbox WHERE aggregate_id = '{rid}' AND type = 'reservation.cancelled'")
+        self.assertEqual(rep["eventIds"], [cancelled[0][0]])
 
     def test_best_available(self):
         _, (sid,) = self.show(grades=[{"grade": "S", "price": 50000, "seatCount": 25}])

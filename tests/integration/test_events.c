@@ -157,9 +157,28 @@ Test(events, same_event_delivered_twice_has_one_effect)
 
     /* publish the very same envelope again (replay), as a crash between
      * publish and mark would */
-    int64_t replayed = 0;
-    cr_assert_eq(sb_outbox_replay(pool, type, NULL, &replayed, &err), SB_OK, "%s", err.buf);
-    cr_assert_eq(replayed, 1);
+    sb_arena_t *arena = sb_arena_new();
+    sb_outbox_replayed_t replayed;
+    /* filters that match nothing mark nothing */
+    sb_outbox_filter_t other = {type, "reservation-43", NULL, NULL};
+    cr_assert_eq(sb_outbox_replay(pool, &other, arena, &replayed, &err), SB_OK, "%s", err.buf);
+    cr_assert_eq(replayed.count, 0);
+    cr_assert_eq(replayed.n_ids, 0);
+    sb_outbox_filter_t later = {type, NULL, "2999-01-01T00:00:00Z", NULL};
+    cr_assert_eq(sb_outbox_replay(pool, &later, arena, &replayed, &err), SB_OK, "%s", err.buf);
+    cr_assert_eq(replayed.count, 0);
+    sb_outbox_filter_t before = {type, "reservation-42", "2000-01-01T00:00:00Z", "2000-01-02T00:00:00Z"};
+    cr_assert_eq(sb_outbox_replay(pool, &before, arena, &replayed, &err), SB_OK, "%s", err.buf);
+    cr_assert_eq(replayed.count, 0);
+    cr_assert_eq(sb_outbox_relay_once(pool, producer, 100, &err), 0, "nothing was marked");
+    /* the aggregate, in a range that holds the event: the same event id */
+    sb_outbox_filter_t mine = {type, "reservation-42", "2000-01-01T00:00:00Z",
+                               "2999-01-01T00:00:00+09:00"};
+    cr_assert_eq(sb_outbox_replay(pool, &mine, arena, &replayed, &err), SB_OK, "%s", err.buf);
+    cr_assert_eq(replayed.count, 1);
+    cr_assert_eq(replayed.n_ids, 1);
+    cr_assert_str_eq(replayed.ids[0], a.event_id);
+    sb_arena_free(arena);
     cr_assert_eq(sb_outbox_relay_once(pool, producer, 100, &err), 1, "%s", err.buf);
 
     char group[80];

@@ -127,11 +127,27 @@ sb_status_t sb_kafka_ensure_topics(const char *brokers, const char *const *topic
  * name. event_id_out (37 bytes) receives the id if non-NULL. */
 sb_status_t sb_outbox_add(sb_pg_conn_t *tx, const char *type, const char *aggregate_id,
                           const ProtobufCMessage *payload, char *event_id_out, sb_buf_t *err);
-/* Marks published events whose type starts with type_prefix ("" = all) and
- * that occurred at or after since (RFC 3339, NULL = all) as unsent, so the
- * relay publishes them again. *count receives how many. */
-sb_status_t sb_outbox_replay(sb_pg_pool_t *pool, const char *type_prefix, const char *since,
-                             int64_t *count, sb_buf_t *err);
+/* What a replay re-publishes: published events whose type starts with
+ * type_prefix ("" = all), of one aggregate (NULL or "" = any) that occurred in
+ * [since, until) (RFC 3339 the caller has validated; NULL or "" = open). */
+typedef struct {
+    const char *type_prefix;
+    const char *aggregate_id;
+    const char *since, *until;
+} sb_outbox_filter_t;
+/* How many were marked, and the event ids of the first
+ * SB_OUTBOX_REPLAY_IDS of them (oldest first; arena-owned). */
+#define SB_OUTBOX_REPLAY_IDS 100
+typedef struct {
+    int64_t count;
+    char **ids;
+    size_t n_ids;
+} sb_outbox_replayed_t;
+/* Marks the events f matches as unsent, so the relay publishes them again:
+ * the same envelopes (event ids), in id order, so per aggregate in their
+ * original order. */
+sb_status_t sb_outbox_replay(sb_pg_pool_t *pool, const sb_outbox_filter_t *f, sb_arena_t *a,
+                             sb_outbox_replayed_t *out, sb_buf_t *err);
 
 /* ---- relay (relay.c) ---- */
 /* PostgreSQL channel sb_outbox_add notifies (at commit) and the relay listens on. */

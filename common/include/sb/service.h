@@ -133,7 +133,10 @@ static inline sb_service_t *sb_event_service(const sb_event_ctx_t *ev)
  *       inbox and event table, as if it came from Kafka (a known id is
  *       dropped; a malformed event is a dead letter and INVALID_ARGUMENT);
  *   {"ReplayEvents", sb_service_replay_events}: marks the service's published
- *       "<name>." events (since an optional time) for the relay to publish again.
+ *       "<name>." events of one aggregate (aggregateId) and/or of a time range
+ *       [since, until) for the relay to publish again (sb_outbox_replay); one
+ *       of aggregateId and since is required, every refusal changes nothing.
+ *       Answers the count and the first event ids; logs the admin and filters.
  * sb_service_replay is the same with another type prefix. */
 sb_rpc_handler_t sb_service_deliver_event, sb_service_replay_events;
 sb_status_t sb_service_replay(sb_rpc_ctx_t *ctx, const void *in, void *out, const char *type_prefix);
