@@ -20,7 +20,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 from sbplatform import GRPC_BASE, Platform  # noqa: E402
 
-CONNS = 64
+CONNS = int(os.environ.get("BENCH_CONNS", "64"))  # BENCH_CONNS=256 for another load
 
 
 def ms(v, unit):

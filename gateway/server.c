@@ -1,9 +1,22 @@
-/* The gateway's HTTP server (libmicrohttpd, a thread per connection so a
- * request may block on its gRPC call) and the request pipeline:
+/* The gateway's HTTP server and the request pipeline:
  *
  *   limits -> route -> token + access policy -> rate limit -> JSON/path/query/
  *   headers -> request message -> gRPC call with identity + trace metadata ->
  *   JSON or error body
+ *
+ * No thread per connection and no blocking call on a loop thread:
+ * libmicrohttpd runs an epoll event loop per core (GATEWAY_THREADS), and a
+ * request whose answer must wait suspends its connection
+ * (MHD_suspend_connection) and is resumed by whoever brings the answer:
+ *   - the gRPC call is started on the asynchronous client's completion queue
+ *     (sb_rpc_call_start, sb/rpc.h); its callback, on a completion thread,
+ *     stores the response and resumes the connection;
+ *   - the rare blocking work (the Redis rate limit of the login rows,
+ *     /readyz's probes, and the token's revocation check while the local
+ *     denylist is not current, sb/authn.h) runs on a small pool of blocking
+ *     threads.
+ * When resumed, on_request is called again and the request goes on from its
+ * phase (struct req); every answer leaves through respond().
  *
  * Routes, access policies, 201s, rate limits, header bindings and the choice
  * of backend all come from the API table (sb/api.h), generated from the
@@ -24,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -79,11 +93,143 @@ static const char *binding_key(const sb_api_match_t *mt)
     return gw.keys[gw.key_at[mt->method - sb_api_methods] + (size_t)(mt->http - mt->method->http)];
 }
 
+typedef struct principal {
+    sb_jwt_claims_t claims;
+    const char *token;
+    bool present;
+} principal_t;
+
+/* Where a request is (on_request is called again after each resume). */
+enum phase {
+    PH_NEW,      /* headers and body arriving, nothing decided yet */
+    PH_WAIT,     /* suspended: a call or a blocking job runs for it */
+    PH_STEP_ANS, /* resumed: a blocking step's answer (auth_*, rate_*) is in */
+    PH_CALL_ANS, /* resumed: the call's answer is in st/resp/err */
+    PH_BODY_ANS, /* resumed: the answer is in code/out (/readyz) */
+};
+
+/* One request, from its first byte to on_completed (which frees it). */
 struct req {
+    struct MHD_Connection *c;
     sb_buf_t body;
     bool too_large;
     int64_t t0;
+    enum phase phase;
+    sb_arena_t *a;          /* from the complete request to on_completed */
+    char trace[65], ip[64]; /* the trace id and the client's address */
+    const char *metric_key; /* "GET /members/{userId}", "builtin" or "unrouted" (static) */
+    principal_t who;        /* the token verified (borrowed from the connection's headers) */
+    /* the routed row's call */
+    const sb_api_method_t *row;
+    const char *key;   /* binding_key of the match */
+    const char *scope; /* its REST path, the rate limit's scope */
+    int backend;
+    bool auth_done, rate_done;    /* the token's check, the rate limit: done on a blocking thread */
+    sb_status_t auth_st, rate_st; /* their answers (the message of a refusal in err) */
+    sb_status_t st;               /* the answer of the call */
+    ProtobufCMessage *resp;       /* the call's response (in a) */
+    sb_buf_t err;                 /* the message of st, auth_st or rate_st */
+    /* the answer of a blocking job (/readyz) */
+    int code;
+    sb_buf_t out;
+    void (*job)(struct req *); /* the blocking job to run, queued on jobs */
+    struct req *job_next;
 };
+
+static struct {
+    sb_rpc_loop_t *rpc;   /* the asynchronous gRPC client (GATEWAY_RPC_THREADS) */
+    atomic_int suspended; /* connections suspended until a call or job resumes them */
+} loop;
+
+static void suspend(struct req *rq)
+{
+    atomic_fetch_add(&loop.suspended, 1);
+    rq->phase = PH_WAIT;
+    MHD_suspend_connection(rq->c);
+}
+
+/* From any thread, once per suspend: the request goes on in phase ph on its
+ * loop thread. After this the request is no longer the caller's to touch. */
+static void resume(struct req *rq, enum phase ph)
+{
+    rq->phase = ph;
+    MHD_resume_connection(rq->c);
+    atomic_fetch_sub(&loop.suspended, 1);
+}
+
+/* ---------------------------------------------------- blocking jobs */
+
+/* A few threads for the work that can only be done blocking (hiredis'
+ * synchronous API, the /readyz probes, sb_authn_verify asking Redis): a
+ * request queues its job, suspends,
+ * and the job resumes it. GATEWAY_BLOCKING_THREADS (2). */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct req *head, *tail;
+    bool stop;
+    pthread_t *threads;
+    long n;
+} jobs = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void *jobs_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&jobs.mu);
+    for (;;) {
+        while (!jobs.head && !jobs.stop)
+            pthread_cond_wait(&jobs.cv, &jobs.mu);
+        if (!jobs.head)
+            break;
+        struct req *rq = jobs.head;
+        jobs.head = rq->job_next;
+        if (!jobs.head)
+            jobs.tail = NULL;
+        pthread_mutex_unlock(&jobs.mu);
+        sb_log_set_trace(rq->trace);
+        rq->job(rq); /* resumes rq */
+        sb_log_set_trace(NULL);
+        pthread_mutex_lock(&jobs.mu);
+    }
+    pthread_mutex_unlock(&jobs.mu);
+    return NULL;
+}
+
+/* Suspends rq and queues fn, which resumes it. */
+static void offload(struct req *rq, void (*fn)(struct req *))
+{
+    suspend(rq);
+    rq->job = fn;
+    rq->job_next = NULL;
+    pthread_mutex_lock(&jobs.mu);
+    if (jobs.tail)
+        jobs.tail->job_next = rq;
+    else
+        jobs.head = rq;
+    jobs.tail = rq;
+    pthread_cond_signal(&jobs.cv);
+    pthread_mutex_unlock(&jobs.mu);
+}
+
+static void jobs_start(long n)
+{
+    jobs.n = n;
+    jobs.threads = sb_calloc((size_t)n, sizeof *jobs.threads);
+    for (long i = 0; i < n; i++)
+        pthread_create(&jobs.threads[i], NULL, jobs_main, NULL);
+}
+
+/* Runs what is queued, then joins the threads. */
+static void jobs_stop(void)
+{
+    pthread_mutex_lock(&jobs.mu);
+    jobs.stop = true;
+    pthread_cond_broadcast(&jobs.cv);
+    pthread_mutex_unlock(&jobs.mu);
+    for (long i = 0; i < jobs.n; i++)
+        pthread_join(jobs.threads[i], NULL);
+    free(jobs.threads);
+}
 
 /* Queues body (handed over) with status code; a JSON body gets the API's
  * headers. While the gateway drains, the connection closes after it. */
@@ -169,13 +315,9 @@ static const char *client_ip(struct MHD_Connection *c, char *buf, size_t n)
 
 /* ---------------------------------------------------------------- auth */
 
-typedef struct principal {
-    sb_jwt_claims_t claims;
-    const char *token;
-    bool present;
-} principal_t;
-
-static sb_status_t authenticate(struct MHD_Connection *c, principal_t *p, sb_buf_t *err)
+/* The bearer token of the request into p->token (borrowed from the
+ * connection's headers, valid for the request). */
+static sb_status_t bearer(struct MHD_Connection *c, principal_t *p, sb_buf_t *err)
 {
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
     p->present = false;
@@ -188,12 +330,16 @@ static sb_status_t authenticate(struct MHD_Connection *c, principal_t *p, sb_buf
         return SB_UNAUTHENTICATED;
     }
     p->token = h + 7;
-    /* the early check (a convenience: every service verifies the token again) */
-    sb_status_t st = sb_authn_verify(gw.authn, p->token, &p->claims, err);
-    if (st != SB_OK)
-        return st;
-    p->present = true;
     return SB_OK;
+}
+
+/* The early check of p->token (a convenience: every service verifies the
+ * token again); p->present on OK. */
+static sb_status_t verify(principal_t *p, sb_buf_t *err)
+{
+    sb_status_t st = sb_authn_verify(gw.authn, p->token, &p->claims, err);
+    p->present = st == SB_OK;
+    return st;
 }
 
 /* ------------------------------------------------------------ pipeline */
@@ -244,17 +390,79 @@ static sb_status_t set_raw_body(ProtobufCMessage *msg, const char *name, const s
     return SB_OK;
 }
 
+/* The answer to a failed step of a routed request: its JSON error body in
+ * out, returns the HTTP status. A 503's transport detail (addresses) is for
+ * the log, not the client. */
+static int status_answer(const char *key, int backend, sb_status_t st, sb_buf_t *err, sb_buf_t *out)
+{
+    if (st == SB_UNAVAILABLE && backend >= 0) {
+        sb_error("%s -> %s service unavailable: %s", key, sb_registry[backend].name, err->buf);
+        sb_buf_reset(err);
+        sb_buf_addf(err, "the %s service is unavailable; try again later", sb_registry[backend].name);
+    }
+    int code = error_body(out, st, err->len ? err->buf : sb_status_name(st));
+    if (code >= 500)
+        sb_error("%s -> %d: %s", key, code, err->buf);
+    return code;
+}
+
+static void rate_limit_job(struct req *rq)
+{
+    sb_buf_reset(&rq->err);
+    rq->rate_st = sb_rate_limit(gw.redis, rq->scope, rq->ip, gw.login_limit, &rq->err);
+    rq->rate_done = true;
+    resume(rq, PH_STEP_ANS);
+}
+
+/* The token's check while the local denylist is not current: it asks Redis. */
+static void verify_job(struct req *rq)
+{
+    sb_buf_reset(&rq->err);
+    rq->auth_st = verify(&rq->who, &rq->err);
+    rq->auth_done = true;
+    resume(rq, PH_STEP_ANS);
+}
+
+/* sb_rpc_done_fn: on a completion thread */
+static void call_done(void *arg, sb_status_t st, ProtobufCMessage *resp, const char *err)
+{
+    struct req *rq = arg;
+    rq->st = st;
+    rq->resp = resp;
+    sb_buf_reset(&rq->err);
+    sb_buf_adds(&rq->err, err);
+    resume(rq, PH_CALL_ANS);
+}
+
+/* The answer of the call (PH_CALL_ANS) in out; returns the HTTP status. */
+static int call_answer(struct req *rq, sb_buf_t *out)
+{
+    if (rq->st != SB_OK)
+        return status_answer(rq->key, rq->backend, rq->st, &rq->err, out);
+    sb_buf_reset(out);
+    sb_json_encode(rq->resp, out);
+    return rq->row->ok_status;
+}
+
+/* The routed request up to its call: returns the HTTP status of an answer
+ * in out, or 0 when the connection is suspended (a call or the rate limit
+ * runs; on_request is called again when it is resumed). */
 static int route_request(struct MHD_Connection *c, const sb_api_match_t *mt, struct req *rq,
-                         const char *trace, const char *ip, sb_arena_t *a, sb_buf_t *out,
-                         principal_t *who)
+                         sb_buf_t *out)
 {
     const sb_api_method_t *r = mt->method;
     const char *key = binding_key(mt);
+    sb_arena_t *a = rq->a;
+    principal_t *who = &rq->who;
     sb_buf_t err = SB_BUF_INIT;
     sb_status_t st;
     int code;
     int backend = -1; /* none chosen yet */
 
+    rq->row = r;
+    rq->key = key;
+    rq->scope = mt->http->path;
+    rq->backend = -1;
     if (rq->too_large) {
         sb_buf_reset(out);
         sb_buf_adds(
@@ -265,7 +473,23 @@ static int route_request(struct MHD_Connection *c, const sb_api_match_t *mt, str
     /* identity: needed unless public; optional on public paths, where a bad
      * token is still an error */
     if (!r->access.public_ || MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization")) {
-        if ((st = authenticate(c, who, &err)) != SB_OK)
+        if (!rq->auth_done) {
+            if ((st = bearer(c, who, &err)) != SB_OK)
+                goto out_status;
+            /* the local denylist answers without I/O; without it the check
+             * asks Redis, blocking: on a blocking thread, then this runs
+             * again from the top */
+            if (!sb_authn_local_denylist_live(gw.authn)) {
+                offload(rq, verify_job);
+                sb_buf_release(&err);
+                return 0;
+            }
+            rq->auth_st = verify(who, &err);
+            rq->auth_done = true;
+        } else if (rq->auth_st != SB_OK) {
+            sb_buf_adds(&err, rq->err.buf);
+        }
+        if ((st = rq->auth_st) != SB_OK)
             goto out_status;
     }
     /* the policy, early: the owner field (if any) is a path variable */
@@ -273,9 +497,19 @@ static int route_request(struct MHD_Connection *c, const sb_api_match_t *mt, str
                           "", sb_api_match_request(mt, a), &err);
     if (st != SB_OK)
         goto out_status;
-    if (r->rate_limited &&
-        (st = sb_rate_limit(gw.redis, mt->http->path, ip, gw.login_limit, &err)) != SB_OK)
-        goto out_status;
+    /* the per-IP limit (login, refresh) is counted in Redis, a blocking
+     * call: on a blocking thread, then this runs again from the top */
+    if (r->rate_limited) {
+        if (!rq->rate_done) {
+            offload(rq, rate_limit_job);
+            sb_buf_release(&err);
+            return 0;
+        }
+        if ((st = rq->rate_st) != SB_OK) {
+            sb_buf_adds(&err, rq->err.buf);
+            goto out_status;
+        }
+    }
     if ((backend = backend_index(sb_api_match_backend(mt))) < 0) {
         /* a row every service serves names its service in the path */
         st = r->backend ? SB_UNIMPLEMENTED : SB_NOT_FOUND;
@@ -328,30 +562,25 @@ static int route_request(struct MHD_Connection *c, const sb_api_match_t *mt, str
             *slot = sb_arena_strdup(a, who->token);
     }
 
-    ProtobufCMessage *resp = NULL;
+    /* suspended first: call_done may resume it before sb_rpc_call_start returns */
+    rq->backend = backend;
     sb_call_opts_t o = {.timeout_ms = gw.timeout_ms,
-                        .trace_id = trace,
+                        .trace_id = rq->trace,
                         .token = who->present ? who->token : NULL,
-                        .client_ip = ip};
-    st = sb_rpc_call(sb_channel_get(sb_registry_addr(sb_registry[backend].name)), r->service, md->name,
-                     msg, a, &resp, &o, &err);
-    if (st != SB_OK)
-        goto out_status;
-    sb_buf_reset(out);
-    sb_json_encode(resp, out);
-    code = r->ok_status;
-    goto out;
+                        .client_ip = rq->ip};
+    suspend(rq);
+    sb_buf_reset(&rq->err);
+    st = sb_rpc_call_start(loop.rpc, sb_channel_get(sb_registry_addr(sb_registry[backend].name)),
+                           r->service, md->name, msg, a, &o, call_done, rq, &rq->err);
+    if (st != SB_OK) {
+        rq->st = st;
+        resume(rq, PH_CALL_ANS);
+    }
+    sb_buf_release(&err);
+    return 0;
 
 out_status:
-    if (st == SB_UNAVAILABLE && backend >= 0) {
-        /* the transport detail (addresses) is for the log, not the client */
-        sb_error("%s -> %s service unavailable: %s", key, sb_registry[backend].name, err.buf);
-        sb_buf_reset(&err);
-        sb_buf_addf(&err, "the %s service is unavailable; try again later", sb_registry[backend].name);
-    }
-    code = error_body(out, st, err.len ? err.buf : sb_status_name(st));
-    if (code >= 500)
-        sb_error("%s -> %d: %s", key, code, err.buf);
+    code = status_answer(key, backend, st, &err, out);
 out:
     sb_buf_release(&err);
     return code;
@@ -386,7 +615,18 @@ static void gateway_ready(void *arg, sb_ready_t *r)
                         "no SERVING answer to grpc.health.v1 Check within 1 s");
 }
 
-static int builtin(const char *method, const char *url, sb_arena_t *a, sb_buf_t *out, const char **ctype)
+static void readyz_job(struct req *rq)
+{
+    sb_buf_reset(&rq->out);
+    rq->code = sb_ready_render(gateway_ready, rq->a, &rq->out);
+    resume(rq, PH_BODY_ANS);
+}
+
+/* The paths served here: the HTTP status with the answer in out, 0 when the
+ * path is not one of them, -1 when suspended (/readyz asks Redis and every
+ * backend, blocking: on a blocking thread). */
+static int builtin(struct req *rq, const char *method, const char *url, sb_buf_t *out,
+                   const char **ctype)
 {
     if (strcmp(method, "GET") != 0)
         return 0;
@@ -394,8 +634,10 @@ static int builtin(const char *method, const char *url, sb_arena_t *a, sb_buf_t 
         sb_buf_adds(out, "{\"status\":\"ok\"}");
         return 200;
     }
-    if (!strcmp(url, "/readyz"))
-        return sb_ready_render(gateway_ready, a, out);
+    if (!strcmp(url, "/readyz")) {
+        offload(rq, readyz_job);
+        return -1;
+    }
     if (!strcmp(url, "/metrics")) {
         sb_metrics_render(out);
         *ctype = "text/plain; version=0.0.4";
@@ -408,6 +650,70 @@ static int builtin(const char *method, const char *url, sb_arena_t *a, sb_buf_t 
     return 0;
 }
 
+/* Every answer leaves here: queues out (handed over) with code, records the
+ * metrics and writes the access-log line. */
+static enum MHD_Result respond(struct req *rq, const char *method, const char *url, int code,
+                               const char *ctype, sb_buf_t *out)
+{
+    gw_cache_headers_t cache_hdr = {0};
+    if (rq->row) /* a routed request: a cached read gets its ETag, or 304 (etag.c) */
+        gw_cache_headers(rq->row, method, rq->who.present,
+                         MHD_lookup_connection_value(rq->c, MHD_HEADER_KIND, "If-None-Match"), &code,
+                         out, &cache_hdr);
+    size_t bytes = out->len;
+    enum MHD_Result ret = send_body(rq->c, code, ctype, out, rq->trace, &cache_hdr);
+    int64_t dt = sb_mono_ns() - rq->t0;
+    sb_metrics_rpc(rq->metric_key, code < 400 ? SB_OK : SB_UNKNOWN, dt);
+    /* access log: one JSON line per request (the URL path only: query strings may carry tokens) */
+    const principal_t *who = &rq->who;
+    sb_buf_t f = SB_BUF_INIT;
+    sb_buf_adds(&f, "\"method\":");
+    sb_buf_add_json_str(&f, method, strnlen(method, 16));
+    sb_buf_adds(&f, ",\"path\":");
+    sb_buf_add_json_str(&f, url, strnlen(url, 200));
+    sb_buf_addf(&f, ",\"status\":%d,\"ms\":%.3f,\"bytes\":%zu,\"ip\":", code, (double)dt / 1e6, bytes);
+    sb_buf_add_json_str(&f, rq->ip, strlen(rq->ip));
+    sb_buf_adds(&f, ",\"user\":");
+    sb_buf_add_json_str(&f, who->present ? who->claims.sub : "",
+                        who->present ? strlen(who->claims.sub) : 0);
+    sb_log_fields(SB_LOG_INFO, f.buf, "access");
+    sb_buf_release(&f);
+    return ret;
+}
+
+/* The complete request, first seen (PH_NEW) or resumed with an answer:
+ * the HTTP status of the answer in out, or 0 when suspended. */
+static int handle(struct req *rq, const char *method, const char *url, sb_buf_t *out, const char **ctype)
+{
+    if (rq->phase == PH_CALL_ANS)
+        return call_answer(rq, out);
+    if (rq->phase == PH_BODY_ANS) {
+        sb_buf_add(out, rq->out.buf, rq->out.len);
+        return rq->code;
+    }
+    int code = rq->phase == PH_NEW ? builtin(rq, method, url, out, ctype) : 0;
+    if (code) {
+        rq->metric_key = "builtin";
+        return code < 0 ? 0 : code;
+    }
+    sb_api_match_t mt;
+    if (sb_api_match(method, url, &mt)) {
+        rq->metric_key = binding_key(&mt);
+        return route_request(rq->c, &mt, rq, out);
+    }
+    if (mt.path_known) {
+        sb_buf_addf(out,
+                    "{\"error\":{\"code\":\"METHOD_NOT_ALLOWED\",\"message\":\"%s is not allowed on "
+                    "this path\"}}",
+                    !strcmp(method, "GET") || !strcmp(method, "POST") || !strcmp(method, "PUT") ||
+                            !strcmp(method, "DELETE")
+                        ? method
+                        : "this method");
+        return 405;
+    }
+    return error_body(out, SB_NOT_FOUND, "no such path");
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **req_cls)
@@ -417,8 +723,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     struct req *rq = *req_cls;
     if (!rq) {
         rq = sb_calloc(1, sizeof *rq);
+        rq->c = c;
         sb_buf_init(&rq->body);
+        sb_buf_init(&rq->err);
+        sb_buf_init(&rq->out);
         rq->t0 = sb_mono_ns();
+        rq->phase = PH_NEW;
+        rq->metric_key = "unrouted";
         *req_cls = rq;
         atomic_fetch_add(&gw.in_flight, 1);
         return MHD_YES;
@@ -431,63 +742,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0;
         return MHD_YES;
     }
-
-    char tracebuf[SB_UUID_LEN + 1], ip[64];
-    const char *trace = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Trace-Id");
-    if (!sb_log_trace_valid(trace)) {
-        sb_uuid_v4(tracebuf);
-        trace = tracebuf;
+    if (!rq->a) { /* the request is complete: who and which trace */
+        const char *trace = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Trace-Id");
+        if (sb_log_trace_valid(trace))
+            snprintf(rq->trace, sizeof rq->trace, "%s", trace);
+        else
+            sb_uuid_v4(rq->trace);
+        client_ip(c, rq->ip, sizeof rq->ip);
+        rq->a = sb_arena_new();
     }
-    sb_log_set_trace(trace);
-    client_ip(c, ip, sizeof ip);
-    sb_arena_t *a = sb_arena_new();
+    sb_log_set_trace(rq->trace);
     sb_buf_t out = SB_BUF_INIT;
     const char *ctype = "application/json";
-    const char *metric_key = "unrouted";
-    principal_t who = {0};
-    gw_cache_headers_t cache_hdr = {0};
-    int code = builtin(method, url, a, &out, &ctype);
-    if (!code) {
-        sb_api_match_t mt;
-        if (sb_api_match(method, url, &mt)) {
-            metric_key = binding_key(&mt);
-            code = route_request(c, &mt, rq, trace, ip, a, &out, &who);
-            gw_cache_headers(mt.method, method, who.present,
-                             MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match"), &code,
-                             &out, &cache_hdr);
-        } else if (mt.path_known) {
-            code = 405;
-            sb_buf_addf(&out,
-                        "{\"error\":{\"code\":\"METHOD_NOT_ALLOWED\",\"message\":\"%s is not allowed on "
-                        "this path\"}}",
-                        !strcmp(method, "GET") || !strcmp(method, "POST") || !strcmp(method, "PUT") ||
-                                !strcmp(method, "DELETE")
-                            ? method
-                            : "this method");
-        } else {
-            code = error_body(&out, SB_NOT_FOUND, "no such path");
-        }
-    } else {
-        metric_key = "builtin";
-    }
-    size_t bytes = out.len;
-    enum MHD_Result ret = send_body(c, code, ctype, &out, trace, &cache_hdr);
-    int64_t dt = sb_mono_ns() - rq->t0;
-    sb_metrics_rpc(metric_key, code < 400 ? SB_OK : SB_UNKNOWN, dt);
-    /* access log: one JSON line per request (the URL path only: query strings may carry tokens) */
-    sb_buf_t f = SB_BUF_INIT;
-    sb_buf_adds(&f, "\"method\":");
-    sb_buf_add_json_str(&f, method, strnlen(method, 16));
-    sb_buf_adds(&f, ",\"path\":");
-    sb_buf_add_json_str(&f, url, strnlen(url, 200));
-    sb_buf_addf(&f, ",\"status\":%d,\"ms\":%.3f,\"bytes\":%zu,\"ip\":", code, (double)dt / 1e6, bytes);
-    sb_buf_add_json_str(&f, ip, strlen(ip));
-    sb_buf_adds(&f, ",\"user\":");
-    sb_buf_add_json_str(&f, who.present ? who.claims.sub : "", who.present ? strlen(who.claims.sub) : 0);
-    sb_log_fields(SB_LOG_INFO, f.buf, "access");
-    sb_buf_release(&f);
+    int code = handle(rq, method, url, &out, &ctype);
+    enum MHD_Result ret = MHD_YES;
+    if (code) /* else suspended: rq may already be another thread's */
+        ret = respond(rq, method, url, code, ctype, &out);
     sb_log_set_trace(NULL);
-    sb_arena_free(a);
     sb_buf_release(&out);
     return ret;
 }
@@ -501,6 +772,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     struct req *rq = *req_cls;
     if (rq) {
         sb_buf_release(&rq->body);
+        sb_buf_release(&rq->err);
+        sb_buf_release(&rq->out);
+        sb_arena_free(rq->a);
         free(rq);
         *req_cls = NULL;
         atomic_fetch_sub(&gw.in_flight, 1);
@@ -570,9 +844,31 @@ static void drain(struct MHD_Daemon *d, int sig)
            "drain: done after %.0f ms: %ld answers sent with Connection: close; %d connections left "
            "(%d requests in flight), closed now",
            (double)(sb_mono_ns() - t0) / 1e6, atomic_load(&gw.n_closing), left, busy);
+    /* a suspended connection must be resumed before the daemon stops: the
+     * calls still running are cancelled (answered 503, "shutting down"),
+     * the blocking jobs end within their own timeouts */
+    sb_rpc_loop_cancel_all(loop.rpc);
+    while (atomic_load(&loop.suspended) > 0)
+        sb_sleep_ms(2);
     MHD_stop_daemon(d);
     if (ls != MHD_INVALID_SOCKET)
         close(ls);
+}
+
+/* The open-file limit, its soft value raised to the hard one (each
+ * connection is a descriptor). */
+static long raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 1024;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rl.rlim_cur = was;
+    }
+    return rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1000000 ? 1000000 : (long)rl.rlim_cur;
 }
 
 int main(void)
@@ -621,28 +917,52 @@ int main(void)
             gw.keys[gw.key_at[i] + h] = sb_buf_detach(&k, NULL);
         }
     long port = sb_cfg_int("GATEWAY_PORT", 8080, 1, 65535);
-    /* GATEWAY_THREADS=0 (default): a thread per connection, so a request may
-     * block on its gRPC call without stalling others. N > 0: an epoll thread
-     * pool of N (a blocked call then holds a pool thread). docs/benchmarks.md
-     * has both measured. */
-    long pool = sb_cfg_int("GATEWAY_THREADS", 0, 0, 1024);
-    /* MHD_USE_ITC: MHD_quiesce_daemon and MHD_add_connection (the drain) need it */
-    unsigned flags = MHD_USE_ERROR_LOG | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
-                     (pool ? MHD_USE_EPOLL : MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL);
+    /* an epoll event loop per core (GATEWAY_THREADS, 0: one per core), each
+     * serving its share of the connections; a request waiting on its call is
+     * a suspended connection, not a thread (docs/benchmarks.md, "Event
+     * loops"). The completions come back on GATEWAY_RPC_THREADS threads. */
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    long threads = sb_cfg_int("GATEWAY_THREADS", 0, 0, 1024);
+    if (threads == 0)
+        threads = ncpu > 0 ? ncpu : 1;
+    long max_conns = sb_cfg_int("GATEWAY_MAX_CONNECTIONS", 16384, 1, 1000000);
+    long nofile = raise_nofile();
+    if (max_conns > nofile - 256) {
+        sb_warn("GATEWAY_MAX_CONNECTIONS %ld is over the open-file limit %ld less 256: %ld connections",
+                max_conns, nofile, nofile - 256 > 1 ? nofile - 256 : 1);
+        max_conns = nofile - 256 > 1 ? nofile - 256 : 1;
+    }
+    /* what one connection may hold: its request line and headers, the
+     * response's headers (bodies live outside, in struct req and the
+     * response). libmicrohttpd zeroes the whole of it between two requests,
+     * so it is both the resident memory of an idle connection and a memset
+     * per request: 16 KiB (docs/benchmarks.md, "Event loops"). */
+    long conn_mem = sb_cfg_int("GATEWAY_CONNECTION_MEMORY", 16 * 1024, 8 * 1024, 1024 * 1024);
+    loop.rpc = sb_rpc_loop_new((int)sb_cfg_int("GATEWAY_RPC_THREADS", 1, 1, 64));
+    jobs_start(sb_cfg_int("GATEWAY_BLOCKING_THREADS", 2, 1, 64));
+    /* MHD_USE_ITC: MHD_quiesce_daemon and MHD_add_connection (the drain) and
+     * MHD_resume_connection from other threads need it */
+    unsigned flags = MHD_USE_ERROR_LOG | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_EPOLL |
+                     MHD_ALLOW_SUSPEND_RESUME;
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)port, NULL, NULL, on_request, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
         NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)sb_cfg_int("GATEWAY_MAX_CONNECTIONS", 1024, 1, 100000), MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)30, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(pool ? pool : 1), MHD_OPTION_END);
+        (unsigned)max_conns, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)sb_cfg_int("GATEWAY_IDLE_TIMEOUT_S", 30, 1, 86400), MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)conn_mem, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)threads, MHD_OPTION_END);
     if (!d) {
         sb_error("cannot listen on port %ld", port);
         return 1;
     }
-    sb_info("gateway listening on http://0.0.0.0:%ld", port);
+    sb_info("gateway listening on http://0.0.0.0:%ld: %ld event loops, up to %ld connections "
+            "(%ld KiB each)",
+            port, threads, max_conns, conn_mem / 1024);
     int sig;
     sigwait(&stop, &sig);
     drain(d, sig);
+    jobs_stop();
+    sb_rpc_loop_free(loop.rpc);
     sb_authn_free(gw.authn);
     sb_redis_free(gw.redis);
     sb_channels_free_all();

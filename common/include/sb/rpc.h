@@ -230,4 +230,44 @@ sb_status_t sb_rpc_call(sb_channel_t *ch, const ProtobufCServiceDescriptor *desc
 sb_status_t sb_rpc_call_raw(sb_channel_t *ch, const char *path, const void *req, size_t len,
                             sb_buf_t *resp, const sb_call_opts_t *opts, sb_buf_t *err);
 
+/* ---- asynchronous client ----
+ *
+ * For a caller that must not block on a call (the gateway's event loops):
+ * the call is started on a loop's completion queue and its answer comes back
+ * to a callback, run on one of the loop's threads. The loop's threads also
+ * carry the gRPC core's I/O (it runs on the threads that wait on a queue).
+ *
+ *     static void got_member(void *arg, sb_status_t st, ProtobufCMessage *resp, const char *err)
+ *     {   // a loop thread: store the answer and wake whoever waits (no blocking here)
+ *     }
+ *     sb_rpc_call_start(loop, ch, &sb__member__member_service__descriptor, "GetMember",
+ *                       &req.base, arena, &opts, got_member, rq, &err);
+ */
+typedef struct sb_rpc_loop sb_rpc_loop_t;
+
+/* st: the call's status (CANCELLED from the server, or from
+ * sb_rpc_loop_cancel_all, is UNAVAILABLE as for sb_rpc_call); on OK resp is
+ * the response, unpacked into the arena given to sb_rpc_call_start; else err
+ * is the message (borrowed for the callback). The callback must not block. */
+typedef void (*sb_rpc_done_fn)(void *arg, sb_status_t st, ProtobufCMessage *resp, const char *err);
+
+/* A completion queue with `threads` threads waiting on it (1 if <= 0).
+ * Free with sb_rpc_loop_free. */
+sb_rpc_loop_t *sb_rpc_loop_new(int threads);
+/* Starts a unary call of desc's method `method` (channel, request, arena and
+ * options as for sb_rpc_call; opts is read before it returns, req is packed
+ * into arena). On OK, done(arg, ...) runs exactly once, on a loop thread,
+ * possibly before this returns; the arena must stay alive and unused by
+ * others until then. On an error return (message in err) done never runs. */
+sb_status_t sb_rpc_call_start(sb_rpc_loop_t *l, sb_channel_t *ch, const ProtobufCServiceDescriptor *desc,
+                              const char *method, const ProtobufCMessage *req, sb_arena_t *arena,
+                              const sb_call_opts_t *opts, sb_rpc_done_fn done, void *arg, sb_buf_t *err);
+/* Calls started and not yet completed. */
+size_t sb_rpc_loop_pending(sb_rpc_loop_t *l);
+/* Cancels every call running and every call started from now on: each
+ * completes at once with UNAVAILABLE ("this process is shutting down"). */
+void sb_rpc_loop_cancel_all(sb_rpc_loop_t *l);
+/* Cancels what runs, waits for every callback, stops the threads, frees. */
+void sb_rpc_loop_free(sb_rpc_loop_t *l);
+
 #endif
