@@ -25,6 +25,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -178,6 +179,10 @@ class GatewayLoop(unittest.TestCase):
         finally:
             P.start_service("member")
             P.wait_ready()
+            # and the gateway's channel has reconnected (its backoff) before the next test
+            deadline = time.time() + 30
+            while P.call("GET", f"/members/{MEMBER['userId']}", token=TOKEN)[0] != 200 and time.time() < deadline:
+                time.sleep(0.1)
 
 
 if __name__ == "__main__":
