@@ -88,7 +88,7 @@ def sell_performance(p, planner, admin, seats, n_schedules, grade="R", price=500
             "grades": [{"grade": g, "price": price, "seatCount": seats} for g in (grades or [grade])]}
     st, perf, _ = p.call("POST", "/performances", body, token=planner["accessToken"])
     assert st == 201, (st, perf)
-    st, r, _ = p.call("POST", f"/performances/{perf['performanceId']}/approve", {}, token=admin["accessToken"])
+    st, r, _ = p.call("POST", f"/performances/{perf['performanceId']}/approve", {"reason": "reviewed"}, token=admin["accessToken"])
     assert st == 200, (st, r)
     sids = [s["scheduleId"] for s in perf["schedules"]]
     deadline = time.time() + timeout

@@ -39,7 +39,7 @@ def main():
             sid = perf["schedules"][0]["scheduleId"]
             time.sleep(random.uniform(0, 0.2))  # do not run in step with the relay's polling
             t0 = time.perf_counter()
-            st, r, _ = p.call("POST", f"/performances/{perf['performanceId']}/approve", {}, token=admin["accessToken"])
+            st, r, _ = p.call("POST", f"/performances/{perf['performanceId']}/approve", {"reason": "reviewed"}, token=admin["accessToken"])
             assert st == 200, r
             while p.call("GET", f"/schedules/{sid}/seats")[0] != 200:
                 if time.perf_counter() - t0 > 30:

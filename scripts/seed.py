@@ -83,7 +83,7 @@ def main():
         if st != 201:
             raise SystemExit(f"seed: create {show['title']}: {st} {p}")
         schedules += [s["scheduleId"] for s in p["schedules"]]
-        st, p = call("POST", f"/performances/{p['performanceId']}/approve", {}, token=admin["accessToken"])
+        st, p = call("POST", f"/performances/{p['performanceId']}/approve", {"reason": "reviewed"}, token=admin["accessToken"])
         if st != 200:
             raise SystemExit(f"seed: approve: {st} {p}")
     # bookable once the reservation service has built the seat maps from the events

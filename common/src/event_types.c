@@ -38,6 +38,7 @@ static const sb_event_type_t types[] = {
     {"payment.refunded", &sb__events__payment_refunded__descriptor},
     {"payment.disputed", &sb__events__payment_disputed__descriptor},
     {"notification.sent", &sb__events__notification_sent__descriptor},
+    {"audit.admin_action", &sb__events__audit_admin_action__descriptor},
 };
 
 const sb_event_type_t *sb_event_types(size_t *n)

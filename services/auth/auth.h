@@ -54,4 +54,9 @@ sb_status_t auth_denylist_job(sb_job_ctx_t *job);
 sb_status_t auth_on_member_withdrawn(sb_event_ctx_t *ev, const void *payload);
 sb_status_t auth_on_password_changed(sb_event_ctx_t *ev, const void *payload);
 
+/* The platform's admin audit log (audit.c): audit.admin_action events kept,
+ * GET /admin/audit served. */
+sb_status_t auth_on_admin_action(sb_event_ctx_t *ev, const void *payload);
+sb_rpc_handler_t auth_list_admin_audit;
+
 #endif

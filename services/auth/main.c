@@ -69,6 +69,7 @@ static const sb_rpc_method_t methods[] = {
     {"Logout", auth_logout, .tx = SB_TX},
     {"Authorize", auth_authorize},
     {"GetJwks", auth_get_jwks},
+    {"ListAdminAudit", auth_list_admin_audit, .tx = SB_TX_READ},
     {"DeliverEvent", sb_service_deliver_event},
 };
 
@@ -76,6 +77,7 @@ static const sb_event_handler_t events[] = {
     {"member.withdrawn", &sb__events__member_withdrawn__descriptor, auth_on_member_withdrawn},
     {"member.password_changed", &sb__events__member_password_changed__descriptor,
      auth_on_password_changed},
+    {"audit.admin_action", &sb__events__audit_admin_action__descriptor, auth_on_admin_action},
 };
 
 /* denylist: the Redis denylist rebuilt from the revocations table when its

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "member.h"
+#include "sb/audit.h"
 #include "sb/db.h"
 #include "sb/events.h"
 #include "sb/log.h"
@@ -347,7 +348,12 @@ sb_status_t member_delete(sb_rpc_ctx_t *ctx, const void *in, void *out)
     char *id;
     PGresult *r;
     sb_status_t st = target_member(ctx, req->user_id, &id);
-    if (st != SB_OK || (st = member_row(ctx, ctx->db, &withdraw_member, id, &r)) != SB_OK)
+    if (st != SB_OK)
+        return st;
+    bool as_admin = sb_audit_as_admin(ctx, id);
+    if (as_admin && (st = sb_audit_need_reason(ctx, req->reason)) != SB_OK)
+        return st;
+    if ((st = member_row(ctx, ctx->db, &withdraw_member, id, &r)) != SB_OK)
         return st;
     Sb__Events__MemberWithdrawn ev = SB__EVENTS__MEMBER_WITHDRAWN__INIT;
     ev.user_id = id;
@@ -355,6 +361,12 @@ sb_status_t member_delete(sb_rpc_ctx_t *ctx, const void *in, void *out)
     ev.withdrawn_by = (char *)ctx->user_id;
     if ((st = sb_outbox_add(ctx->db->conn, "member.withdrawn", id, &ev.base, NULL, &ctx->detail)) !=
         SB_OK)
+        return st;
+    if (as_admin && (st = sb_audit_record(ctx, &(sb_audit_t){.target_type = "member",
+                                                             .target_id = id,
+                                                             .reason = req->reason,
+                                                             .before = "ACTIVE",
+                                                             .after = "WITHDRAWN"})) != SB_OK)
         return st;
     resp->user_id = id;
     resp->status = "WITHDRAWN";

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "payment.h"
+#include "sb/audit.h"
 #include "sb/config.h"
 #include "sb/log.h"
 #include "sb/pb.h"
@@ -202,6 +203,11 @@ sb_status_t pay_transition(sb_db_t *db, sb_arena_t *a, const char *id, const pay
 
 /* -------------------------------------------------------------- GetPayment */
 
+static const sb_pg_stmt_t stmt_log_of = {
+    "pay_log_of", "SELECT from_status, to_status, actor, reason, " SB_DB_TS(
+                      "at") " AS at"
+                            " FROM payment_log WHERE payment_id = $1::uuid ORDER BY id"};
+
 /* Whether the caller may see p: its owner, an admin, or the reservation
  * service calling on nobody's behalf (the policy admitted it). */
 static bool may_see(const sb_rpc_ctx_t *ctx, const pay_t *p)
@@ -234,6 +240,14 @@ sb_status_t pay_get(sb_rpc_ctx_t *ctx, const void *in, void *out)
         return sb_rpc_fail(ctx, SB_NOT_FOUND,
                            by_id ? "payment not found" : "no payment for this reservation");
     *resp = *p.msg;
+    if (by_id) { /* GET /payments/{id}: with its log (who, when, from, to, why) */
+        PGresult *log;
+        if ((st = sb_db_exec(ctx->db, &stmt_log_of, &log, p.msg->payment_id)) != SB_OK)
+            return st;
+        resp->n_log = (size_t)PQntuples(log);
+        resp->log = sb_db_rows_to_pb(ctx->arena, log, 0, PQntuples(log),
+                                     &sb__common__payment_log_entry__descriptor);
+    }
     return SB_OK;
 }
 
@@ -297,6 +311,9 @@ sb_status_t pay_update(sb_rpc_ctx_t *ctx, const void *in, void *out)
     char *id = sb_uuid_norm(ctx->arena, req->payment_id);
     if (!id)
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "paymentId must be a UUID");
+    sb_status_t st = sb_audit_need_reason(ctx, req->reason); /* admins only (policy) */
+    if (st != SB_OK)
+        return st;
     if (!is_text(req->reason, REASON_MAX_BYTES))
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT,
                            "reason: a correction needs a reason (text of at most %d bytes)",
@@ -309,11 +326,11 @@ sb_status_t pay_update(sb_rpc_ctx_t *ctx, const void *in, void *out)
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "nothing to change: give status or providerRef");
     pay_t p;
     bool found;
-    sb_status_t st = pay_load(ctx->db, ctx->arena, id, true, &p, &found);
-    if (st != SB_OK)
+    if ((st = pay_load(ctx->db, ctx->arena, id, true, &p, &found)) != SB_OK)
         return st;
     if (!found)
         return sb_rpc_fail(ctx, SB_NOT_FOUND, "payment not found");
+    const char *before = pay_status_name(p.msg->status);
     const char *to = req->status ? pay_status_name(req->status) : pay_status_name(p.msg->status);
     const char *from = sb_arena_printf(ctx->arena, "{%s}", pay_status_name(p.msg->status));
     bool changed;
@@ -337,6 +354,12 @@ sb_status_t pay_update(sb_rpc_ctx_t *ctx, const void *in, void *out)
                                "the reservation already has a payment in progress or approved");
         return st;
     }
+    if ((st = sb_audit_record(ctx, &(sb_audit_t){.target_type = "payment",
+                                                 .target_id = id,
+                                                 .reason = req->reason,
+                                                 .before = before,
+                                                 .after = to})) != SB_OK)
+        return st;
     *resp = *p.msg;
     return SB_OK;
 }

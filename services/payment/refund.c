@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "payment.h"
+#include "sb/audit.h"
 #include "sb/log.h"
 #include "sb/service.h"
 #include "sb/valid.h"
@@ -199,6 +200,20 @@ sb_status_t pay_cancel(sb_rpc_ctx_t *ctx, const void *in, void *out)
         return st;
     if (!found || (!sb_rpc_is_admin(ctx) && !sb_rpc_is_self(ctx, p.msg->user_id)))
         return sb_rpc_fail(ctx, SB_NOT_FOUND, "payment not found");
+    /* An admin refunding a member's payment says why; the audit record goes
+     * with the refund request, in the transaction pay_refund commits before
+     * it calls the provider (a payment refunded already is no new action). */
+    if (sb_audit_as_admin(ctx, p.msg->user_id)) {
+        if ((st = sb_audit_need_reason(ctx, req->reason)) != SB_OK)
+            return st;
+        if (p.msg->status != SB__COMMON__PAYMENT_STATUS__REFUNDED &&
+            (st = sb_audit_record(ctx, &(sb_audit_t){.target_type = "payment",
+                                                     .target_id = id,
+                                                     .reason = reason,
+                                                     .before = pay_status_name(p.msg->status),
+                                                     .after = "REFUND_REQUESTED"})) != SB_OK)
+            return st;
+    }
     return refund_call(ctx, id, reason, out);
 }
 

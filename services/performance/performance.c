@@ -22,6 +22,7 @@
 #include <strings.h>
 
 #include "performance.h"
+#include "sb/audit.h"
 #include "sb/events.h"
 #include "sb/log.h"
 #include "sb/service.h"
@@ -697,6 +698,10 @@ static sb_status_t transition(sb_rpc_ctx_t *ctx, enum transition op, const char 
     if (!found)
         return sb_rpc_fail(ctx, SB_NOT_FOUND, "performance not found");
     const char *by = caller_id(ctx); /* need_signed_in made sure it is a UUID */
+    /* an admin acting (not the owning planner) says why, before anything changes */
+    bool as_admin = sb_audit_as_admin(ctx, cur.pb->planner_id);
+    if (as_admin && (st = sb_audit_need_reason(ctx, reason)) != SB_OK)
+        return st;
     if ((st = apply(ctx, op, &cur, reason, by)) != SB_OK ||
         (st = perf_load(ctx->db, id, false, &row, &found)) != SB_OK)
         return st;
@@ -717,6 +722,12 @@ static sb_status_t transition(sb_rpc_ctx_t *ctx, enum transition op, const char 
         event = "performance.cancelled";
         st = sb_outbox_add(ctx->db->conn, event, id, &ev.base, NULL, &ctx->detail);
     }
+    if (st == SB_OK && as_admin)
+        st = sb_audit_record(ctx, &(sb_audit_t){.target_type = "performance",
+                                                .target_id = id,
+                                                .reason = reason,
+                                                .before = perf_status_name(cur.pb->status),
+                                                .after = perf_status_name(row.pb->status)});
     if (st != SB_OK)
         return st;
     present(ctx, &row, out);
@@ -728,7 +739,7 @@ static sb_status_t transition(sb_rpc_ctx_t *ctx, enum transition op, const char 
 sb_status_t perf_approve(sb_rpc_ctx_t *ctx, const void *in, void *out)
 {
     const Sb__Performance__ApprovePerformanceRequest *req = in; /* admins only (policy) */
-    return transition(ctx, APPROVE, req->performance_id, NULL, out);
+    return transition(ctx, APPROVE, req->performance_id, req->reason, out);
 }
 
 sb_status_t perf_reject(sb_rpc_ctx_t *ctx, const void *in, void *out)

@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "reservation.h"
+#include "sb/audit.h"
 #include "sb/log.h"
 #include "sb/pb.h"
 #include "sb/service.h"
@@ -270,6 +271,14 @@ static sb_status_t cancel_locked(sb_rpc_ctx_t *ctx, const char *id, const char *
         return st;
     if (!res)
         return sb_rpc_error(ctx, SB_INTERNAL, "reservation %s locked %s but not ended", id, from);
+    /* an admin's cancel: its audit record in this (the final) transaction */
+    if (sb_audit_as_admin(ctx, res->user_id) &&
+        (st = sb_audit_record(ctx, &(sb_audit_t){.target_type = "reservation",
+                                                 .target_id = id,
+                                                 .reason = reason,
+                                                 .before = from,
+                                                 .after = "CANCELLED"})) != SB_OK)
+        return st;
     *resp = *res;
     return SB_OK;
 }
@@ -318,6 +327,8 @@ sb_status_t resv_cancel(sb_rpc_ctx_t *ctx, const void *in, void *out)
     PGresult *row;
     sb_status_t st = load(ctx, req->reservation_id, true, &res, &row);
     if (st != SB_OK)
+        return st;
+    if (sb_audit_as_admin(ctx, res->user_id) && (st = sb_audit_need_reason(ctx, reason)) != SB_OK)
         return st;
     if (expired_unmarked(row)) {
         if ((st = expire_now(ctx, &res)) == SB_OK)
@@ -396,6 +407,10 @@ sb_status_t resv_update(sb_rpc_ctx_t *ctx, const void *in, void *out)
     sb_status_t st = load(ctx, req->reservation_id, true, &res, &row);
     if (st != SB_OK)
         return st;
+    bool as_admin = sb_audit_as_admin(ctx, res->user_id);
+    if (as_admin && (st = sb_audit_need_reason(ctx, req->reason)) != SB_OK)
+        return st;
+    const char *before = resv_status_name(res->status);
     bool pending = res->status == SB__RESERVATION__RESERVATION_STATUS__PENDING_PAYMENT;
     bool confirmed = res->status == SB__RESERVATION__RESERVATION_STATUS__CONFIRMED;
     if (req->n_seat_ids && !pending)
@@ -410,11 +425,20 @@ sb_status_t resv_update(sb_rpc_ctx_t *ctx, const void *in, void *out)
     const char *why = req->n_seat_ids && (name || phone) ? "seats and attendee changed"
                       : req->n_seat_ids                  ? "seats changed"
                                                          : "attendee changed";
+    const char *what = why;
+    if (as_admin)
+        why = sb_arena_printf(ctx->arena, "%s by an admin: %s", what, req->reason);
     if ((st = sb_db_exec(ctx->db, &stmt_update, &r, res->reservation_id, res->schedule_id, name, phone,
                          actor(ctx), why)) != SB_OK)
         return st;
     res = resv_from_row(ctx->arena, r, 0);
     if ((st = resv_emit(ctx->db, ctx->arena, "reservation.changed", res, why, actor(ctx))) != SB_OK)
+        return st;
+    if (as_admin && (st = sb_audit_record(ctx, &(sb_audit_t){.target_type = "reservation",
+                                                             .target_id = res->reservation_id,
+                                                             .reason = req->reason,
+                                                             .before = before,
+                                                             .after = what})) != SB_OK)
         return st;
     *resp = *res;
     return SB_OK;

@@ -27,7 +27,7 @@ def approved_show(p, planner_token, admin_token, grades=None, schedules=1, timeo
                                  {"grade": "R", "price": 90000, "seatCount": 40}]}
     st, perf, _ = p.call("POST", "/performances", body, token=planner_token)
     assert st == 201, (st, perf)
-    st, b, _ = p.call("POST", f"/performances/{perf['performanceId']}/approve", {}, token=admin_token)
+    st, b, _ = p.call("POST", f"/performances/{perf['performanceId']}/approve", {"reason": "reviewed"}, token=admin_token)
     assert st == 200, (st, b)
     sids = [s["scheduleId"] for s in perf["schedules"]]
     for sid in sids:

@@ -256,21 +256,21 @@ class Booking(unittest.TestCase):
         seats = seat_status(P, sid)
         self.assertEqual([seats[s] for s in ("R-A-1", "R-A-2", "R-A-3", "R-A-4")],
                          ["AVAILABLE", "HELD", "HELD", "HELD"])
-        # the admin may change the attendee
-        st, u, _ = P.call("PUT", f"/reservations/{rid}", {"attendeeName": "Lee", "attendeePhone": "010-3"},
-                          token=self.at)
+        # the admin may change the attendee (saying why: the admin audit log)
+        st, u, _ = P.call("PUT", f"/reservations/{rid}", {"attendeeName": "Lee", "attendeePhone": "010-3",
+                                                         "reason": "member called"}, token=self.at)
         self.assertEqual((st, u["attendeeName"], u["attendeePhone"], u["seatIds"]),
                          (200, "Lee", "010-3", ["R-A-2", "R-A-3", "R-A-4"]))
         g = P.call("GET", f"/reservations/{rid}", token=tok)[1]
-        self.assertEqual([e["reason"] for e in g["log"]][1:], ["seats changed", "attendee changed"])
+        self.assertEqual([e["reason"] for e in g["log"]][1:], ["seats changed", "attendee changed by an admin: member called"])
         self.assertEqual(g["log"][2]["actor"], ADMIN["userId"])
         rows = psql(f"SELECT type FROM sb_outbox WHERE aggregate_id = '{rid}' ORDER BY id")
         self.assertEqual([r[0] for r in rows], ["reservation.created", "reservation.changed", "reservation.changed"])
         # the admin cancels it; then nothing may change
-        st, c, _ = P.call("DELETE", f"/reservations/{rid}", token=self.at)
+        st, c, _ = P.call("DELETE", f"/reservations/{rid}?reason=duplicate%20booking", token=self.at)
         self.assertEqual((st, c["status"]), (200, "CANCELLED"))
         self.assertEqual(psql(f"SELECT actor, reason FROM reservation_log WHERE reservation_id = '{rid}'"
-                              " ORDER BY id DESC LIMIT 1"), [[ADMIN["userId"], "cancelled by an admin"]])
+                              " ORDER BY id DESC LIMIT 1"), [[ADMIN["userId"], "duplicate booking"]])
         self.assertError(P.call("PUT", f"/reservations/{rid}", {"attendeeName": "Kim"}, token=tok), 400,
                          "FAILED_PRECONDITION")
 

@@ -61,7 +61,7 @@ class Catalog(unittest.TestCase):
         return p
 
     def approve(self, pid):
-        st, p, _ = P.call("POST", f"/performances/{pid}/approve", {}, token=ADMIN["accessToken"])
+        st, p, _ = P.call("POST", f"/performances/{pid}/approve", {"reason": "reviewed"}, token=ADMIN["accessToken"])
         self.assertEqual(st, 200, p)
         self.assertEqual(p["status"], "APPROVED")
         return p
@@ -103,7 +103,7 @@ class Catalog(unittest.TestCase):
         pid = p["performanceId"]
         st, body, _ = P.call("PUT", f"/performances/{pid}", {"title": "Hijacked"}, token=self.ot["accessToken"])
         self.assertEqual(st, 403, body)
-        st, body, _ = P.call("POST", f"/performances/{pid}/approve", {}, token=self.pt["accessToken"])
+        st, body, _ = P.call("POST", f"/performances/{pid}/approve", {"reason": "reviewed"}, token=self.pt["accessToken"])
         self.assertEqual(st, 403, body)
         st, body, _ = P.call("POST", f"/performances/{pid}/cancel", {}, token=self.ot["accessToken"])
         self.assertEqual(st, 403, body)

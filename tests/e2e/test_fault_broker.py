@@ -104,7 +104,7 @@ class BrokerFaults(unittest.TestCase):
 
     def approve(self, p):
         t0 = time.monotonic()
-        st, body, _ = P.call("POST", f"/performances/{p['performanceId']}/approve", {},
+        st, body, _ = P.call("POST", f"/performances/{p['performanceId']}/approve", {"reason": "reviewed"},
                              token=self.admin["accessToken"])
         self.assertEqual(st, 200, body)
         self.assertEqual(body["status"], "APPROVED")

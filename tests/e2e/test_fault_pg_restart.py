@@ -115,7 +115,7 @@ class PgRestart(unittest.TestCase):
             "grades": [{"grade": "R", "price": 50000, "seatCount": seats}]}, token=cls.pt["accessToken"])
         assert st == 201, (st, perf)
         pid, sid = perf["performanceId"], perf["schedules"][0]["scheduleId"]
-        st, body, _ = P.call("POST", f"/performances/{pid}/approve", {}, token=cls.admin["accessToken"])
+        st, body, _ = P.call("POST", f"/performances/{pid}/approve", {"reason": "reviewed"}, token=cls.admin["accessToken"])
         assert st == 200, (st, body)
         deadline = time.time() + timeout
         while time.time() < deadline:

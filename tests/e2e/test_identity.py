@@ -254,9 +254,9 @@ class Identity(unittest.TestCase):
                 break
             time.sleep(0.2)
         self.assertEqual(st, 401)
-        # an admin withdraws someone else
+        # an admin withdraws someone else, saying why (the admin audit log)
         o, _ = P.user()
-        st, _, _ = P.call("DELETE", f"/members/{o['userId']}", token=admin["accessToken"])
+        st, _, _ = P.call("DELETE", f"/members/{o['userId']}?reason=spam%20account", token=admin["accessToken"])
         self.assertEqual(st, 200)
 
     def test_authorize_endpoint(self):

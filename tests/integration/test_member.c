@@ -233,6 +233,7 @@ static sb_status_t delete_member(const char *id, who_t who, Sb__Member__DeleteMe
 {
     Sb__Member__DeleteMemberRequest req = SB__MEMBER__DELETE_MEMBER_REQUEST__INIT;
     req.user_id = (char *)id;
+    req.reason = "test withdrawal"; /* required of an admin (the audit log) */
     return call("DeleteMember", &req.base, resp, who, err);
 }
 

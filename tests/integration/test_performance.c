@@ -244,6 +244,7 @@ static sb_status_t approve(const char *id, const sb_call_opts_t *o, Sb__Performa
 {
     Sb__Performance__ApprovePerformanceRequest req = SB__PERFORMANCE__APPROVE_PERFORMANCE_REQUEST__INIT;
     req.performance_id = (char *)id;
+    req.reason = "reviewed"; /* an admin says why (the audit log) */
     return CALL("ApprovePerformance", &req, p, o, err);
 }
 
@@ -707,12 +708,14 @@ static void *race(void *arg)
         Sb__Performance__ApprovePerformanceRequest req =
             SB__PERFORMANCE__APPROVE_PERFORMANCE_REQUEST__INIT;
         req.performance_id = (char *)r->id;
+        req.reason = "reviewed";
         r->st = sb_rpc_call(sb_channel_get(PERF_ADDR), &sb__performance__performance_service__descriptor,
                             r->method, &req.base, a, &resp, &o, &err);
     } else {
         Sb__Performance__CancelPerformanceRequest req =
             SB__PERFORMANCE__CANCEL_PERFORMANCE_REQUEST__INIT;
         req.performance_id = (char *)r->id;
+        req.reason = "venue lost";
         r->st = sb_rpc_call(sb_channel_get(PERF_ADDR), &sb__performance__performance_service__descriptor,
                             r->method, &req.base, a, &resp, &o, &err);
     }
@@ -1129,7 +1132,7 @@ Test(performance, cancelling_an_approved_performance_emits_cancelled_once)
     st = cancel(p->performance_id, "", &o, &out, &err);
     cr_assert_eq(st, SB_FAILED_PRECONDITION, "twice: %s %s", sb_status_name(st), err.buf);
     sb_call_opts_t adm = admin();
-    st = cancel(p->performance_id, "", &adm, &out, &err);
+    st = cancel(p->performance_id, "double check", &adm, &out, &err);
     cr_assert_eq(st, SB_FAILED_PRECONDITION, "admin, twice: %s %s", sb_status_name(st), err.buf);
     cr_assert_eq(events_of(p->performance_id, "performance.cancelled"), 1);
 
@@ -1151,7 +1154,13 @@ Test(performance, an_admin_cancels_a_pending_performance_without_an_event)
     sb_call_opts_t adm = admin();
     sb_buf_t err = SB_BUF_INIT;
     Sb__Performance__Performance *out;
-    sb_status_t st = cancel(p->performance_id, "", &adm, &out, &err);
+    /* an admin cancelling a planner's performance must say why */
+    sb_status_t st = cancel(p->performance_id, "  ", &adm, &out, &err);
+    cr_assert_eq(st, SB_INVALID_ARGUMENT, "%s %s", sb_status_name(st), err.buf);
+    cr_assert_eq(get(p->performance_id, &adm, &out, &err), SB_OK, "%s", err.buf);
+    cr_assert_eq(out->status, SB__PERFORMANCE__PERFORMANCE_STATUS__PENDING_APPROVAL);
+    sb_buf_reset(&err);
+    st = cancel(p->performance_id, "duplicate listing", &adm, &out, &err);
     cr_assert_eq(st, SB_OK, "%s %s", sb_status_name(st), err.buf);
     cr_assert_eq(out->status, SB__PERFORMANCE__PERFORMANCE_STATUS__CANCELLED);
     cr_assert_eq(events_of(p->performance_id, "performance.cancelled"), 0);

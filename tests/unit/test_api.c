@@ -135,6 +135,7 @@ static const struct path_case rest_paths[] = {
     {"GET", "/admin/reservations", "ListReservations", "reservation"},
     {"GET", "/payments", "ListPayments", "payment"},
     {"GET", "/notifications", "ListNotifications", "notification"},
+    {"GET", "/admin/audit", "ListAdminAudit", "auth"},
     /* the runtime's, in every service */
     {"GET", "/admin/dead-letters/{service_id}", "ListDeadLetters", "*"},
     {"POST", "/admin/dead-letters/{service_id}/{id}/replay", "ReplayDeadLetter", "*"},
