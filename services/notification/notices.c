@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "notification.h"
+#include "sb/audit.h"
 #include "sb/log.h"
 #include "sb/service.h"
 #include "sb/template.h"
@@ -401,6 +402,26 @@ static void answer(sb_rpc_ctx_t *ctx, Sb__Notification__SendNoticeResponse *resp
     sb_info("%s: %zu notified", ctx->method, n);
 }
 
+/* An admin's notice (not a service's, not the owning planner's) says why,
+ * after the checks that find the target and before anything is written. */
+static sb_status_t need_reason(sb_rpc_ctx_t *ctx, const char *owner, const char *reason)
+{
+    return sb_audit_as_admin(ctx, owner) ? sb_audit_need_reason(ctx, reason) : SB_OK;
+}
+
+/* The audit record of an admin's notice, in the notice's transaction. */
+static sb_status_t audited(sb_rpc_ctx_t *ctx, const char *owner, const char *what, const char *id,
+                           const char *reason, size_t sent)
+{
+    if (!sb_audit_as_admin(ctx, owner))
+        return SB_OK;
+    return sb_audit_record(ctx,
+                           &(sb_audit_t){.target_type = what,
+                                         .target_id = id,
+                                         .reason = reason,
+                                         .after = sb_arena_printf(ctx->arena, "%zu notified", sent)});
+}
+
 /* One notice to the holder found by stmt (user_id, reservation_id,
  * performance_id, schedule_id, seats, amount of the one `id`). */
 static sb_status_t send_one(sb_rpc_ctx_t *ctx, const Sb__Notification__SendNoticeRequest *req,
@@ -421,6 +442,8 @@ static sb_status_t send_one(sb_rpc_ctx_t *ctx, const Sb__Notification__SendNotic
     const char *holder = PQgetvalue(r, 0, 0);
     if (uid && strcmp(uid, holder) != 0)
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "userId is not the holder of %s %s", what, id);
+    if ((st = need_reason(ctx, holder, req->reason)) != SB_OK)
+        return st;
     ntf_facts_t f = {.user_id = holder,
                      .kind = kind,
                      .reservation_id = sb_db_get(r, 0, 1),
@@ -429,7 +452,8 @@ static sb_status_t send_one(sb_rpc_ctx_t *ctx, const Sb__Notification__SendNotic
                      .headline = req->title,
                      .message = req->message};
     const char *nid;
-    if ((st = ntf_notice_add(ctx->db, ctx->arena, &f, &nid)) != SB_OK)
+    if ((st = ntf_notice_add(ctx->db, ctx->arena, &f, &nid)) != SB_OK ||
+        (st = audited(ctx, holder, what, id, req->reason, 1)) != SB_OK)
         return st;
     char **ids = SB_ARENA_NEW(ctx->arena, char *, 2);
     ids[0] = (char *)nid;
@@ -484,6 +508,9 @@ sb_status_t ntf_send_cancellation(sb_rpc_ctx_t *ctx, const void *in, void *out)
     if (PQntuples(r) == 0 ||
         (user_caller && !sb_rpc_is_admin(ctx) && strcmp(PQgetvalue(r, 0, 0), ctx->user_id) != 0))
         return sb_rpc_fail(ctx, SB_NOT_FOUND, "performance %s not found", id);
+    const char *owner = sb_arena_strdup(ctx->arena, PQgetvalue(r, 0, 0));
+    if ((st = need_reason(ctx, owner, req->reason)) != SB_OK)
+        return st;
     ntf_facts_t f = {.kind = "performance_notice",
                      .performance_id = id,
                      .amount = -1,
@@ -491,7 +518,8 @@ sb_status_t ntf_send_cancellation(sb_rpc_ctx_t *ctx, const void *in, void *out)
                      .message = req->message};
     char **ids;
     size_t n;
-    if ((st = ntf_notice_holders(ctx->db, ctx->arena, &f, NULL, 0, &ids, &n)) != SB_OK)
+    if ((st = ntf_notice_holders(ctx->db, ctx->arena, &f, NULL, 0, &ids, &n)) != SB_OK ||
+        (st = audited(ctx, owner, "performance", id, req->reason, n)) != SB_OK)
         return st;
     answer(ctx, out, ids, n);
     return SB_OK;

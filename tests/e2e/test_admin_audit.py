@@ -183,6 +183,29 @@ class AdminAudit(unittest.TestCase):
         st, lst, _ = P.call("GET", "/payments", token=tok)
         self.assertEqual(lst["payments"][0]["log"], [])
 
+    # ---- explicit notices ----
+    def test_admin_notice_needs_a_reason(self):
+        tok, r = self.reservation()
+        rid = r["reservationId"]
+        body = {"reservationId": rid, "title": "Door time", "message": "Doors open at 18:30."}
+        # the notification service learns of the reservation from its event
+        wait_for(lambda: P.call("POST", "/notifications/reservations", body, token=self.at)[0] == 400, 30,
+                 "the notification service knows the reservation")
+        self.no_reason(P.call("POST", "/notifications/reservations", dict(body, reason=" "), token=self.at))
+        self.assertEqual(self.door_notices(tok), 0)
+        st, sent, _ = P.call("POST", "/notifications/reservations", dict(body, reason="door time moved"),
+                             token=self.at)
+        self.assertEqual((st, sent["sent"]), (200, 1), sent)
+        row, = self.audited(rid)
+        self.assertRow(row, "notification", "SendReservationNotice", "reservation", rid, "door time moved")
+        self.assertEqual(row["after"], "1 notified")
+        self.assertEqual(self.door_notices(tok), 1)
+
+    def door_notices(self, tok):
+        st, inbox, _ = P.call("GET", "/notifications", token=tok)
+        self.assertEqual(st, 200, inbox)
+        return sum("Door time" in n["title"] for n in inbox.get("notifications", []))
+
     # ---- members ----
     def test_admin_withdraws_a_member_with_a_reason(self):
         m, t = P.user()

@@ -261,13 +261,18 @@ class Notifications(unittest.TestCase):
                          400, "INVALID_ARGUMENT", "message")
         self.assertError(P.call("POST", "/notifications/reservations",
                                 dict(body, reservationId=str(uuid.uuid4())), token=self.at), 404, "NOT_FOUND")
-        st, sent, _ = P.call("POST", "/notifications/reservations", body, token=self.at)
+        # an admin's notice says why (the admin audit log)
+        self.assertError(P.call("POST", "/notifications/reservations", body, token=self.at), 400,
+                         "INVALID_ARGUMENT", "reason")
+        st, sent, _ = P.call("POST", "/notifications/reservations", dict(body, reason="door time moved"),
+                             token=self.at)
         self.assertEqual((st, sent["sent"]), (200, 1), sent)
         mail = self.mail(m["email"], "About your reservation: Door time")
         self.assertIn("Doors open at 18:30.", body_of(mail))
         self.assertIn(r["seatIds"][0], body_of(mail))
         st, sent, _ = P.call("POST", "/notifications/payments",
-                             {"paymentId": p["paymentId"], "message": "Receipt attached."}, token=self.at)
+                             {"paymentId": p["paymentId"], "message": "Receipt attached.", "reason": "receipt"},
+                             token=self.at)
         self.assertEqual((st, sent["sent"]), (200, 1), sent)
         self.assertIn("Receipt attached.", body_of(self.mail(m["email"], "About your payment")))
         # the planner's message to the holders of their own performance
@@ -285,7 +290,7 @@ class Notifications(unittest.TestCase):
         self.assertEqual(sent["sent"], int(holders))
         self.assertGreaterEqual(sent["sent"], 1)
         self.assertIn("주차장이 좁습니다.", body_of(self.mail(m["email"], "주차 안내")))
-        st, sent, _ = P.call("POST", "/notifications/cancellations", cbody, token=self.at)
+        st, sent, _ = P.call("POST", "/notifications/cancellations", dict(cbody, reason="parking"), token=self.at)
         self.assertEqual((st, sent["sent"]), (200, int(holders)), sent)
 
     # ---- the inbox ----
