@@ -114,7 +114,7 @@ class Cache(unittest.TestCase):
         self.assertEqual(self.get(path)[0], 404)
         before = [x["performanceId"] for x in self.get(mine)[1].get("performances", [])]
         self.assertNotIn(pid, before)
-        self.assertEqual(P.call("POST", f"{path}/approve", {}, token=self.at)[0], 200)
+        self.assertEqual(P.call("POST", f"{path}/approve", {"reason": "reviewed"}, token=self.at)[0], 200)
         st, c, _ = self.get(path)
         self.assertEqual((st, c["status"]), (200, "APPROVED"), c)
         self.assertIn(pid, [x["performanceId"] for x in self.get(mine)[1]["performances"]])
