@@ -3,7 +3,8 @@
 # Installs what is missing, builds what it runs, brings up PostgreSQL/Redis/
 # Kafka (reusing running ones), makes the local PKI (deploy/local/pki.sh:
 # each process gets its certificate, auth the token signing key), starts every
-# service, prints where each part listens, follows their logs, and on Ctrl-C
+# service, prints where each part listens, follows their logs (access lines
+# summed up every 5 s: scripts/log_summary.py), and on Ctrl-C
 # (or SIGTERM) stops everything it started.
 #
 # Supervision: once the platform is up, a service or the gateway that exits
@@ -140,8 +141,19 @@ done
 # demo data (idempotent): a planner with approved performances
 python3 scripts/seed.py "http://127.0.0.1:$GATEWAY_PORT" || echo "make run: seeding demo data failed (see above); the platform is up anyway" >&2
 
-tail -n 0 -qF "$LOGDIR"/*.log &
-tail_pid=$!
+# the terminal: every log line except the access lines (one per request),
+# which scripts/log_summary.py sums up every SUMMARY_S seconds (requests/s,
+# status classes, p50/p99); the full logs stay in $LOGDIR. SB_RUN_ACCESS_LINES=1
+# shows every line instead.
+follow_logs() {
+  if [ "${SB_RUN_ACCESS_LINES:-0}" = 1 ]; then
+    tail -n 0 -qF "$LOGDIR"/*.log &
+  else
+    tail -n 0 -qF "$LOGDIR"/*.log > >(python3 scripts/log_summary.py "${SUMMARY_S:-5}" >&2) &
+  fi
+  tail_pid=$!
+}
+follow_logs
 # supervise until a signal: restart what exits, with backoff
 while :; do
   now=$(now_ms)
@@ -164,8 +176,7 @@ while :; do
     fi
   done
   if ! kill -0 "$tail_pid" 2>/dev/null; then
-    tail -n 0 -qF "$LOGDIR"/*.log &
-    tail_pid=$!
+    follow_logs
   fi
   sleep 0.2
 done
