@@ -1,8 +1,8 @@
 /* HTTP validators for cached reads (issue 13): a GET whose method carries
  * (sb.api.method).cache gets an ETag and Cache-Control, and an If-None-Match
- * that names the current ETag gets 304 with no body. The service answers
- * from its in-process cache (sb/rpc_cache.h), so a revalidation costs a
- * round trip to it but sends no body.
+ * that names the current ETag gets 304 with no body. The gateway answers a
+ * repeat from its own copy (cached_answer in server.c, sb/rpc_cache.h), so a
+ * revalidation costs no round trip and sends no body.
  *
  * The ETag is strong: the 64-bit FNV-1a of the exact JSON body, 16 hex
  * digits in quotes. The JSON encoder is deterministic (fields in .proto

@@ -1,8 +1,9 @@
 /* The gateway's HTTP server and the request pipeline:
  *
  *   limits -> route -> token + access policy -> rate limit -> JSON/path/query/
- *   headers -> request message -> gRPC call with identity + trace metadata ->
- *   JSON or error body
+ *   headers -> request message -> this gateway's copy of a cached read
+ *   (cached_answer) -> gRPC call with identity + trace metadata -> JSON or
+ *   error body
  *
  * No thread per connection and no blocking call on a loop thread:
  * libmicrohttpd runs an epoll event loop per core (GATEWAY_THREADS), and a
@@ -56,6 +57,7 @@
 #include "sb/redis.h"
 #include "sb/registry.h"
 #include "sb/rpc.h"
+#include "sb/rpc_cache.h"
 #include "sb/util.h"
 #include "sb/json.h"
 
@@ -126,8 +128,11 @@ struct req {
     int backend;
     bool auth_done, rate_done;    /* the token's check, the rate limit: done on a blocking thread */
     sb_status_t auth_st, rate_st; /* their answers (the message of a refusal in err) */
+    ProtobufCMessage *msg;        /* the call's request (in a): what a finished write clears */
+    sb_rpc_cache_call_t cc;       /* a cached read's look-up that missed, for its store */
     sb_status_t st;               /* the answer of the call */
     ProtobufCMessage *resp;       /* the call's response (in a) */
+    int64_t ttl_ms;               /* the service's SB_MD_CACHE_TTL, or -1 */
     sb_buf_t err;                 /* the message of st, auth_st or rate_st */
     /* the answer of a blocking job (/readyz) */
     int code;
@@ -424,24 +429,57 @@ static void verify_job(struct req *rq)
 }
 
 /* sb_rpc_done_fn: on a completion thread */
-static void call_done(void *arg, sb_status_t st, ProtobufCMessage *resp, const char *err)
+static void call_done(void *arg, sb_status_t st, ProtobufCMessage *resp, const char *err, int64_t ttl_ms)
 {
     struct req *rq = arg;
     rq->st = st;
     rq->resp = resp;
+    rq->ttl_ms = ttl_ms;
     sb_buf_reset(&rq->err);
     sb_buf_adds(&rq->err, err);
     resume(rq, PH_CALL_ANS);
 }
 
-/* The answer of the call (PH_CALL_ANS) in out; returns the HTTP status. */
+/* The answer of the call (PH_CALL_ANS) in out; returns the HTTP status.
+ * The gateway's cached answers this call may have changed go first, OK or
+ * not (sb_rpc_cache_after_call); a cached read's OK answer is kept, as the
+ * JSON body, for no longer than the service says it stays fresh. */
 static int call_answer(struct req *rq, sb_buf_t *out)
 {
+    sb_rpc_cache_after_call(rq->row, rq->msg);
     if (rq->st != SB_OK)
         return status_answer(rq->key, rq->backend, rq->st, &rq->err, out);
     sb_buf_reset(out);
     sb_json_encode(rq->resp, out);
+    sb_rpc_cache_store(&rq->cc, out->buf, out->len, rq->ttl_ms);
     return rq->row->ok_status;
+}
+
+/* A GET of a method declared cached ((sb.api.method).cache): true with the
+ * JSON body in out when this gateway holds a fresh answer to the same
+ * request for the same verified caller (sb/rpc_cache.h keys it as the
+ * services key theirs: method, the caller unless the method is public, the
+ * packed request). On a miss rq->cc is ready for the store in call_answer.
+ * Asked after the token, the access policy and the request checks, so a
+ * revoked token or a refused caller never reaches an answer in memory. */
+static bool cached_answer(struct req *rq, const sb_api_match_t *mt, ProtobufCMessage *msg, sb_buf_t *out)
+{
+    const sb_api_method_t *r = mt->method;
+    if (!r->cache.max_age_ms || strcmp(mt->http->verb, "GET") != 0)
+        return false;
+    const principal_t *who = &rq->who;
+    sb_rpc_ctx_t ctx = {.user_id = who->present ? who->claims.sub : "",
+                        .user_role = who->present ? who->claims.role : "",
+                        .caller_service = ""};
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    uint8_t *bytes = sb_arena_alloc(rq->a, n ? n : 1);
+    protobuf_c_message_pack(msg, bytes);
+    sb_buf_reset(out);
+    if (sb_rpc_cache_lookup(&rq->cc, r, &ctx, msg, bytes, n, out)) {
+        sb_rpc_cache_call_release(&rq->cc);
+        return true;
+    }
+    return false;
 }
 
 /* The routed request up to its call: returns the HTTP status of an answer
@@ -562,8 +600,13 @@ static int route_request(struct MHD_Connection *c, const sb_api_match_t *mt, str
             *slot = sb_arena_strdup(a, who->token);
     }
 
-    /* suspended first: call_done may resume it before sb_rpc_call_start returns */
     rq->backend = backend;
+    rq->msg = msg;
+    if (cached_answer(rq, mt, msg, out)) {
+        code = r->ok_status;
+        goto out;
+    }
+    /* suspended first: call_done may resume it before sb_rpc_call_start returns */
     sb_call_opts_t o = {.timeout_ms = gw.timeout_ms,
                         .trace_id = rq->trace,
                         .token = who->present ? who->token : NULL,
@@ -574,6 +617,7 @@ static int route_request(struct MHD_Connection *c, const sb_api_match_t *mt, str
                            r->service, md->name, msg, a, &o, call_done, rq, &rq->err);
     if (st != SB_OK) {
         rq->st = st;
+        rq->ttl_ms = -1;
         resume(rq, PH_CALL_ANS);
     }
     sb_buf_release(&err);
@@ -727,6 +771,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         sb_buf_init(&rq->body);
         sb_buf_init(&rq->err);
         sb_buf_init(&rq->out);
+        sb_buf_init(&rq->cc.key);
         rq->t0 = sb_mono_ns();
         rq->phase = PH_NEW;
         rq->metric_key = "unrouted";
@@ -774,6 +819,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
         sb_buf_release(&rq->body);
         sb_buf_release(&rq->err);
         sb_buf_release(&rq->out);
+        sb_rpc_cache_call_release(&rq->cc);
         sb_arena_free(rq->a);
         free(rq);
         *req_cls = NULL;

@@ -146,7 +146,7 @@ uint64_t sb_cache_generation(sb_cache_t *c, size_t group)
 }
 
 bool sb_cache_get(sb_cache_t *c, size_t group, const void *key, size_t klen, int64_t now_ms,
-                  sb_buf_t *out)
+                  sb_buf_t *out, int64_t *expires_ms)
 {
     uint64_t h = hash_of(group, key, klen);
     bool hit = false;
@@ -160,6 +160,8 @@ bool sb_cache_get(sb_cache_t *c, size_t group, const void *key, size_t klen, int
     if (e) {
         lru_front(c, e);
         sb_buf_add(out, e->data + e->klen, e->vlen);
+        if (expires_ms)
+            *expires_ms = e->expires_ms;
         c->st.hits++;
         hit = true;
     } else {

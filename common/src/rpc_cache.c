@@ -116,7 +116,9 @@ bool sb_rpc_cache_lookup(sb_rpc_cache_call_t *cc, const sb_api_method_t *api, co
     sb_buf_add(&cc->key, data, len);
     /* the generation before the look-up: a miss reads the source after it */
     cc->gen = sb_cache_generation(answers, group);
-    if (sb_cache_get(answers, group, cc->key.buf, cc->key.len, mono_ms(), answer)) {
+    int64_t now = mono_ms(), expires = 0;
+    if (sb_cache_get(answers, group, cc->key.buf, cc->key.len, now, answer, &expires)) {
+        cc->ttl_ms = expires - now;
         sb_metrics_count(info[group].hit, 1);
         return true;
     }
@@ -126,13 +128,16 @@ bool sb_rpc_cache_lookup(sb_rpc_cache_call_t *cc, const sb_api_method_t *api, co
     return false;
 }
 
-void sb_rpc_cache_store(sb_rpc_cache_call_t *cc, const void *answer, size_t len)
+void sb_rpc_cache_store(sb_rpc_cache_call_t *cc, const void *answer, size_t len, int64_t ttl_ms)
 {
-    if (!cc->api)
+    if (!cc->api || ttl_ms == 0)
         return;
     size_t group = (size_t)(cc->api - sb_api_methods), evicted = 0;
-    if (sb_cache_put(answers, group, cc->key.buf, cc->key.len, cc->tag, answer, len,
-                     mono_ms() + cc->api->cache.max_age_ms, cc->gen, &evicted)) {
+    int64_t age = cc->api->cache.max_age_ms;
+    if (ttl_ms > 0 && ttl_ms < age)
+        age = ttl_ms;
+    if (sb_cache_put(answers, group, cc->key.buf, cc->key.len, cc->tag, answer, len, mono_ms() + age,
+                     cc->gen, &evicted)) {
         if (evicted)
             sb_metrics_count("sb_rpc_cache_evictions_total", evicted);
         update_gauges();

@@ -405,6 +405,28 @@ static void async_unlink(sb_rpc_loop_t *l, async_call_t *ac)
     l->n_calls--;
 }
 
+/* The server's SB_MD_CACHE_TTL among the initial metadata: ms >= 0, or -1
+ * when absent or not a number. */
+static int64_t cache_ttl_of(const grpc_metadata_array *md)
+{
+    for (size_t i = 0; i < md->count; i++) {
+        if (!grpc_slice_str_cmp(md->metadata[i].key, SB_MD_CACHE_TTL)) {
+            const char *v = (const char *)GRPC_SLICE_START_PTR(md->metadata[i].value);
+            size_t n = GRPC_SLICE_LENGTH(md->metadata[i].value);
+            int64_t ms = 0;
+            if (n == 0 || n > 12)
+                return -1;
+            for (size_t j = 0; j < n; j++) {
+                if (v[j] < '0' || v[j] > '9')
+                    return -1;
+                ms = ms * 10 + (v[j] - '0');
+            }
+            return ms;
+        }
+    }
+    return -1;
+}
+
 static void async_complete(async_call_t *ac)
 {
     sb_rpc_loop_t *l = ac->loop;
@@ -416,8 +438,10 @@ static void async_complete(async_call_t *ac)
 
     sb_buf_t bytes = SB_BUF_INIT, err = SB_BUF_INIT;
     ProtobufCMessage *resp = NULL;
+    int64_t ttl_ms = -1;
     sb_status_t st = call_result(&ac->c, cancelled, &bytes, &err);
     if (st == SB_OK) {
+        ttl_ms = cache_ttl_of(&ac->c.init_md);
         resp = protobuf_c_message_unpack(ac->output, sb_arena_pb_allocator(ac->arena), bytes.len,
                                          (const uint8_t *)bytes.buf);
         if (!resp) {
@@ -427,7 +451,7 @@ static void async_complete(async_call_t *ac)
     }
     call_end(&ac->c);
     sb_buf_release(&bytes);
-    ac->done(ac->arg, st, resp, err.buf);
+    ac->done(ac->arg, st, resp, err.buf, st == SB_OK ? ttl_ms : -1);
     sb_buf_release(&err);
     async_unref(ac);
 }

@@ -32,6 +32,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -369,6 +370,7 @@ static sb_status_t dispatch(const struct route *r, sb_rpc_ctx_t *ctx, const uint
     /* a read declared cached may be answered from memory (sb/rpc_cache.h) */
     sb_rpc_cache_call_t cc;
     if (sb_rpc_cache_lookup(&cc, r->api, ctx, req, data, len, out_bytes)) {
+        ctx->cache_ttl_ms = cc.ttl_ms;
         sb_rpc_cache_call_release(&cc);
         return SB_OK;
     }
@@ -387,7 +389,7 @@ static sb_status_t dispatch(const struct route *r, sb_rpc_ctx_t *ctx, const uint
     sb_buf_grow(out_bytes, n);
     protobuf_c_message_pack(resp, (uint8_t *)out_bytes->buf);
     out_bytes->len = n;
-    sb_rpc_cache_store(&cc, out_bytes->buf, n);
+    sb_rpc_cache_store(&cc, out_bytes->buf, n, -1);
     sb_rpc_cache_call_release(&cc);
     return SB_OK;
 }
@@ -453,6 +455,15 @@ out_answer : {
     grpc_op ops[4];
     memset(ops, 0, sizeof ops);
     size_t n = 0;
+    /* an answer out of the cache says how long it stays fresh (SB_MD_CACHE_TTL) */
+    char ttl[24];
+    grpc_metadata ttl_md = {.key = grpc_slice_from_static_string(SB_MD_CACHE_TTL)};
+    if (st == SB_OK && ctx.cache_ttl_ms > 0) {
+        snprintf(ttl, sizeof ttl, "%lld", (long long)ctx.cache_ttl_ms);
+        ttl_md.value = grpc_slice_from_static_string(ttl);
+        ops[n].data.send_initial_metadata.count = 1;
+        ops[n].data.send_initial_metadata.metadata = &ttl_md;
+    }
     ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
     grpc_byte_buffer *resp_bb = NULL;
     if (st == SB_OK) {

@@ -16,7 +16,7 @@
 static bool get_str(sb_cache_t *c, size_t g, const char *key, int64_t now, sb_buf_t *out)
 {
     sb_buf_reset(out);
-    return sb_cache_get(c, g, K(key), now, out);
+    return sb_cache_get(c, g, K(key), now, out, NULL);
 }
 
 Test(cache, put_get_and_expiry)
@@ -194,7 +194,7 @@ Test(cache, runtime_hooks_clear_what_the_contract_says)
         size_t n = sb__reservation__get_seat_map_request__pack(&req, bytes);
         sb_rpc_cache_call_t cc;
         cr_assert(!sb_rpc_cache_lookup(&cc, seat, &ctx, &req.base, bytes, n, &answer));
-        sb_rpc_cache_store(&cc, "map", 3);
+        sb_rpc_cache_store(&cc, "map", 3, -1);
         sb_rpc_cache_call_release(&cc);
         cr_assert(sb_rpc_cache_lookup(&cc, seat, &ctx, &req.base, bytes, n, &answer));
         sb_rpc_cache_call_release(&cc);
@@ -237,7 +237,7 @@ Test(cache, private_answers_are_keyed_by_principal)
     sb_rpc_ctx_t anon = {.user_id = "", .user_role = "", .caller_service = "gateway"};
     sb_rpc_cache_call_t cc;
     cr_assert(!sb_rpc_cache_lookup(&cc, perf, &alice, NULL, bytes, sizeof bytes, &answer));
-    sb_rpc_cache_store(&cc, "alice's", 7);
+    sb_rpc_cache_store(&cc, "alice's", 7, -1);
     sb_rpc_cache_call_release(&cc);
     cr_assert(!sb_rpc_cache_lookup(&cc, perf, &bob, NULL, bytes, sizeof bytes, &answer));
     sb_rpc_cache_call_release(&cc);
@@ -304,4 +304,40 @@ Test(etag, headers_and_304)
     cr_assert(!gw_cache_headers(row("sb.reservation.ReservationService", "GetReservation"), "GET", true,
                                 NULL, &code, &body, &h));
     sb_buf_release(&body);
+}
+
+/* An answer kept from another cache's answer lives only for what is left of
+ * that one's age (ttl_ms), never longer than the method's max age; a hit
+ * reports how long the entry stays fresh. */
+Test(cache, store_keeps_no_more_than_the_remaining_age)
+{
+    const sb_api_method_t *seat = row("sb.reservation.ReservationService", "GetSeatMap");
+    cr_assert_eq(seat->cache.max_age_ms, 1000);
+    sb_rpc_ctx_t ctx = {.user_id = "", .user_role = "", .caller_service = ""};
+    const char *sids[] = {"33333333-3333-4333-8333-333333333333", "44444444-4444-4444-8444-444444444444",
+                          "55555555-5555-4555-8555-555555555555",
+                          "66666666-6666-4666-8666-666666666666"};
+    const int64_t ttls[] = {250, -1, 60000, 0};
+    for (int i = 0; i < 4; i++) {
+        Sb__Reservation__GetSeatMapRequest req = SB__RESERVATION__GET_SEAT_MAP_REQUEST__INIT;
+        req.schedule_id = (char *)sids[i];
+        uint8_t bytes[64];
+        size_t n = sb__reservation__get_seat_map_request__pack(&req, bytes);
+        sb_buf_t answer = SB_BUF_INIT;
+        sb_rpc_cache_call_t cc;
+        cr_assert(!sb_rpc_cache_lookup(&cc, seat, &ctx, &req.base, bytes, n, &answer));
+        sb_rpc_cache_store(&cc, "map", 3, ttls[i]);
+        sb_rpc_cache_call_release(&cc);
+        bool hit = sb_rpc_cache_lookup(&cc, seat, &ctx, &req.base, bytes, n, &answer);
+        sb_rpc_cache_call_release(&cc);
+        sb_buf_release(&answer);
+        if (ttls[i] == 0) {
+            cr_assert(!hit, "ttl 0: not kept");
+            continue;
+        }
+        cr_assert(hit);
+        int64_t want = ttls[i] == 250 ? 250 : 1000; /* -1 and over max age: the max age */
+        cr_assert(cc.ttl_ms > want - 200 && cc.ttl_ms <= want, "ttl %lld, want about %lld",
+                  (long long)cc.ttl_ms, (long long)want);
+    }
 }

@@ -45,10 +45,10 @@ void sb_cache_free(sb_cache_t *c);
 uint64_t sb_cache_generation(sb_cache_t *c, size_t group);
 
 /* true and the value appended to out when (group, key) is present and not
- * expired at now_ms (the entry becomes the most recently used); an expired
- * entry is dropped. */
+ * expired at now_ms (the entry becomes the most recently used), with its
+ * expiry in *expires_ms when not NULL; an expired entry is dropped. */
 bool sb_cache_get(sb_cache_t *c, size_t group, const void *key, size_t klen, int64_t now_ms,
-                  sb_buf_t *out);
+                  sb_buf_t *out, int64_t *expires_ms);
 
 /* Stores a copy of value under (group, key), replacing an entry there, with
  * tag (copied; NULL: none) and expiry expires_ms, evicting least recently

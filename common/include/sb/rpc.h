@@ -63,6 +63,12 @@
  * only from a caller whose certificate names SB_EDGE_SERVICE (the gateway);
  * anyone else is limited by their own peer address. */
 #define SB_MD_CLIENT_IP "x-client-ip"
+/* Initial metadata of an OK answer that came out of the server's cache
+ * (sb/rpc_cache.h): how many more milliseconds it is fresh. A caller that
+ * caches the answer itself (the gateway) keeps it no longer than that, so
+ * the lag bound of a cached read stays its max_age_ms however many caches
+ * it crossed. Absent: a fresh answer. */
+#define SB_MD_CACHE_TTL "x-sb-cache-ttl-ms"
 #define SB_EDGE_SERVICE "gateway"
 
 typedef struct sb_db sb_db_t; /* sb/db.h */
@@ -89,6 +95,8 @@ typedef struct sb_rpc_ctx {
                                         NULL on a server without one */
     sb_buf_t err;                    /* the refusal the client reads; set by sb_rpc_fail only */
     sb_buf_t detail;                 /* internal detail for the log only (never sent) */
+    int64_t cache_ttl_ms;            /* > 0: the answer came from the cache and is fresh
+                                        this long (sent as SB_MD_CACHE_TTL) */
 } sb_rpc_ctx_t;
 
 /* in: the unpacked request (owned by the call); out: the response message,
@@ -237,7 +245,8 @@ sb_status_t sb_rpc_call_raw(sb_channel_t *ch, const char *path, const void *req,
  * to a callback, run on one of the loop's threads. The loop's threads also
  * carry the gRPC core's I/O (it runs on the threads that wait on a queue).
  *
- *     static void got_member(void *arg, sb_status_t st, ProtobufCMessage *resp, const char *err)
+ *     static void got_member(void *arg, sb_status_t st, ProtobufCMessage *resp, const char *err,
+ *                            int64_t ttl_ms)
  *     {   // a loop thread: store the answer and wake whoever waits (no blocking here)
  *     }
  *     sb_rpc_call_start(loop, ch, &sb__member__member_service__descriptor, "GetMember",
@@ -248,8 +257,11 @@ typedef struct sb_rpc_loop sb_rpc_loop_t;
 /* st: the call's status (CANCELLED from the server, or from
  * sb_rpc_loop_cancel_all, is UNAVAILABLE as for sb_rpc_call); on OK resp is
  * the response, unpacked into the arena given to sb_rpc_call_start; else err
- * is the message (borrowed for the callback). The callback must not block. */
-typedef void (*sb_rpc_done_fn)(void *arg, sb_status_t st, ProtobufCMessage *resp, const char *err);
+ * is the message (borrowed for the callback). ttl_ms: on OK, the server's
+ * SB_MD_CACHE_TTL (the answer came from its cache and is fresh this long),
+ * else -1. The callback must not block. */
+typedef void (*sb_rpc_done_fn)(void *arg, sb_status_t st, ProtobufCMessage *resp, const char *err,
+                               int64_t ttl_ms);
 
 /* A completion queue with `threads` threads waiting on it (1 if <= 0).
  * Free with sb_rpc_loop_free. */

@@ -24,6 +24,11 @@
  * this one that emits no event this process consumes) are seen within
  * max_age_ms: that is the stated lag bound.
  *
+ * The gateway runs the same cache in its process, keeping JSON bodies
+ * (cached_answer in gateway/server.c); a service answering from its cache
+ * says how long the answer stays fresh (SB_MD_CACHE_TTL, sb/rpc.h), and the
+ * gateway keeps it no longer, so the lag bound is max_age_ms end to end.
+ *
  * Metrics: sb_rpc_cache_requests_total{method,result="hit"|"miss"},
  * sb_rpc_cache_invalidated_total{method}, sb_rpc_cache_evictions_total and
  * the gauges sb_rpc_cache_entries, sb_rpc_cache_bytes. */
@@ -45,6 +50,7 @@ typedef struct sb_rpc_cache_call {
     sb_buf_t key;
     const char *tag; /* key_field's value, borrowed from the request; NULL: none */
     uint64_t gen;
+    int64_t ttl_ms; /* after a hit: how long the answer stays fresh (> 0) */
 } sb_rpc_cache_call_t;
 
 /* Before the handler of api (the access check passed): true with the
@@ -54,8 +60,12 @@ typedef struct sb_rpc_cache_call {
  * Release cc with sb_rpc_cache_call_release either way. */
 bool sb_rpc_cache_lookup(sb_rpc_cache_call_t *cc, const sb_api_method_t *api, const sb_rpc_ctx_t *ctx,
                          const ProtobufCMessage *req, const void *data, size_t len, sb_buf_t *answer);
-/* After the handler answered OK: keeps the packed answer. */
-void sb_rpc_cache_store(sb_rpc_cache_call_t *cc, const void *answer, size_t len);
+/* After the handler answered OK: keeps the answer for the method's
+ * max_age_ms, or for ttl_ms when that is shorter: an answer that came out
+ * of another cache (the gateway's fill from a service's cached answer,
+ * SB_MD_CACHE_TTL) keeps only what is left of its age, so caches in a row
+ * never add up their ages. ttl_ms < 0: the full max age; 0: not kept. */
+void sb_rpc_cache_store(sb_rpc_cache_call_t *cc, const void *answer, size_t len, int64_t ttl_ms);
 void sb_rpc_cache_call_release(sb_rpc_cache_call_t *cc);
 
 /* A call of api has finished, whatever its status: clears the answers of the
