@@ -50,6 +50,25 @@ def seat_status(p, sid):
     return {s["seatId"]: s["status"] for s in m["seats"]}
 
 
+# The public seat map is a cached read (1 s max age, proto/reservation.proto):
+# a change the gateway did not carry (an event the reservation service
+# handled: a payment, a refund, a job's expiry) shows within that bound.
+CACHE_LAG_S = 1.0
+
+
+def seat_status_within_lag(p, sid, seat, want, slack=1.0):
+    """Asserts that the map shows seat as want within the cached reads' lag
+    bound (plus slack for the machine); returns the last map."""
+    deadline = time.monotonic() + CACHE_LAG_S + slack
+    while True:
+        m = seat_status(p, sid)
+        if m[seat] == want or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert m[seat] == want, (seat, m[seat], want)
+    return m
+
+
 def mint(p, role="USER"):
     """A fresh member id and an access token for it, signed as auth signs."""
     uid = str(uuid.uuid4())
