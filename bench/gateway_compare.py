@@ -30,7 +30,10 @@ for four workloads at each connection count (default 64, 256, 1,024):
 HTTP load: wrk -t2 (bench/hold.lua for the hold); gRPC load: one channel, C
 threads. Each cell: requests/s, p50, p99 and errors (non-2xx answers,
 socket errors and timeouts counted, never dropped); the tables give the
-median over the rounds and every round's requests/s. Then the RSS of our
+median over the rounds and every round's requests/s, and where the CPU went:
+each server-side process's CPU time (/proc, user + system) and the load
+generator's, per request, so a ratio can be read against what each path
+costs the machine. Then the RSS of our
 gateway holding 10,000 idle keep-alive connections (bench/idle_rss.py).
 
 Brings up member, auth, performance, reservation and our gateway
@@ -116,6 +119,36 @@ def wrk(url, conns, seconds, headers=(), script=None, script_args=()):
     if kinds:
         r["error_kinds"] = kinds
     return r
+
+
+# server-side processes whose CPU a cell reports (by /proc comm), and the
+# names the tables give them
+CPU_PROCS = {"sb-gateway": "ours", "sb-grpcgw": "grpc-gateway", "sb-member": "member",
+             "sb-performance": "performance", "sb-reservation": "reservation", "sb-auth": "auth",
+             "postgres": "postgres", "redis-server": "redis", "nginx": "nginx"}
+
+
+def cpu_ticks():
+    """{name: utime + stime in clock ticks} summed over the live processes
+    named in CPU_PROCS, plus "client": this process's finished children (wrk,
+    bench-grpc-get-member). A process that exits in between loses its share
+    (PostgreSQL's backends here are pooled and live through a cell)."""
+    out = dict.fromkeys(CPU_PROCS.values(), 0)
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        name = CPU_PROCS.get(st[st.index("(") + 1:st.rindex(")")])
+        if name:
+            fields = st[st.rindex(")") + 2:].split()
+            out[name] += int(fields[11]) + int(fields[12])
+    t = os.times()
+    out["client"] = (t.children_user + t.children_system) * os.sysconf("SC_CLK_TCK")
+    return out
 
 
 def direct(p, rpc, ident, conns, seconds, token=None, tokens_file=None):
@@ -360,7 +393,13 @@ def main():
                 print(f"warm-up nginx: {json.dumps(run('ceiling', 'nginx', 64, 1))}", file=sys.stderr)
 
             def cell(w, t, c, rnd):
+                before = cpu_ticks()
                 r = run(w, t, c, args.duration)
+                after = cpu_ticks()
+                if r["requests"] > 0:  # CPU µs per request, per process
+                    hz = os.sysconf("SC_CLK_TCK")
+                    r["cpu_us"] = {k: round((after[k] - before[k]) / hz * 1e6 / r["requests"], 1)
+                                   for k in after if after[k] > before[k]}
                 r["round"] = rnd + 1
                 results.setdefault((w, c, t), []).append(r)
                 print(f"round {rnd + 1} {w} C={c} {t}: {json.dumps(r)}", file=sys.stderr)
@@ -429,6 +468,25 @@ def report(args, conns, workloads, targets, results, idle, member_bytes, elapsed
             print(f"| {WORKLOADS[w]} | {c:,} | {ratio(o, g)} | {ratio(o, d)} | "
                   f"{fmt_ms(get(w, c, 'ours', 'p99'))} / {fmt_ms(get(w, c, 'grpc-gateway', 'p99'))} | "
                   f"{ratio(o, n) if w != 'hold' else '-'} |")
+
+    # where the CPU went: per request, medians over the rounds
+    procs = [n for n in list(CPU_PROCS.values()) + ["client"]
+             if any(n in r.get("cpu_us", {}) for rs in results.values() for r in rs)]
+    if procs:
+        print("\nCPU per request (µs, user + system, from /proc; medians over the rounds; client = wrk or"
+              " bench-grpc-get-member; total = all of them, what the two cores must pay per request):\n")
+        print("| workload | C | path | " + " | ".join(procs) + " | total |")
+        print("| --- | ---: | --- | " + " | ".join("---:" for _ in procs) + " | ---: |")
+        for w, c in rows:
+            for t in targets:
+                rs = [r for r in results.get((w, c, t), []) if "cpu_us" in r]
+                if not rs:
+                    continue
+                vals = [statistics.median(r["cpu_us"].get(n, 0.0) for r in rs) for n in procs]
+                tot = statistics.median(sum(r["cpu_us"].values()) for r in rs)
+                name = "ceiling" if w == "ceiling" else w
+                print(f"| {name} | {c:,} | {NAMES[t]} | " + " | ".join(f"{v:,.0f}" if v else "-" for v in vals)
+                      + f" | {tot:,.0f} |")
 
     if "hold" in workloads:
         print("\nHolds: every cell on its own schedule; 2xx answers counted by the load generator / reservations"
