@@ -133,6 +133,8 @@ struct req {
     sb_status_t st;               /* the answer of the call */
     ProtobufCMessage *resp;       /* the call's response (in a) */
     int64_t ttl_ms;               /* the service's SB_MD_CACHE_TTL, or -1 */
+    struct fill *fill;            /* the fill this request leads (its call fills a cached read) */
+    struct req *fill_next;        /* waiting on another request's fill: the next waiter */
     sb_buf_t err;                 /* the message of st, auth_st or rate_st */
     /* the answer of a blocking job (/readyz) */
     int code;
@@ -440,33 +442,121 @@ static void call_done(void *arg, sb_status_t st, ProtobufCMessage *resp, const c
     resume(rq, PH_CALL_ANS);
 }
 
+/* ------------------------------------------------------ fills in flight */
+
+/* While the first miss of a cached read is filled (its call runs), the
+ * misses of the same key wait for that answer instead of each calling the
+ * service: when a hold or the max age clears a hot seat map, the readers
+ * behind it cost the service one call, not one each. A miss only joins a
+ * fill of the same generation (sb/cache.h): a read that began after a clear
+ * never gets an answer read before it. Waiters are suspended connections,
+ * so their number is bounded by GATEWAY_MAX_CONNECTIONS. */
+struct fill {
+    struct fill *next;
+    size_t group;
+    uint64_t gen;
+    sb_buf_t key;
+    struct req *waiters; /* suspended, chained by fill_next */
+};
+
+static struct {
+    pthread_mutex_t mu;
+    struct fill *head;
+} fills = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* After a cached read's miss (rq->cc ready): true when rq now waits on a
+ * fill already running for its key (suspended: the leader resumes it), false
+ * when rq leads a new fill and must make the call. */
+static bool fill_join(struct req *rq)
+{
+    size_t group = (size_t)(rq->cc.api - sb_api_methods);
+    pthread_mutex_lock(&fills.mu);
+    struct fill *f = fills.head;
+    while (f && !(f->group == group && f->gen == rq->cc.gen && f->key.len == rq->cc.key.len &&
+                  !memcmp(f->key.buf, rq->cc.key.buf, f->key.len)))
+        f = f->next;
+    if (f) { /* suspended under the lock, so the leader cannot resume it first */
+        rq->fill_next = f->waiters;
+        f->waiters = rq;
+        suspend(rq);
+        pthread_mutex_unlock(&fills.mu);
+        sb_metrics_count("sb_gateway_cache_coalesced_total", 1);
+        return true;
+    }
+    f = sb_calloc(1, sizeof *f);
+    f->group = group;
+    f->gen = rq->cc.gen;
+    sb_buf_init(&f->key);
+    sb_buf_add(&f->key, rq->cc.key.buf, rq->cc.key.len);
+    f->next = fills.head;
+    fills.head = f;
+    rq->fill = f;
+    pthread_mutex_unlock(&fills.mu);
+    return false;
+}
+
+/* The leader's answer (code, body) goes to every request waiting on its fill. */
+static void fill_done(struct req *rq, int code, const sb_buf_t *body)
+{
+    struct fill *f = rq->fill;
+    if (!f)
+        return;
+    rq->fill = NULL;
+    pthread_mutex_lock(&fills.mu);
+    for (struct fill **p = &fills.head; *p; p = &(*p)->next)
+        if (*p == f) {
+            *p = f->next;
+            break;
+        }
+    struct req *w = f->waiters;
+    pthread_mutex_unlock(&fills.mu);
+    while (w) {
+        struct req *next = w->fill_next;
+        sb_buf_reset(&w->out);
+        sb_buf_add(&w->out, body->buf, body->len);
+        w->code = code;
+        resume(w, PH_BODY_ANS);
+        w = next;
+    }
+    sb_buf_release(&f->key);
+    free(f);
+}
+
 /* The answer of the call (PH_CALL_ANS) in out; returns the HTTP status.
  * The gateway's cached answers this call may have changed go first, OK or
  * not (sb_rpc_cache_after_call); a cached read's OK answer is kept, as the
  * JSON body, for no longer than the service says it stays fresh. */
 static int call_answer(struct req *rq, sb_buf_t *out)
 {
+    int code;
     sb_rpc_cache_after_call(rq->row, rq->msg);
-    if (rq->st != SB_OK)
-        return status_answer(rq->key, rq->backend, rq->st, &rq->err, out);
-    sb_buf_reset(out);
-    sb_json_encode(rq->resp, out);
-    sb_rpc_cache_store(&rq->cc, out->buf, out->len, rq->ttl_ms);
-    return rq->row->ok_status;
+    if (rq->st != SB_OK) {
+        code = status_answer(rq->key, rq->backend, rq->st, &rq->err, out);
+    } else {
+        sb_buf_reset(out);
+        sb_json_encode(rq->resp, out);
+        sb_rpc_cache_store(&rq->cc, out->buf, out->len, rq->ttl_ms);
+        code = rq->row->ok_status;
+    }
+    fill_done(rq, code, out); /* the same answer for the reads that waited on this one */
+    return code;
 }
 
-/* A GET of a method declared cached ((sb.api.method).cache): true with the
+/* A GET of a method declared cached ((sb.api.method).cache): 1 with the
  * JSON body in out when this gateway holds a fresh answer to the same
  * request for the same verified caller (sb/rpc_cache.h keys it as the
  * services key theirs: method, the caller unless the method is public, the
- * packed request). On a miss rq->cc is ready for the store in call_answer.
- * Asked after the token, the access policy and the request checks, so a
- * revoked token or a refused caller never reaches an answer in memory. */
-static bool cached_answer(struct req *rq, const sb_api_match_t *mt, ProtobufCMessage *msg, sb_buf_t *out)
+ * packed request); -1 when rq now waits on the fill of the same key that
+ * another request leads (suspended: see fill_join); 0 when rq must call (a
+ * miss: rq->cc is ready for the store in call_answer, and rq leads the
+ * fill; or the method is not cached). Asked after the token, the access
+ * policy and the request checks, so a revoked token or a refused caller
+ * never reaches an answer in memory. */
+static int cached_answer(struct req *rq, const sb_api_match_t *mt, ProtobufCMessage *msg, sb_buf_t *out)
 {
     const sb_api_method_t *r = mt->method;
     if (!r->cache.max_age_ms || strcmp(mt->http->verb, "GET") != 0)
-        return false;
+        return 0;
     const principal_t *who = &rq->who;
     sb_rpc_ctx_t ctx = {.user_id = who->present ? who->claims.sub : "",
                         .user_role = who->present ? who->claims.role : "",
@@ -477,9 +567,11 @@ static bool cached_answer(struct req *rq, const sb_api_match_t *mt, ProtobufCMes
     sb_buf_reset(out);
     if (sb_rpc_cache_lookup(&rq->cc, r, &ctx, msg, bytes, n, out)) {
         sb_rpc_cache_call_release(&rq->cc);
-        return true;
+        return 1;
     }
-    return false;
+    if (!rq->cc.api) /* the cache is off (RPC_CACHE_MAX_ENTRIES=0) */
+        return 0;
+    return fill_join(rq) ? -1 : 0;
 }
 
 /* The routed request up to its call: returns the HTTP status of an answer
@@ -602,9 +694,10 @@ static int route_request(struct MHD_Connection *c, const sb_api_match_t *mt, str
 
     rq->backend = backend;
     rq->msg = msg;
-    if (cached_answer(rq, mt, msg, out)) {
-        code = r->ok_status;
-        goto out;
+    switch (cached_answer(rq, mt, msg, out)) {
+    case 1: code = r->ok_status; goto out;
+    case -1: /* waits on the fill another request leads */ sb_buf_release(&err); return 0;
+    default: break;
     }
     /* suspended first: call_done may resume it before sb_rpc_call_start returns */
     sb_call_opts_t o = {.timeout_ms = gw.timeout_ms,

@@ -16,6 +16,7 @@ per service: every change below is seen at once (in-process invalidation),
 so nothing here waits for the lag bound (max age, 1 s) except where noted."""
 import os
 import re
+import socket
 import sys
 import time
 import unittest
@@ -66,6 +67,13 @@ def cache_counts(url, method):
                       % (re.escape(method), result), text, re.M)
         got[result] = float(m.group(1)) if m else 0.0
     return got["hit"], got["miss"]
+
+
+def metric(url, name):
+    """A counter without labels on a /metrics page (0 when absent)."""
+    with urllib.request.urlopen(url, timeout=10) as r:
+        m = re.search(r"^%s (\S+)$" % re.escape(name), r.read().decode(), re.M)
+    return float(m.group(1)) if m else 0.0
 
 
 def gateway_counts(method):
@@ -257,6 +265,48 @@ class Cache(unittest.TestCase):
         st, r, _ = P.call("POST", "/reservations", {"scheduleId": sid, "seatIds": ["R-A-1"]}, token=tok)
         self.assertEqual(st, 201, r)
         self.assertEqual(seat_status(P, sid)["R-A-1"], "HELD")
+
+    def test_concurrent_misses_cost_the_service_one_call(self):
+        """Readers that miss together (a cleared or expired hot seat map) wait
+        for the first one's call instead of each calling the service."""
+        _, sids = approved_show(P, self.pt["accessToken"], self.at)
+        sid = sids[0]
+        time.sleep(MAX_AGE_S + 0.1)  # what approved_show's reads left has expired, here and in the service
+        host, port = P.base.split("//")[1].split(":")
+        socks = [socket.create_connection((host, int(port)), timeout=30) for _ in range(48)]
+        req = f"GET /schedules/{sid}/seats HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        g0, s0 = gateway_counts(SEAT_MAP), service_counts(SEAT_MAP)
+        c0 = metric(f"{P.base}/metrics", "sb_gateway_cache_coalesced_total")
+        t0 = time.monotonic()
+        for s in socks:  # all sent before any answer is read
+            s.sendall(req)
+        bodies = []
+        for s in socks:
+            f = s.makefile("rb")
+            status = f.readline()
+            length = 0
+            while True:
+                line = f.readline().strip()
+                if not line:
+                    break
+                k, _, v = line.decode().partition(":")
+                if k.lower() == "content-length":
+                    length = int(v)
+            bodies.append((status.split()[1], f.read(length)))
+            f.close()
+            s.close()
+        elapsed = time.monotonic() - t0
+        self.assertEqual({b[0] for b in bodies}, {b"200"})
+        self.assertEqual(len({b[1] for b in bodies}), 1, "every reader got the same map")
+        g1, s1 = gateway_counts(SEAT_MAP), service_counts(SEAT_MAP)
+        waited = metric(f"{P.base}/metrics", "sb_gateway_cache_coalesced_total") - c0
+        g_hits, g_misses = g1[0] - g0[0], g1[1] - g0[1]
+        reached = (s1[0] - s0[0]) + (s1[1] - s0[1])
+        self.assertEqual(g_hits + g_misses, 48)
+        # one call per max age, however many readers missed at once
+        self.assertLessEqual(reached, 1 + int(elapsed / MAX_AGE_S), (reached, g_misses, waited, elapsed))
+        self.assertEqual(g_misses, reached + waited, "a miss either called or waited on the one that did")
+        self.assertGreater(waited, 0, "48 readers sent at once: some came while the first one's call ran")
 
     def test_caches_in_a_row_never_add_up_their_ages(self):
         """A change made behind every cache's back (another replica, a job) is
