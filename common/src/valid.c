@@ -1,5 +1,6 @@
 #include "sb/valid.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "sb/enum.h"
@@ -200,4 +201,16 @@ Sb__Common__Role sb_role_parse(const char *name)
 {
     return (Sb__Common__Role)sb_enum_value(&sb__common__role__descriptor, name,
                                            SB__COMMON__ROLE__ROLE_UNSPECIFIED);
+}
+
+const char *sb_page_request(sb_arena_t *a, int32_t page_size, const char *token, int def, int max,
+                            sb_page_t *p)
+{
+    if (page_size < 0)
+        return "pageSize must not be negative";
+    p->size = page_size == 0 ? def : page_size > max ? max : page_size;
+    if (!sb_page_token_parse(a, token, &p->after_us, &p->after_id))
+        return "pageToken is not one this service issued";
+    snprintf(p->limit, sizeof p->limit, "%d", p->size + 1);
+    return NULL;
 }

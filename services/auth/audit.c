@@ -122,19 +122,15 @@ sb_status_t auth_list_admin_audit(sb_rpc_ctx_t *ctx, const void *in, void *out)
         admin = sb_uuid_norm(ctx->arena, admin);
     if (target && sb_valid_uuid(target))
         target = sb_uuid_norm(ctx->arena, target);
-    if (req->page_size < 0)
-        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "pageSize must not be negative");
-    int size = req->page_size == 0         ? PAGE_DEFAULT
-               : req->page_size > PAGE_MAX ? PAGE_MAX
-                                           : req->page_size;
-    char *after_us, *after_id;
-    if (!sb_page_token_parse(ctx->arena, req->page_token, &after_us, &after_id))
-        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "pageToken is not one this service issued");
-    char limit[16];
-    snprintf(limit, sizeof limit, "%d", size + 1);
+    sb_page_t pg;
+    const char *bad =
+        sb_page_request(ctx->arena, req->page_size, req->page_token, PAGE_DEFAULT, PAGE_MAX, &pg);
+    if (bad)
+        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "%s", bad);
+    int size = pg.size;
     PGresult *r;
-    if ((st = sb_db_exec(ctx->db, &stmt_list, &r, admin, service, action, target, since, until, after_us,
-                         after_id, limit)) != SB_OK)
+    if ((st = sb_db_exec(ctx->db, &stmt_list, &r, admin, service, action, target, since, until,
+                         pg.after_us, pg.after_id, pg.limit)) != SB_OK)
         return st;
     int rows = PQntuples(r);
     bool more = rows > size;

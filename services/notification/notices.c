@@ -305,11 +305,12 @@ sb_status_t ntf_list(sb_rpc_ctx_t *ctx, const void *in, void *out)
 {
     const Sb__Notification__ListNotificationsRequest *req = in;
     Sb__Notification__ListNotificationsResponse *resp = out;
-    if (req->page_size < 0)
-        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "pageSize must not be negative");
-    int size = req->page_size == 0         ? PAGE_DEFAULT
-               : req->page_size > PAGE_MAX ? PAGE_MAX
-                                           : req->page_size;
+    sb_page_t pg;
+    const char *bad =
+        sb_page_request(ctx->arena, req->page_size, req->page_token, PAGE_DEFAULT, PAGE_MAX, &pg);
+    if (bad)
+        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "%s", bad);
+    int size = pg.size;
     const char *status = NULL;
     if (req->mail_status != 0) {
         if (!sb_rpc_is_admin(ctx))
@@ -321,13 +322,9 @@ sb_status_t ntf_list(sb_rpc_ctx_t *ctx, const void *in, void *out)
         status = v->name;
     }
     const char *user = status ? NULL : ctx->user_id;
-    char *after_us, *after_id;
-    if (!sb_page_token_parse(ctx->arena, req->page_token, &after_us, &after_id))
-        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "pageToken is not one this service issued");
-    char limit[16];
-    snprintf(limit, sizeof limit, "%d", size + 1);
     PGresult *r, *u;
-    sb_status_t st = sb_db_exec(ctx->db, &stmt_list, &r, user, status, after_us, after_id, limit);
+    sb_status_t st =
+        sb_db_exec(ctx->db, &stmt_list, &r, user, status, pg.after_us, pg.after_id, pg.limit);
     if (st != SB_OK)
         return st;
     if ((st = sb_db_exec(ctx->db, &stmt_unread, &u, ctx->user_id)) != SB_OK)

@@ -449,9 +449,11 @@ sb_status_t resv_update(sb_rpc_ctx_t *ctx, const void *in, void *out)
 sb_status_t resv_list_page(sb_rpc_ctx_t *ctx, const resv_filter_t *f, int page_size, const char *token,
                            Sb__Reservation__Reservation ***out, size_t *n, char **next)
 {
-    if (page_size < 0)
-        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "pageSize must not be negative");
-    int size = page_size == 0 ? PAGE_DEFAULT : page_size > PAGE_MAX ? PAGE_MAX : page_size;
+    sb_page_t pg;
+    const char *bad = sb_page_request(ctx->arena, page_size, token, PAGE_DEFAULT, PAGE_MAX, &pg);
+    if (bad)
+        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "%s", bad);
+    int size = pg.size;
     const char *ids[3] = {f->user, f->performance, f->schedule};
     static const char *const names[3] = {"userId", "performanceId", "scheduleId"};
     char *norm[3] = {NULL, NULL, NULL};
@@ -461,14 +463,9 @@ sb_status_t resv_list_page(sb_rpc_ctx_t *ctx, const resv_filter_t *f, int page_s
     const char *from = f->from && *f->from ? f->from : NULL, *to = f->to && *f->to ? f->to : NULL;
     if ((from && !sb_parse_rfc3339(from, NULL)) || (to && !sb_parse_rfc3339(to, NULL)))
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "from and to are RFC 3339 times");
-    char *after_us, *after_id;
-    if (!sb_page_token_parse(ctx->arena, token, &after_us, &after_id))
-        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "pageToken is not one this service issued");
-    char limit[16];
-    snprintf(limit, sizeof limit, "%d", size + 1);
     PGresult *r;
     sb_status_t st = sb_db_exec(ctx->db, &stmt_list, &r, norm[0], norm[1], norm[2], f->status, from, to,
-                                after_us, after_id, limit);
+                                pg.after_us, pg.after_id, pg.limit);
     if (st != SB_OK)
         return st;
     int rows = PQntuples(r);

@@ -28,6 +28,18 @@ char *sb_uuid_norm(sb_arena_t *a, const char *s);
  * of that shape (the caller answers INVALID_ARGUMENT). */
 bool sb_page_token_parse(sb_arena_t *a, const char *token, char **after_us, char **after_id);
 
+/* A keyset list request's page: page_size 0 is def, over max is max,
+ * negative is refused; the token is parsed as above (into a); limit is the
+ * SQL LIMIT text, size + 1 (one row more tells whether a next page exists).
+ * NULL when both are fine, else the message for INVALID_ARGUMENT. */
+typedef struct sb_page {
+    int size;
+    char *after_us, *after_id;
+    char limit[16];
+} sb_page_t;
+const char *sb_page_request(sb_arena_t *a, int32_t page_size, const char *token, int def, int max,
+                            sb_page_t *p);
+
 /* true when s is well-formed UTF-8 (no overlong forms, no surrogates
  * U+D800..U+DFFF, nothing above U+10FFFF) without control characters: C0
  * (U+0000..U+001F), DEL (U+007F) and C1 (U+0080..U+009F) are refused, except
