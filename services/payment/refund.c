@@ -32,20 +32,33 @@
 #define JOB_BATCH "20"
 
 /* Marks the refund of an APPROVED payment as wanted (keeping a first
- * reason): $1 payment id, $2 reason. */
+ * reason): $1 payment id, $2 reason, $3 actor. The first request is a line
+ * of the payment's log of its own (APPROVED -> APPROVED, who asked and why):
+ * the refund itself may then be confirmed by the answer to our call, by the
+ * provider's charge.refunded webhook (which can arrive first) or by the job,
+ * and the log keeps who asked whichever way it ends. */
 static const sb_pg_stmt_t stmt_want = {
-    "pay_refund_want", "UPDATE payments SET refund_requested_at = COALESCE(refund_requested_at, now()),"
-                       " refund_reason = COALESCE(refund_reason, $2::text), updated_at = now()"
-                       " WHERE payment_id = $1::uuid AND status = 'APPROVED' RETURNING " PAY_COLS};
+    "pay_refund_want",
+    "WITH o AS (SELECT payment_id, refund_requested_at IS NULL AS first FROM payments"
+    "   WHERE payment_id = $1::uuid AND status = 'APPROVED' FOR UPDATE),"
+    " t AS (UPDATE payments p SET refund_requested_at = COALESCE(p.refund_requested_at, now()),"
+    "   refund_reason = COALESCE(p.refund_reason, $2::text), updated_at = now()"
+    "   FROM o WHERE p.payment_id = o.payment_id RETURNING p.*),"
+    " l AS (INSERT INTO payment_log (payment_id, from_status, to_status, actor, reason)"
+    "   SELECT payment_id, 'APPROVED', 'APPROVED', $3::text, 'refund requested: ' || $2::text"
+    "   FROM o WHERE o.first)"
+    " SELECT " PAY_COLS " FROM t"};
 /* The same for the APPROVED payment of reservation $1 (events), or payment
- * $3 when given. Wakes the job at commit. */
+ * $3 when given, logged as the system's request. Wakes the job at commit. */
 static const sb_pg_stmt_t stmt_want_event = {
     "pay_refund_want_event",
     "WITH t AS (UPDATE payments SET refund_requested_at = COALESCE(refund_requested_at, now()),"
     "   refund_reason = COALESCE(refund_reason, $2::text), updated_at = now()"
     "   WHERE status = 'APPROVED' AND refund_requested_at IS NULL"
     "   AND (payment_id = $3::uuid OR ($3::uuid IS NULL AND reservation_id = $1::uuid))"
-    "   RETURNING payment_id)"
+    "   RETURNING payment_id),"
+    " l AS (INSERT INTO payment_log (payment_id, from_status, to_status, actor, reason)"
+    "   SELECT payment_id, 'APPROVED', 'APPROVED', 'system', 'refund requested: ' || $2::text FROM t)"
     " SELECT payment_id::text, pg_notify('" PAY_REFUND_CHANNEL "', '') FROM t"};
 static const sb_pg_stmt_t stmt_refunds_due = {
     "pay_refunds_due", "SELECT payment_id::text FROM payments WHERE refund_requested_at IS NOT NULL"
@@ -95,7 +108,7 @@ sb_status_t pay_refund(sb_db_t *db, sb_arena_t *a, const sb_rpc_ctx_t *ctx, cons
                        const char *reason, const char *actor, pay_t *out, sb_buf_t *why)
 {
     PGresult *r;
-    sb_status_t st = sb_db_exec(db, &stmt_want, &r, id, reason);
+    sb_status_t st = sb_db_exec(db, &stmt_want, &r, id, reason, actor);
     if (st != SB_OK)
         return st;
     if (PQntuples(r) == 0) {

@@ -479,6 +479,33 @@ class Payments(unittest.TestCase):
         st, ok, _ = hook(sign(body))
         self.assertEqual((st, ok["duplicate"]), (200, True), ok)
 
+    def test_webhook_of_our_refund_before_its_answer(self):
+        """The provider's charge.refunded webhook of a refund we asked for
+        lands before the provider's answer to our call (the answer delayed):
+        one refund, one payment.refunded, and the log still says who asked
+        and why, whichever side confirmed it."""
+        tok, uid, r = self.reservation()
+        st, p, _ = self.pay(tok, r, card=OTHER_CARD)
+        self.assertEqual((st, p["status"]), (201, "APPROVED"), p)
+        pid = p["paymentId"]
+        st, m, _ = P.provider("POST", "/v1/admin/modes", {"card_number": OTHER_CARD, "delay_ms": 700})
+        self.assertEqual(st, 200, m)
+        with RELAY.lock:
+            mark = len(RELAY.seen)
+        st, c, _ = P.call("DELETE", f"/payments/{pid}?reason=changed+my+mind", token=tok)
+        self.assertEqual((st, c["status"]), (200, "REFUNDED"), c)
+        with RELAY.lock:
+            hooks = [s for t, s in RELAY.seen[mark:] if t == "charge.refunded"]
+        self.assertEqual(hooks, [200])  # relayed and answered while our call waited
+        log = self.log_of(pid)
+        self.assertEqual(log[-2:], [["APPROVED", "APPROVED", uid, "refund requested: changed my mind"],
+                                    ["APPROVED", "REFUNDED", "provider", "charge.refunded"]], log)
+        self.assertEqual(self.events_of(pid, "payment.refunded"), 1)
+        # asked again: the same answer, nothing new
+        st, c, _ = P.call("DELETE", f"/payments/{pid}?reason=again", token=tok)
+        self.assertEqual((st, c["status"]), (200, "REFUNDED"), c)
+        self.assertEqual(self.log_of(pid), log)
+
     def test_duplicate_webhook_one_effect(self):
         """A refund made at the provider whose answer we never saw: its
         charge.refunded webhook, delivered three times, refunds once."""
