@@ -63,14 +63,16 @@ static char *text(const char *s)
     return (char *)(s ? s : "");
 }
 
-sb_status_t sb_audit_record(sb_rpc_ctx_t *ctx, const sb_audit_t *a)
+static sb_status_t record(sb_rpc_ctx_t *ctx, sb_db_t *db, const sb_audit_t *a)
 {
     Sb__Events__AuditAdminAction ev = SB__EVENTS__AUDIT_ADMIN_ACTION__INIT;
     char at[32];
-    if (!ctx->db)
+    if (!db)
         return sb_rpc_error(ctx, SB_INTERNAL, "audit record of %s outside a transaction", ctx->method);
     sb_time_rfc3339(sb_now_ms(), at);
     split_method(ctx->arena, ctx->method, &ev.service, &ev.action);
+    if (a->service)
+        ev.service = (char *)a->service;
     ev.admin_id = text(ctx->user_id);
     ev.target_type = text(a->target_type);
     ev.target_id = text(a->target_id);
@@ -80,10 +82,21 @@ sb_status_t sb_audit_record(sb_rpc_ctx_t *ctx, const sb_audit_t *a)
     ev.before = text(a->before);
     ev.after = text(a->after);
     sb_status_t st;
-    sb_pg_conn_t *c = sb_db_conn(ctx->db, &st);
+    sb_pg_conn_t *c = sb_db_conn(db, &st);
     if (!c)
         return st;
     /* keyed by the admin: one admin's actions stay in order, and the
      * target's own event stream (aggregate = target id) is left alone */
-    return sb_outbox_add(c, "audit.admin_action", ev.admin_id, &ev.base, NULL, &ctx->detail);
+    return sb_outbox_add(c, "audit.admin_action", ev.admin_id, &ev.base, NULL, db->detail);
+}
+
+sb_status_t sb_audit_record(sb_rpc_ctx_t *ctx, const sb_audit_t *a)
+{
+    return record(ctx, ctx->db, a);
+}
+
+sb_status_t sb_audit_record_on(sb_db_t *db, void *audit_call)
+{
+    sb_audit_call_t *call = audit_call;
+    return record(call->ctx, db, &call->audit);
 }

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "runtime.pb-c.h"
+#include "sb/audit.h"
 #include "sb/db.h"
 #include "sb/log.h"
 #include "sb/service.h"
@@ -114,6 +115,8 @@ static sb_status_t dead_letter_replay(sb_rpc_ctx_t *ctx, const void *in, void *o
         return st;
     if (!sb_rpc_is_admin(ctx))
         return sb_rpc_fail(ctx, SB_PERMISSION_DENIED, "only an admin may replay dead letters");
+    if ((st = sb_audit_need_reason(ctx, req->reason)) != SB_OK)
+        return st;
     const char *id = sb_arena_printf(ctx->arena, "%" PRId64, req->id);
     PGresult *r;
     if ((st = sb_db_exec(ctx->db, &stmt_envelope, &r, id)) != SB_OK)
@@ -136,7 +139,17 @@ static sb_status_t dead_letter_replay(sb_rpc_ctx_t *ctx, const void *in, void *o
 
     sb_event_table_t events = {svc->def->events, svc->def->n_events, svc};
     sb_inbox_result_t res = SB_INBOX_RESULT_INIT;
-    st = sb_inbox_replay(svc->pg, &events, req->id, ctx->user_id, PQgetvalue(r, 0, 0), bytes, len, &res);
+    /* applied: an admin's change to the service's data, audited with it */
+    sb_audit_call_t audit = {ctx,
+                             {.target_type = "dead_letter",
+                              .target_id = id,
+                              .reason = req->reason,
+                              .before = "unreplayed",
+                              .after = "replayed",
+                              .service = svc->def->name}};
+    sb_inbox_also_t also = {sb_audit_record_on, &audit};
+    st = sb_inbox_replay(svc->pg, &events, req->id, ctx->user_id, PQgetvalue(r, 0, 0), bytes, len, &also,
+                         &res);
     if (res.outcome == SB_EVENT_DEAD_LETTER)
         st = sb_rpc_fail(ctx, SB_FAILED_PRECONDITION,
                          "dead letter %s still cannot be handled (kept): %s", id, res.reason.buf);

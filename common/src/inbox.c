@@ -143,6 +143,7 @@ struct inbox_job {
     const sb_event_handler_t *row; /* NULL: skipped */
     const void *payload;
     const struct replay *replay;
+    const sb_inbox_also_t *also;
     bool duplicate;
 };
 
@@ -158,8 +159,11 @@ static sb_status_t inbox_tx(sb_pg_conn_t *c, void *arg, sb_buf_t *err)
     if (st != SB_OK)
         goto out;
     j->duplicate = sb_db_affected(r) == 0;
-    if (!j->duplicate && j->row)
+    if (!j->duplicate && j->row) {
         st = j->row->fn(j->ev, j->payload);
+        if (st == SB_OK && j->also)
+            st = j->also->fn(&db, j->also->arg);
+    }
     /* a replayed dead letter is resolved with the effect, in its transaction
      * (a duplicate too: the event id was processed, by a resend or a racing replay) */
     if (st == SB_OK && j->replay)
@@ -171,7 +175,7 @@ out:
 
 static sb_status_t handle(sb_pg_pool_t *pool, const sb_event_table_t *t, const char *source,
                           const char *topic, const void *bytes, size_t len, const struct replay *rp,
-                          sb_inbox_result_t *res)
+                          const sb_inbox_also_t *also, sb_inbox_result_t *res)
 {
     sb_buf_reset(&res->reason);
     sb_buf_reset(&res->detail);
@@ -203,7 +207,7 @@ static sb_status_t handle(sb_pg_pool_t *pool, const sb_event_table_t *t, const c
         st = dead_letter(pool, source, topic, bytes, len, rp, res);
         goto out_trace;
     }
-    struct inbox_job j = {&ev, sb_event_table_find(t, env->type), NULL, rp, false};
+    struct inbox_job j = {&ev, sb_event_table_find(t, env->type), NULL, rp, also, false};
     if (j.row) {
         j.payload = protobuf_c_message_unpack(desc, sb_arena_pb_allocator(arena), env->payload.len,
                                               env->payload.data);
@@ -251,14 +255,22 @@ out_arena:
 sb_status_t sb_inbox_handle(sb_pg_pool_t *pool, const sb_event_table_t *t, const char *source,
                             const char *topic, const void *bytes, size_t len, sb_inbox_result_t *res)
 {
-    return handle(pool, t, source, topic, bytes, len, NULL, res);
+    return handle(pool, t, source, topic, bytes, len, NULL, NULL, res);
+}
+
+sb_status_t sb_inbox_deliver(sb_pg_pool_t *pool, const sb_event_table_t *t, const char *source,
+                             const void *bytes, size_t len, const sb_inbox_also_t *also,
+                             sb_inbox_result_t *res)
+{
+    return handle(pool, t, source, NULL, bytes, len, NULL, also, res);
 }
 
 sb_status_t sb_inbox_replay(sb_pg_pool_t *pool, const sb_event_table_t *t, int64_t id, const char *by,
-                            const char *topic, const void *bytes, size_t len, sb_inbox_result_t *res)
+                            const char *topic, const void *bytes, size_t len,
+                            const sb_inbox_also_t *also, sb_inbox_result_t *res)
 {
     char ids[24];
     snprintf(ids, sizeof ids, "%lld", (long long)id);
     struct replay rp = {ids, by};
-    return handle(pool, t, "replay", topic, bytes, len, &rp, res);
+    return handle(pool, t, "replay", topic, bytes, len, &rp, also, res);
 }

@@ -101,7 +101,7 @@ sb_status_t sb_outbox_add(sb_pg_conn_t *tx, const char *type, const char *aggreg
  * which every consumer's inbox has already recorded. Rows not yet published
  * are not counted (they go out anyway). One statement: the count and the
  * first ids come from the UPDATE's own RETURNING, and the NOTIFY wakes the
- * relay at once (the connection is in autocommit). No index serves
+ * relay when the caller's unit commits (with the admin's audit record). No index serves
  * aggregate_id: an admin's replay scans the outbox rather than every event
  * insert paying for an index. */
 static const sb_pg_stmt_t stmt_replay = {
@@ -119,29 +119,22 @@ static const char *or_null(const char *s)
     return s && *s ? s : NULL;
 }
 
-sb_status_t sb_outbox_replay(sb_pg_pool_t *pool, const sb_outbox_filter_t *f, sb_arena_t *a,
-                             sb_outbox_replayed_t *out, sb_buf_t *err)
+sb_status_t sb_outbox_replay(sb_db_t *db, const sb_outbox_filter_t *f, sb_outbox_replayed_t *out)
 {
     *out = (sb_outbox_replayed_t){0};
-    sb_pg_conn_t *c = sb_pg_acquire(pool, 5000, err);
-    if (!c)
-        return SB_UNAVAILABLE;
     char limit[16];
     snprintf(limit, sizeof limit, "%d", SB_OUTBOX_REPLAY_IDS);
-    const char *params[] = {f->type_prefix ? f->type_prefix : "", or_null(f->aggregate_id),
-                            or_null(f->since), or_null(f->until), limit};
-    PGresult *r = sb_pg_exec(c, &stmt_replay, 5, params);
-    sb_status_t st = sb_pg_check(c, r, err);
-    if (st == SB_OK) {
-        out->count = atoll(PQgetvalue(r, 0, 0));
-        /* uuids: no commas, no quoting */
-        char *ids = sb_arena_strdup(a, PQgetvalue(r, 0, 1));
-        out->ids = SB_ARENA_NEW(a, char *, SB_OUTBOX_REPLAY_IDS);
-        for (char *save = NULL, *t = strtok_r(ids, ",", &save); t && out->n_ids < SB_OUTBOX_REPLAY_IDS;
-             t = strtok_r(NULL, ",", &save))
-            out->ids[out->n_ids++] = t;
-    }
-    PQclear(r);
-    sb_pg_release(pool, c);
-    return st;
+    PGresult *r;
+    sb_status_t st = sb_db_exec(db, &stmt_replay, &r, f->type_prefix ? f->type_prefix : "",
+                                or_null(f->aggregate_id), or_null(f->since), or_null(f->until), limit);
+    if (st != SB_OK)
+        return st;
+    out->count = atoll(PQgetvalue(r, 0, 0));
+    /* uuids: no commas, no quoting */
+    char *ids = sb_arena_strdup(db->arena, PQgetvalue(r, 0, 1));
+    out->ids = SB_ARENA_NEW(db->arena, char *, SB_OUTBOX_REPLAY_IDS);
+    for (char *save = NULL, *t = strtok_r(ids, ",", &save); t && out->n_ids < SB_OUTBOX_REPLAY_IDS;
+         t = strtok_r(NULL, ",", &save))
+        out->ids[out->n_ids++] = t;
+    return SB_OK;
 }

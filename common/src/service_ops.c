@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "sb/audit.h"
 #include "sb/log.h"
 #include "sb/service.h"
 #include "sb/util.h"
@@ -17,6 +18,9 @@ sb_status_t sb_service_deliver_event(sb_rpc_ctx_t *ctx, const void *in, void *ou
     sb_service_t *svc = sb_service_of(ctx);
     if (!sb_rpc_is_admin(ctx))
         return sb_rpc_fail(ctx, SB_PERMISSION_DENIED, "only an admin may deliver events");
+    sb_status_t st;
+    if ((st = sb_audit_need_reason(ctx, req->reason)) != SB_OK)
+        return st;
     if (!svc->def->n_events)
         return sb_rpc_fail(ctx, SB_FAILED_PRECONDITION, "the %s service consumes no events",
                            svc->def->name);
@@ -39,7 +43,16 @@ sb_status_t sb_service_deliver_event(sb_rpc_ctx_t *ctx, const void *in, void *ou
 
     sb_event_table_t events = {svc->def->events, svc->def->n_events, svc};
     sb_inbox_result_t res = SB_INBOX_RESULT_INIT;
-    sb_status_t st = sb_inbox_handle(svc->pg, &events, "DeliverEvent", NULL, bytes, len, &res);
+    /* handled: an admin's change to the service's data, audited with it */
+    sb_audit_call_t audit = {
+        ctx,
+        {.target_type = "event",
+         .target_id = req->event_id,
+         .reason = req->reason,
+         .after = sb_arena_printf(ctx->arena, "%.64s of %.64s handled", req->type, req->aggregate_id),
+         .service = svc->def->name}};
+    sb_inbox_also_t also = {sb_audit_record_on, &audit};
+    st = sb_inbox_deliver(svc->pg, &events, "DeliverEvent", bytes, len, &also, &res);
     if (res.outcome == SB_EVENT_DEAD_LETTER)
         st = sb_rpc_fail(ctx, SB_INVALID_ARGUMENT,
                          "%s (kept in the dead letters; the event id stays free)", res.reason.buf);
@@ -74,8 +87,11 @@ sb_status_t sb_service_replay(sb_rpc_ctx_t *ctx, const void *in, void *out, cons
     const Sb__Events__ReplayEventsRequest *req = in;
     Sb__Events__ReplayEventsResponse *resp = out;
     sb_status_t st = SB_OK;
+    sb_service_t *svc = sb_service_of(ctx);
     if (!sb_rpc_is_admin(ctx))
         return sb_rpc_fail(ctx, SB_PERMISSION_DENIED, "only an admin may replay events");
+    if ((st = sb_audit_need_reason(ctx, req->reason)) != SB_OK)
+        return st;
     /* at least one filter: a whole outbox is never replayed by accident */
     if (!*req->aggregate_id && !*req->since)
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT,
@@ -94,14 +110,27 @@ sb_status_t sb_service_replay(sb_rpc_ctx_t *ctx, const void *in, void *out, cons
 
     sb_outbox_filter_t f = {type_prefix, aggregate, req->since, req->until};
     sb_outbox_replayed_t done;
-    sb_buf_t err = SB_BUF_INIT;
-    st = sb_outbox_replay(sb_service_of(ctx)->pg, &f, ctx->arena, &done, &err);
-    if (st != SB_OK) {
-        st = sb_rpc_error(ctx, st, "replay %s: %s", type_prefix, err.buf);
-        sb_buf_release(&err);
-        return st;
+    /* the marks and the admin's audit record commit together (one that
+     * re-publishes nothing changes nothing and records nothing) */
+    sb_db_t u = {.arena = ctx->arena, .detail = &ctx->detail, .pool = svc->pg, .begin = "BEGIN"};
+    sb_audit_call_t audit = {
+        ctx,
+        {.target_type = "events",
+         .target_id = aggregate ? aggregate : sb_arena_printf(ctx->arena, "%s*", type_prefix),
+         .reason = req->reason,
+         .service = svc->def->name}};
+    st = sb_outbox_replay(&u, &f, &done);
+    if (st == SB_OK && done.count > 0) {
+        audit.audit.after = sb_arena_printf(
+            ctx->arena, "%lld %s* events re-published (since %s, until %s)", (long long)done.count,
+            type_prefix, *req->since ? req->since : "-", *req->until ? req->until : "-");
+        st = sb_audit_record_on(&u, &audit);
     }
-    sb_buf_release(&err);
+    if (st == SB_OK)
+        st = sb_db_commit(&u);
+    sb_db_rollback(&u);
+    if (st != SB_OK)
+        return sb_rpc_error(ctx, st, "replay of %s events failed", type_prefix);
     sb_info("replay of %s* events (aggregate %s, since %s, until %s) by admin %s: %lld re-published",
             type_prefix, aggregate ? aggregate : "any", *req->since ? req->since : "-",
             *req->until ? req->until : "-", ctx->user_id, (long long)done.count);

@@ -146,13 +146,13 @@ def _read_varint(data, i):
             return n, i
 
 
-def deliver(p, admin_token, service, type_, aggregate, payload, event_id=None):
+def deliver(p, admin_token, service, type_, aggregate, payload, event_id=None, reason="delivered by a test"):
     """POST /events/{service}: one event through the service's inbox as if
-    from Kafka. Returns (status, body, the event id)."""
+    from Kafka, with the admin's reason. Returns (status, body, the event id)."""
     event_id = event_id or str(uuid.uuid4())
     st, body, _ = p.call("POST", f"/events/{service}",
                          {"eventId": event_id, "type": type_, "aggregateId": aggregate,
-                          "payload": base64.b64encode(payload).decode()}, token=admin_token)
+                          "payload": base64.b64encode(payload).decode(), "reason": reason}, token=admin_token)
     return st, body, event_id
 
 

@@ -336,6 +336,52 @@ class AdminAudit(unittest.TestCase):
             self.assertError(P.call("GET", "/admin/audit" + q(**bad), token=self.at), 400, "INVALID_ARGUMENT")
         self.assertError(P.call("GET", "/admin/audit?nope=1", token=self.at), 400, "INVALID_ARGUMENT")
 
+    # ---- operations: event replays and deliveries ----
+    def test_replays_and_deliveries_need_a_reason_and_are_audited(self):
+        tok, r = self.reservation()
+        rid = r["reservationId"]
+        wait_for(lambda: psql(f"SELECT count(*) FROM sb_outbox WHERE aggregate_id = '{rid}'"
+                              " AND published_at IS NOT NULL") == [["1"]], 30, "reservation.created published")
+        before = self.audit_events_written("reservation")
+        # a replay: no reason, nothing marked and nothing recorded
+        for bad in ({"aggregateId": rid}, {"aggregateId": rid, "reason": " "}):
+            self.no_reason(P.call("POST", "/events/reservations", bad, token=self.at))
+        self.assertEqual(psql(f"SELECT count(*) FROM sb_outbox WHERE aggregate_id = '{rid}'"
+                              " AND published_at IS NULL"), [["0"]])
+        # one that re-publishes nothing records nothing either
+        st, rep, _ = P.call("POST", "/events/reservations",
+                            {"aggregateId": str(uuid.uuid4()), "reason": "nothing there"}, token=self.at)
+        self.assertEqual((st, int(rep.get("republished", 0))), (200, 0), rep)
+        self.assertEqual(self.audit_events_written("reservation"), before)
+        st, rep, _ = P.call("POST", "/events/reservations", {"aggregateId": rid, "reason": "billing lost them"},
+                            token=self.at)
+        self.assertEqual((st, int(rep["republished"])), (200, 1), rep)
+        row, = self.audited(rid)
+        self.assertRow(row, "reservation", "ReplayEvents", "events", rid, "billing lost them")
+        self.assertIn("1 reservation.* events re-published", row["after"])
+
+        # a delivery (to auth, which consumes member events): recorded with the event it applied
+        agg = str(uuid.uuid4())
+        at = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        payload = pb((1, str(uuid.uuid4())), (2, at))
+        eid = str(uuid.uuid4())
+        for bad in ("", "  ", "z" * 501):
+            st, body, _ = deliver(P, self.at, "auth", "member.password_changed", agg, payload, eid, reason=bad)
+            self.no_reason((st, body, None))
+        st, body, _ = deliver(P, self.at, "auth", "member.password_changed", agg, payload, eid,
+                              reason="the consumer was down")
+        self.assertEqual((st, body.get("duplicate", False)), (200, False), body)  # the refusals left no trace
+        row, = self.audited(eid)
+        self.assertRow(row, "auth", "DeliverEvent", "event", eid, "the consumer was down")
+        self.assertEqual(row["after"], f"member.password_changed of {agg} handled")
+        # the same event again changes nothing and records nothing
+        st, body, _ = deliver(P, self.at, "auth", "member.password_changed", agg, payload, eid,
+                              reason="once more")
+        self.assertEqual((st, body.get("duplicate")), (200, True), body)
+        self.assertEqual(int(psql("SELECT count(*) FROM sb_outbox WHERE type = 'audit.admin_action'"
+                                  f" AND position(convert_to('{eid}', 'UTF8') IN envelope) > 0",
+                                  "auth")[0][0]), 1)
+
     def test_only_admins_read_the_log(self):
         _, ut = P.user()
         self.assertError(P.call("GET", "/admin/audit", token=ut["accessToken"]), 403, "PERMISSION_DENIED")

@@ -126,7 +126,7 @@ class EventsApi(unittest.TestCase):
     # ---- access and input ----
     def test_access_and_bad_input(self):
         _, ut = P.user("USER")
-        body = {"since": now_rfc3339(-60)}
+        body = {"since": now_rfc3339(-60), "reason": "access check"}
         for path in REPLAYS:
             self.assertError(P.call("POST", path, body), 401, "UNAUTHENTICATED")
             self.assertError(P.call("POST", path, body, token=ut["accessToken"]), 403, "PERMISSION_DENIED")
@@ -135,7 +135,7 @@ class EventsApi(unittest.TestCase):
             self.assertEqual(st, 200, rep)
             self.assertGreaterEqual(int(rep.get("republished", 0)), 0)
         ev = {"eventId": str(uuid.uuid4()), "type": "member.password_changed", "aggregateId": str(uuid.uuid4()),
-              "payload": ""}
+              "payload": "", "reason": "access check"}
         for svc in ("reservation", "payment", "notification", "auth"):
             self.assertError(P.call("POST", f"/events/{svc}", ev), 401, "UNAUTHENTICATED")
             self.assertError(P.call("POST", f"/events/{svc}", ev, token=ut["accessToken"]), 403, "PERMISSION_DENIED")
@@ -149,7 +149,10 @@ class EventsApi(unittest.TestCase):
         self.settled()
         before = {s: outbox_state(s) for s in ("reservation", "payment")}
         since, until = now_rfc3339(-3600), now_rfc3339()
-        bad = [({}, "aggregateId"),
+        bad = [({"since": since}, "reason"),
+               ({"aggregateId": str(uuid.uuid4()), "reason": " \t"}, "reason"),
+               ({"since": since, "reason": "r" * 501}, "reason"),
+               ({}, "aggregateId"),
                ({"until": until}, "aggregateId"),
                ({"since": "yesterday"}, "since"),
                ({"since": "2030-02-30T00:00:00Z"}, "since"),
@@ -160,10 +163,11 @@ class EventsApi(unittest.TestCase):
                ({"aggregateId": "1234", "since": since}, "aggregateId")]
         for path in REPLAYS:
             for b, word in bad:
+                b = b if word == "reason" else dict(b, reason="bad input")
                 self.assertError(P.call("POST", path, b, token=self.at), 400, "INVALID_ARGUMENT", word)
         self.assertEqual({s: outbox_state(s) for s in ("reservation", "payment")}, before)
-        self.assertIn("replaying every event", P.call("POST", "/events/payments", {}, token=self.at)[1]
-                      ["error"]["message"])
+        self.assertIn("replaying every event", P.call("POST", "/events/payments", {"reason": "all"},
+                                                      token=self.at)[1]["error"]["message"])
 
     # ---- one booking, its events replayed twice ----
     def test_booking_replayed_twice_no_second_effect(self):
@@ -237,7 +241,7 @@ class EventsApi(unittest.TestCase):
             for round_ in (1, 2):
                 on_kafka = kafka(topic, rid)
                 dups = {s: duplicates(s) for s in consumers}
-                st, rep, _ = P.call("POST", path, body, token=self.at)
+                st, rep, _ = P.call("POST", path, dict(body, reason=f"replay check {round_}"), token=self.at)
                 self.assertEqual(st, 200, rep)
                 self.assertGreaterEqual(int(rep["republished"]), len(want_ids), rep)
                 self.assertEqual(len(rep["eventIds"]), min(int(rep["republished"]), 100), rep)
@@ -271,11 +275,12 @@ class EventsApi(unittest.TestCase):
         replay("/events/cancellations", {"since": cancel_from, "until": now_rfc3339(1)}, resv_topic, cancelled,
                ("payment", "notification"))
         # both filters together: the aggregate's events within the range
-        st, rep, _ = P.call("POST", "/events/cancellations", {"aggregateId": rid, "since": cancel_from},
-                            token=self.at)
+        st, rep, _ = P.call("POST", "/events/cancellations",
+                            {"aggregateId": rid, "since": cancel_from, "reason": "both filters"}, token=self.at)
         self.assertEqual((st, rep.get("eventIds")), (200, [cancelled[0][0]]), rep)
         st, rep, _ = P.call("POST", "/events/cancellations",
-                            {"aggregateId": str(uuid.uuid4()), "since": cancel_from}, token=self.at)
+                            {"aggregateId": str(uuid.uuid4()), "since": cancel_from, "reason": "none match"},
+                            token=self.at)
         self.assertEqual((st, int(rep.get("republished", 0)), rep.get("eventIds", [])), (200, 0, []), rep)
         self.settled()
         self.assertEqual(effects(), base)

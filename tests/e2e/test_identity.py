@@ -341,7 +341,8 @@ class Identity(unittest.TestCase):
         event_id = str(uuid.uuid4())
         # member.password_changed without a user id: auth's handler refuses it
         st, body, _ = P.call("POST", "/events/auth", {"eventId": event_id, "type": "member.password_changed",
-                                                       "aggregateId": "x", "payload": ""}, token=admin)
+                                                       "aggregateId": "x", "payload": "", "reason": "test"},
+                             token=admin)
         self.assertEqual(st, 400, body)
         st, body, _ = P.call("GET", "/admin/dead-letters/auth?unreplayed=true&pageSize=100", token=admin)
         self.assertEqual(st, 200, body)
@@ -360,14 +361,20 @@ class Identity(unittest.TestCase):
         self.assertEqual((st, body.get("deadLetters", [])), (200, []), body)
         # replay: users refused; the stored event is still bad, so 400 with the reason, row kept
         path = f"/admin/dead-letters/auth/{dl['id']}/replay"
-        self.assertError(P.call("POST", path, token=ut["accessToken"]), 403, "PERMISSION_DENIED")
-        msg = self.assertError(P.call("POST", path, token=admin), 400, "FAILED_PRECONDITION", "still cannot be handled")
+        why = {"reason": "handler fixed"}
+        self.assertError(P.call("POST", path, why, token=ut["accessToken"]), 403, "PERMISSION_DENIED")
+        # an admin says why (audited when it applies): without a reason, refused before anything runs
+        for bad in (None, {}, {"reason": "  "}, {"reason": "x" * 501}):
+            self.assertError(P.call("POST", path, bad, token=admin), 400, "INVALID_ARGUMENT", "reason")
+        msg = self.assertError(P.call("POST", path, why, token=admin), 400, "FAILED_PRECONDITION",
+                               "still cannot be handled")
         self.assertIn("without a user id", msg)
         st, body, _ = P.call("GET", "/admin/dead-letters/auth?unreplayed=true&pageSize=100", token=admin)
         again = [d for d in body.get("deadLetters", []) if d.get("eventId") == event_id]
         self.assertEqual(len(again), 1, body)
         self.assertEqual(again[0]["replayAttempts"], 1, again)
-        self.assertError(P.call("POST", "/admin/dead-letters/auth/987654321/replay", token=admin), 404, "NOT_FOUND")
+        self.assertError(P.call("POST", "/admin/dead-letters/auth/987654321/replay", why, token=admin), 404,
+                         "NOT_FOUND")
         # the service's gauges (the health refresher, HEALTH_REFRESH_MS=200 here)
         port = ADMIN_BASE + 1 + SERVICES.index("auth")
         deadline = time.time() + 30

@@ -336,7 +336,7 @@ class Notifications(unittest.TestCase):
                      (4, self.perf["performanceId"]), (5, r["seatIds"][0]))
         import base64
         body = {"eventId": event_id, "type": "reservation.expired", "aggregateId": r["reservationId"],
-                "payload": base64.b64encode(payload).decode()}
+                "payload": base64.b64encode(payload).decode(), "reason": "redelivery check"}
         self.assertError(P.call("POST", "/events/notification", body, token=tok), 403, "PERMISSION_DENIED")
         st, first, _ = P.call("POST", "/events/notification", body, token=self.at)
         self.assertEqual(st, 200, first)

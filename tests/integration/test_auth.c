@@ -604,6 +604,7 @@ static sb_status_t deliver(const char *event_id, const char *type, const char *u
     req.event_id = (char *)event_id;
     req.type = (char *)type;
     req.aggregate_id = (char *)user_id;
+    req.reason = "integration test";
     req.payload.len = protobuf_c_message_get_packed_size(payload);
     req.payload.data = sb_arena_alloc(arena, req.payload.len + 1);
     protobuf_c_message_pack(payload, req.payload.data);
@@ -778,6 +779,7 @@ Test(auth, malformed_events_are_dead_letters_and_a_corrected_resend_is_handled)
     req.event_id = event_id;
     req.type = "member.password_changed";
     req.aggregate_id = user_id;
+    req.reason = "integration test";
     req.payload = (ProtobufCBinaryData){sizeof junk, (uint8_t *)junk};
     sb_call_opts_t admin = {.token = sb_test_token(arena, "authtest-operator", "ADMIN")};
     cr_assert_eq(AUTH("DeliverEvent", &req, &resp, &admin, &err), SB_INVALID_ARGUMENT, "%s", err.buf);

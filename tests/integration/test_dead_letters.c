@@ -192,16 +192,24 @@ static sb_status_t list(const char *role, int page_size, const char *token, bool
                        (ProtobufCMessage **)resp, &o, err);
 }
 
-static sb_status_t replay(const char *role, int64_t id, Sb__Runtime__ReplayDeadLetterResponse **resp,
-                          sb_buf_t *err)
+/* A replay by role, with reason (required: audited when it applies). */
+static sb_status_t replay_why(const char *role, int64_t id, const char *reason,
+                              Sb__Runtime__ReplayDeadLetterResponse **resp, sb_buf_t *err)
 {
     Sb__Runtime__ReplayDeadLetterRequest req = SB__RUNTIME__REPLAY_DEAD_LETTER_REQUEST__INIT;
     req.service_id = "dltest";
     req.id = id;
+    req.reason = (char *)reason;
     sb_call_opts_t o = {.token = role ? sb_test_token(arena, ADMIN_ID, role) : NULL};
     sb_buf_reset(err);
     return sb_rpc_call(ch, &sb__runtime__runtime__descriptor, "ReplayDeadLetter", &req.base, arena,
                        (ProtobufCMessage **)resp, &o, err);
+}
+
+static sb_status_t replay(const char *role, int64_t id, Sb__Runtime__ReplayDeadLetterResponse **resp,
+                          sb_buf_t *err)
+{
+    return replay_why(role, id, "the handler is fixed", resp, err);
 }
 
 /* ------------------------------------------------------------ replay */
@@ -280,6 +288,15 @@ Test(dead_letters, a_refused_event_is_listed_and_applied_once_by_a_replay_after_
 
     /* the fix: the account arrives; each replay applies its event once */
     sql_run("INSERT INTO accounts VALUES ($1)", user);
+    /* an admin says why: refused before anything runs without a reason */
+    cr_assert_eq(replay_why("ADMIN", kafka_id, "", &r, &err), SB_INVALID_ARGUMENT, "%s", err.buf);
+    cr_assert_eq(replay_why("ADMIN", kafka_id, " \t", &r, &err), SB_INVALID_ARGUMENT, "%s", err.buf);
+    cr_assert(strstr(err.buf, "reason"), "%s", err.buf);
+    cr_assert_eq(sql_count("SELECT count(*) FROM sb_inbox", NULL), 0);
+    cr_assert_eq(
+        sql_count("SELECT replay_attempts FROM sb_dead_letters WHERE event_id = $1", from_kafka), 1);
+    const char *audits = "SELECT count(*) FROM sb_outbox WHERE type = 'audit.admin_action'";
+    long long audits_before = sql_count(audits, NULL);
     cr_assert_eq(replay("ADMIN", kafka_id, &r, &err), SB_OK, "%s", err.buf);
     cr_assert_not(r->duplicate);
     cr_assert_neq(r->dead_letter->replayed_at[0], '\0');
@@ -297,6 +314,9 @@ Test(dead_letters, a_refused_event_is_listed_and_applied_once_by_a_replay_after_
     cr_assert_eq(replay("ADMIN", delivered_id, &r, &err), SB_OK, "%s", err.buf);
     cr_assert_eq(sql_count("SELECT count(*) FROM effects WHERE user_id = $1", user), 2);
     cr_assert_eq(sql_count("SELECT sum(n) FROM effects WHERE user_id = $1", user), 2);
+    /* each applied replay left its audit record in the service's outbox,
+     * with the effect; the repeated one (nothing applied) none */
+    cr_assert_eq(sql_count(audits, NULL), audits_before + 2);
 
     /* nothing left to replay; unknown ids and other services are refused */
     cr_assert_eq(list("ADMIN", 0, NULL, true, &l, &err), SB_OK, "%s", err.buf);
@@ -307,6 +327,7 @@ Test(dead_letters, a_refused_event_is_listed_and_applied_once_by_a_replay_after_
     Sb__Runtime__ReplayDeadLetterRequest other = SB__RUNTIME__REPLAY_DEAD_LETTER_REQUEST__INIT;
     other.service_id = "payment";
     other.id = kafka_id;
+    other.reason = "wrong service";
     sb_call_opts_t o = {.token = sb_test_token(arena, ADMIN_ID, "ADMIN")};
     cr_assert_eq(sb_rpc_call(ch, &sb__runtime__runtime__descriptor, "ReplayDeadLetter", &other.base,
                              arena, (ProtobufCMessage **)&r, &o, &err),
@@ -339,6 +360,7 @@ static void *race_replay(void *arg)
     Sb__Runtime__ReplayDeadLetterRequest req = SB__RUNTIME__REPLAY_DEAD_LETTER_REQUEST__INIT;
     req.service_id = "dltest";
     req.id = x->id;
+    req.reason = "racing replays";
     sb_call_opts_t o = {.token = sb_test_token(a, ADMIN_ID, "ADMIN")};
     Sb__Runtime__ReplayDeadLetterResponse *r = NULL;
     x->st = sb_rpc_call(ch, &sb__runtime__runtime__descriptor, "ReplayDeadLetter", &req.base, a,

@@ -158,23 +158,24 @@ Test(events, same_event_delivered_twice_has_one_effect)
     /* publish the very same envelope again (replay), as a crash between
      * publish and mark would */
     sb_arena_t *arena = sb_arena_new();
+    sb_db_t db = {.arena = arena, .detail = &err, .pool = pool}; /* autocommit */
     sb_outbox_replayed_t replayed;
     /* filters that match nothing mark nothing */
     sb_outbox_filter_t other = {type, "reservation-43", NULL, NULL};
-    cr_assert_eq(sb_outbox_replay(pool, &other, arena, &replayed, &err), SB_OK, "%s", err.buf);
+    cr_assert_eq(sb_outbox_replay(&db, &other, &replayed), SB_OK, "%s", err.buf);
     cr_assert_eq(replayed.count, 0);
     cr_assert_eq(replayed.n_ids, 0);
     sb_outbox_filter_t later = {type, NULL, "2999-01-01T00:00:00Z", NULL};
-    cr_assert_eq(sb_outbox_replay(pool, &later, arena, &replayed, &err), SB_OK, "%s", err.buf);
+    cr_assert_eq(sb_outbox_replay(&db, &later, &replayed), SB_OK, "%s", err.buf);
     cr_assert_eq(replayed.count, 0);
     sb_outbox_filter_t before = {type, "reservation-42", "2000-01-01T00:00:00Z", "2000-01-02T00:00:00Z"};
-    cr_assert_eq(sb_outbox_replay(pool, &before, arena, &replayed, &err), SB_OK, "%s", err.buf);
+    cr_assert_eq(sb_outbox_replay(&db, &before, &replayed), SB_OK, "%s", err.buf);
     cr_assert_eq(replayed.count, 0);
     cr_assert_eq(sb_outbox_relay_once(pool, producer, 100, &err), 0, "nothing was marked");
     /* the aggregate, in a range that holds the event: the same event id */
     sb_outbox_filter_t mine = {type, "reservation-42", "2000-01-01T00:00:00Z",
                                "2999-01-01T00:00:00+09:00"};
-    cr_assert_eq(sb_outbox_replay(pool, &mine, arena, &replayed, &err), SB_OK, "%s", err.buf);
+    cr_assert_eq(sb_outbox_replay(&db, &mine, &replayed), SB_OK, "%s", err.buf);
     cr_assert_eq(replayed.count, 1);
     cr_assert_eq(replayed.n_ids, 1);
     cr_assert_str_eq(replayed.ids[0], a.event_id);
@@ -768,4 +769,74 @@ Test(events, published_at_is_the_delivery_time)
                          start, before_mark),
                  3, "published_at is when Kafka confirmed, not when the row was marked");
     sb_buf_release(&err);
+}
+
+/* ------------------------------------------ work that commits with an event */
+
+/* The caller's work of sb_inbox_deliver: counts its runs; writes a row (on
+ * the event's transaction) or fails, as told. */
+struct also_state {
+    int runs;
+    bool fail;
+};
+
+static sb_status_t also_write(sb_db_t *db, void *arg)
+{
+    static const sb_pg_stmt_t mark = {"also_mark",
+                                      "INSERT INTO effects VALUES ('also-mark', 1) ON CONFLICT "
+                                      "(aggregate_id) DO UPDATE SET n = effects.n + 1"};
+    struct also_state *s = arg;
+    s->runs++;
+    if (s->fail) {
+        sb_buf_adds(db->detail, "also told to fail");
+        return SB_INTERNAL;
+    }
+    return sb_db_exec(db, &mark, NULL);
+}
+
+static sb_status_t deliver_with(const char *event_id, const char *agg, const char *kind,
+                                struct also_state *s, sb_event_outcome_t *outcome)
+{
+    uint8_t buf[128];
+    size_t len;
+    uint8_t *b = envelope(event_id, type, agg, notification(kind, buf), &len);
+    sb_inbox_result_t res = SB_INBOX_RESULT_INIT;
+    sb_inbox_also_t also = {also_write, s};
+    sb_status_t st = sb_inbox_deliver(pool, &table, "test", b, len, &also, &res);
+    *outcome = res.outcome;
+    sb_inbox_result_release(&res);
+    free(b);
+    return st;
+}
+
+Test(events, the_callers_work_commits_with_a_handled_event_only)
+{
+    char id[SB_UUID_LEN + 1];
+    sb_uuid_v4(id);
+    struct also_state s = {.fail = true};
+    sb_event_outcome_t out;
+    /* its failure is the event's: nothing applied, the event id stays free */
+    cr_assert_eq(deliver_with(id, "also-agg", "ok", &s, &out), SB_INTERNAL);
+    cr_assert_eq(out, SB_EVENT_FAILED);
+    cr_assert_eq(s.runs, 1);
+    cr_assert_eq(effect_count("also-agg"), 0);
+    cr_assert_eq(effect_count("also-mark"), 0);
+    /* handled: the effect and the caller's row commit together */
+    s.fail = false;
+    cr_assert_eq(deliver_with(id, "also-agg", "ok", &s, &out), SB_OK);
+    cr_assert_eq(out, SB_EVENT_HANDLED);
+    cr_assert_eq(s.runs, 2);
+    cr_assert_eq(effect_count("also-agg"), 1);
+    cr_assert_eq(effect_count("also-mark"), 1);
+    /* a duplicate changed nothing: the caller's work does not run */
+    cr_assert_eq(deliver_with(id, "also-agg", "ok", &s, &out), SB_OK);
+    cr_assert_eq(out, SB_EVENT_DUPLICATE);
+    cr_assert_eq(s.runs, 2);
+    cr_assert_eq(effect_count("also-mark"), 1);
+    /* refused by the handler: a dead letter, and not run either */
+    sb_uuid_v4(id);
+    cr_assert_eq(deliver_with(id, "also-agg", "refuse-me", &s, &out), SB_INVALID_ARGUMENT);
+    cr_assert_eq(out, SB_EVENT_DEAD_LETTER);
+    cr_assert_eq(s.runs, 2);
+    cr_assert_eq(effect_count("also-mark"), 1);
 }

@@ -243,6 +243,7 @@ static sb_status_t deliver_as(const char *event_id, const char *type, const char
     req.event_id = (char *)event_id;
     req.type = (char *)type;
     req.aggregate_id = (char *)aggregate;
+    req.reason = "integration test";
     req.payload = payload;
     Sb__Events__DeliverEventResponse *resp = NULL;
     sb_status_t st = rcall("DeliverEvent", &req.base, &resp, o, err);
@@ -878,6 +879,7 @@ static void *race(void *arg)
     req.event_id = event_id;
     req.type = (char *)r->type;
     req.aggregate_id = (char *)r->aggregate;
+    req.reason = "integration test";
     req.payload = r->payload;
     sb_call_opts_t o = as_in(a, admin_id, "ADMIN");
     ProtobufCMessage *resp;

@@ -1175,6 +1175,7 @@ Test(performance, deliver_event_is_refused_since_nothing_is_consumed)
     Sb__Events__DeliverEventRequest req = SB__EVENTS__DELIVER_EVENT_REQUEST__INIT;
     req.event_id = new_id();
     req.type = "reservation.created";
+    req.reason = "integration test";
     Sb__Events__DeliverEventResponse *resp;
     sb_buf_t err = SB_BUF_INIT;
     sb_call_opts_t adm = admin();

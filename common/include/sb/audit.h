@@ -37,6 +37,8 @@ typedef struct sb_audit {
     const char *reason;
     const char *before;
     const char *after;
+    const char *service; /* NULL: the rpc's package; the operations every
+                            service offers (sb/service.h) name the service */
 } sb_audit_t;
 
 /* true when the caller acts as an admin on something owned by owner_id: the
@@ -54,5 +56,14 @@ sb_status_t sb_audit_need_reason(sb_rpc_ctx_t *ctx, const char *reason);
  * (a row with .tx = SB_TX). INTERNAL (detail in ctx->detail) when the outbox
  * refuses or there is no transaction. */
 sb_status_t sb_audit_record(sb_rpc_ctx_t *ctx, const sb_audit_t *a);
+
+/* The same record, for a change the call makes on a transaction it does not
+ * own (an event an admin hands to the inbox: an sb_inbox_also_t's fn, with
+ * an sb_audit_call_t as arg): written on db. */
+typedef struct sb_audit_call {
+    sb_rpc_ctx_t *ctx;
+    sb_audit_t audit;
+} sb_audit_call_t;
+sb_status_t sb_audit_record_on(sb_db_t *db, void *audit_call);
 
 #endif

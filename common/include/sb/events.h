@@ -145,9 +145,9 @@ typedef struct {
 } sb_outbox_replayed_t;
 /* Marks the events f matches as unsent, so the relay publishes them again:
  * the same envelopes (event ids), in id order, so per aggregate in their
- * original order. */
-sb_status_t sb_outbox_replay(sb_pg_pool_t *pool, const sb_outbox_filter_t *f, sb_arena_t *a,
-                             sb_outbox_replayed_t *out, sb_buf_t *err);
+ * original order. On db (its transaction, if it has one; ids in db->arena,
+ * detail of a failure in db->detail). */
+sb_status_t sb_outbox_replay(sb_db_t *db, const sb_outbox_filter_t *f, sb_outbox_replayed_t *out);
 
 /* ---- relay (relay.c) ---- */
 /* PostgreSQL channel sb_outbox_add notifies (at commit) and the relay listens on. */
@@ -232,6 +232,20 @@ void sb_inbox_result_release(sb_inbox_result_t *res);
  * that could not be written is a failure too). */
 sb_status_t sb_inbox_handle(sb_pg_pool_t *pool, const sb_event_table_t *t, const char *source,
                             const char *topic, const void *bytes, size_t len, sb_inbox_result_t *res);
+/* Work of the caller's that commits or rolls back with an event's effect (an
+ * admin's audit record, sb_audit_record_on): fn runs in the inbox
+ * transaction after the handler, on its connection, only when the event is
+ * HANDLED (a duplicate or skipped event changed nothing); a failure of fn is
+ * a failure of the event (rolled back, nothing recorded). */
+typedef struct sb_inbox_also {
+    sb_status_t (*fn)(sb_db_t *db, void *arg);
+    void *arg;
+} sb_inbox_also_t;
+/* sb_inbox_handle for an event an admin hands over (DeliverEvent), with
+ * also (NULL: none). */
+sb_status_t sb_inbox_deliver(sb_pg_pool_t *pool, const sb_event_table_t *t, const char *source,
+                             const void *bytes, size_t len, const sb_inbox_also_t *also,
+                             sb_inbox_result_t *res);
 /* Replays dead letter `id` (its stored envelope, bytes/len, from topic)
  * through t exactly as sb_inbox_handle would handle a delivery, except that
  * nothing new goes to sb_dead_letters: OK (HANDLED, SKIPPED or DUPLICATE)
@@ -240,9 +254,10 @@ sb_status_t sb_inbox_handle(sb_pg_pool_t *pool, const sb_event_table_t *t, const
  * together; a row replayed already is left as it is. INVALID_ARGUMENT with
  * outcome DEAD_LETTER: still malformed, the row keeps its place with the new
  * reason in error and one more replay_attempts. Any other status: a failure,
- * nothing recorded (may be retried). */
+ * nothing recorded (may be retried). also: as for sb_inbox_deliver. */
 sb_status_t sb_inbox_replay(sb_pg_pool_t *pool, const sb_event_table_t *t, int64_t id, const char *by,
-                            const char *topic, const void *bytes, size_t len, sb_inbox_result_t *res);
+                            const char *topic, const void *bytes, size_t len,
+                            const sb_inbox_also_t *also, sb_inbox_result_t *res);
 /* Writes the packed envelope to sb_dead_letters with why (the event id and
  * type filled in when it decodes). */
 sb_status_t sb_dead_letter_add(sb_pg_pool_t *pool, const char *source, const char *topic,
