@@ -10,7 +10,8 @@ connections, an idle pause of 0-45 s, then 6 s of public reads
 gateway's count of those reads is read twice, 0.5 s apart; when it grows by
 fewer than 2,000 the run is a stall, and the script saves, before the run
 ends, `ss -tanoip` (every socket, with owner and timers) twice around the
-gateway's thread stacks (gdb), into DIR/stall-<n>-*.txt, then stops.
+gateway's thread stacks (gdb), and the gateway's /metrics (its suspended
+connections and gRPC calls in flight) into DIR/stall-<n>-*.txt, then stops.
 
     eval "$(deploy/local/infra.sh up)"; export DATABASE_URL REDIS_URL KAFKA_BROKERS
     flock /tmp/sb-test.lock python3 bench/soak_stall.py [seconds=900] [dir=/tmp]
@@ -84,6 +85,10 @@ def main():
             stalled = a < 0 or b < 0 or b - a < 2000
             if stalled:
                 gw = str(p.proc("gateway").pid)
+                # where the waiting requests are: sb_gateway_suspended_connections with
+                # sb_gateway_rpc_in_flight 0 is a resume that did not wake its loop;
+                # calls in flight that do not finish are a stalled gRPC call
+                save(f"{out_dir}/stall-{n}-metrics.txt", ["curl", "-s", "-m", "2", f"{p.base}/metrics"])
                 save(f"{out_dir}/stall-{n}-ss-before.txt", ["ss", "-tanoip"])
                 save(f"{out_dir}/stall-{n}-gateway-stacks.txt", ["gdb", "-p", gw, "-batch", "-ex", "thread apply all bt 25"])
                 save(f"{out_dir}/stall-{n}-ss-after.txt", ["ss", "-tanoip"])

@@ -776,6 +776,10 @@ static int builtin(struct req *rq, const char *method, const char *url, sb_buf_t
         return -1;
     }
     if (!strcmp(url, "/metrics")) {
+        /* where waiting requests are: suspended connections, and how many of
+         * them wait on a gRPC call (the rest: a blocking job or a fill) */
+        sb_metrics_gauge("sb_gateway_suspended_connections", atomic_load(&loop.suspended));
+        sb_metrics_gauge("sb_gateway_rpc_in_flight", (double)sb_rpc_loop_pending(loop.rpc));
         sb_metrics_render(out);
         *ctype = "text/plain; version=0.0.4";
         return 200;
