@@ -355,20 +355,28 @@ static ProtobufCBinaryData notification(const char *kind, uint8_t buf[128])
 static const uint8_t junk[] = {0x0a, 0x64, 'a', 'b', 'c'}; /* a field longer than the message */
 static const ProtobufCBinaryData junk_payload = {sizeof junk, (uint8_t *)junk};
 
-/* Hands one envelope to the inbox; returns the status, *outcome the outcome. */
-static sb_status_t handle(const char *event_id, const char *etype, const char *agg,
-                          ProtobufCBinaryData payload, sb_event_outcome_t *outcome, sb_buf_t *reason)
+/* Hands one envelope to the inbox with the caller's work also (NULL: none,
+ * as sb_inbox_handle); returns the status, *outcome the outcome. */
+static sb_status_t handle_also(const char *event_id, const char *etype, const char *agg,
+                               ProtobufCBinaryData payload, const sb_inbox_also_t *also,
+                               sb_event_outcome_t *outcome, sb_buf_t *reason)
 {
     size_t len;
     uint8_t *b = envelope(event_id, etype, agg, payload, &len);
     sb_inbox_result_t res = SB_INBOX_RESULT_INIT;
-    sb_status_t st = sb_inbox_handle(pool, &table, "test", NULL, b, len, &res);
+    sb_status_t st = sb_inbox_deliver(pool, &table, "test", b, len, also, &res);
     *outcome = res.outcome;
     sb_buf_reset(reason);
     sb_buf_adds(reason, res.reason.buf);
     sb_inbox_result_release(&res);
     free(b);
     return st;
+}
+
+static sb_status_t handle(const char *event_id, const char *etype, const char *agg,
+                          ProtobufCBinaryData payload, sb_event_outcome_t *outcome, sb_buf_t *reason)
+{
+    return handle_also(event_id, etype, agg, payload, NULL, outcome, reason);
 }
 
 /* ------------------------------------------------------------ dead letters */
@@ -798,14 +806,10 @@ static sb_status_t deliver_with(const char *event_id, const char *agg, const cha
                                 struct also_state *s, sb_event_outcome_t *outcome)
 {
     uint8_t buf[128];
-    size_t len;
-    uint8_t *b = envelope(event_id, type, agg, notification(kind, buf), &len);
-    sb_inbox_result_t res = SB_INBOX_RESULT_INIT;
+    sb_buf_t reason = SB_BUF_INIT;
     sb_inbox_also_t also = {also_write, s};
-    sb_status_t st = sb_inbox_deliver(pool, &table, "test", b, len, &also, &res);
-    *outcome = res.outcome;
-    sb_inbox_result_release(&res);
-    free(b);
+    sb_status_t st = handle_also(event_id, type, agg, notification(kind, buf), &also, outcome, &reason);
+    sb_buf_release(&reason);
     return st;
 }
 
