@@ -108,6 +108,7 @@ enum phase {
     PH_STEP_ANS, /* resumed: a blocking step's answer (auth_*, rate_*) is in */
     PH_CALL_ANS, /* resumed: the call's answer is in st/resp/err */
     PH_BODY_ANS, /* resumed: the answer is in code/out (/readyz) */
+    PH_LEAD,     /* resumed: waited on a fill whose leader went away; now leads it */
 };
 
 /* One request, from its first byte to on_completed (which frees it). */
@@ -522,6 +523,42 @@ static void fill_done(struct req *rq, int code, const sb_buf_t *body)
     free(f);
 }
 
+/* A leader that ends without its answer (on_completed with rq->fill still
+ * set: libmicrohttpd closed the connection, e.g. its client went away while
+ * the call ran, and never handed the resumed request back to on_request)
+ * must not strand its waiters: they would wait, and every later miss of the
+ * key with them, until a clear. The first waiter takes the fill over and
+ * makes the call itself (PH_LEAD); with no waiter the fill just goes. */
+static void fill_abandoned(struct req *rq)
+{
+    struct fill *f = rq->fill;
+    if (!f)
+        return;
+    rq->fill = NULL;
+    pthread_mutex_lock(&fills.mu);
+    struct req *w = f->waiters;
+    if (w) {
+        f->waiters = w->fill_next;
+        w->fill_next = NULL;
+        w->fill = f;
+    } else {
+        for (struct fill **p = &fills.head; *p; p = &(*p)->next)
+            if (*p == f) {
+                *p = f->next;
+                break;
+            }
+    }
+    pthread_mutex_unlock(&fills.mu);
+    sb_metrics_count("sb_gateway_cache_fills_abandoned_total", 1);
+    if (w) {
+        sb_warn("a cached read's fill lost its leader: another waiting read leads it");
+        resume(w, PH_LEAD);
+    } else {
+        sb_buf_release(&f->key);
+        free(f);
+    }
+}
+
 /* The answer of the call (PH_CALL_ANS) in out; returns the HTTP status.
  * The gateway's cached answers this call may have changed go first, OK or
  * not (sb_rpc_cache_after_call); a cached read's OK answer is kept, as the
@@ -572,6 +609,28 @@ static int cached_answer(struct req *rq, const sb_api_match_t *mt, ProtobufCMess
     if (!rq->cc.api) /* the cache is off (RPC_CACHE_MAX_ENTRIES=0) */
         return 0;
     return fill_join(rq) ? -1 : 0;
+}
+
+/* Suspends rq and starts its call (rq->row to rq->backend with rq->msg, as
+ * the verified caller); call_done resumes it in PH_CALL_ANS. */
+static void start_call(struct req *rq)
+{
+    const principal_t *who = &rq->who;
+    /* suspended first: call_done may resume it before sb_rpc_call_start returns */
+    sb_call_opts_t o = {.timeout_ms = gw.timeout_ms,
+                        .trace_id = rq->trace,
+                        .token = who->present ? who->token : NULL,
+                        .client_ip = rq->ip};
+    suspend(rq);
+    sb_buf_reset(&rq->err);
+    sb_status_t st = sb_rpc_call_start(
+        loop.rpc, sb_channel_get(sb_registry_addr(sb_registry[rq->backend].name)), rq->row->service,
+        rq->row->rpc->name, rq->msg, rq->a, &o, call_done, rq, &rq->err);
+    if (st != SB_OK) {
+        rq->st = st;
+        rq->ttl_ms = -1;
+        resume(rq, PH_CALL_ANS);
+    }
 }
 
 /* The routed request up to its call: returns the HTTP status of an answer
@@ -699,20 +758,7 @@ static int route_request(struct MHD_Connection *c, const sb_api_match_t *mt, str
     case -1: /* waits on the fill another request leads */ sb_buf_release(&err); return 0;
     default: break;
     }
-    /* suspended first: call_done may resume it before sb_rpc_call_start returns */
-    sb_call_opts_t o = {.timeout_ms = gw.timeout_ms,
-                        .trace_id = rq->trace,
-                        .token = who->present ? who->token : NULL,
-                        .client_ip = rq->ip};
-    suspend(rq);
-    sb_buf_reset(&rq->err);
-    st = sb_rpc_call_start(loop.rpc, sb_channel_get(sb_registry_addr(sb_registry[backend].name)),
-                           r->service, md->name, msg, a, &o, call_done, rq, &rq->err);
-    if (st != SB_OK) {
-        rq->st = st;
-        rq->ttl_ms = -1;
-        resume(rq, PH_CALL_ANS);
-    }
+    start_call(rq);
     sb_buf_release(&err);
     return 0;
 
@@ -832,6 +878,10 @@ static int handle(struct req *rq, const char *method, const char *url, sb_buf_t 
         sb_buf_add(out, rq->out.buf, rq->out.len);
         return rq->code;
     }
+    if (rq->phase == PH_LEAD) { /* fill_abandoned: this read makes the call now */
+        start_call(rq);
+        return 0;
+    }
     int code = rq->phase == PH_NEW ? builtin(rq, method, url, out, ctype) : 0;
     if (code) {
         rq->metric_key = "builtin";
@@ -910,9 +960,13 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
 {
     (void)cls;
     (void)c;
-    (void)toe;
     struct req *rq = *req_cls;
     if (rq) {
+        if (rq->fill) {
+            sb_warn("request %s ended (termination %d, phase %d) while leading a cached read's fill",
+                    rq->trace, (int)toe, (int)rq->phase);
+            fill_abandoned(rq);
+        }
         sb_buf_release(&rq->body);
         sb_buf_release(&rq->err);
         sb_buf_release(&rq->out);
