@@ -108,3 +108,11 @@ def sell(p, planner, admin, seats, n_schedules, grade="R", price=50000, timeout=
 def median(rows, key):
     vals = [r[key] for r in rows if r.get(key) is not None and r[key] >= 0]
     return statistics.median(vals) if vals else float("nan")
+
+
+def save_output(path, cmd):
+    """Runs cmd and writes its stdout, then its stderr, to path (diagnostics
+    the stall soaks take while a stall lasts)."""
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    with open(path, "w") as f:
+        f.write(r.stdout + "\n--- stderr ---\n" + r.stderr)

@@ -42,12 +42,6 @@ p loop.suspended
 """
 
 
-def save(path, cmd):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    with open(path, "w") as f:
-        f.write(r.stdout + "\n--- stderr ---\n" + r.stderr)
-
-
 def main():
     cycles = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     pause = float(sys.argv[2]) if len(sys.argv) > 2 else 1.5
@@ -74,10 +68,10 @@ def main():
                 d = os.path.join(out_dir, f"cycle-{n}")
                 os.makedirs(d, exist_ok=True)
                 gw = str(p.proc("gateway").pid)
-                save(f"{d}/metrics.txt", ["curl", "-s", "-m", "3", f"{p.base}/metrics"])
-                save(f"{d}/ss.txt", ["ss", "-tanoip"])
-                save(f"{d}/stacks.txt", ["gdb", "-p", gw, "-batch", "-ex", "thread apply all bt 30"])
-                save(f"{d}/fills.txt", ["gdb", "-p", gw, "-batch", "-x", gdb_script])
+                benchlib.save_output(f"{d}/metrics.txt", ["curl", "-s", "-m", "3", f"{p.base}/metrics"])
+                benchlib.save_output(f"{d}/ss.txt", ["ss", "-tanoip"])
+                benchlib.save_output(f"{d}/stacks.txt", ["gdb", "-p", gw, "-batch", "-ex", "thread apply all bt 30"])
+                benchlib.save_output(f"{d}/fills.txt", ["gdb", "-p", gw, "-batch", "-x", gdb_script])
                 s = re.search(r"^sb_gateway_suspended_connections (\d+)", open(f"{d}/metrics.txt").read(), re.M)
                 line += f"  SLOW (suspended {s.group(1) if s else '?'}; saved {d})"
                 slow.append(n)

@@ -54,12 +54,6 @@ def wrk(url, seconds, token=None):
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def save(path, cmd):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    with open(path, "w") as f:
-        f.write(r.stdout + "\n--- stderr ---\n" + r.stderr)
-
-
 def main():
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 900
     out_dir = sys.argv[2] if len(sys.argv) > 2 else "/tmp"
@@ -88,10 +82,10 @@ def main():
                 # where the waiting requests are: sb_gateway_suspended_connections with
                 # sb_gateway_rpc_in_flight 0 is a resume that did not wake its loop;
                 # calls in flight that do not finish are a stalled gRPC call
-                save(f"{out_dir}/stall-{n}-metrics.txt", ["curl", "-s", "-m", "2", f"{p.base}/metrics"])
-                save(f"{out_dir}/stall-{n}-ss-before.txt", ["ss", "-tanoip"])
-                save(f"{out_dir}/stall-{n}-gateway-stacks.txt", ["gdb", "-p", gw, "-batch", "-ex", "thread apply all bt 25"])
-                save(f"{out_dir}/stall-{n}-ss-after.txt", ["ss", "-tanoip"])
+                benchlib.save_output(f"{out_dir}/stall-{n}-metrics.txt", ["curl", "-s", "-m", "2", f"{p.base}/metrics"])
+                benchlib.save_output(f"{out_dir}/stall-{n}-ss-before.txt", ["ss", "-tanoip"])
+                benchlib.save_output(f"{out_dir}/stall-{n}-gateway-stacks.txt", ["gdb", "-p", gw, "-batch", "-ex", "thread apply all bt 25"])
+                benchlib.save_output(f"{out_dir}/stall-{n}-ss-after.txt", ["ss", "-tanoip"])
             text = w.communicate()[0]
             m = re.search(r"Requests/sec:\s+([\d.]+)", text)
             errors = re.findall(r"(Non-2xx.*|Socket errors.*)", text)
