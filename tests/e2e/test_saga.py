@@ -229,6 +229,11 @@ class Saga(unittest.TestCase):
         finally:
             P.launch("payment")
             P.wait_ready()
+            # the reservation service's channel to payment comes back on its reconnect
+            # backoff (RECONNECT_INITIAL_MS), not at once: the next test must find the
+            # platform whole, i.e. a call through that channel answered again
+            wait_for(lambda: P.call("GET", f"/reservations/{rid}/payment", token=tok)[0] != 503, 30,
+                     "the reservation service reaches the payment service again")
         self.assertEqual(st, 503, body)
         self.assertEqual(body["error"]["code"], "UNAVAILABLE", body)
         g = self.get(rid, tok)
