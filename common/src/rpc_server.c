@@ -107,6 +107,13 @@ sb_status_t sb_rpc_fail(sb_rpc_ctx_t *ctx, sb_status_t st, const char *fmt, ...)
     return st;
 }
 
+sb_status_t sb_rpc_page(sb_rpc_ctx_t *ctx, int32_t page_size, const char *token, int def, int max,
+                        sb_page_t *p)
+{
+    const char *bad = sb_page_request(ctx->arena, page_size, token, def, max, p);
+    return bad ? sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "%s", bad) : SB_OK;
+}
+
 sb_status_t sb_rpc_error(sb_rpc_ctx_t *ctx, sb_status_t st, const char *fmt, ...)
 {
     va_list ap;

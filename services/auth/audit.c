@@ -123,10 +123,9 @@ sb_status_t auth_list_admin_audit(sb_rpc_ctx_t *ctx, const void *in, void *out)
     if (target && sb_valid_uuid(target))
         target = sb_uuid_norm(ctx->arena, target);
     sb_page_t pg;
-    const char *bad =
-        sb_page_request(ctx->arena, req->page_size, req->page_token, PAGE_DEFAULT, PAGE_MAX, &pg);
-    if (bad)
-        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "%s", bad);
+    st = sb_rpc_page(ctx, req->page_size, req->page_token, PAGE_DEFAULT, PAGE_MAX, &pg);
+    if (st != SB_OK)
+        return st;
     int size = pg.size;
     PGresult *r;
     if ((st = sb_db_exec(ctx->db, &stmt_list, &r, admin, service, action, target, since, until,

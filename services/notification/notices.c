@@ -306,10 +306,9 @@ sb_status_t ntf_list(sb_rpc_ctx_t *ctx, const void *in, void *out)
     const Sb__Notification__ListNotificationsRequest *req = in;
     Sb__Notification__ListNotificationsResponse *resp = out;
     sb_page_t pg;
-    const char *bad =
-        sb_page_request(ctx->arena, req->page_size, req->page_token, PAGE_DEFAULT, PAGE_MAX, &pg);
-    if (bad)
-        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "%s", bad);
+    sb_status_t st = sb_rpc_page(ctx, req->page_size, req->page_token, PAGE_DEFAULT, PAGE_MAX, &pg);
+    if (st != SB_OK)
+        return st;
     int size = pg.size;
     const char *status = NULL;
     if (req->mail_status != 0) {
@@ -323,8 +322,7 @@ sb_status_t ntf_list(sb_rpc_ctx_t *ctx, const void *in, void *out)
     }
     const char *user = status ? NULL : ctx->user_id;
     PGresult *r, *u;
-    sb_status_t st =
-        sb_db_exec(ctx->db, &stmt_list, &r, user, status, pg.after_us, pg.after_id, pg.limit);
+    st = sb_db_exec(ctx->db, &stmt_list, &r, user, status, pg.after_us, pg.after_id, pg.limit);
     if (st != SB_OK)
         return st;
     if ((st = sb_db_exec(ctx->db, &stmt_unread, &u, ctx->user_id)) != SB_OK)

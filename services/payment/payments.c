@@ -267,13 +267,12 @@ sb_status_t pay_list(sb_rpc_ctx_t *ctx, const void *in, void *out)
         user = ctx->user_id;
     }
     sb_page_t pg;
-    const char *bad =
-        sb_page_request(ctx->arena, req->page_size, req->page_token, PAGE_DEFAULT, PAGE_MAX, &pg);
-    if (bad)
-        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "%s", bad);
+    sb_status_t st = sb_rpc_page(ctx, req->page_size, req->page_token, PAGE_DEFAULT, PAGE_MAX, &pg);
+    if (st != SB_OK)
+        return st;
     int size = pg.size;
     PGresult *r;
-    sb_status_t st = sb_db_exec(ctx->db, &stmt_list, &r, user, pg.after_us, pg.after_id, pg.limit);
+    st = sb_db_exec(ctx->db, &stmt_list, &r, user, pg.after_us, pg.after_id, pg.limit);
     if (st != SB_OK)
         return st;
     int rows = PQntuples(r);

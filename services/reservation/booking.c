@@ -450,9 +450,9 @@ sb_status_t resv_list_page(sb_rpc_ctx_t *ctx, const resv_filter_t *f, int page_s
                            Sb__Reservation__Reservation ***out, size_t *n, char **next)
 {
     sb_page_t pg;
-    const char *bad = sb_page_request(ctx->arena, page_size, token, PAGE_DEFAULT, PAGE_MAX, &pg);
-    if (bad)
-        return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "%s", bad);
+    sb_status_t st = sb_rpc_page(ctx, page_size, token, PAGE_DEFAULT, PAGE_MAX, &pg);
+    if (st != SB_OK)
+        return st;
     int size = pg.size;
     const char *ids[3] = {f->user, f->performance, f->schedule};
     static const char *const names[3] = {"userId", "performanceId", "scheduleId"};
@@ -464,8 +464,8 @@ sb_status_t resv_list_page(sb_rpc_ctx_t *ctx, const resv_filter_t *f, int page_s
     if ((from && !sb_parse_rfc3339(from, NULL)) || (to && !sb_parse_rfc3339(to, NULL)))
         return sb_rpc_fail(ctx, SB_INVALID_ARGUMENT, "from and to are RFC 3339 times");
     PGresult *r;
-    sb_status_t st = sb_db_exec(ctx->db, &stmt_list, &r, norm[0], norm[1], norm[2], f->status, from, to,
-                                pg.after_us, pg.after_id, pg.limit);
+    st = sb_db_exec(ctx->db, &stmt_list, &r, norm[0], norm[1], norm[2], f->status, from, to, pg.after_us,
+                    pg.after_id, pg.limit);
     if (st != SB_OK)
         return st;
     int rows = PQntuples(r);

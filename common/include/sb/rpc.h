@@ -50,6 +50,7 @@
 #include "sb/buf.h"
 #include "sb/jwt.h"
 #include "sb/status.h"
+#include "sb/valid.h"
 
 /* Metadata keys carried between services (and set by the gateway). */
 #define SB_MD_TRACE_ID "x-trace-id"
@@ -138,6 +139,10 @@ sb_status_t sb_rpc_fail(sb_rpc_ctx_t *ctx, sb_status_t st, const char *fmt, ...)
  * only) and returns st, which the server then answers for (see above). */
 sb_status_t sb_rpc_error(sb_rpc_ctx_t *ctx, sb_status_t st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* A keyset list request's page (sb_page_request): SB_OK and *p filled, or
+ * INVALID_ARGUMENT with sb_page_request's message. */
+sb_status_t sb_rpc_page(sb_rpc_ctx_t *ctx, int32_t page_size, const char *token, int def, int max,
+                        sb_page_t *p);
 /* The caller's role, from the verified access token. */
 static inline bool sb_rpc_is_admin(const sb_rpc_ctx_t *ctx)
 {
