@@ -246,6 +246,41 @@ class Cache(unittest.TestCase):
         self.assertEqual(self.get(path, token=self.at)[1]["rejectReason"], "needs a venue")
         self.assertEqual(self.get(path, token=self.ot["accessToken"])[0], 404)
 
+    def test_a_members_profile_is_kept_per_caller_and_cleared_by_its_writes(self):
+        """GetMember is cached per verified caller (proto/member.proto): a
+        repeat is the gateway's, nobody else ever gets it, and the member's
+        own edit or withdrawal shows at once to every caller."""
+        get_member = "/sb.member.MemberService/GetMember"
+        m, t = P.user()
+        path, tok = f"/members/{m['userId']}", t["accessToken"]
+        g0 = gateway_counts(get_member)
+        st, mine, h = self.get(path, token=tok)
+        self.assertEqual((st, h.get("Cache-Control"), h.get("Vary")), (200, "private, no-cache", "Authorization"))
+        st, again, _ = self.get(path, token=tok)
+        self.assertEqual((st, again), (200, mine))
+        self.assertEqual(self.get(path, token=tok, inm=h["ETag"])[0], 304)
+        g1 = gateway_counts(get_member)
+        self.assertGreaterEqual(g1[0] - g0[0], 1, "a repeat within the max age is a gateway hit")
+        # another member, even with the owner's ETag, twice (the second would be a cached one)
+        _, other = P.user()
+        for _ in range(2):
+            st, body, _ = self.get(path, token=other["accessToken"])
+            self.assertEqual(st, 403, body)
+            st, body, _ = self.get(path, token=other["accessToken"], inm=h["ETag"])
+            self.assertEqual(st, 403, body)
+            self.assertEqual(self.get(path)[0], 401)
+        self.assertEqual(self.get(path, token=self.at)[1]["name"], mine["name"])  # the admin's own entry
+        # the member's edit: both the member's and the admin's copies go at once
+        st, upd, _ = P.call("PUT", path, {"name": "Renamed Member"}, token=tok)
+        self.assertEqual((st, upd.get("name")), (200, "Renamed Member"), upd)
+        self.assertEqual(self.get(path, token=tok)[1]["name"], "Renamed Member")
+        self.assertEqual(self.get(path, token=self.at)[1]["name"], "Renamed Member")
+        # withdrawn: the admin's cached copy is not served any more
+        st, body, _ = P.call("DELETE", path, token=tok)
+        self.assertEqual(st, 200, body)
+        st, body, _ = self.get(path, token=self.at)
+        self.assertEqual(st, 404, body)
+
     def test_the_gateway_answers_repeats_without_the_service(self):
         _, sids = approved_show(P, self.pt["accessToken"], self.at)
         sid = sids[0]
