@@ -14,6 +14,10 @@ without its answer and a waiter took over (the gateway's log).
     eval "$(deploy/local/infra.sh up)"; export DATABASE_URL REDIS_URL KAFKA_BROKERS
     flock /tmp/sb-test.lock python3 bench/fill_cycles.py [cycles=200] [pause_s=1.5] [dir=/tmp/fill-cycles]
 
+With MHD_GDB=bench/mhd_state.gdb.py (and a libmicrohttpd with debug
+information, see that file) a slow run also saves libmicrohttpd's state of
+every connection (mhd.txt).
+
 Uses the e2e ports (sbplatform.py): hold the test lock."""
 import os
 import re
@@ -72,6 +76,8 @@ def main():
                 benchlib.save_output(f"{d}/ss.txt", ["ss", "-tanoip"])
                 benchlib.save_output(f"{d}/stacks.txt", ["gdb", "-p", gw, "-batch", "-ex", "thread apply all bt 30"])
                 benchlib.save_output(f"{d}/fills.txt", ["gdb", "-p", gw, "-batch", "-x", gdb_script])
+                if os.environ.get("MHD_GDB"):
+                    benchlib.save_output(f"{d}/mhd.txt", ["gdb", "-p", gw, "-batch", "-x", os.environ["MHD_GDB"]])
                 s = re.search(r"^sb_gateway_suspended_connections (\d+)", open(f"{d}/metrics.txt").read(), re.M)
                 line += f"  SLOW (suspended {s.group(1) if s else '?'}; saved {d})"
                 slow.append(n)
