@@ -29,7 +29,9 @@ SERVE_WITHIN_S = 5.0
 
 def setUpModule():
     global P
-    P = Platform(["member", "auth"]).__enter__()
+    # RPC_CACHE_MAX_ENTRIES=0: GET /members/{id} is a cached read (1 s, per
+    # caller); here every read must reach member, so that the outage shows
+    P = Platform(["member", "auth"], env={"RPC_CACHE_MAX_ENTRIES": "0"}).__enter__()
 
 
 def tearDownModule():

@@ -38,9 +38,11 @@ MEMBER_ENV = {"GRPC_WORKERS": "2"}
 
 def setUpModule():
     global P
+    # RPC_CACHE_MAX_ENTRIES=0: the profile reads are calls in flight to member
+    # (not the gateway's cached copy) when the gateway is told to stop
     P = Platform(["member", "auth"], env={
         "GRPC_WORKERS": "32", "SHUTDOWN_DELAY_MS": str(DELAY_MS), "SHUTDOWN_GRACE_MS": "5000",
-        "LOGIN_RATE_LIMIT": "1000000"}).__enter__()
+        "LOGIN_RATE_LIMIT": "1000000", "RPC_CACHE_MAX_ENTRIES": "0"}).__enter__()
     try:
         P.restart("member", MEMBER_ENV)
     except BaseException:

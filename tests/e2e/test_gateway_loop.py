@@ -39,9 +39,12 @@ TOKEN = None
 def setUpModule():
     global P, MEMBER, TOKEN
     # REVOCATION_CACHE_MAX=0: no local denylist, so every token check asks
-    # Redis and runs as a blocking job (the other e2e tests cover the local one)
+    # Redis and runs as a blocking job (the other e2e tests cover the local one);
+    # RPC_CACHE_MAX_ENTRIES=0: no cached reads, so every GET /members/{id} is a
+    # call to member (GetMember is cached per caller; e2e/test_cache covers that)
     P = Platform(["member", "auth"], env={"GATEWAY_THREADS": "2", "GATEWAY_TIMEOUT_MS": "60000",
-                                          "REVOCATION_CACHE_MAX": "0"}).__enter__()
+                                          "REVOCATION_CACHE_MAX": "0",
+                                          "RPC_CACHE_MAX_ENTRIES": "0"}).__enter__()
     MEMBER, tokens = P.user()
     TOKEN = tokens["accessToken"]
 
