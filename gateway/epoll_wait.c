@@ -16,37 +16,27 @@
  * requests unanswered for up to 30 s, then closed as idle. Seen as the
  * "kind 1" slow runs of bench/fill_cycles.py (256 readers resumed at once,
  * 128 per event loop) and as bench/idle_rss.py's 128 failed connections
- * (docs/benchmarks.md); e2e/test_gateway_loop reproduces it.
+ * (docs/benchmarks.md); e2e/test_gateway_epoll reproduces it.
  *
  * The gateway's own definition of epoll_wait takes the place of libc's for
  * every caller in the process (the executable comes first in symbol lookup;
- * exported by gateway/CMakeLists.txt). It forwards to the next definition
- * (libc's, or a sanitizer's interceptor), except that a call on the same
+ * exported by gateway/CMakeLists.txt). It is libc's epoll_pwait with no
+ * signal mask, which is what epoll_wait is (epoll_wait(2)), except that a call on the same
  * thread and epoll descriptor right after one that filled its array does
  * not wait: timeout 0, which epoll_wait(2) allows for any caller (it may
  * return 0 events). Other callers (gRPC's poller) at most see one poll that
  * returns at once. */
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <stdatomic.h>
+#include <stddef.h>
 #include <sys/epoll.h>
-
-typedef int (*epoll_wait_fn)(int, struct epoll_event *, int, int);
 
 /* the descriptor whose last call on this thread filled the array, or -1 */
 static _Thread_local int full_epfd = -1;
 
 int epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeout)
 {
-    static _Atomic(epoll_wait_fn) next;
-    epoll_wait_fn f = atomic_load_explicit(&next, memory_order_acquire);
-    if (!f) {
-        f = (epoll_wait_fn)dlsym(RTLD_NEXT, "epoll_wait");
-        atomic_store_explicit(&next, f, memory_order_release);
-    }
     if (epfd == full_epfd)
         timeout = 0;
-    int n = f(epfd, events, maxevents, timeout);
+    int n = epoll_pwait(epfd, events, maxevents, timeout, NULL);
     full_epfd = n > 0 && n == maxevents ? epfd : -1;
     return n;
 }

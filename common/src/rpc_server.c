@@ -355,7 +355,7 @@ static sb_status_t dispatch(const struct route *r, sb_rpc_ctx_t *ctx, const uint
     if (!r)
         return sb_rpc_fail(ctx, SB_UNIMPLEMENTED, "unknown method %s", ctx->method);
     if (!r->row.fn)
-        return sb_rpc_fail(ctx, SB_UNIMPLEMENTED, "%s is not implemented yet", ctx->method);
+        return sb_rpc_fail(ctx, SB_UNIMPLEMENTED, "%s has no handler in this server", ctx->method);
     ProtobufCMessage *req =
         protobuf_c_message_unpack(r->md->input, sb_arena_pb_allocator(ctx->arena), len, data);
     if (!req)
